@@ -1,0 +1,5 @@
+"""gsvlib: GSVNet (Lee, Chen, Peng, ICME 2021), guided spatially-varying convolution for fast video segmentation."""
+from gsvlib.models import GSVNet, GSVNetConfig, VideoSegmenter
+
+__version__ = "0.1.0"
+__all__ = ["GSVNet", "GSVNetConfig", "VideoSegmenter", "__version__"]

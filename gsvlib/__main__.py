@@ -1,0 +1,5 @@
+import sys
+
+from gsvlib.cli import main
+
+sys.exit(main())

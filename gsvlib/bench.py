@@ -1,0 +1,92 @@
+"""Throughput, FLOPs and parameters of the streaming segmenter (sec. 4.1, "Complexity Metrics"; Table 2).
+
+Timing runs batch 1 from frame in to full-resolution labels out, after warm-up, with ``torch.cuda.synchronize`` on
+GPU. FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts as 2 FLOPs, convs and matmuls only).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
+
+from gsvlib.models.gsvnet import GSVNet, VideoSegmenter, downscale8
+from gsvlib.models.resnet import normalize
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class BenchResult:
+    size: tuple[int, int]  # (H, W) of the input frames
+    interval: int
+    key_scale: float
+    precision: str
+    device: str
+    key_ms: float  # median over timed keyframes
+    nonkey_ms: float  # median over timed non-keyframes (nan when interval == 1)
+    fps: float  # timed frames / total time, over whole intervals
+    frame_ms: list[float] = field(repr=False)
+    frame_is_key: list[bool] = field(repr=False)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: float = 0.75, intervals: int = 2,
+                warmup: int | None = None, device: str = "cpu", precision: str = "fp32", progress: bool = True,
+                ) -> BenchResult:
+    """Stream ``intervals`` whole keyframe intervals of random frames through a :class:`VideoSegmenter` and time
+    every frame (in to labels out). ``warmup`` frames (default: one interval) run first and are not counted."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    seg = VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision])
+    frame = torch.rand(3, *size, device=seg.device)
+    warmup = interval if warmup is None else warmup
+    for _ in range(warmup):
+        seg.step(frame, labels=True)
+    seg.force_keyframe()
+    _sync(seg.device)
+    ms, keys = [], []
+    for _ in tqdm(range(intervals * interval), desc=f"timing {size[0]}x{size[1]} l={interval}", disable=not progress):
+        t0 = time.perf_counter()
+        out = seg.step(frame, labels=True)
+        _sync(seg.device)
+        ms.append((time.perf_counter() - t0) * 1000)
+        keys.append(out.is_keyframe)
+    key_ms = [m for m, k in zip(ms, keys) if k]
+    nonkey_ms = [m for m, k in zip(ms, keys) if not k]
+    return BenchResult(tuple(size), interval, key_scale, precision, str(seg.device), statistics.median(key_ms),
+                       statistics.median(nonkey_ms) if nonkey_ms else float("nan"), 1000 * len(ms) / sum(ms), ms, keys)
+
+
+def count_flops(fn, *args) -> int:
+    """FLOPs of one call ``fn(*args)`` as counted by torch.utils.flop_counter."""
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        fn(*args)
+    return counter.get_total_flops()
+
+
+def flops_per_frame(model: GSVNet, size=(1024, 2048), key_scale: float = 0.75) -> dict[str, int]:
+    """FLOPs of a keyframe (N at ``key_scale``) and of a non-keyframe (O + warp + GSV conv) at frame size ``size``."""
+    model = model.eval()
+    device = next(model.parameters()).device
+    frame = torch.rand(1, 3, size[0] // 32 * 32, size[1] // 32 * 32, device=device)
+    lr = normalize(downscale8(frame))
+    seg = torch.randn(1, model.config.num_classes, *lr.shape[-2:], device=device)
+    return {"keyframe": count_flops(model.segment_keyframe, frame, key_scale),
+            "non-keyframe": count_flops(model.propagate, seg, lr, lr)}
+
+
+def average_flops(flops: dict[str, int], interval: int) -> float:
+    """Average FLOPs per frame over a keyframe interval l: one keyframe and l - 1 non-keyframes."""
+    return (flops["keyframe"] + (interval - 1) * flops["non-keyframe"]) / interval

@@ -1,0 +1,81 @@
+"""Reading and writing checkpoints and result files: atomic writes and key checks that say what went wrong."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never a half-written one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    _atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint file onto the CPU (tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path (or train one with `gsv train`)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f"checkpoint {path} could not be read ({type(e).__name__}: {e}); "
+                              "the file is truncated or not a PyTorch checkpoint") from e
+
+
+def _listing(keys: list[str], most: int = 12) -> str:
+    shown = ", ".join(keys[:most])
+    return shown + (f", ... ({len(keys) - most} more)" if len(keys) > most else "")
+
+
+def load_state_dict_checked(module: nn.Module, state: dict, source: str, hint: str = "") -> None:
+    """``module.load_state_dict(state, strict=True)`` with an error that lists missing, unexpected and mis-shaped keys."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source} holds a {type(state).__name__}, expected a state_dict (a dict of tensors)")
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: model {tuple(own[k].shape)} vs checkpoint {tuple(state[k].shape)}"
+              for k in sorted(set(own) & set(state)) if tuple(own[k].shape) != tuple(getattr(state[k], "shape", ()))]
+    if missing or unexpected or shapes:
+        lines = [f"{source} does not match {type(module).__name__}" + (f" ({hint})" if hint else "") + ":"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+        if shapes:
+            lines.append(f"  shape mismatches ({len(shapes)}): {_listing(shapes, 5)}")
+        lines.append("  Was it saved from a different model, number of classes, or keyframe net?")
+        raise CheckpointError("\n".join(lines))
+    module.load_state_dict(state, strict=True)

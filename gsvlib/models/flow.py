@@ -1,0 +1,80 @@
+"""Optical flow networks O (sec. 3.3): the lightweight flow net run on 1/8-downscaled frames, and FlowNetS.
+
+Both take the current and previous frames already downscaled to 1/8, (B, 3, H/8, W/8) each, and return the backward
+flow m_t (B, 2, H/8, W/8) in pixels of the 1/8 grid: channel 0 is x (right), channel 1 is y (down), and pixel p of
+frame t was at p + m_t(p) in frame t-1 (the convention of :func:`gsvlib.models.warp.warp`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gsvlib.models.layers import ConvBNReLU, resize
+
+
+def _leaky() -> nn.Module:
+    return nn.LeakyReLU(0.1, inplace=True)
+
+
+class FlowLight(nn.Module):
+    """The paper's lightweight flow network (a hierarchical feature-fusion block, supplementary material).
+
+    Two stride-2 3x3 convs on the concatenated 1/8 frames (-> 1/32), four 3x3 convs with dilation 1, 2, 4, 8 whose
+    outputs are summed cumulatively, a 1x1 merge of the four sums with a residual connection, and a 3x3 conv to the
+    2 flow channels, upsampled bilinearly back to the 1/8 grid.
+    """
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        c = 2 * channels
+        self.down = nn.Sequential(ConvBNReLU(6, channels, 3, 2, act=_leaky()), ConvBNReLU(channels, c, 3, 2, act=_leaky()))
+        self.dilated = nn.ModuleList(ConvBNReLU(c, c, 3, dilation=d, act=_leaky()) for d in (1, 2, 4, 8))
+        self.merge = ConvBNReLU(4 * c, c, 1, act=_leaky())
+        self.to_flow = nn.Conv2d(c, 2, 3, padding=1)
+
+    def forward(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        x = self.down(torch.cat((current, previous), 1))  # (B, 64, H/32, W/32)
+        sums, acc = [], 0
+        for conv in self.dilated:
+            acc = conv(x) + acc  # hierarchical fusion: d=1, d=1+2, d=1+2+4, d=1+2+4+8
+            sums.append(acc)
+        x = self.merge(torch.cat(sums, 1)) + x
+        return resize(self.to_flow(x), current.shape[-2:])  # (B, 2, H/8, W/8)
+
+
+class FlowNetS(nn.Module):
+    """FlowNetS (Dosovitskiy et al., ICCV 2015) with batch norm, for the paper's "Ours-FlowNet" ablation (Fig. 3).
+
+    Six stride-2 encoder levels and a refinement decoder that predicts flow at every level; the finest prediction
+    (1/4 of its input) is upsampled bilinearly to the 1/8 grid it was given.
+    """
+
+    encoder_spec = ((6, 64, 7, 2), (64, 128, 5, 2), (128, 256, 5, 2), (256, 256, 3, 1), (256, 512, 3, 2),
+                    (512, 512, 3, 1), (512, 512, 3, 2), (512, 512, 3, 1), (512, 1024, 3, 2), (1024, 1024, 3, 1))
+    skip_layers = (1, 3, 5, 7)  # outputs of conv2, conv3_1, conv4_1, conv5_1 feed the decoder
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.ModuleList(ConvBNReLU(i, o, k, s, act=_leaky()) for i, o, k, s in self.encoder_spec)
+        skips = [self.encoder_spec[i][1] for i in self.skip_layers][::-1]  # 512, 512, 256, 128
+        self.predict = nn.ModuleList([nn.Conv2d(1024, 2, 3, padding=1)])
+        self.deconv, self.up_flow = nn.ModuleList(), nn.ModuleList()
+        c_in = 1024
+        for c_skip, c_out in zip(skips, (512, 256, 128, 64)):
+            self.deconv.append(nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), _leaky()))
+            self.up_flow.append(nn.ConvTranspose2d(2, 2, 4, 2, 1))
+            c_in = c_skip + c_out + 2
+            self.predict.append(nn.Conv2d(c_in, 2, 3, padding=1))
+
+    def forward(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        x, skips = torch.cat((previous, current), 1), []
+        for i, conv in enumerate(self.encoder):
+            x = conv(x)
+            if i in self.skip_layers:
+                skips.append(x)
+        flow = self.predict[0](x)  # (B, 2, H/512, W/512) of the full frame
+        for deconv, up_flow, predict, skip in zip(self.deconv, self.up_flow, self.predict[1:], skips[::-1]):
+            size = skip.shape[-2:]
+            x = torch.cat((skip, deconv(x)[..., :size[0], :size[1]], up_flow(flow)[..., :size[0], :size[1]]), 1)
+            flow = predict(x)
+        return resize(flow, current.shape[-2:])  # (B, 2, H/8, W/8)

@@ -1,0 +1,134 @@
+"""Guided spatially-varying convolution (sec. 3.4): corrects the warped segmentation S^-_t with per-pixel 1x1 kernels.
+
+1. Ideal-delay kernels (3.4.1): D = K*K - 1 fixed unit impulses, applied as a 1xKxK 3-D convolution, line up each
+   pixel's neighbours in S^-_t as candidates f^s_{t,d}; S^-_t itself (the identity) is kept as one more candidate.
+2. Intra-frame net phi (3.4.2): 3 convs 3x3 without downscaling on the 1/8 current frame -> crude estimate f^i_t.
+3. Guided dynamic filtering (3.4.3): the edge map E_t = sigmoid(argmax(S^-_t) (x) M) with M the 3x3 Laplacian, the
+   guiding net Gamma_t = G(f^i_t, E_t) with D + 2 maps (shifts, identity, intra), normalised per pixel to unity gain
+   (a softmax over the D + 2 maps), and the per-class chunk inner product of eq. (2).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gsvlib.models.layers import ConvBNReLU, resize
+
+LAPLACIAN = ((1.0, 1.0, 1.0), (1.0, -8.0, 1.0), (1.0, 1.0, 1.0))  # M
+
+
+def ideal_delay_offsets(kernel_size: int = 3) -> list[tuple[int, int]]:
+    """(dy, dx) of each ideal-delay kernel, row-major over the K x K window without its centre.
+
+    Kernel d makes f^s_{t,d}(y, x) = S^-_t(y + dy, x + dx): it lines up the neighbour at offset (dy, dx).
+    """
+    if kernel_size < 3 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size K must be odd and >= 3 (K=3 gives the 8 one-pixel shifts), got {kernel_size}")
+    r = kernel_size // 2
+    return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if (dy, dx) != (0, 0)]
+
+
+def ideal_delay_kernels(kernel_size: int = 3) -> torch.Tensor:
+    """theta_1..theta_D as a 3-D conv weight (D, 1, 1, K, K): a unit impulse at (r + dy, r + dx) in each."""
+    r = kernel_size // 2
+    offsets = ideal_delay_offsets(kernel_size)
+    theta = torch.zeros(len(offsets), 1, 1, kernel_size, kernel_size)
+    for d, (dy, dx) in enumerate(offsets):
+        theta[d, 0, 0, r + dy, r + dx] = 1.0
+    return theta
+
+
+def edge_map(warped: torch.Tensor) -> torch.Tensor:
+    """E_t = sigmoid(argmax_c(S^-_t) (x) M): (B, C, H, W) -> (B, 1, H, W).
+
+    The argmax keeps only the structure of the segmentation; the frame border is replicated so that it is not an
+    edge. E is 0.5 inside regions and moves towards 0 or 1 across a class boundary (no gradient flows through it).
+    """
+    labels = warped.argmax(1, keepdim=True).float()  # (B, 1, H, W)
+    m = torch.tensor(LAPLACIAN, device=warped.device).view(1, 1, 3, 3)
+    return torch.sigmoid(F.conv2d(F.pad(labels, (1, 1, 1, 1), mode="replicate"), m)).to(warped.dtype)
+
+
+class IntraNet(nn.Module):
+    """phi: the 1/8 current frame (B, 3, H/8, W/8) -> crude segmentation f^i_t (B, C, H/8, W/8); 3 convs 3x3."""
+
+    def __init__(self, num_classes: int, channels: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(ConvBNReLU(3, channels, 3), ConvBNReLU(channels, channels, 3),
+                                 nn.Conv2d(channels, num_classes, 3, padding=1))
+
+    def forward(self, frame_lr: torch.Tensor) -> torch.Tensor:
+        return self.net(frame_lr)
+
+
+class GuidingNet(nn.Module):
+    """G: guide input (B, c_in, H/8, W/8) -> kernel logits (B, D+2, H/8, W/8).
+
+    A small encoder-decoder: a 3x3 conv, two stride-2 convs and two upsampling convs back, a residual connection
+    at full (1/8) resolution, and a 3x3 conv to the D + 2 maps.
+    """
+
+    def __init__(self, c_in: int, c_out: int, channels: int = 32):
+        super().__init__()
+        c = channels
+        self.stem = ConvBNReLU(c_in, c, 3)
+        self.down = nn.Sequential(ConvBNReLU(c, 2 * c, 3, 2), ConvBNReLU(2 * c, 4 * c, 3, 2))
+        self.up1 = ConvBNReLU(4 * c, 2 * c, 3)
+        self.up2 = ConvBNReLU(2 * c, c, 3)
+        self.head = nn.Conv2d(c, c_out, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)  # (B, 32, H/8, W/8)
+        y = self.down(x)  # (B, 128, H/32, W/32)
+        y = self.up1(resize(y, (-(-x.shape[-2] // 2), -(-x.shape[-1] // 2))))  # (B, 64, H/16, W/16)
+        y = self.up2(resize(y, x.shape[-2:]))  # (B, 32, H/8, W/8)
+        return self.head(x + y)
+
+
+class GSVOutput(NamedTuple):
+    seg: torch.Tensor  # (B, C, H/8, W/8) refined segmentation S_t
+    kernels: torch.Tensor  # (B, D+2, H/8, W/8) normalised per-pixel kernel: D shifts, identity, intra
+    edge: torch.Tensor  # (B, 1, H/8, W/8) edge map E_t
+    intra: torch.Tensor | None  # (B, C, H/8, W/8) crude intra-frame segmentation f^i_t, None without intra
+
+
+class GuidedSpatiallyVaryingConv(nn.Module):
+    """PF's correction step: (S^-_t, 1/8 current frame) -> S_t (sec. 3.4).
+
+    ``use_intra=False`` is the paper's "without intra features" ablation (Table 4): no phi, the guiding net sees only
+    E_t, and the kernel has D + 1 taps (shifts and identity). ``learnable_delays`` lets the ideal-delay kernels train.
+    """
+
+    def __init__(self, num_classes: int, kernel_size: int = 3, use_intra: bool = True, learnable_delays: bool = False,
+                 channels: int = 32):
+        super().__init__()
+        self.offsets = ideal_delay_offsets(kernel_size)
+        self.use_intra = use_intra
+        self.theta = nn.Parameter(ideal_delay_kernels(kernel_size), requires_grad=learnable_delays)  # (D, 1, 1, K, K)
+        self.intra_net = IntraNet(num_classes, channels) if use_intra else None
+        taps = len(self.offsets) + (2 if use_intra else 1)
+        self.guiding_net = GuidingNet((num_classes if use_intra else 0) + 1, taps, channels)
+
+    def candidates(self, warped: torch.Tensor) -> torch.Tensor:
+        """f^s_{t,d} = S^-_t (x) theta_d for d = 1..D, then S^-_t itself: (B, C, H, W) -> (B, D+1, C, H, W)."""
+        r = self.theta.shape[-1] // 2
+        x = F.pad(warped.unsqueeze(1), (r, r, r, r, 0, 0), mode="replicate")  # (B, 1, C, H+2r, W+2r)
+        shifted = F.conv3d(x, self.theta.to(warped.dtype))  # (B, D, C, H, W)
+        return torch.cat((shifted, warped.unsqueeze(1)), 1)
+
+    def forward(self, warped: torch.Tensor, frame_lr: torch.Tensor) -> GSVOutput:
+        edge = edge_map(warped)  # (B, 1, H/8, W/8)
+        chunks = self.candidates(warped)  # (B, D+1, C, H/8, W/8)
+        intra = None
+        if self.use_intra:
+            intra = self.intra_net(frame_lr)  # (B, C, H/8, W/8)
+            chunks = torch.cat((chunks, intra.unsqueeze(1)), 1)  # (B, D+2, C, H/8, W/8)
+            guide_in = torch.cat((intra, edge), 1)
+        else:
+            guide_in = edge
+        kernels = torch.softmax(self.guiding_net(guide_in).float(), 1).to(warped.dtype)  # unity gain per pixel
+        seg = (kernels.unsqueeze(2) * chunks).sum(1)  # eq. (2): per-class chunk inner product, (B, C, H/8, W/8)
+        return GSVOutput(seg, kernels, edge, intra)

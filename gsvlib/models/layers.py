@@ -1,0 +1,30 @@
+"""Small conv blocks shared by the keyframe nets and the propagation network."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvBNReLU(nn.Sequential):
+    """Conv (no bias) -> BatchNorm -> ReLU, the post-activation block of BiSeNet and the GSV sub-networks."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 3, stride: int = 1, dilation: int = 1, act: nn.Module | None = None):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, k, stride, dilation * (k // 2), dilation=dilation, bias=False),
+            nn.BatchNorm2d(c_out),
+            act if act is not None else nn.ReLU(inplace=True),
+        )
+
+
+class BNReLUConv(nn.Sequential):
+    """BatchNorm -> ReLU -> Conv, SwiftNet's pre-activation block."""
+
+    def __init__(self, c_in: int, c_out: int, k: int = 3):
+        super().__init__(nn.BatchNorm2d(c_in), nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False))
+
+
+def resize(x, size, mode: str = "bilinear"):
+    """Resize (B, C, h, w) to ``size`` = (H, W); bilinear with align_corners=False, the kit's one convention."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False if mode == "bilinear" else None)

@@ -1,0 +1,69 @@
+"""Guided spatially-varying convolution (sec. 3.4): ideal-delay kernels, edge map, unity-gain kernels, eq. (2)."""
+import pytest
+import torch
+
+from gsvlib.models.gsv import GuidedSpatiallyVaryingConv, edge_map, ideal_delay_kernels, ideal_delay_offsets
+
+DIRECTIONS = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)]
+
+
+def test_k3_gives_the_eight_one_pixel_shifts():
+    assert ideal_delay_offsets(3) == DIRECTIONS
+    theta = ideal_delay_kernels(3)
+    assert theta.shape == (8, 1, 1, 3, 3)
+    assert torch.equal(theta.sum((1, 2, 3, 4)), torch.ones(8))  # one unit impulse each
+
+
+@pytest.mark.parametrize("d,offset", list(enumerate(DIRECTIONS)))
+def test_ideal_delay_kernel_shifts_exactly_one_pixel(d, offset):
+    gsv = GuidedSpatiallyVaryingConv(num_classes=4)
+    s = torch.randn(2, 4, 9, 11)
+    shifted = gsv.candidates(s)[:, d]  # (B, C, H, W)
+    dy, dx = offset
+    # f(y, x) = S(y + dy, x + dx) wherever (y + dy, x + dx) is inside the frame
+    ys, xs = slice(max(0, -dy), 9 - max(0, dy)), slice(max(0, -dx), 11 - max(0, dx))
+    ys_src, xs_src = slice(max(0, dy), 9 + min(0, dy)), slice(max(0, dx), 11 + min(0, dx))
+    assert torch.equal(shifted[..., ys, xs], s[..., ys_src, xs_src])
+
+
+def test_identity_candidate_is_the_warped_segmentation():
+    gsv = GuidedSpatiallyVaryingConv(num_classes=3)
+    s = torch.randn(1, 3, 6, 7)
+    assert torch.equal(gsv.candidates(s)[:, -1], s)
+
+
+def test_k5_has_24_shifts_up_to_two_pixels():
+    offsets = ideal_delay_offsets(5)
+    assert len(offsets) == 24 and max(max(abs(a), abs(b)) for a, b in offsets) == 2
+    with pytest.raises(ValueError, match="odd"):
+        ideal_delay_offsets(4)
+
+
+def test_kernels_sum_to_one_per_pixel_and_output_is_their_chunk_inner_product():
+    gsv = GuidedSpatiallyVaryingConv(num_classes=5).eval()
+    warped, frame = torch.randn(2, 5, 16, 24), torch.randn(2, 3, 16, 24)
+    out = gsv(warped, frame)
+    assert out.kernels.shape == (2, 8 + 2, 16, 24)
+    assert torch.allclose(out.kernels.sum(1), torch.ones(2, 16, 24), atol=1e-5)
+    assert (out.kernels >= 0).all()
+    chunks = torch.cat((gsv.candidates(warped), out.intra.unsqueeze(1)), 1)  # (B, D+2, C, H, W)
+    expected = torch.einsum("bkhw,bkchw->bchw", out.kernels, chunks)  # eq. (2) for every class c
+    assert torch.allclose(out.seg, expected, atol=1e-5)
+
+
+def test_constant_segmentation_is_preserved_without_intra():
+    """Unity gain: where every candidate agrees, the output equals them whatever the kernel."""
+    gsv = GuidedSpatiallyVaryingConv(num_classes=3, use_intra=False).eval()
+    warped = torch.tensor([1.0, -2.0, 0.5]).view(1, 3, 1, 1).expand(1, 3, 8, 8).contiguous()
+    out = gsv(warped, torch.randn(1, 3, 8, 8))
+    assert out.intra is None and out.kernels.shape[1] == 9
+    assert torch.allclose(out.seg, warped, atol=1e-5)
+
+
+def test_edge_map_marks_class_boundaries_only():
+    warped = torch.zeros(1, 3, 6, 8)
+    warped[:, 0, :, :4] = 5  # class 0 on the left half
+    warped[:, 2, :, 4:] = 5  # class 2 on the right half
+    e = edge_map(warped)[0, 0]
+    assert torch.allclose(e[:, [0, 1, 6, 7]], torch.full((6, 4), 0.5))  # flat regions and frame border: sigmoid(0)
+    assert (e[:, 3] > 0.99).all() and (e[:, 4] < 0.01).all()  # the boundary columns respond

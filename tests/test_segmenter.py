@@ -1,0 +1,90 @@
+"""The streaming API: keyframe schedule, reset, padding, precision, and errors on bad input."""
+import pytest
+import torch
+
+from gsvlib import VideoSegmenter
+
+
+def schedule(seg, n, frame):
+    return [seg.step(frame).is_keyframe for _ in range(n)]
+
+
+@pytest.mark.parametrize("interval", [1, 2, 3, 5])
+def test_a_keyframe_every_l_frames(small_model, interval):
+    seg = VideoSegmenter(small_model, interval=interval, key_scale=1.0)
+    keys = schedule(seg, 11, torch.rand(3, 32, 32))
+    assert keys == [i % interval == 0 for i in range(11)]
+
+
+def test_force_keyframe_restarts_the_interval_and_reset_accepts_a_new_size(small_model):
+    seg = VideoSegmenter(small_model, interval=3, key_scale=1.0)
+    frame = torch.rand(3, 32, 32)
+    assert schedule(seg, 2, frame) == [True, False]
+    seg.force_keyframe()
+    assert schedule(seg, 4, frame) == [True, False, False, True]
+    seg.reset()
+    assert seg.step(torch.rand(3, 40, 48)).is_keyframe and seg.index == 1
+
+
+def test_non_keyframe_follows_the_previous_segmentation(small_model):
+    """With a static scene, propagation starts from S_{t-1}: its warped estimate equals S_{t-1} under zero flow."""
+    seg = VideoSegmenter(small_model, interval=4, key_scale=1.0)
+    frame = torch.rand(3, 64, 64)
+    key = seg.step(frame)
+    with torch.inference_mode():
+        prop = small_model.propagate(seg._seg, seg._prev_lr, seg._prev_lr)
+    assert prop.warped.shape == key.logits.shape
+    assert torch.allclose(seg.step(frame).logits, prop.seg, atol=1e-5)
+
+
+def test_uint8_batch_and_odd_sizes_are_padded_and_cropped(small_model):
+    seg = VideoSegmenter(small_model, interval=2, key_scale=1.0)
+    frame = (torch.rand(2, 3, 50, 70) * 255).to(torch.uint8)
+    out = [seg.step(frame, labels=True) for _ in range(2)]
+    assert out[1].logits.shape == (2, 5, 7, 9) and out[1].labels.shape == (2, 50, 70)
+
+
+def test_bfloat16_autocast_runs_on_cpu(small_model):
+    seg = VideoSegmenter(small_model, interval=2, key_scale=1.0, amp_dtype=torch.bfloat16)
+    out = [seg.step(torch.rand(3, 64, 64), labels=True) for _ in range(2)]
+    assert out[1].logits.dtype == torch.float32 and torch.isfinite(out[1].logits).all()
+    with pytest.raises(ValueError, match="amp_dtype"):
+        VideoSegmenter(small_model, amp_dtype=torch.float16)  # fp16 autocast is CUDA-only
+
+
+@pytest.mark.parametrize("interval", [0, -1, 2.5, True])
+def test_non_positive_interval_is_rejected(small_model, interval):
+    with pytest.raises(ValueError, match="interval l must be a positive integer"):
+        VideoSegmenter(small_model, interval=interval)
+
+
+@pytest.mark.parametrize("frame,message", [
+    (torch.rand(32, 32), r"RGB \(3, H, W\) or \(B, 3, H, W\), got shape \(32, 32\)"),
+    (torch.rand(1, 1, 3, 32, 32), "got shape"),
+    (torch.rand(4, 32, 32), r"got shape \(4, 32, 32\)"),
+    (torch.rand(32, 32, 3), "permute"),
+])
+def test_wrong_rank_or_channels_say_what_was_expected(small_model, frame, message):
+    with pytest.raises(ValueError, match=message):
+        VideoSegmenter(small_model).step(frame)
+
+
+def test_mismatched_frame_size_within_a_stream(small_model):
+    seg = VideoSegmenter(small_model, interval=2)
+    seg.step(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match=r"frame 1 has batch/size \(1, 32, 48\).*started with \(1, 32, 32\).*reset"):
+        seg.step(torch.rand(3, 32, 48))
+
+
+def test_nan_input_is_rejected(small_model):
+    frame = torch.rand(3, 32, 32)
+    frame[1, 5, 5] = float("nan")
+    with pytest.raises(ValueError, match="frame 0 contains NaN"):
+        VideoSegmenter(small_model).step(frame)
+
+
+def test_cuda_without_cuda_is_a_clear_error(small_model):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="cuda.*is_available"):
+        VideoSegmenter(small_model, device="cuda")
