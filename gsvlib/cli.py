@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 PAPER_PARAMS = {  # Table 2 lists parameters in bytes (47.2M = 11.8M fp32 values); converted here to counts
@@ -68,6 +69,16 @@ def cmd_bench(args) -> None:
           f"{flops['keyframe'] / 2e9:.1f} / {flops['non-keyframe'] / 2e9:.2f} / {avg / 2e9:.1f})")
 
 
+def cmd_data_synth(args) -> None:
+    from gsvlib.data.synthetic import SynthConfig, generate
+
+    meta = generate(args.out, SynthConfig(args.snippets, args.val_snippets, args.size, seed=args.seed), force=args.force)
+    total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
+    print(f"synthetic set in {args.out}: {meta['snippets']} train + {meta['val_snippets']} val snippets of "
+          f"{meta['frames']} frames at {meta['size'][0]}x{meta['size'][1]}, {total / 1e6:.0f} MB, "
+          f"generated in {meta['seconds']} s (seed {meta['seed']})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gsv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -91,6 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     bench.set_defaults(func=cmd_bench)
+
+    data = sub.add_parser("data", help="datasets: generate the built-in synthetic street video")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    synth = data_sub.add_parser("synth", help="write the synthetic set in the Cityscapes sequence layout",
+                                epilog="examples:\n  gsv data synth --out data/synthetic\n"
+                                       "  gsv data synth --out data/synth-big --snippets 40 --size 512x1024",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    synth.add_argument("--out", default="data/synthetic", help="output folder (default data/synthetic)")
+    synth.add_argument("--snippets", type=int, default=8, help="training snippets (default 8)")
+    synth.add_argument("--val-snippets", type=int, default=2, help="validation snippets (default 2)")
+    synth.add_argument("--size", type=parse_size, default=(256, 512), help="HxW, multiples of 8 (default 256x512)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--force", action="store_true", help="replace a set made with other settings")
+    synth.set_defaults(func=cmd_data_synth)
     return p
 
 
@@ -98,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
+    except (ValueError, RuntimeError, OSError) as e:
         print(f"gsv {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,100 @@
+"""What the Cityscapes and CamVid loaders share: a labelled frame with the frames before it, read and checked.
+
+A sample for keyframe offset i is the i + 1 frames (a - i, ..., a) ending at an annotated frame a, as in the paper's
+protocol (sec. 4.1): the keyframe is a - i and frame a is scored. ``offset=None`` with ``max_offset=m`` draws i from
+0..m per sample (training on random keyframe intervals 1..m+1). Labelled frames with fewer than i frames before them
+(the start of a video) are left out; a frame missing in between is an error, or skipped with a warning.
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from gsvlib.data.io import DatasetError, read_label, read_rgb
+from gsvlib.data.labels import LabelTable
+
+MISSING = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    name: str  # e.g. "aachen_000000_000019"
+    frames: tuple[Path, ...]  # every frame up to and including the annotated one, oldest first
+    label: Path
+
+
+def frames_to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
+    """(H, W, 3) uint8 frames -> (T, 3, H, W) float in [0, 1], what the model takes (it normalises itself)."""
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255)
+
+
+class SnippetDataset(Dataset):
+    """Base of the video datasets: ``items`` of :class:`Snippet`, a label mapping, optional joint transform."""
+
+    table: LabelTable
+
+    def __init__(self, snippets: list[Snippet], offset: int | None = 0, max_offset: int = 4,
+                 transform: Callable | None = None, missing: str = "error"):
+        if missing not in MISSING:
+            raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
+        if offset is not None and not 0 <= offset <= max(max_offset, offset):
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        if offset is None and max_offset < 0:
+            raise ValueError(f"max_offset must be >= 0, got {max_offset}")
+        self.offset, self.max_offset, self.transform = offset, max_offset, transform
+        need = offset if offset is not None else max_offset
+        self.items = []
+        for s in snippets:
+            if len(s.frames) <= need:
+                continue  # too close to the start of its video for this offset
+            absent = [p for p in s.frames[-need - 1:] if not p.is_file()]
+            if absent:
+                if missing == "error":
+                    raise DatasetError(f"snippet {s.name}: {absent[0]} is missing. Add the missing frames, use a "
+                                       "smaller offset, or pass missing='skip' to leave such snippets out with a warning")
+                warnings.warn(f"skipping snippet {s.name}: {absent[0]} is missing", stacklevel=2)
+                continue
+            self.items.append(s)
+        if not self.items:
+            raise DatasetError(f"no usable snippets: none has the {need} frame(s) before its labelled frame that "
+                               f"offset {need} needs")
+
+    def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        s = self.items[index]
+        i = self.offset if self.offset is not None else random.randint(0, self.max_offset)
+        paths = s.frames[len(s.frames) - 1 - i:]
+        frames = [read_rgb(p) for p in paths]
+        for p, f in zip(paths, frames):
+            if f.shape != frames[-1].shape:
+                raise DatasetError(f"{p} is {f.shape[1]}x{f.shape[0]} but {paths[-1]} is "
+                                   f"{frames[-1].shape[1]}x{frames[-1].shape[0]}: frames of one snippet must share a size")
+        label = self.map_labels(read_label(s.label), s.label)
+        if label.shape != frames[-1].shape[:2]:
+            raise DatasetError(f"{s.label} is {label.shape[1]}x{label.shape[0]} but its frame {paths[-1]} is "
+                               f"{frames[-1].shape[1]}x{frames[-1].shape[0]}")
+        sample = {"frames": frames_to_tensor(frames), "label": torch.from_numpy(label.astype(np.int64)),
+                  "name": s.name, "offset": i}
+        return self.transform(sample) if self.transform is not None else sample
+
+
+def check_root(root: str | Path, *required: str) -> Path:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist or is not a folder; see data/README.md for the layout")
+    for sub in required:
+        if not (root / sub).is_dir():
+            raise DatasetError(f"{root / sub} is missing: expected layout described in data/README.md")
+    return root
