@@ -17,8 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 tour: $(STAMP)
-	$(VENV)/bin/gsv info
-	$(VENV)/bin/gsv bench --size 1024x2048 --interval 5 --key-scale 0.75
+	$(VENV)/bin/gsv tour
 
 test: $(STAMP)
 	$(PY) -m pytest

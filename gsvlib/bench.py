@@ -90,3 +90,42 @@ def flops_per_frame(model: GSVNet, size=(1024, 2048), key_scale: float = 0.75) -
 def average_flops(flops: dict[str, int], interval: int) -> float:
     """Average FLOPs per frame over a keyframe interval l: one keyframe and l - 1 non-keyframes."""
     return (flops["keyframe"] + (interval - 1) * flops["non-keyframe"]) / interval
+
+
+def prepare(model: GSVNet, compile: bool = False, channels_last: bool = False) -> GSVNet:
+    """Speed options: channels-last weights (conv outputs follow) and torch.compile of N, O and the GSV conv."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        for part in ("keyframe_net", "flow_net", "gsv"):
+            setattr(model, part, torch.compile(getattr(model, part)))
+    return model
+
+
+def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
+              image_scales=(0.5, 0.75, 1.0), precision: str = "fp32", device: str = "cpu", repeats: int = 2,
+              progress: bool = True) -> dict:
+    """Throughput of GSVNet for each interval l and of the image-only keyframe net at ``image_scales``, measured in
+    one run, with FLOPs (per keyframe, per non-keyframe, averaged over l) and parameters per part."""
+    import platform
+
+    gsv = {str(l): time_stream(model, size, l, key_scale, repeats, device=device, precision=precision,
+                               progress=progress).as_dict() for l in intervals}
+    image = {str(s): time_stream(model, size, 1, s, repeats, device=device, precision=precision,
+                                 progress=progress).as_dict() for s in image_scales}
+    flops = flops_per_frame(model, size, key_scale)
+    image_flops = {str(s): count_flops(model.segment_keyframe, torch.rand(1, 3, size[0] // 32 * 32, size[1] // 32 * 32,
+                                       device=next(model.parameters()).device), s) for s in image_scales}
+    for r in (*gsv.values(), *image.values()):
+        r.pop("frame_ms")
+        r.pop("frame_is_key")
+    dev = torch.device(device)
+    return {
+        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, "
+                                                                             f"{torch.get_num_threads()} threads)",
+        "torch": torch.__version__, "size": list(size), "key_scale": key_scale, "precision": precision,
+        "gsvnet": {l: {**r, "gflops_avg": round(average_flops(flops, int(l)) / 1e9, 2)} for l, r in gsv.items()},
+        "image_only": {s: {**r, "gflops": round(f / 1e9, 2)} for (s, r), f in zip(image.items(), image_flops.values())},
+        "gflops": {k: round(v / 1e9, 2) for k, v in flops.items()},
+        "params": model.parameter_counts(),
+    }

@@ -79,3 +79,19 @@ def load_state_dict_checked(module: nn.Module, state: dict, source: str, hint: s
         lines.append("  Was it saved from a different model, number of classes, or keyframe net?")
         raise CheckpointError("\n".join(lines))
     module.load_state_dict(state, strict=True)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Build the GSVNet a ``gsv train`` checkpoint describes and load its weights; returns (model, checkpoint)."""
+    from gsvlib.device import check_device
+    from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
+
+    device = check_device(device)
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a gsvkit checkpoint (expected keys 'model' and 'model_config', found "
+                              f"{keys}); for ImageNet ResNet-18 weights use `gsv train --imagenet`")
+    model = GSVNet(GSVNetConfig(**ckpt["model_config"]))
+    load_state_dict_checked(model, ckpt["model"], str(path))
+    return model.to(device), ckpt

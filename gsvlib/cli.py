@@ -23,6 +23,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def interval_arg(text: str) -> int:
+    """A keyframe interval: an integer in 1..30."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"interval must be an integer in 1..30, got {text!r}") from None
+    if not 1 <= value <= 30:
+        raise argparse.ArgumentTypeError(f"interval must be in 1..30 (a Cityscapes snippet has 30 frames), got {value}")
+    return value
+
+
 def cmd_info(args) -> None:
     import torch
 
@@ -43,30 +54,113 @@ def cmd_info(args) -> None:
                 print(f"| {key} | {n / 1e6:.3f}M ({n * 4 / 1e6:.1f} MB fp32) | {paper} |")
 
 
-def cmd_bench(args) -> None:
+def _model(args):
+    """The model of ``--checkpoint``, or a randomly initialised one (timing does not depend on the weights)."""
     import torch
 
     from gsvlib import GSVNet
-    from gsvlib.bench import average_flops, flops_per_frame, time_stream
+    from gsvlib.checkpoint import load_model
+    from gsvlib.device import check_device
 
+    device = check_device(args.device)
+    if getattr(args, "checkpoint", None):
+        return load_model(args.checkpoint, device)[0]
     torch.manual_seed(0)
+    return GSVNet(num_classes=args.classes, keyframe_net=args.keyframe_net, flow_net=args.flow_net).to(device)
+
+
+def cmd_bench(args) -> None:
+    import torch
+
+    from gsvlib.bench import average_flops, benchmark, flops_per_frame, prepare, time_stream
+    from gsvlib.checkpoint import write_json_atomic
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = GSVNet(num_classes=args.classes, keyframe_net=args.keyframe_net, flow_net=args.flow_net)
+    model = prepare(_model(args), args.compile, args.channels_last)
     h, w = args.size
-    r = time_stream(model, args.size, args.interval, args.key_scale, args.intervals, device=args.device,
+    if args.json:
+        report = benchmark(model, args.size, args.intervals, args.key_scale, args.image_scales, args.precision,
+                           args.device, args.intervals_timed)
+        write_json_atomic(args.json, report)
+        print(f"benchmark written to {args.json}")
+        return
+    r = time_stream(model, args.size, args.interval, args.key_scale, args.intervals_timed, device=args.device,
                     precision=args.precision)
-    print(f"\n{args.keyframe_net} + {args.flow_net}, {h}x{w}, l={args.interval}, key scale {args.key_scale}, "
-          f"{args.precision} on {r.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+    print(f"\n{model.config.keyframe_net} + {model.config.flow_net}, {h}x{w}, l={args.interval}, key scale "
+          f"{args.key_scale}, {args.precision} on {r.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     for i, (ms, key) in enumerate(zip(r.frame_ms, r.frame_is_key)):
         print(f"  frame {i:2d} {'keyframe    ' if key else 'non-keyframe'} {ms:8.1f} ms")
     print(f"keyframe {r.key_ms:.1f} ms, non-keyframe {r.nonkey_ms:.1f} ms (median), ratio {r.key_ms / r.nonkey_ms:.1f}x, "
           f"throughput {r.fps:.2f} FPS")
-    flops = flops_per_frame(model.to(r.device), args.size, args.key_scale)
+    flops = flops_per_frame(model, args.size, args.key_scale)
     avg = average_flops(flops, args.interval)
     print(f"GFLOPs: keyframe {flops['keyframe'] / 1e9:.1f}, non-keyframe {flops['non-keyframe'] / 1e9:.2f}, "
           f"average over l={args.interval}: {avg / 1e9:.1f}  (GMACs, the paper's unit: "
           f"{flops['keyframe'] / 2e9:.1f} / {flops['non-keyframe'] / 2e9:.2f} / {avg / 2e9:.1f})")
+
+
+def cmd_train(args) -> None:
+    from gsvlib.train import TrainConfig, config_for, train
+
+    given = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if f != "stage" and hasattr(args, f)}
+    cfg = config_for(args.stage, **given)
+    result = train(cfg, resume=args.resume)
+    print(f"{cfg.stage} training: iteration {result['iteration']}, last loss "
+          f"{result['losses'][-1] if result['losses'] else 'n/a'}, checkpoint {result['checkpoint']}")
+
+
+def cmd_eval(args) -> None:
+    import json
+
+    from gsvlib.checkpoint import load_model, write_json_atomic
+    from gsvlib.evaluate import evaluate, evaluate_image_only
+
+    model, _ = load_model(args.checkpoint, args.device)
+    common = dict(dataset=args.dataset, root=args.root, split=args.split, device=args.device)
+    report = {}
+    for variant in args.variants:
+        if variant == "image":
+            report["image"] = {str(s): evaluate_image_only(model, scale=s, **common) for s in args.image_scales}
+        else:
+            report[variant] = evaluate(model, intervals=args.intervals, key_scale=args.key_scale,
+                                       propagation=variant, **common)
+    for variant, res in report.items():
+        if variant == "image":
+            for s, r in res.items():
+                print(f"image-only x{s}: mIoU {r['miou']:.2f}")
+        else:
+            print(f"{variant}: " + ", ".join(f"l={l} avg {v['avg']:.2f} min {v['min']:.2f}"
+                                             for l, v in res["intervals"].items()))
+    if args.out:
+        write_json_atomic(args.out, report)
+        print(f"results written to {args.out}")
+    elif args.json:
+        print(json.dumps(report, indent=2))
+
+
+def cmd_segment(args) -> None:
+    from gsvlib import VideoSegmenter
+    from gsvlib.checkpoint import load_model
+    from gsvlib.data.labels import TABLES
+    from gsvlib.video import segment_video
+
+    model, ckpt = load_model(args.checkpoint, args.device)
+    seg = VideoSegmenter(model, args.interval, args.key_scale, args.device)
+    summary = segment_video(seg, args.input, args.out, TABLES[ckpt.get("dataset", "cityscapes")], args.alpha,
+                            args.max_frames)
+    nonkey = summary["non_keyframe_ms_mean"]
+    print(f"{summary['frames']} frames -> {args.out}: keyframe {summary['keyframe_ms_mean']:.1f} ms, non-keyframe "
+          f"{'n/a' if nonkey is None else f'{nonkey:.1f} ms'} (mean), {summary['fps']:.2f} FPS")
+
+
+def cmd_tour(args) -> None:
+    from gsvlib.tour import QUICK, TourConfig, run_tour
+
+    cfg = TourConfig(data=args.data, runs=args.runs, figures=args.figures, **(QUICK if args.quick else {}))
+    report = run_tour(cfg)
+    print((Path(args.figures) / "results.md").read_text())
+    print(f"tour finished in {report['timings_s']['total']:.0f} s")
 
 
 def cmd_data_synth(args) -> None:
@@ -90,18 +184,98 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="per-frame timing, FPS and FLOPs of the streaming segmenter",
                            epilog="examples:\n  gsv bench\n  gsv bench --size 720x960 --interval 3 --device cuda "
-                                  "--precision fp16", formatter_class=argparse.RawDescriptionHelpFormatter)
+                                  "--precision fp16\n  gsv bench --json figures/bench.json --intervals 1 2 3 4 5",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("--checkpoint", help="a gsvkit checkpoint (default: random weights, same speed)")
     bench.add_argument("--size", type=parse_size, default=(1024, 2048), help="input HxW (default 1024x2048)")
-    bench.add_argument("--interval", type=int, default=5, help="keyframe interval l (default 5)")
+    bench.add_argument("--interval", type=interval_arg, default=5, help="keyframe interval l (default 5)")
     bench.add_argument("--key-scale", type=float, default=0.75, help="keyframe input scale (default 0.75)")
-    bench.add_argument("--intervals", type=int, default=2, help="timed keyframe intervals after warm-up (default 2)")
+    bench.add_argument("--intervals-timed", type=int, default=2, help="timed keyframe intervals after warm-up")
+    bench.add_argument("--json", help="write the full benchmark (l = --intervals, image-only at --image-scales) here")
+    bench.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
+    bench.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
     bench.add_argument("--keyframe-net", choices=("swiftnet", "bisenet"), default="swiftnet")
     bench.add_argument("--flow-net", choices=("light", "flownets"), default="light")
     bench.add_argument("--classes", type=int, default=19)
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
+    bench.add_argument("--compile", action="store_true", help="torch.compile N, O and the GSV conv (slow first call)")
+    bench.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     bench.set_defaults(func=cmd_bench)
+
+    tr = sub.add_parser("train", help="train the keyframe net (stage keyframe) or GSVNet's propagation (stage gsv)",
+                        epilog="examples:\n"
+                               "  gsv train --stage keyframe --out runs/key --iterations 2000\n"
+                               "  gsv train --stage gsv --init runs/key/checkpoint.pt --out runs/gsv\n"
+                               "  gsv train --stage gsv --out runs/gsv --resume          # continue an interrupted run\n"
+                               "  gsv train --stage keyframe --dataset camvid --root ../shared/camvid --imagenet r18.pth",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("--stage", choices=("keyframe", "gsv"), default="gsv")
+    tr.add_argument("--dataset", choices=("synthetic", "cityscapes", "camvid"))
+    tr.add_argument("--root", help="dataset folder (default data/synthetic)")
+    tr.add_argument("--split")
+    tr.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint.pt")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    tr.add_argument("--init", help="gsvkit checkpoint to start from (stage gsv: its keyframe net)")
+    tr.add_argument("--imagenet", help="torchvision-format ResNet-18 weights for the backbone")
+    tr.add_argument("--keyframe-net", dest="keyframe_net", choices=("swiftnet", "bisenet"))
+    tr.add_argument("--flow-net", dest="flow_net", choices=("light", "flownets"))
+    tr.add_argument("--no-intra", dest="use_intra", action="store_const", const=False, help="ablation: no intra features")
+    tr.add_argument("--freeze-flow", dest="train_flow", action="store_const", const=False, help="keep the flow net fixed")
+    tr.add_argument("--iterations", type=int)
+    tr.add_argument("--batch-size", dest="batch_size", type=int)
+    tr.add_argument("--optimizer", choices=("sgd", "adam"))
+    tr.add_argument("--lr", type=float)
+    tr.add_argument("--weight-decay", dest="weight_decay", type=float)
+    tr.add_argument("--lr-decay", dest="lr_decay", type=float)
+    tr.add_argument("--max-interval", dest="max_interval", type=interval_arg, help="train keyframe intervals up to this")
+    tr.add_argument("--distill", type=float, help="weight of distillation from the keyframe net")
+    tr.add_argument("--device")
+    tr.add_argument("--amp", action="store_const", const=True, help="bfloat16 autocast (CUDA)")
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="the paper's protocol: average and minimum mIoU for keyframe intervals 1..5",
+                        epilog="examples:\n  gsv eval --checkpoint runs/gsv/checkpoint.pt\n"
+                               "  gsv eval --checkpoint ckpt.pt --dataset camvid --root ../shared/camvid --split val "
+                               "--variants gsv warp copy image --out runs/gsv/eval.json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--dataset", choices=("synthetic", "cityscapes", "camvid"), default="synthetic")
+    ev.add_argument("--root", default="data/synthetic")
+    ev.add_argument("--split", default="val")
+    ev.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
+    ev.add_argument("--key-scale", type=float, default=0.75)
+    ev.add_argument("--variants", nargs="+", choices=("gsv", "warp", "copy", "image"), default=["gsv"])
+    ev.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--out", help="write the results (JSON) here")
+    ev.add_argument("--json", action="store_true", help="print the full results as JSON")
+    ev.set_defaults(func=cmd_eval)
+
+    sg = sub.add_parser("segment", help="segment a video or a folder of frames; write colour overlays and timings",
+                        epilog="examples:\n  gsv segment clip.mp4 --checkpoint ckpt.pt --out clip_seg.mp4\n"
+                               "  gsv segment frames/ --checkpoint ckpt.pt --out overlays/ --interval 3",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sg.add_argument("input", help="a video file (.mp4, .avi, ...) or a folder of frames")
+    sg.add_argument("--checkpoint", required=True)
+    sg.add_argument("--out", required=True, help="a folder (PNG overlays) or a file ending in .mp4")
+    sg.add_argument("--interval", type=interval_arg, default=5)
+    sg.add_argument("--key-scale", type=float, default=0.75)
+    sg.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
+    sg.add_argument("--max-frames", type=int)
+    sg.add_argument("--device", default="cpu")
+    sg.set_defaults(func=cmd_segment)
+
+    tour = sub.add_parser("tour", help="the main job on the synthetic set: data, training, evaluation, benchmark",
+                          epilog="example: gsv tour            (what `make tour` runs; about 15 minutes on 2 cores)")
+    tour.add_argument("--data", default="data/synthetic")
+    tour.add_argument("--runs", default="runs/tour")
+    tour.add_argument("--figures", default="figures")
+    tour.add_argument("--quick", action="store_true", help="tiny settings that finish in about a minute (for tests)")
+    tour.set_defaults(func=cmd_tour)
 
     data = sub.add_parser("data", help="datasets: generate the built-in synthetic street video")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -111,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     synth.add_argument("--out", default="data/synthetic", help="output folder (default data/synthetic)")
     synth.add_argument("--snippets", type=int, default=8, help="training snippets (default 8)")
-    synth.add_argument("--val-snippets", type=int, default=2, help="validation snippets (default 2)")
+    synth.add_argument("--val-snippets", type=int, default=4, help="validation snippets (default 4)")
     synth.add_argument("--size", type=parse_size, default=(256, 512), help="HxW, multiples of 8 (default 256x512)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--force", action="store_true", help="replace a set made with other settings")
@@ -123,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, RuntimeError, OSError) as e:
+    except (ValueError, RuntimeError, OSError, KeyError) as e:
         print(f"gsv {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

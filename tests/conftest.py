@@ -14,3 +14,13 @@ def small_model():
 
     torch.manual_seed(0)
     return GSVNet(num_classes=5).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """A tiny synthetic set (2 train + 1 val snippets of 8 frames at 64x128, annotated frame 6), made once."""
+    from gsvlib.data.synthetic import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, SynthConfig(snippets=2, val_snippets=1, size=(64, 128), frames=8, annotated=6), progress=False)
+    return root

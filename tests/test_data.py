@@ -197,7 +197,8 @@ def test_generated_set_loads_with_the_cityscapes_loader(tmp_path):
     assert meta["seconds"] > 0 and generate(tmp_path / "synth", cfg, progress=False) == meta  # second call: no-op
     for split in ("train", "val"):
         ds = CityscapesSequences(tmp_path / "synth", split, offset=4)
-        s = ds[0]
+        assert len(ds) == (2 if split == "train" else 1)  # train: every frame with 4 before it is labelled
+        s = ds[len(ds) - 1]
         assert s["frames"].shape == (5, 3, 64, 128)
         seq = 0 if split == "train" else 1
         ana = load_analysis(tmp_path / "synth", split, seq)

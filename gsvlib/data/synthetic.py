@@ -8,6 +8,8 @@ previous frame is exact: the point, moved back by its object's velocity, project
 
 :func:`generate` writes the Cityscapes sequence layout (:mod:`gsvlib.data.cityscapes` reads it), 30-frame snippets
 with the 20th frame annotated, plus every frame's trainId labels, flow and validity as .npy under ``analysis/``.
+Unlike Cityscapes, training snippets get a gtFine file for every frame by default (more labelled frames for the short
+CPU training runs); validation snippets keep the single annotated frame, so the protocol is the paper's.
 """
 from __future__ import annotations
 
@@ -303,11 +305,12 @@ def render_snippet(seed: int, index: int, size=(256, 512), frames: int = 30):
 @dataclass(frozen=True)
 class SynthConfig:
     snippets: int = 8  # training snippets
-    val_snippets: int = 2
+    val_snippets: int = 4
     size: tuple[int, int] = (256, 512)  # (H, W), multiples of 8
     frames: int = 30
     annotated: int = 19  # 0-based index of the annotated frame: the 20th, as in Cityscapes
     seed: int = 0
+    label_all_train_frames: bool = True  # train/ gets a gtFine file for every frame (val/ only the annotated one)
 
     def check(self) -> None:
         h, w = self.size
@@ -351,7 +354,7 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), force: bool =
         all_labels, all_flow, all_valid = [], [], []
         for k, (rgb, labels, flow, valid) in enumerate(render_snippet(config.seed, seq, config.size, config.frames)):
             write_png(img_dir / f"{snippet_stem(seq, k)}_leftImg8bit.png", rgb)
-            if k == config.annotated:
+            if k == config.annotated or (split == "train" and config.label_all_train_frames):
                 write_png(out / "gtFine" / split / CITY / f"{snippet_stem(seq, k)}_gtFine_labelIds.png", table[labels])
             all_labels.append(labels)
             all_flow.append(flow.astype(np.float16))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gsvlib.device import check_device
 from gsvlib.models.bisenet import BiSeNet
 from gsvlib.models.flow import FlowLight, FlowNetS
 from gsvlib.models.gsv import GuidedSpatiallyVaryingConv
@@ -23,6 +24,7 @@ from gsvlib.models.swiftnet import SwiftNet
 from gsvlib.models.warp import warp
 
 KEYFRAME_NETS = {"swiftnet": SwiftNet, "bisenet": BiSeNet}
+PROPAGATIONS = ("gsv", "warp", "copy")  # full PF; warping only (no GSV conv); copy the previous segmentation
 FLOW_NETS = {"light": FlowLight, "flownets": FlowNetS}
 
 
@@ -78,17 +80,23 @@ class GSVNet(nn.Module):
         self.flow_net = FLOW_NETS[config.flow_net]()
         self.gsv = GuidedSpatiallyVaryingConv(config.num_classes, config.kernel_size, config.use_intra,
                                               config.learnable_delays)
-        self.freeze_keyframe(config.freeze_keyframe)
+        self.frozen: set[str] = set()
+        self.freeze("keyframe_net", config.freeze_keyframe)
 
-    def freeze_keyframe(self, frozen: bool = True) -> None:
-        self.keyframe_frozen = frozen
-        self.keyframe_net.requires_grad_(not frozen)
+    def freeze(self, part: str, frozen: bool = True) -> None:
+        """Freeze (or thaw) a sub-network, e.g. "keyframe_net" or "flow_net": no gradients, BN statistics fixed."""
+        getattr(self, part).requires_grad_(not frozen)
+        (self.frozen.add if frozen else self.frozen.discard)(part)
         self.train(self.training)
+
+    @property
+    def keyframe_frozen(self) -> bool:
+        return "keyframe_net" in self.frozen
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.keyframe_frozen:
-            self.keyframe_net.eval()  # frozen BN statistics too
+        for part in self.frozen:
+            getattr(self, part).eval()  # frozen BN statistics too
         return self
 
     def segment_keyframe(self, frame: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
@@ -149,17 +157,20 @@ class VideoSegmenter:
     not divisible by 32 are padded (edge replicate) on the bottom/right inside, and every output is cropped back.
     ``key_scale`` rescales keyframes before N (0.75 is the paper's inference setting). On CUDA, ``amp_dtype``
     (torch.float16 or torch.bfloat16) runs the nets under autocast; on the CPU only bfloat16 is accepted.
+    ``propagation`` selects the non-keyframe path: "gsv" (the paper's PF), or the baselines "warp" (eq. 1 alone, no
+    GSV conv) and "copy" (repeat the previous segmentation).
     """
 
     def __init__(self, model: GSVNet, interval: int = 5, key_scale: float = 0.75, device: str | torch.device | None = None,
-                 amp_dtype: torch.dtype | None = None, check_finite: bool = True):
+                 amp_dtype: torch.dtype | None = None, check_finite: bool = True, propagation: str = "gsv"):
+        if propagation not in PROPAGATIONS:
+            raise ValueError(f"propagation must be one of {PROPAGATIONS}, got {propagation!r}")
+        self.propagation = propagation
         if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
             raise ValueError(f"interval l must be a positive integer (1 = every frame a keyframe), got {interval!r}")
         if not 0 < key_scale <= 2:
             raise ValueError(f"key_scale must be in (0, 2], got {key_scale}")
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' was asked for but torch.cuda.is_available() is False; use device='cpu'")
+        self.device = check_device(device) if device is not None else next(model.parameters()).device
         allowed = (torch.float16, torch.bfloat16) if self.device.type == "cuda" else (torch.bfloat16,)
         if amp_dtype is not None and amp_dtype not in allowed:
             raise ValueError(f"amp_dtype on {self.device.type} must be None or one of {allowed}, got {amp_dtype}")
@@ -208,8 +219,12 @@ class VideoSegmenter:
             cur_lr = normalize(downscale8(x))  # (B, 3, H'/8, W'/8)
             if is_key:
                 seg = self.model.segment_keyframe(x, self.key_scale)
-            else:
+            elif self.propagation == "gsv":
                 seg = self.model.propagate(self._seg, self._prev_lr, cur_lr).seg
+            elif self.propagation == "warp":
+                seg = warp(self._seg, self.model.flow_net(cur_lr, self._prev_lr))  # eq. (1) alone
+            else:
+                seg = self._seg
         self._seg, self._prev_lr = seg, cur_lr
         self._since_key = 0 if is_key else self._since_key + 1
         out = Step(seg[..., : math.ceil(h / 8), : math.ceil(w / 8)].float(), is_key, self.index,

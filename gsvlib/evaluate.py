@@ -1,0 +1,107 @@
+"""The paper's evaluation protocol (sec. 4.1, "Accuracy Metrics").
+
+For a keyframe interval l, every snippet is scored at its annotated frame a with the keyframe at a - i, for
+i = 0..l-1, propagating recursively from the keyframe. The **average** mIoU pools one confusion matrix over the l
+offsets (as the official code does); the **minimum** mIoU is that of the farthest offset, i = l-1. Predictions are
+scored at full label resolution: bilinear upsampling of the 1/8 output, then argmax.
+
+The offset-i result does not depend on l, so offsets 0..max(l)-1 are run once and combined per l. Every offset uses
+the same snippets: those that have frames for the largest offset. The same code scores the baselines: image-only
+(every frame a keyframe, at any input scale) and the propagation variants of :class:`VideoSegmenter`, "warp"
+(no GSV conv) and "copy" (previous segmentation).
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from gsvlib.data import IGNORE, open_dataset
+from gsvlib.models.gsvnet import GSVNet, VideoSegmenter
+
+
+class ConfusionMatrix:
+    """Rows: ground truth, columns: prediction; the ignore label (255) is left out."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        target, pred = target.reshape(-1).cpu(), pred.reshape(-1).cpu()
+        keep = target != IGNORE
+        target, pred = target[keep], pred[keep]
+        if target.numel() and int(target.max()) >= self.num_classes:
+            raise ValueError(f"ground truth holds class {int(target.max())}, but there are {self.num_classes} classes")
+        self.mat += torch.bincount(target * self.num_classes + pred, minlength=self.num_classes ** 2).view_as(self.mat)
+
+    def __add__(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
+        out = ConfusionMatrix(self.num_classes)
+        out.mat = self.mat + other.mat
+        return out
+
+    def iou(self) -> torch.Tensor:
+        """(C,) IoU per class in [0, 1]; NaN for a class absent from both ground truth and prediction."""
+        tp = self.mat.diag().double()
+        union = self.mat.sum(0).double() + self.mat.sum(1).double() - tp
+        return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+
+    def miou(self) -> float:
+        """Mean IoU in percent over the classes that occur (in ground truth or prediction)."""
+        return float(self.iou().nanmean() * 100)
+
+
+def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key_scale: float = 0.75,
+                propagation: str = "gsv", device: str = "cpu", progress: bool = True,
+                ) -> tuple[list[ConfusionMatrix], int]:
+    """Confusion matrix of each offset i = 0..offsets-1 (keyframe at a - i, frame a scored), and the snippet count."""
+    sets = [open_dataset(dataset, root, split, offset=i) for i in range(offsets)]
+    names = {s.name for s in sets[-1].items}
+    num_classes = sets[0].table.num_classes
+    if model.config.num_classes != num_classes:
+        raise ValueError(f"the model predicts {model.config.num_classes} classes but {dataset} has {num_classes}")
+    matrices = []
+    for i, ds in enumerate(sets):
+        ds.items = [s for s in ds.items if s.name in names]
+        cm = ConfusionMatrix(num_classes)
+        seg = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device, propagation=propagation)
+        for k in tqdm(range(len(ds)), desc=f"{propagation} offset {i}", disable=not progress, leave=False):
+            sample = ds[k]
+            seg.reset()
+            for t, frame in enumerate(sample["frames"]):  # frame 0 is the keyframe a - i
+                out = seg.step(frame, labels=t == i)
+            cm.update(out.labels[0], sample["label"])
+        matrices.append(cm)
+    return matrices, len(names)
+
+
+def protocol(matrices: list[ConfusionMatrix], intervals, classes) -> dict:
+    """Average and minimum mIoU per keyframe interval l from the per-offset confusion matrices."""
+    out = {}
+    for l in intervals:
+        pooled = sum(matrices[1:l], matrices[0])
+        out[str(l)] = {"avg": round(pooled.miou(), 2), "min": round(matrices[l - 1].miou(), 2),
+                       "per_class_avg": {c: round(float(v) * 100, 2) for c, v in zip(classes, pooled.iou())}}
+    return out
+
+
+def evaluate(model: GSVNet, dataset: str, root, split: str = "val", intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
+             propagation: str = "gsv", device: str = "cpu", progress: bool = True) -> dict:
+    """The protocol for l in ``intervals``: {"intervals": {"1": {"avg", "min", "per_class_avg"}, ...}, ...}."""
+    intervals = sorted(set(intervals))
+    if not intervals or intervals[0] < 1 or intervals[-1] > 30:
+        raise ValueError(f"keyframe intervals must lie in 1..30, got {intervals}")
+    model = model.eval()
+    matrices, snippets = run_offsets(model, dataset, root, split, intervals[-1], key_scale, propagation, device,
+                                     progress)
+    classes = list(open_dataset(dataset, root, split).table.classes)
+    return {"dataset": dataset, "split": split, "key_scale": key_scale, "propagation": propagation,
+            "snippets": snippets, "intervals": protocol(matrices, intervals, classes)}
+
+
+def evaluate_image_only(model: GSVNet, dataset: str, root, split: str = "val", scale: float = 1.0,
+                        device: str = "cpu", progress: bool = True) -> dict:
+    """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "per_class"}."""
+    (cm,), _ = run_offsets(model.eval(), dataset, root, split, 1, scale, "gsv", device, progress)
+    classes = open_dataset(dataset, root, split).table.classes
+    return {"scale": scale, "miou": round(cm.miou(), 2),
+            "per_class": {c: round(float(v) * 100, 2) for c, v in zip(classes, cm.iou())}}

@@ -1,0 +1,122 @@
+"""The gsv command line, end to end on tiny synthetic data, and its errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gsvlib.cli import main
+from gsvlib.data.io import write_png
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_synth, tmp_path_factory):
+    """Keyframe and GSV checkpoints from two iterations of each stage through the CLI."""
+    runs = tmp_path_factory.mktemp("runs")
+    common = ["--root", str(tiny_synth), "--batch-size", "2", "--iterations", "2"]
+    assert main(["train", "--stage", "keyframe", "--out", str(runs / "key"), *common]) == 0
+    assert main(["train", "--stage", "gsv", "--out", str(runs / "gsv"), "--init", str(runs / "key/checkpoint.pt"),
+                 *common]) == 0
+    return runs / "gsv" / "checkpoint.pt"
+
+
+def test_info_prints_the_parameter_table(capsys):
+    assert main(["info", "--classes", "11"]) == 0
+    out = capsys.readouterr().out
+    assert "| keyframe net N (swiftnet) |" in out and "non-keyframe total" in out
+
+
+def test_data_synth_writes_the_cityscapes_layout(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert main(["data", "synth", "--out", str(out), "--snippets", "1", "--val-snippets", "1", "--size",
+                 "32x64"]) == 0
+    assert len(list((out / "leftImg8bit_sequence/train/synth").glob("*.png"))) == 30
+    assert len(list((out / "gtFine/val/synth").glob("*_gtFine_labelIds.png"))) == 1
+    assert "1 train + 1 val snippets" in capsys.readouterr().out
+
+
+def test_train_resume_and_eval(trained, tiny_synth, tmp_path, capsys):
+    assert trained.is_file()
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(trained), "--root", str(tiny_synth), "--variants", "gsv", "warp", "copy",
+                 "image", "--image-scales", "1.0", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"gsv", "warp", "copy", "image"} and set(res["gsv"]["intervals"]) == {"1", "2", "3", "4", "5"}
+    # the same keyframe: every variant agrees at l = 1
+    assert res["gsv"]["intervals"]["1"]["avg"] == res["copy"]["intervals"]["1"]["avg"]
+    assert "gsv: l=1 avg" in capsys.readouterr().out
+
+
+def test_bench_prints_key_and_non_key_timings(capsys, tmp_path):
+    assert main(["bench", "--size", "64x96", "--interval", "3", "--intervals-timed", "1", "--classes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "keyframe" in out and "non-keyframe" in out and "GFLOPs" in out
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--size", "64x96", "--intervals-timed", "1", "--intervals", "1", "2", "--image-scales", "0.5",
+                 "--classes", "5", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert set(report["gsvnet"]) == {"1", "2"} and report["gsvnet"]["2"]["nonkey_ms"] > 0
+
+
+def test_segment_a_frame_folder_and_an_mp4(trained, tmp_path, capsys):
+    frames = tmp_path / "frames"
+    for i in range(4):
+        write_png(frames / f"f_{i}.png", np.full((40, 72, 3), 40 * i, np.uint8))
+    assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(tmp_path / "ov"),
+                 "--interval", "2"]) == 0
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 4
+    timings = json.loads((tmp_path / "ov" / "timings.json").read_text())
+    assert [t["keyframe"] for t in timings["per_frame"]] == [True, False, True, False]
+    assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(tmp_path / "ov.mp4")]) == 0
+    assert (tmp_path / "ov.mp4").stat().st_size > 0
+    assert main(["segment", str(tmp_path / "ov.mp4"), "--checkpoint", str(trained), "--out", str(tmp_path / "ov2")]) == 0
+    assert len(list((tmp_path / "ov2").glob("*.png"))) == 4
+
+
+def test_tour_quick_writes_the_results_table(tmp_path, capsys):
+    assert main(["tour", "--quick", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r"), "--figures",
+                 str(tmp_path / "f")]) == 0
+    md = (tmp_path / "f" / "results.md").read_text()
+    assert "| GSVNet | " in md and "| GSVNet l=5 |" in md and "| image-only x0.5 |" in md
+    assert all((tmp_path / "f" / p).stat().st_size > 1000
+               for p in ("miou_by_interval.png", "accuracy_throughput.png", "training_loss.png"))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "--checkpoint", "missing.pt"], "missing.pt does not exist"),
+    (["bench", "--interval", "31"], "interval must be in 1..30"),
+    (["bench", "--interval", "0"], "interval must be in 1..30"),
+    (["bench", "--size", "1024"], "size must be HxW"),
+])
+def test_bad_arguments_give_clear_errors(argv, message, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2 and message in capsys.readouterr().err
+
+
+def test_foreign_checkpoint_lists_its_keys(tmp_path, capsys):
+    torch.save({"state_dict": {}, "epoch": 3}, tmp_path / "foreign.pt")
+    assert main(["eval", "--checkpoint", str(tmp_path / "foreign.pt")]) == 2
+    assert "not a gsvkit checkpoint" in capsys.readouterr().err
+
+
+def test_eval_on_a_dataset_without_labels(trained, tiny_synth, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "nolabels"
+    shutil.copytree(tiny_synth / "leftImg8bit_sequence", root / "leftImg8bit_sequence")
+    (root / "gtFine" / "val").mkdir(parents=True)
+    assert main(["eval", "--checkpoint", str(trained), "--root", str(root)]) == 2
+    assert "no label files under" in capsys.readouterr().err
+
+
+def test_cuda_without_cuda_and_undecodable_video(trained, tmp_path, capsys):
+    if not torch.cuda.is_available():
+        assert main(["bench", "--device", "cuda", "--size", "64x64"]) == 2
+        assert "cuda" in capsys.readouterr().err.lower()
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all")
+    assert main(["segment", str(bad), "--checkpoint", str(trained), "--out", str(tmp_path / "o")]) == 2
+    assert "broken.mp4 could not be decoded" in capsys.readouterr().err

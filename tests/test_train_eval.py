@@ -1,0 +1,137 @@
+"""Training, the evaluation protocol and the benchmark."""
+import json
+
+import pytest
+import torch
+
+from gsvlib import GSVNet
+from gsvlib.bench import average_flops, count_flops, time_stream
+from gsvlib.evaluate import ConfusionMatrix, evaluate, protocol, run_offsets
+from gsvlib.train import config_for, read_log, train
+
+
+def test_miou_matches_a_hand_computed_confusion_matrix():
+    target = torch.tensor([0, 0, 1, 1, 2, 255, 255])
+    pred = torch.tensor([0, 1, 1, 1, 0, 2, 0])
+    cm = ConfusionMatrix(3)
+    cm.update(pred, target)
+    assert cm.mat.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]  # rows: truth; ignored pixels left out
+    # IoU: class 0 = 1 / (2 + 2 - 1) = 1/3, class 1 = 2 / (2 + 3 - 2) = 2/3, class 2 = 0 / (1 + 0 - 0) = 0
+    assert torch.allclose(cm.iou(), torch.tensor([1 / 3, 2 / 3, 0.0], dtype=torch.float64))
+    assert cm.miou() == pytest.approx(100 / 3)
+
+
+def test_miou_skips_classes_absent_from_truth_and_prediction():
+    cm = ConfusionMatrix(4)
+    cm.update(torch.tensor([0, 1]), torch.tensor([0, 1]))
+    assert cm.miou() == 100.0 and torch.isnan(cm.iou()[2:]).all()
+
+
+def test_average_pools_offsets_and_minimum_is_the_farthest_offset():
+    def cm(correct, wrong):
+        m = ConfusionMatrix(2)
+        m.mat = torch.tensor([[correct, wrong], [0, 10]])
+        return m
+
+    matrices = [cm(10, 0), cm(6, 4), cm(2, 8)]
+    out = protocol(matrices, (1, 3), ["a", "b"])
+    assert out["1"]["avg"] == out["1"]["min"] == 100.0
+    pooled = ConfusionMatrix(2)
+    pooled.mat = torch.tensor([[18, 12], [0, 30]])  # one matrix summed over offsets 0, 1, 2
+    assert pooled.miou() == pytest.approx(100 * (18 / 30 + 30 / 42) / 2)
+    assert out["3"]["avg"] == round(pooled.miou(), 2) and out["3"]["min"] == round(matrices[2].miou(), 2)
+
+
+def test_protocol_puts_the_keyframe_exactly_at_annotated_minus_i(tiny_synth):
+    model = GSVNet(num_classes=19).eval()
+    seen = []
+    original = model.segment_keyframe
+
+    def spy(frame, scale):
+        seen.append(frame)
+        return original(frame, scale)
+
+    model.segment_keyframe = spy
+    from gsvlib.data import CityscapesSequences
+
+    ds = {i: CityscapesSequences(tiny_synth, "val", offset=i)[0]["frames"] for i in range(5)}
+    run_offsets(model, "synthetic", tiny_synth, "val", 5, key_scale=1.0, progress=False)
+    assert len(seen) == 5  # one keyframe per offset, every other frame propagated
+    for i, frame in enumerate(seen):
+        keyframe = ds[i][0]  # frame 6 - i of the snippet
+        assert torch.allclose(frame[0, :, :64, :128], keyframe, atol=1e-6)
+        assert not torch.allclose(frame[0, :, :64, :128], ds[0][0], atol=1e-3) or i == 0
+
+
+def test_evaluate_reports_every_interval_and_checks_class_count(tiny_synth):
+    res = evaluate(GSVNet(num_classes=19), "synthetic", tiny_synth, "val", intervals=(1, 3), progress=False)
+    assert set(res["intervals"]) == {"1", "3"} and res["snippets"] == 1
+    assert 0 <= res["intervals"]["3"]["min"] <= 100
+    with pytest.raises(ValueError, match="predicts 5 classes but synthetic has 19"):
+        evaluate(GSVNet(num_classes=5), "synthetic", tiny_synth, "val", progress=False)
+    with pytest.raises(ValueError, match="1..30"):
+        evaluate(GSVNet(num_classes=19), "synthetic", tiny_synth, "val", intervals=(0, 2), progress=False)
+
+
+def test_resume_equals_uninterrupted_training(tiny_synth, tmp_path):
+    kw = dict(root=str(tiny_synth), batch_size=2, checkpoint_every=2, seed=3)
+    full = train(config_for("keyframe", out=str(tmp_path / "a"), iterations=4, **kw), progress=False)
+    train(config_for("keyframe", out=str(tmp_path / "b"), iterations=2, **kw), progress=False)
+    (tmp_path / "b" / "log.jsonl").open("a").write('{"iteration": 3, "loss": 99}\n')  # died after a checkpoint
+    resumed = train(config_for("keyframe", out=str(tmp_path / "b"), iterations=4, **kw), resume=True, progress=False)
+    assert len(full["losses"]) == 4 and len(resumed["losses"]) == 2
+    assert resumed["losses"] == full["losses"][2:]
+    assert [e["loss"] for e in read_log(tmp_path / "b")] == full["losses"]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_and_resume_with_other_settings_are_refused(tiny_synth, tmp_path):
+    kw = dict(root=str(tiny_synth), batch_size=2, out=str(tmp_path / "r"))
+    train(config_for("keyframe", iterations=1, **kw), progress=False)
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        train(config_for("keyframe", iterations=1, **kw), progress=False)
+    with pytest.raises(ValueError, match="lr: 0.001 -> 0.5"):
+        train(config_for("keyframe", iterations=2, lr=0.5, **kw), resume=True, progress=False)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(config_for("keyframe", iterations=1, root=str(tiny_synth), out=str(tmp_path / "none")), resume=True,
+              progress=False)
+
+
+def test_a_few_iterations_reduce_the_loss_in_both_stages(tiny_synth, tmp_path):
+    key = train(config_for("keyframe", root=str(tiny_synth), out=str(tmp_path / "k"), iterations=12, batch_size=4),
+                progress=False)
+    assert sum(key["losses"][-3:]) < 0.7 * sum(key["losses"][:3])
+    gsv = train(config_for("gsv", root=str(tiny_synth), out=str(tmp_path / "g"), iterations=12, batch_size=4,
+                           init=key["checkpoint"], lr=0.01), progress=False)
+    assert sum(gsv["losses"][-4:]) < sum(gsv["losses"][:4])
+    ckpt = torch.load(gsv["checkpoint"], weights_only=True)
+    k = torch.load(key["checkpoint"], weights_only=True)
+    for name, v in k["model"].items():  # stage gsv leaves the keyframe net as trained in stage keyframe
+        if name.startswith("keyframe_net."):
+            assert torch.equal(ckpt["model"][name], v), name
+    assert json.loads((tmp_path / "g" / "config.json").read_text())["init"] == key["checkpoint"]
+
+
+def test_training_config_is_checked():
+    with pytest.raises(ValueError, match="max_interval must be in 2..30"):
+        config_for("gsv", max_interval=1).check()
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="'cuda' was asked for but CUDA is not available"):
+            config_for("gsv", device="cuda").check()
+
+
+def test_flop_count_matches_a_hand_count_for_one_conv():
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+    x = torch.randn(1, 3, 10, 12)
+    assert count_flops(conv, x) == 2 * 8 * 3 * 3 * 3 * 10 * 12  # 2 FLOPs per multiply-add
+    assert average_flops({"keyframe": 100, "non-keyframe": 10}, 5) == (100 + 4 * 10) / 5
+
+
+def test_benchmark_times_key_and_non_key_frames():
+    r = time_stream(GSVNet(num_classes=4), (64, 96), interval=3, key_scale=1.0, intervals=2, progress=False)
+    assert r.frame_is_key == [True, False, False] * 2
+    assert r.key_ms > 0 and r.nonkey_ms > 0 and r.fps > 0
+    with pytest.raises(ValueError, match="precision"):
+        time_stream(GSVNet(num_classes=4), (64, 96), precision="int8")
