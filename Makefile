@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # index with CPU wheels of torch 2.13.0 for your platform, go in PIP_ARGS.
 PIP_ARGS ?=
 
-.PHONY: install tour test clean
+.PHONY: install tour test browser clean
 
 install: $(STAMP)
 
@@ -19,8 +19,17 @@ $(STAMP): pyproject.toml constraints.txt
 tour: $(STAMP)
 	$(VENV)/bin/gsv tour
 
-test: $(STAMP)
+# Unit tests and every notebook under papermill (small parameters), then nbval on the executed notebooks.
+test: $(STAMP) browser
 	$(PY) -m pytest
+	$(PY) -m pytest --nbval-lax -p no:cacheprovider build/notebooks
+
+# kaleido exports plotly figures through Debian's chromium; as root with apt-get (CI) it is installed here, elsewhere
+# the figures fall back to matplotlib.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "no chromium: figures will be exported with matplotlib"
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info runs

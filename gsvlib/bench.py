@@ -129,3 +129,15 @@ def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_s
         "gflops": {k: round(v / 1e9, 2) for k, v in flops.items()},
         "params": model.parameter_counts(),
     }
+
+
+def time_call(fn, *args, repeats: int = 10) -> float:
+    """Median milliseconds of ``fn(*args)`` over ``repeats`` calls after one warm-up call."""
+    with torch.inference_mode():
+        fn(*args)
+        ms = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn(*args)
+            ms.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(ms)

@@ -7,6 +7,7 @@ Every step resumes or is skipped when its output is already there, so a second r
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from gsvlib.checkpoint import load_model, write_json_atomic, write_text_atomic
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.evaluate import evaluate, evaluate_image_only
 from gsvlib.train import config_for, read_log, train
-from gsvlib.viz import plot_accuracy_throughput, plot_loss, plot_miou_by_interval
+from gsvlib.viz import accuracy_throughput, export, loss_curves, miou_by_interval
 
 
 @dataclass
@@ -50,22 +51,54 @@ def _train(stage: str, out: Path, progress: bool, **kw) -> dict:
     return train(config_for(stage, out=str(out), **kw), resume=resume, progress=progress)
 
 
+def prepare(cfg: TourConfig, progress: bool = True) -> dict[str, Path]:
+    """The synthetic set and the three trained runs (keyframe, gsv, gsv-no-intra), made where missing and resumed
+    where shorter than asked; returns their checkpoint paths. The notebooks start from here."""
+    runs = Path(cfg.runs)
+    generate(cfg.data, cfg.synth, progress=progress)
+    common = dict(root=cfg.data, batch_size=cfg.batch_size, seed=cfg.seed, checkpoint_every=50)
+    paths = {"keyframe": Path(_train("keyframe", runs / "keyframe", progress, iterations=cfg.keyframe_iterations,
+                                     **common)["checkpoint"])}
+    for name, intra in (("gsv", True), ("gsv-no-intra", False)):
+        paths[name] = Path(_train("gsv", runs / name, progress, iterations=cfg.gsv_iterations,
+                                  init=str(paths["keyframe"]), use_intra=intra, **GSV_ON_A_CPU_BUDGET,
+                                  **common)["checkpoint"])
+    return paths
+
+
 def run_tour(cfg: TourConfig = TourConfig(), progress: bool = True) -> dict:
     t0 = time.perf_counter()
     runs, figures = Path(cfg.runs), Path(cfg.figures)
     figures.mkdir(parents=True, exist_ok=True)
-    timings = {}
-    meta = generate(cfg.data, cfg.synth, progress=progress)
-    timings["generate"] = meta["seconds"]
-    common = dict(root=cfg.data, batch_size=cfg.batch_size, seed=cfg.seed, checkpoint_every=50)
-    key = _train("keyframe", runs / "keyframe", progress, iterations=cfg.keyframe_iterations, **common)
-    timings["train keyframe"] = key["seconds"]
-    init = key["checkpoint"]
-    for name, intra in (("gsv", True), ("gsv-no-intra", False)):
-        run = _train("gsv", runs / name, progress, iterations=cfg.gsv_iterations, init=init, use_intra=intra,
-                     **GSV_ON_A_CPU_BUDGET, **common)
-        timings[f"train {name}"] = run["seconds"]
+    prepare(cfg, progress)
+    timings = {"generate": json.loads((Path(cfg.data) / "meta.json").read_text())["seconds"]}
+    for name in ("keyframe", "gsv", "gsv-no-intra"):
+        timings[f"train {name}"] = read_log(runs / name)[-1]["seconds"]  # over all sessions of the run
 
+    report = {"config": asdict(cfg), **measure(cfg, progress)}
+    report["timings_s"] = {**timings, **report.pop("timings_s"), "total": round(time.perf_counter() - t0, 1)}
+    write_json_atomic(figures / "results.json", report)
+    write_text_atomic(figures / "results.md", results_markdown(report))
+    for name, fig in report_figures(report, runs).items():
+        export(fig, figures / f"{name}.png")
+    return report
+
+
+def report_figures(report: dict, runs: str | Path) -> dict:
+    """The report's plots: mIoU over l, accuracy vs throughput (Fig. 3), training loss."""
+    results, image_only, bench = report["accuracy"], report["image_only"], report["benchmark"]
+    points = [{"name": "GSVNet", "fps": b["fps"], "label": f"l={l}", "miou": results["GSVNet"]["intervals"][l]["avg"]}
+              for l, b in bench["gsvnet"].items() if l in results["GSVNet"]["intervals"]]
+    points += [{"name": "image-only", "fps": b["fps"], "label": f"x{s}", "miou": image_only[s]["miou"]}
+               for s, b in bench["image_only"].items() if s in image_only]
+    return {"miou_by_interval": miou_by_interval(results, image_only),
+            "accuracy_throughput": accuracy_throughput(points),
+            "training_loss": loss_curves({n: read_log(Path(runs) / n) for n in ("keyframe", "gsv", "gsv-no-intra")})}
+
+
+def measure(cfg: TourConfig, progress: bool = True) -> dict:
+    """The protocol for every method and the benchmark, from the runs ``prepare`` made: the report's numbers."""
+    runs, timings = Path(cfg.runs), {}
     t = time.perf_counter()
     model, _ = load_model(runs / "gsv" / "checkpoint.pt")
     no_intra, _ = load_model(runs / "gsv-no-intra" / "checkpoint.pt")
@@ -82,20 +115,8 @@ def run_tour(cfg: TourConfig = TourConfig(), progress: bool = True) -> dict:
     bench = benchmark(model, cfg.bench_size, cfg.intervals, cfg.key_scale, cfg.image_scales,
                       repeats=cfg.bench_repeats, progress=progress)
     timings["benchmark"] = round(time.perf_counter() - t, 1)
-    timings["total"] = round(time.perf_counter() - t0, 1)
 
-    report = {"config": asdict(cfg), "accuracy": results, "image_only": image_only, "benchmark": bench,
-              "timings_s": timings}
-    write_json_atomic(figures / "results.json", report)
-    write_text_atomic(figures / "results.md", results_markdown(report))
-    plot_miou_by_interval(results, image_only, figures / "miou_by_interval.png")
-    points = [{"name": "GSVNet", "fps": bench["gsvnet"][str(l)]["fps"], "label": f"l={l}",
-               "miou": results["GSVNet"]["intervals"][str(l)]["avg"]} for l in cfg.intervals]
-    points += [{"name": "image-only", "fps": bench["image_only"][str(s)]["fps"], "label": f"x{s}",
-                "miou": image_only[str(s)]["miou"]} for s in cfg.image_scales]
-    plot_accuracy_throughput(points, figures / "accuracy_throughput.png")
-    plot_loss({n: read_log(runs / n) for n in ("keyframe", "gsv", "gsv-no-intra")}, figures / "training_loss.png")
-    return report
+    return {"accuracy": results, "image_only": image_only, "benchmark": bench, "timings_s": timings}
 
 
 def results_markdown(r: dict) -> str:
@@ -117,6 +138,10 @@ def results_markdown(r: dict) -> str:
                                                  for l in ls) + " |")
     for scale, res in img.items():
         lines.append(f"| image-only, input x{scale} | " + " | ".join(f"{res['miou']:.1f}" for _ in ls) + " |")
+    lines += ["", "## Intra features (the paper's Table 4: minimum mIoU %)", "",
+              "| intra features | " + " | ".join(f"l={l}" for l in ls) + " |", "|---|" + "---:|" * len(ls)]
+    for label, name in (("with", "GSVNet"), ("without", "GSVNet without intra")):
+        lines.append(f"| {label} | " + " | ".join(f"{acc[name]['intervals'][l]['min']:.1f}" for l in ls) + " |")
     lines += ["", f"## Throughput and FLOPs ({b['size'][0]}x{b['size'][1]} input, batch 1, {b['precision']}, "
               f"{b['device']}, torch {b['torch']})", "",
               "Frame in to full-resolution labels out, median per frame type. GFLOPs from torch.utils.flop_counter "

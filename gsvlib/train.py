@@ -190,6 +190,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     kept = [l for l in (log_path.read_text().splitlines() if log_path.exists() and resume else [])
             if json.loads(l)["iteration"] <= start]  # drop iterations after the checkpoint: they are redone
     log_path.write_text("".join(l + "\n" for l in kept))
+    elapsed = json.loads(kept[-1])["seconds"] if kept else 0.0  # the log's clock runs on across resumes
 
     def save(iteration: int) -> None:
         save_atomic({"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
@@ -218,7 +219,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             opt.step()
             sched.step()
             entry = {"iteration": it + 1, "loss": round(loss.item(), 5), "lr": opt.param_groups[0]["lr"],
-                     "offset": dataset.offset, "seconds": round(time.perf_counter() - t0, 2)}
+                     "offset": dataset.offset, "seconds": round(elapsed + time.perf_counter() - t0, 2)}
             log.write(json.dumps(entry) + "\n")
             log.flush()
             losses.append(entry["loss"])

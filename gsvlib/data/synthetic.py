@@ -22,8 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gsvlib.checkpoint import write_json_atomic
-from gsvlib.data.io import DatasetError, write_png
+from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import CITYSCAPES, CITYSCAPES_TRAINID_TO_ID
+from gsvlib.data.snippets import frames_to_tensor
 
 FPS = 17.0  # Cityscapes' frame rate
 CITY = "synth"
@@ -383,3 +384,21 @@ def load_analysis(root: str | Path, split: str, seq: int) -> dict[str, np.ndarra
     out = {name: np.load(p) for name, p in paths.items()}
     out["flow"] = out["flow"].astype(np.float32)
     return out
+
+
+def load_snippet(root: str | Path, split: str, seq: int) -> dict:
+    """One synthetic snippet for analysis: its frames (T, 3, H, W) float in [0, 1] and :func:`load_analysis`."""
+    out = load_analysis(root, split, seq)
+    folder = Path(root) / "leftImg8bit_sequence" / split / CITY
+    frames = [read_rgb(folder / f"{snippet_stem(seq, k)}_leftImg8bit.png") for k in range(len(out["labels"]))]
+    out["frames"] = frames_to_tensor(frames)
+    out["rgb"] = np.stack(frames)  # (T, H, W, 3) uint8
+    return out
+
+
+def first_val_snippet(root: str | Path) -> int:
+    """Index of the first validation snippet of a generated set (they follow the training snippets)."""
+    meta = json.loads((Path(root) / "meta.json").read_text())
+    if meta["val_snippets"] < 1:
+        raise DatasetError(f"{root} has no validation snippets; generate it with --val-snippets 1 or more")
+    return meta["snippets"]

@@ -78,3 +78,13 @@ class FlowNetS(nn.Module):
             x = torch.cat((skip, deconv(x)[..., :size[0], :size[1]], up_flow(flow)[..., :size[0], :size[1]]), 1)
             flow = predict(x)
         return resize(flow, current.shape[-2:])  # (B, 2, H/8, W/8)
+
+
+def flow_to_eighth(flow: torch.Tensor) -> torch.Tensor:
+    """Full-resolution flow (B, 2, H, W) in pixels -> the 1/8 grid (B, 2, H/8, W/8) in 1/8-grid pixels."""
+    return torch.nn.functional.avg_pool2d(flow, 8) / 8
+
+
+def endpoint_error(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Per-pixel end-point error |pred - truth| of flows (B, 2, H, W) -> (B, H, W)."""
+    return (pred - truth).norm(dim=1)

@@ -126,6 +126,19 @@ class GSVNet(nn.Module):
             prev_lr = cur_lr
         return seg
 
+    @torch.inference_mode()
+    def trace(self, clip: torch.Tensor, key_scale: float = 1.0) -> tuple[torch.Tensor, list[Propagation]]:
+        """Every intermediate of one clip (T, 3, H, W), frame 0 the keyframe: S_0 and each step's :class:`Propagation`
+        (batch dimension kept, size 1), for looking inside PF."""
+        frames = clip.unsqueeze(1)  # (T, 1, 3, H, W)
+        seg = self.segment_keyframe(frames[0], key_scale)
+        prev_lr, steps = normalize(downscale8(frames[0])), []
+        for frame in frames[1:]:
+            cur_lr = normalize(downscale8(frame))
+            steps.append(self.propagate(steps[-1].seg if steps else seg, prev_lr, cur_lr))
+            prev_lr = cur_lr
+        return seg, steps
+
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part of the paper, trainable or not."""
         def count(module: nn.Module | None) -> int:
