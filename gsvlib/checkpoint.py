@@ -23,6 +23,9 @@ def _atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the permissions open() would
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never a half-written one
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

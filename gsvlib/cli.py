@@ -40,7 +40,7 @@ def cmd_info(args) -> None:
     from gsvlib import GSVNet, __version__
 
     print(f"gsvlib {__version__}, torch {torch.__version__}, {args.classes} classes\n")
-    print(f"| part | parameters | paper (Table 2) |\n|---|---:|---|")
+    print("| part | parameters | paper (Table 2) |\n|---|---:|---|")
     seen = set()
     for keyframe_net in ("swiftnet", "bisenet"):
         for flow_net in ("light", "flownets"):

@@ -17,7 +17,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,6 +33,7 @@ from gsvlib.models.layers import resize
 from gsvlib.models.resnet import load_torchvision_weights, normalize
 
 STAGES = ("keyframe", "gsv")
+PATHS = ("root", "out", "init", "imagenet")  # TrainConfig fields that name files or folders
 
 
 @dataclass
@@ -155,7 +156,7 @@ def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
     ckpt = read_checkpoint(ckpt_path)
     saved = ckpt.get("train_config", {})
     differ = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in asdict(cfg).items()
-              if k not in ("iterations", "checkpoint_every", "device") and saved.get(k) != v]
+              if k not in ("out", "iterations", "checkpoint_every", "device") and saved.get(k) != v]
     if differ:
         raise ValueError(f"--resume with other settings than the run in {out}: " + "; ".join(differ))
     return ckpt
@@ -165,6 +166,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           on_log: Callable[[dict], None] | None = None) -> dict:
     """Run (or resume) training; returns {"losses": [...], "iteration": n, "checkpoint": path, "seconds": s}."""
     cfg.check()
+    # absolute paths, so that the same run reached from another working directory is recognised on --resume
+    cfg = replace(cfg, **{k: str(Path(v).expanduser().resolve()) for k in PATHS if (v := getattr(cfg, k))})
     out = Path(cfg.out)
     ckpt = _check_resume(out, cfg, resume)
     transform = RandomScaleCropFlip((cfg.scale_min, cfg.scale_max), cfg.crop, rng=random.Random())

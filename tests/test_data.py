@@ -7,7 +7,7 @@ import torch
 
 from gsvlib.data import CamVid, CityscapesSequences, DatasetError, RandomScaleCropFlip
 from gsvlib.data.io import write_png
-from gsvlib.data.labels import CITYSCAPES, CITYSCAPES_LABELS, IGNORE
+from gsvlib.data.labels import CITYSCAPES_LABELS, IGNORE
 from gsvlib.data.synthetic import SynthConfig, generate, load_analysis, render_snippet
 
 SHARED_CAMVID = Path(__file__).resolve().parents[2] / "shared" / "camvid"

@@ -118,3 +118,18 @@ def test_unfrozen_keyframe_net_and_learnable_delays_get_gradients():
 def test_config_rejects_unknown_parts():
     with pytest.raises(ValueError, match="keyframe_net must be one of"):
         GSVNet(keyframe_net="deeplab")
+
+
+def test_atomic_writes_replace_whole_files_with_normal_permissions(tmp_path):
+    import os
+
+    from gsvlib.checkpoint import read_checkpoint, save_atomic, write_json_atomic
+
+    save_atomic({"a": torch.ones(2)}, tmp_path / "c.pt")
+    save_atomic({"a": torch.zeros(2)}, tmp_path / "c.pt")
+    assert torch.equal(read_checkpoint(tmp_path / "c.pt")["a"], torch.zeros(2))
+    write_json_atomic(tmp_path / "r.json", {"x": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "r.json"]  # no temporary files left behind

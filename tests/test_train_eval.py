@@ -114,6 +114,17 @@ def test_a_few_iterations_reduce_the_loss_in_both_stages(tiny_synth, tmp_path):
     assert json.loads((tmp_path / "g" / "config.json").read_text())["init"] == key["checkpoint"]
 
 
+def test_resume_from_another_working_directory(tiny_synth, tmp_path, monkeypatch):
+    """Relative paths name the same run from anywhere: the notebooks resume the tour's runs from notebooks/."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    train(config_for("keyframe", root=str(tiny_synth), out="run", iterations=1, batch_size=2), progress=False)
+    monkeypatch.chdir(tmp_path / "sub")
+    again = train(config_for("keyframe", root=str(tiny_synth), out="../run", iterations=2, batch_size=2), resume=True,
+                  progress=False)
+    assert again["iteration"] == 2 and len(again["losses"]) == 1
+
+
 def test_training_config_is_checked():
     with pytest.raises(ValueError, match="max_interval must be in 2..30"):
         config_for("gsv", max_interval=1).check()

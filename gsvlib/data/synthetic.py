@@ -206,7 +206,7 @@ class StreetWorld:
         and their velocities (H, W, 3); sky pixels have infinite depth."""
         h, w = self.size
         cam = self.camera(t)
-        d = self.rays(cam)
+        d = cam.rays(h, w)
         depth = np.full((h, w), np.inf)
         labels = np.full((h, w), SKY, np.uint8)
         # sky: texture fixed to the direction, so its flow is the camera rotation alone
@@ -250,9 +250,6 @@ class StreetWorld:
         rgb = np.where(np.isinf(depth)[..., None], rgb, rgb * (1 - fog) + SKY_RGB * fog)
         return {"rgb": (rgb.clip(0, 1) * 255).round().astype(np.uint8), "labels": labels, "depth": depth,
                 "points": points, "velocity": vel, "rays": d}
-
-    def rays(self, cam: Camera) -> np.ndarray:
-        return cam.rays(*self.size)
 
     def _screen_box(self, cam: Camera, q: Quad, centre: np.ndarray):
         h, w = self.size
