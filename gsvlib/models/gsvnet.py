@@ -114,30 +114,27 @@ class GSVNet(nn.Module):
         seg, kernels, edge, intra = self.gsv(warped, cur_lr)  # eq. (2)
         return Propagation(seg, warped, flow, kernels, edge, intra)
 
-    def forward(self, clip: torch.Tensor, key_scale: float = 1.0) -> torch.Tensor:
-        """Clip (B, T, 3, H, W), frame 0 the keyframe -> S_{T-1} (B, C, H/8, W/8), propagated T-1 times."""
+    def unroll(self, clip: torch.Tensor, key_scale: float = 1.0) -> tuple[torch.Tensor, list[Propagation]]:
+        """Clip (B, T, 3, H, W), frame 0 the keyframe -> S_0 and the :class:`Propagation` of each later frame."""
         if clip.dim() != 5 or clip.shape[2] != 3:
             raise ValueError(f"clip must be (B, T, 3, H, W), got {tuple(clip.shape)}")
         seg = self.segment_keyframe(clip[:, 0], key_scale)
-        prev_lr = normalize(downscale8(clip[:, 0]))
+        prev_lr, steps = normalize(downscale8(clip[:, 0])), []
         for t in range(1, clip.shape[1]):
             cur_lr = normalize(downscale8(clip[:, t]))
-            seg = self.propagate(seg, prev_lr, cur_lr).seg
-            prev_lr = cur_lr
-        return seg
-
-    @torch.inference_mode()
-    def trace(self, clip: torch.Tensor, key_scale: float = 1.0) -> tuple[torch.Tensor, list[Propagation]]:
-        """Every intermediate of one clip (T, 3, H, W), frame 0 the keyframe: S_0 and each step's :class:`Propagation`
-        (batch dimension kept, size 1), for looking inside PF."""
-        frames = clip.unsqueeze(1)  # (T, 1, 3, H, W)
-        seg = self.segment_keyframe(frames[0], key_scale)
-        prev_lr, steps = normalize(downscale8(frames[0])), []
-        for frame in frames[1:]:
-            cur_lr = normalize(downscale8(frame))
             steps.append(self.propagate(steps[-1].seg if steps else seg, prev_lr, cur_lr))
             prev_lr = cur_lr
         return seg, steps
+
+    def forward(self, clip: torch.Tensor, key_scale: float = 1.0) -> torch.Tensor:
+        """Clip (B, T, 3, H, W), frame 0 the keyframe -> S_{T-1} (B, C, H/8, W/8), propagated T-1 times."""
+        key, steps = self.unroll(clip, key_scale)
+        return steps[-1].seg if steps else key
+
+    @torch.inference_mode()
+    def trace(self, clip: torch.Tensor, key_scale: float = 1.0) -> tuple[torch.Tensor, list[Propagation]]:
+        """:meth:`unroll` for one clip (T, 3, H, W) without gradients, to look inside PF (batch dimension kept)."""
+        return self.unroll(clip.unsqueeze(0), key_scale)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part of the paper, trainable or not."""
