@@ -94,8 +94,10 @@ def average_flops(flops: dict[str, int], interval: int) -> float:
 
 def prepare(model: GSVNet, compile: bool = False, channels_last: bool = False) -> GSVNet:
     """Speed options: channels-last weights (conv outputs follow) and torch.compile of N, O and the GSV conv."""
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if channels_last:  # 2-D convs only: the ideal-delay kernels are a 5-D conv3d weight
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.to(memory_format=torch.channels_last)
     if compile:
         for part in ("keyframe_net", "flow_net", "gsv"):
             setattr(model, part, torch.compile(getattr(model, part)))

@@ -146,3 +146,16 @@ def test_benchmark_times_key_and_non_key_frames():
     assert r.key_ms > 0 and r.nonkey_ms > 0 and r.fps > 0
     with pytest.raises(ValueError, match="precision"):
         time_stream(GSVNet(num_classes=4), (64, 96), precision="int8")
+
+
+def test_channels_last_model_gives_the_same_segmentation():
+    from gsvlib import VideoSegmenter
+    from gsvlib.bench import prepare
+
+    model = GSVNet(num_classes=4).eval()
+    frame = torch.rand(3, 64, 96)
+    plain = VideoSegmenter(model, 2, 1.0).step(frame).logits
+    fast = prepare(GSVNet(num_classes=4).eval(), channels_last=True)
+    fast.load_state_dict(model.state_dict())
+    assert fast.keyframe_net.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(VideoSegmenter(fast, 2, 1.0).step(frame).logits, plain, atol=1e-4)
