@@ -188,7 +188,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         sched.load_state_dict(ckpt["scheduler"])
         start = ckpt["iteration"]
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", asdict(cfg))
+    if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
+        write_json_atomic(out / "config.json", asdict(cfg))
     log_path = out / "log.jsonl"
     kept = [l for l in (log_path.read_text().splitlines() if log_path.exists() and resume else [])
             if json.loads(l)["iteration"] <= start]  # drop iterations after the checkpoint: they are redone
@@ -231,8 +232,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 on_log(entry)
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
                 save(it + 1)
-    if start >= cfg.iterations:
-        save(start)
     return {"losses": losses, "iteration": max(start, cfg.iterations), "checkpoint": str(out / "checkpoint.pt"),
             "seconds": round(time.perf_counter() - t0, 1)}
 
