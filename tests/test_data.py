@@ -130,6 +130,16 @@ def test_camvid_gap_in_a_sequence_is_reported(camvid_root):
         assert [s.name for s in CamVid(camvid_root, "val", offset=2, missing="skip").items] == ["0016E5_07967"]
 
 
+def test_camvid_span_cuts_a_run_in_time_without_snippets_crossing_the_cut(camvid_root):
+    first = CamVid(camvid_root, "val", offset=0, span=(0, 0.6))  # frames 7959, 7961, 7963
+    last = CamVid(camvid_root, "val", offset=1, span=(0.6, 1.0))  # frames 7965, 7967
+    assert [s.name for s in first.items] == ["0016E5_07959", "0016E5_07961", "0016E5_07963"]
+    assert [s.name for s in last.items] == ["0016E5_07967"]  # 7965 would need 7963, across the cut
+    assert all("07963" not in p.name for s in last.items for p in s.frames)
+    with pytest.raises(ValueError, match="span"):
+        CamVid(camvid_root, "val", span=(0.5, 0.5))
+
+
 def test_camvid_bad_labels_and_layout(camvid_root):
     write_png(camvid_root / "valannot/0016E5_07959.png", np.full((8, 12), 12, np.uint8))
     with pytest.raises(DatasetError, match=r"0016E5_07959.png holds label values \[12\]"):
@@ -148,6 +158,8 @@ def test_shared_camvid_loads_with_expected_counts():
     s = video[0]
     assert s["frames"].shape == (5, 3, 360, 480) and s["label"].shape == (360, 480)
     assert set(s["label"].unique().tolist()) <= set(range(11)) | {IGNORE}
+    train, held_out = CamVid(SHARED_CAMVID, "val", span=(0, 2 / 3)), CamVid(SHARED_CAMVID, "val", offset=4, span=(2 / 3, 1))
+    assert len(train) == 34 and len(held_out) == 13  # 51 frames: 34 | 17, of which 13 have 4 frames before them
 
 
 def test_transform_keeps_frames_labels_and_flow_aligned():

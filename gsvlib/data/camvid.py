@@ -31,7 +31,7 @@ def frame_number(path: Path) -> tuple[str, int]:
     return seq, int(digits)
 
 
-def camvid_snippets(root: Path, split: str) -> list[Snippet]:
+def camvid_snippets(root: Path, split: str, span: tuple[float, float] = (0.0, 1.0)) -> list[Snippet]:
     frame_dir, label_dir = root / split, root / f"{split}annot"
     frames = [p for p in sorted(frame_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
     labels = {p.stem: p for p in sorted(label_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
@@ -50,6 +50,10 @@ def camvid_snippets(root: Path, split: str) -> list[Snippet]:
     snippets = []
     for seq, items in sorted(sequences.items()):
         items.sort()
+        n = len(items)
+        items = items[round(span[0] * n): round(span[1] * n)]  # a time slice: nothing before or after it is used
+        if not items:
+            continue
         numbers = [n for n, _ in items]
         step = Counter(b - a for a, b in zip(numbers, numbers[1:])).most_common(1)[0][0] if len(items) > 1 else 1
         by_number = dict(items)
@@ -71,14 +75,18 @@ class CamVid(SnippetDataset):
 
     ``split`` is "train", "val" or "test" (any folder name with its "<split>annot" twin works). In the SegNet release
     only val/ is video at a usable rate (15 Hz); train/ and test/ are 1 Hz, so use them with ``offset=0``.
+    ``span=(a, b)`` keeps the frames from fraction a to b of each sequence in time, e.g. (0, 2/3) to train and
+    (2/3, 1) to evaluate on one run: no snippet reaches across the cut.
     """
 
     table = CAMVID
 
     def __init__(self, root: str | Path, split: str = "val", offset: int | None = 0, max_offset: int = 4,
-                 transform=None, missing: str = "error"):
+                 transform=None, missing: str = "error", span: tuple[float, float] = (0.0, 1.0)):
+        if not 0 <= span[0] < span[1] <= 1:
+            raise ValueError(f"span must be fractions (a, b) with 0 <= a < b <= 1, got {span}")
         self.root = check_root(root, split, f"{split}annot")
-        super().__init__(camvid_snippets(self.root, split), offset, max_offset, transform, missing)
+        super().__init__(camvid_snippets(self.root, split, span), offset, max_offset, transform, missing)
 
     def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
         if raw.max(initial=0) > CAMVID_VOID:
