@@ -13,7 +13,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from gsvlib.models.gsvnet import GSVNet, VideoSegmenter, downscale8
+from gsvlib.models.gsvnet import GSVNet, VideoSegmenter
+from gsvlib.models.layers import downscale8
 from gsvlib.models.resnet import normalize
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}

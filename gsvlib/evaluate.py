@@ -45,6 +45,10 @@ class ConfusionMatrix:
         union = self.mat.sum(0).double() + self.mat.sum(1).double() - tp
         return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
 
+    def per_class(self, classes) -> dict[str, float]:
+        """IoU in percent by class name."""
+        return {c: round(float(v) * 100, 2) for c, v in zip(classes, self.iou())}
+
     def miou(self) -> float:
         """Mean IoU in percent over the classes that occur (in ground truth or prediction)."""
         return float(self.iou().nanmean() * 100)
@@ -52,8 +56,9 @@ class ConfusionMatrix:
 
 def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key_scale: float = 0.75,
                 propagation: str = "gsv", device: str = "cpu", progress: bool = True,
-                ) -> tuple[list[ConfusionMatrix], int]:
-    """Confusion matrix of each offset i = 0..offsets-1 (keyframe at a - i, frame a scored), and the snippet count."""
+                ) -> tuple[list[ConfusionMatrix], int, tuple[str, ...]]:
+    """Confusion matrix of each offset i = 0..offsets-1 (keyframe at a - i, frame a scored), the snippet count and
+    the class names."""
     sets = [open_dataset(dataset, root, split, offset=i) for i in range(offsets)]
     names = {s.name for s in sets[-1].items}
     num_classes = sets[0].table.num_classes
@@ -71,7 +76,7 @@ def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key
                 out = seg.step(frame, labels=t == i)
             cm.update(out.labels[0], sample["label"])
         matrices.append(cm)
-    return matrices, len(names)
+    return matrices, len(names), sets[0].table.classes
 
 
 def protocol(matrices: list[ConfusionMatrix], intervals, classes) -> dict:
@@ -80,7 +85,7 @@ def protocol(matrices: list[ConfusionMatrix], intervals, classes) -> dict:
     for l in intervals:
         pooled = sum(matrices[1:l], matrices[0])
         out[str(l)] = {"avg": round(pooled.miou(), 2), "min": round(matrices[l - 1].miou(), 2),
-                       "per_class_avg": {c: round(float(v) * 100, 2) for c, v in zip(classes, pooled.iou())}}
+                       "per_class_avg": pooled.per_class(classes)}
     return out
 
 
@@ -91,9 +96,8 @@ def evaluate(model: GSVNet, dataset: str, root, split: str = "val", intervals=(1
     if not intervals or intervals[0] < 1 or intervals[-1] > 30:
         raise ValueError(f"keyframe intervals must lie in 1..30, got {intervals}")
     model = model.eval()
-    matrices, snippets = run_offsets(model, dataset, root, split, intervals[-1], key_scale, propagation, device,
-                                     progress)
-    classes = list(open_dataset(dataset, root, split).table.classes)
+    matrices, snippets, classes = run_offsets(model, dataset, root, split, intervals[-1], key_scale, propagation,
+                                              device, progress)
     return {"dataset": dataset, "split": split, "key_scale": key_scale, "propagation": propagation,
             "snippets": snippets, "intervals": protocol(matrices, intervals, classes)}
 
@@ -101,7 +105,5 @@ def evaluate(model: GSVNet, dataset: str, root, split: str = "val", intervals=(1
 def evaluate_image_only(model: GSVNet, dataset: str, root, split: str = "val", scale: float = 1.0,
                         device: str = "cpu", progress: bool = True) -> dict:
     """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "per_class"}."""
-    (cm,), _ = run_offsets(model.eval(), dataset, root, split, 1, scale, "gsv", device, progress)
-    classes = open_dataset(dataset, root, split).table.classes
-    return {"scale": scale, "miou": round(cm.miou(), 2),
-            "per_class": {c: round(float(v) * 100, 2) for c, v in zip(classes, cm.iou())}}
+    (cm,), _, classes = run_offsets(model.eval(), dataset, root, split, 1, scale, "gsv", device, progress)
+    return {"scale": scale, "miou": round(cm.miou(), 2), "per_class": cm.per_class(classes)}

@@ -44,7 +44,7 @@ class SnippetDataset(Dataset):
                  transform: Callable | None = None, missing: str = "error"):
         if missing not in MISSING:
             raise ValueError(f"missing must be one of {MISSING}, got {missing!r}")
-        if offset is not None and not 0 <= offset <= max(max_offset, offset):
+        if offset is not None and offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         if offset is None and max_offset < 0:
             raise ValueError(f"max_offset must be >= 0, got {max_offset}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gsvlib.models.layers import ConvBNReLU, resize
+from gsvlib.models.layers import ConvBNReLU, downscale8, resize
 
 
 def _leaky() -> nn.Module:
@@ -82,7 +82,7 @@ class FlowNetS(nn.Module):
 
 def flow_to_eighth(flow: torch.Tensor) -> torch.Tensor:
     """Full-resolution flow (B, 2, H, W) in pixels -> the 1/8 grid (B, 2, H/8, W/8) in 1/8-grid pixels."""
-    return torch.nn.functional.avg_pool2d(flow, 8) / 8
+    return downscale8(flow) / 8
 
 
 def endpoint_error(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

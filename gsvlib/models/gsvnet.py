@@ -18,7 +18,7 @@ from gsvlib.device import check_device
 from gsvlib.models.bisenet import BiSeNet
 from gsvlib.models.flow import FlowLight, FlowNetS
 from gsvlib.models.gsv import GuidedSpatiallyVaryingConv
-from gsvlib.models.layers import resize
+from gsvlib.models.layers import downscale8, resize
 from gsvlib.models.resnet import normalize
 from gsvlib.models.swiftnet import SwiftNet
 from gsvlib.models.warp import warp
@@ -53,11 +53,6 @@ class Propagation(NamedTuple):
     kernels: torch.Tensor  # (B, D+2, H/8, W/8)
     edge: torch.Tensor  # (B, 1, H/8, W/8)
     intra: torch.Tensor | None  # (B, C, H/8, W/8)
-
-
-def downscale8(frames: torch.Tensor) -> torch.Tensor:
-    """Frames (B, 3, H, W), H and W divisible by 8 -> (B, 3, H/8, W/8) by 8x8 averaging (anti-aliased)."""
-    return F.avg_pool2d(frames, 8)
 
 
 def full_resolution_labels(seg: torch.Tensor, size) -> torch.Tensor:

@@ -23,6 +23,11 @@ class BNReLUConv(nn.Sequential):
         super().__init__(nn.BatchNorm2d(c_in), nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False))
 
 
+def downscale8(x):
+    """(B, C, H, W), H and W divisible by 8 -> (B, C, H/8, W/8) by 8x8 averaging (anti-aliased): the 1/8 grid."""
+    return F.avg_pool2d(x, 8)
+
+
 def resize(x, size, mode: str = "bilinear"):
     """Resize (B, C, h, w) to ``size`` = (H, W); bilinear with align_corners=False, the kit's one convention."""
     if tuple(x.shape[-2:]) == tuple(size):
