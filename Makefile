@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # index with CPU wheels of torch 2.13.0 for your platform, go in PIP_ARGS.
 PIP_ARGS ?=
 
-.PHONY: install tour test browser clean
+.PHONY: install tour test browser clean camvid
 
 install: $(STAMP)
 
@@ -30,6 +30,41 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "no chromium: figures will be exported with matplotlib"
+
+# Issue 6: the CamVid results of the README (CAMVID: a folder in the SegNet layout, see data/README.md). Both keyframe
+# nets from scratch on train/, GSVNet's propagation on the first two thirds of the 15 Hz val/ run, the protocol on the
+# last third, throughput, fp16 weights and their manifest, figures/camvid/results.md. Interrupted steps resume.
+CAMVID ?= ../shared/camvid
+CAMVID_RUNS ?= runs/camvid
+CAMVID_OUT ?= figures/camvid
+CAMVID_KEY_SCALE ?= 0.75
+GSV := $(VENV)/bin/gsv
+resume = $$([ -f $(1)/checkpoint.pt ] && echo --resume)
+BISENET_ITERATIONS ?= 800  # the recorded run; SwiftNet's 2000 did not fit that session's CPU time
+KEY_TRAIN = --stage keyframe --dataset camvid --root $(CAMVID) --split train --crop 0.5 \
+	--scale-min 0.5 --scale-max 1.0 --lr-decay 0.93 --checkpoint-every 100
+EVAL = --dataset camvid --root $(CAMVID)
+WEIGHTS = weights/camvid_swiftnet_gsvnet.pt
+
+camvid: $(STAMP)
+	$(GSV) train $(KEY_TRAIN) --iterations 2000 --keyframe-net swiftnet --out $(CAMVID_RUNS)/swiftnet $(call resume,$(CAMVID_RUNS)/swiftnet)
+	$(GSV) eval --checkpoint $(CAMVID_RUNS)/swiftnet/checkpoint.pt $(EVAL) --split val --variants image \
+	  --out $(CAMVID_OUT)/selection/val_swiftnet.json  # the keyframe scale is chosen on val/, never on test/
+	$(GSV) train $(KEY_TRAIN) --iterations $(BISENET_ITERATIONS) --keyframe-net bisenet --out $(CAMVID_RUNS)/bisenet $(call resume,$(CAMVID_RUNS)/bisenet)
+	$(GSV) train --stage gsv --dataset camvid --root $(CAMVID) --split val --span 0 0.667 --key-scale $(CAMVID_KEY_SCALE) \
+	  --init $(CAMVID_RUNS)/swiftnet/checkpoint.pt --optimizer adam --lr 1e-3 --weight-decay 1e-4 --iterations 1500 \
+	  --checkpoint-every 100 --out $(CAMVID_RUNS)/gsvnet $(call resume,$(CAMVID_RUNS)/gsvnet)
+	$(GSV) export --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt --out $(WEIGHTS) --manifest weights/manifest.json
+	$(GSV) eval --checkpoint $(WEIGHTS) $(EVAL) --split test --variants image --out $(CAMVID_OUT)/image_swiftnet.json
+	$(GSV) eval --checkpoint $(CAMVID_RUNS)/bisenet/checkpoint.pt $(EVAL) --split test --variants image \
+	  --out $(CAMVID_OUT)/image_bisenet.json
+	$(GSV) eval --checkpoint $(WEIGHTS) $(EVAL) --split val --span 0.667 1 --key-scale $(CAMVID_KEY_SCALE) \
+	  --variants gsv warp copy --out $(CAMVID_OUT)/propagation.json
+	$(GSV) export --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt --out $(WEIGHTS) --manifest weights/manifest.json \
+	  --metrics $(CAMVID_OUT)/propagation.json $(CAMVID_OUT)/image_swiftnet.json
+	$(GSV) bench --checkpoint $(WEIGHTS) --key-scale $(CAMVID_KEY_SCALE) --size 720x960 --json $(CAMVID_OUT)/bench_720x960.json
+	$(GSV) bench --checkpoint $(WEIGHTS) --key-scale $(CAMVID_KEY_SCALE) --size 1024x2048 --json $(CAMVID_OUT)/bench_1024x2048.json
+	$(GSV) tables $(CAMVID_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info runs

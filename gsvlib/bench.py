@@ -134,6 +134,19 @@ def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_s
     }
 
 
+def throughput_table(b: dict) -> list[str]:
+    """Markdown lines of a :func:`benchmark` report: FPS, key / non-key ms and GFLOPs for each l and image scale."""
+    lines = ["Frame in to full-resolution labels out, median per frame type. GFLOPs from torch.utils.flop_counter "
+             "(a multiply-add is 2 FLOPs; the paper counts multiply-adds).", "",
+             "| method | FPS | keyframe ms | non-keyframe ms | GFLOPs / frame |", "|---|---:|---:|---:|---:|"]
+    for l, g in b["gsvnet"].items():
+        nonkey = "-" if g["nonkey_ms"] != g["nonkey_ms"] else f"{g['nonkey_ms']:.0f}"  # NaN for l = 1
+        lines.append(f"| GSVNet l={l} | {g['fps']:.2f} | {g['key_ms']:.0f} | {nonkey} | {g['gflops_avg']:.1f} |")
+    for scale, g in b["image_only"].items():
+        lines.append(f"| image-only x{scale} | {g['fps']:.2f} | {g['key_ms']:.0f} | - | {g['gflops']:.1f} |")
+    return lines
+
+
 def time_call(fn, *args, repeats: int = 10) -> float:
     """Median milliseconds of ``fn(*args)`` over ``repeats`` calls after one warm-up call."""
     with torch.inference_mode():

@@ -98,3 +98,31 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     model = GSVNet(GSVNetConfig(**ckpt["model_config"]))
     load_state_dict_checked(model, ckpt["model"], str(path))
     return model.to(device), ckpt
+
+
+def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path | None = None,
+                   extra: dict | None = None) -> dict:
+    """Write a ``gsv train`` checkpoint's model as a half-precision file that :func:`load_model` reads (float tensors
+    to fp16: half the size, no optimizer state) and, with ``manifest``, add or replace its entry in that JSON file:
+    {file: {bytes, sha256, dataset, classes, model_config, iterations, command, **extra}}."""
+    import hashlib
+
+    from gsvlib.train import train_command
+
+    ckpt = read_checkpoint(checkpoint)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+        raise CheckpointError(f"{checkpoint} is not a gsvkit checkpoint (expected keys 'model' and 'model_config')")
+    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    keep = {k: ckpt[k] for k in ("model_config", "train_config", "iteration", "classes", "dataset") if k in ckpt}
+    save_atomic({"model": state, **keep}, out)
+    out = Path(out)
+    entry = {"bytes": out.stat().st_size, "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+             "dataset": ckpt.get("dataset"), "classes": ckpt.get("classes"), "model_config": ckpt["model_config"],
+             "iterations": ckpt.get("iteration"),
+             "command": train_command(ckpt["train_config"]) if "train_config" in ckpt else None, **(extra or {})}
+    if manifest is not None:
+        manifest = Path(manifest)
+        entries = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        entries[out.name] = entry
+        write_json_atomic(manifest, entries)
+    return entry

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 import sys
 
@@ -111,20 +112,12 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    import json
-
     from gsvlib.checkpoint import load_model, write_json_atomic
-    from gsvlib.evaluate import evaluate, evaluate_image_only
+    from gsvlib.evaluate import evaluate_variants
 
     model, _ = load_model(args.checkpoint, args.device)
-    common = dict(dataset=args.dataset, root=args.root, split=args.split, device=args.device)
-    report = {}
-    for variant in args.variants:
-        if variant == "image":
-            report["image"] = {str(s): evaluate_image_only(model, scale=s, **common) for s in args.image_scales}
-        else:
-            report[variant] = evaluate(model, intervals=args.intervals, key_scale=args.key_scale,
-                                       propagation=variant, **common)
+    report = evaluate_variants(model, args.variants, args.dataset, args.root, args.split, tuple(args.span),
+                               args.intervals, args.key_scale, args.image_scales, args.device)
     for variant, res in report.items():
         if variant == "image":
             for s, r in res.items():
@@ -137,6 +130,24 @@ def cmd_eval(args) -> None:
         print(f"results written to {args.out}")
     elif args.json:
         print(json.dumps(report, indent=2))
+
+
+def cmd_export(args) -> None:
+    from gsvlib.checkpoint import export_weights
+
+    extra = {}
+    for path in args.metrics or []:
+        extra.setdefault("metrics", {})[Path(path).name] = json.loads(Path(path).read_text())
+    entry = export_weights(args.checkpoint, args.out, args.manifest, extra)
+    print(f"{args.out}: {entry['bytes'] / 1e6:.1f} MB (fp16), iteration {entry['iterations']}"
+          + (f"; entry written to {args.manifest}" if args.manifest else ""))
+
+
+def cmd_tables(args) -> None:
+    from gsvlib.camvid_report import write_tables
+
+    print(write_tables(args.folder))
+    print(f"written to {Path(args.folder) / 'results.md'}")
 
 
 def cmd_segment(args) -> None:
@@ -215,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", choices=("synthetic", "cityscapes", "camvid"))
     tr.add_argument("--root", help="dataset folder (default data/synthetic)")
     tr.add_argument("--split")
+    tr.add_argument("--span", type=float, nargs=2, metavar=("A", "B"),
+                    help="CamVid: use fraction A..B of each sequence in time, e.g. 0 0.667 (the rest for --span in eval)")
     tr.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint.pt")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     tr.add_argument("--init", help="gsvkit checkpoint to start from (stage gsv: its keyframe net)")
@@ -227,8 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", dest="batch_size", type=int)
     tr.add_argument("--optimizer", choices=("sgd", "adam"))
     tr.add_argument("--lr", type=float)
+    tr.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     tr.add_argument("--weight-decay", dest="weight_decay", type=float)
-    tr.add_argument("--lr-decay", dest="lr_decay", type=float)
+    tr.add_argument("--lr-decay", dest="lr_decay", type=float, help="lr x this every --lr-decay-every iterations")
+    tr.add_argument("--lr-decay-every", dest="lr_decay_every", type=int)
+    tr.add_argument("--crop", type=float, help="crop size as a fraction of the input (default 0.75)")
+    tr.add_argument("--scale-min", dest="scale_min", type=float, help="random scale range, low end (default 0.5)")
+    tr.add_argument("--scale-max", dest="scale_max", type=float, help="random scale range, high end (default 1.5)")
+    tr.add_argument("--key-scale", dest="key_scale", type=float, help="stage gsv: keyframe input scale (default 1.0)")
     tr.add_argument("--max-interval", dest="max_interval", type=interval_arg, help="train keyframe intervals up to this")
     tr.add_argument("--distill", type=float, help="weight of distillation from the keyframe net")
     tr.add_argument("--device")
@@ -246,14 +265,34 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", choices=("synthetic", "cityscapes", "camvid"), default="synthetic")
     ev.add_argument("--root", default="data/synthetic")
     ev.add_argument("--split", default="val")
+    ev.add_argument("--span", type=float, nargs=2, metavar=("A", "B"), default=(0.0, 1.0),
+                    help="CamVid: evaluate fraction A..B of each sequence in time, e.g. 0.667 1 (default 0 1)")
     ev.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
     ev.add_argument("--key-scale", type=float, default=0.75)
-    ev.add_argument("--variants", nargs="+", choices=("gsv", "warp", "copy", "image"), default=["gsv"])
+    ev.add_argument("--variants", nargs="+", choices=("gsv", "warp", "copy", "image"), default=["gsv"],
+                    help="gsv, warp (no GSV conv), copy (previous segmentation): the protocol; image: the keyframe "
+                         "net alone at --image-scales")
     ev.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", help="write the results (JSON) here")
     ev.add_argument("--json", action="store_true", help="print the full results as JSON")
     ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser("export", help="a training checkpoint as a small fp16 weights file, with a manifest entry",
+                        epilog="example:\n  gsv export --checkpoint runs/camvid/gsv/checkpoint.pt --out "
+                               "weights/camvid_swiftnet_gsvnet.pt --manifest weights/manifest.json "
+                               "--metrics figures/camvid/propagation.json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("--checkpoint", required=True, help="a `gsv train` checkpoint")
+    ex.add_argument("--out", required=True, help="the weights file to write (loads wherever a checkpoint does)")
+    ex.add_argument("--manifest", help="JSON file listing the weights: dataset, command, iterations, metrics")
+    ex.add_argument("--metrics", nargs="+", help="`gsv eval --out` files to record in the manifest entry")
+    ex.set_defaults(func=cmd_export)
+
+    tb = sub.add_parser("tables", help="render a CamVid results folder (what `make camvid` writes) as markdown tables",
+                        epilog="example: gsv tables figures/camvid    (writes figures/camvid/results.md)")
+    tb.add_argument("folder", help="folder of image_<net>.json, propagation.json and bench_<H>x<W>.json files")
+    tb.set_defaults(func=cmd_tables)
 
     sg = sub.add_parser("segment", help="segment a video or a folder of frames; write colour overlays and timings",
                         epilog="examples:\n  gsv segment clip.mp4 --checkpoint ckpt.pt --out clip_seg.mp4\n"

@@ -56,10 +56,10 @@ class ConfusionMatrix:
 
 def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key_scale: float = 0.75,
                 propagation: str = "gsv", device: str = "cpu", progress: bool = True,
-                ) -> tuple[list[ConfusionMatrix], int, tuple[str, ...]]:
+                span: tuple[float, float] = (0.0, 1.0)) -> tuple[list[ConfusionMatrix], int, tuple[str, ...]]:
     """Confusion matrix of each offset i = 0..offsets-1 (keyframe at a - i, frame a scored), the snippet count and
-    the class names."""
-    sets = [open_dataset(dataset, root, split, offset=i) for i in range(offsets)]
+    the class names. ``span`` keeps a time slice of CamVid's sequences (snippets never reach outside it)."""
+    sets = [open_dataset(dataset, root, split, span, offset=i) for i in range(offsets)]
     names = {s.name for s in sets[-1].items}
     num_classes = sets[0].table.num_classes
     if model.config.num_classes != num_classes:
@@ -90,20 +90,42 @@ def protocol(matrices: list[ConfusionMatrix], intervals, classes) -> dict:
 
 
 def evaluate(model: GSVNet, dataset: str, root, split: str = "val", intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
-             propagation: str = "gsv", device: str = "cpu", progress: bool = True) -> dict:
+             propagation: str = "gsv", device: str = "cpu", progress: bool = True,
+             span: tuple[float, float] = (0.0, 1.0)) -> dict:
     """The protocol for l in ``intervals``: {"intervals": {"1": {"avg", "min", "per_class_avg"}, ...}, ...}."""
     intervals = sorted(set(intervals))
     if not intervals or intervals[0] < 1 or intervals[-1] > 30:
         raise ValueError(f"keyframe intervals must lie in 1..30, got {intervals}")
     model = model.eval()
     matrices, snippets, classes = run_offsets(model, dataset, root, split, intervals[-1], key_scale, propagation,
-                                              device, progress)
-    return {"dataset": dataset, "split": split, "key_scale": key_scale, "propagation": propagation,
+                                              device, progress, span)
+    return {"dataset": dataset, "split": split, "span": list(span), "key_scale": key_scale, "propagation": propagation,
             "snippets": snippets, "intervals": protocol(matrices, intervals, classes)}
 
 
 def evaluate_image_only(model: GSVNet, dataset: str, root, split: str = "val", scale: float = 1.0,
-                        device: str = "cpu", progress: bool = True) -> dict:
-    """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "per_class"}."""
-    (cm,), _, classes = run_offsets(model.eval(), dataset, root, split, 1, scale, "gsv", device, progress)
-    return {"scale": scale, "miou": round(cm.miou(), 2), "per_class": cm.per_class(classes)}
+                        device: str = "cpu", progress: bool = True, span: tuple[float, float] = (0.0, 1.0)) -> dict:
+    """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "per_class", "frames"}."""
+    (cm,), frames, classes = run_offsets(model.eval(), dataset, root, split, 1, scale, "gsv", device, progress, span)
+    return {"scale": scale, "miou": round(cm.miou(), 2), "per_class": cm.per_class(classes), "frames": frames}
+
+
+VARIANTS = ("gsv", "warp", "copy", "image")
+
+
+def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = "val",
+                      span: tuple[float, float] = (0.0, 1.0), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
+                      image_scales=(0.5, 0.75, 1.0), device: str = "cpu", progress: bool = True) -> dict:
+    """What ``gsv eval --out`` writes: the protocol per propagation variant ("gsv", "warp", "copy") and, for
+    "image", the image-only net per input scale: {"gsv": {...}, "image": {"0.5": {...}, ...}}."""
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"variants must be among {VARIANTS}, got {bad}")
+    common = dict(dataset=dataset, root=root, split=split, span=span, device=device, progress=progress)
+    report = {}
+    for variant in variants:
+        if variant == "image":
+            report["image"] = {str(s): evaluate_image_only(model, scale=s, **common) for s in image_scales}
+        else:
+            report[variant] = evaluate(model, intervals=intervals, key_scale=key_scale, propagation=variant, **common)
+    return report

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gsvlib.bench import benchmark
+from gsvlib.bench import benchmark, throughput_table
 from gsvlib.checkpoint import load_model, write_json_atomic, write_text_atomic
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.evaluate import evaluate, evaluate_image_only
@@ -143,16 +143,7 @@ def results_markdown(r: dict) -> str:
     for label, name in (("with", "GSVNet"), ("without", "GSVNet without intra")):
         lines.append(f"| {label} | " + " | ".join(f"{acc[name]['intervals'][l]['min']:.1f}" for l in ls) + " |")
     lines += ["", f"## Throughput and FLOPs ({b['size'][0]}x{b['size'][1]} input, batch 1, {b['precision']}, "
-              f"{b['device']}, torch {b['torch']})", "",
-              "Frame in to full-resolution labels out, median per frame type. GFLOPs from torch.utils.flop_counter "
-              "(a multiply-add is 2 FLOPs; the paper counts multiply-adds).", "",
-              "| method | FPS | keyframe ms | non-keyframe ms | GFLOPs / frame |", "|---|---:|---:|---:|---:|"]
-    for l in ls:
-        g = b["gsvnet"][l]
-        nonkey = "-" if g["nonkey_ms"] != g["nonkey_ms"] else f"{g['nonkey_ms']:.0f}"
-        lines.append(f"| GSVNet l={l} | {g['fps']:.2f} | {g['key_ms']:.0f} | {nonkey} | {g['gflops_avg']:.1f} |")
-    for scale, g in b["image_only"].items():
-        lines.append(f"| image-only x{scale} | {g['fps']:.2f} | {g['key_ms']:.0f} | - | {g['gflops']:.1f} |")
+              f"{b['device']}, torch {b['torch']})", "", *throughput_table(b)]
     lines += ["", f"Per frame: keyframe {b['gflops']['keyframe']:.1f} GFLOPs, non-keyframe "
               f"{b['gflops']['non-keyframe']:.2f} GFLOPs.", "", "## Parameters", "", "| part | parameters |",
               "|---|---:|"]

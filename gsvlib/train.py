@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, replace
@@ -42,6 +43,7 @@ class TrainConfig:
     dataset: str = "synthetic"  # "synthetic", "cityscapes" or "camvid"
     root: str = "data/synthetic"
     split: str = "train"
+    span: tuple[float, float] = (0.0, 1.0)  # CamVid: the fraction (a, b) of each sequence in time that is used
     out: str = "runs/gsv"
     keyframe_net: str = "swiftnet"
     flow_net: str = "light"
@@ -68,7 +70,12 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 50
 
+    def __post_init__(self):
+        self.span = tuple(float(v) for v in self.span)  # a list from JSON or argparse compares equal to the tuple
+
     def check(self) -> None:
+        if not (len(self.span) == 2 and 0 <= self.span[0] < self.span[1] <= 1):
+            raise ValueError(f"span must be fractions (a, b) with 0 <= a < b <= 1, got {self.span}")
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if self.optimizer not in ("sgd", "adam"):
@@ -93,6 +100,28 @@ def config_for(stage: str, **given) -> TrainConfig:
     """A TrainConfig with the stage's defaults, overridden by ``given`` (None values count as not given)."""
     values = {**(KEYFRAME_DEFAULTS if stage == "keyframe" else {}), **{k: v for k, v in given.items() if v is not None}}
     return TrainConfig(stage=stage, **values)
+
+
+FLAGS = {"use_intra": "--no-intra", "train_flow": "--freeze-flow", "amp": "--amp"}  # fields set by a bare flag
+
+
+def train_command(config: dict, cwd: str | Path | None = None) -> str:
+    """The ``gsv train`` command line that gives a run with this (saved) config: its fields that differ from the
+    stage's defaults, with paths relative to ``cwd`` (default: the working directory)."""
+    cfg = asdict(TrainConfig(**config))
+    defaults = asdict(config_for(cfg["stage"]))
+    cwd = Path(cwd or Path.cwd()).resolve()
+    args = ["gsv train", f"--stage {cfg['stage']}"]
+    for k, v in cfg.items():
+        if k == "stage" or v == defaults[k]:
+            continue
+        if k in FLAGS:
+            args.append(FLAGS[k])
+            continue
+        if k in PATHS:
+            v = os.path.relpath(v, cwd)
+        args.append(f"--{k.replace('_', '-')} " + (" ".join(f"{x:g}" for x in v) if k == "span" else str(v)))
+    return " ".join(args)
 
 
 def _collate(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,9 +183,9 @@ def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
     if not ckpt_path.exists():
         raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist; run without --resume to start")
     ckpt = read_checkpoint(ckpt_path)
-    saved = ckpt.get("train_config", {})
-    differ = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in asdict(cfg).items()
-              if k not in ("out", "iterations", "checkpoint_every", "device") and saved.get(k) != v]
+    saved = asdict(TrainConfig(**ckpt.get("train_config", {})))  # fields newer than the run take their defaults
+    differ = [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items()
+              if k not in ("out", "iterations", "checkpoint_every", "device") and saved[k] != v]
     if differ:
         raise ValueError(f"--resume with other settings than the run in {out}: " + "; ".join(differ))
     return ckpt
@@ -172,7 +201,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     ckpt = _check_resume(out, cfg, resume)
     transform = RandomScaleCropFlip((cfg.scale_min, cfg.scale_max), cfg.crop, rng=random.Random())
     max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
-    dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, offset=None, max_offset=max_offset, transform=transform)
+    dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset,
+                           transform=transform)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, dataset.table.num_classes).to(cfg.device)
     params = trainable(model, cfg)

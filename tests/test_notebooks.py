@@ -15,7 +15,9 @@ BUILD = ROOT / "build"
 WORK = BUILD / "nb-work"  # data, runs and figures of the CI-sized runs, shared by the notebooks in order
 SMALL = dict(snippets=2, val_snippets=1, height=64, width=128, keyframe_iterations=3, gsv_iterations=3, batch_size=2,
              root=str(WORK / "data"), runs=str(WORK / "runs"), figures=str(WORK / "figures"),
-             camvid_root=str(ROOT.parent / "shared" / "camvid"), cost_height=256, cost_width=512,
+             camvid_root=str(ROOT.parent / "shared" / "camvid"), camvid_weights=str(ROOT / "weights" /
+             "camvid_swiftnet_gsvnet.pt"), camvid_results=str(ROOT / "figures" / "camvid"), camvid_bisenet="",
+             cost_height=256, cost_width=512,
              bench_height=64, bench_width=128, bench_repeats=1, iterations=4, log_every=2, out=str(WORK / "nb05"))
 
 

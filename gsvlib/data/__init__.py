@@ -13,10 +13,17 @@ from gsvlib.data.transforms import RandomScaleCropFlip
 DATASETS = {"cityscapes": CityscapesSequences, "camvid": CamVid, "synthetic": CityscapesSequences}
 
 
-def open_dataset(name: str, root: str | Path, split: str, **kwargs) -> SnippetDataset:
-    """The dataset ``name`` ("cityscapes", "camvid" or "synthetic", which uses the Cityscapes layout) at ``root``."""
+def open_dataset(name: str, root: str | Path, split: str, span: tuple[float, float] = (0.0, 1.0),
+                 **kwargs) -> SnippetDataset:
+    """The dataset ``name`` ("cityscapes", "camvid" or "synthetic", which uses the Cityscapes layout) at ``root``;
+    ``span`` cuts CamVid's sequences in time (see :class:`CamVid`)."""
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {name!r}")
+    if name == "camvid":
+        return CamVid(root, split, span=tuple(span), **kwargs)
+    if tuple(span) != (0.0, 1.0):
+        raise ValueError(f"span cuts the sequences of a CamVid-layout run in time; {name} comes in separate snippets, "
+                         f"so leave span at (0, 1) (got {tuple(span)})")
     return DATASETS[name](root, split, **kwargs)
 
 

@@ -1,0 +1,132 @@
+"""Issue 6's pipeline end to end on a tiny CamVid-layout folder: train on one part of a 15 Hz run in time, evaluate on
+the rest, export fp16 weights with a manifest, render the tables; and the pieces it rests on."""
+import argparse
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from gsvlib.camvid_report import camvid_markdown, read_results, target
+from gsvlib.checkpoint import load_model
+from gsvlib.cli import build_parser, main
+from gsvlib.data import open_dataset
+from gsvlib.data.io import write_png
+from gsvlib.train import TrainConfig, config_for, train_command
+
+
+@pytest.fixture(scope="module")
+def camvid(tmp_path_factory):
+    """A moving bright square over a road: 8 frames of a 15 Hz val run, 2 train and 2 test frames, 32x48."""
+    root = tmp_path_factory.mktemp("camvid")
+    rng = np.random.default_rng(0)
+
+    def frame(split: str, name: str, x: int) -> None:
+        img = (rng.random((32, 48, 3)) * 40).astype(np.uint8)
+        label = np.full((32, 48), 3, np.uint8)  # road
+        img[8:20, x:x + 12] = 220
+        label[8:20, x:x + 12] = 8  # car
+        label[:2] = 11  # void
+        write_png(root / split / f"{name}.png", img)
+        write_png(root / f"{split}annot" / f"{name}.png", label)
+
+    for i in range(8):
+        frame("val", f"0016E5_{7959 + 2 * i:05d}", 2 + 4 * i)
+    for split, seq in (("train", "0001TP"), ("test", "Seq05VD")):
+        for i in range(2):
+            frame(split, f"{seq}_f{30 * i:05d}", 6 + 20 * i)
+    return root
+
+
+def test_span_reaches_training_and_is_refused_for_other_layouts(camvid, tiny_synth):
+    assert len(open_dataset("camvid", camvid, "val", span=(0, 0.5), offset=0)) == 4
+    with pytest.raises(ValueError, match="span cuts the sequences of a CamVid-layout run"):
+        open_dataset("synthetic", tiny_synth, "val", span=(0, 0.5))
+    with pytest.raises(ValueError, match="span must be fractions"):
+        config_for("gsv", span=(0.5, 0.2)).check()
+    assert config_for("gsv", span=[0, 0.5]).span == (0.0, 0.5)  # lists (argparse, JSON) become the tuple
+
+
+def test_train_command_gives_back_the_same_config(tmp_path):
+    cfg = config_for("gsv", dataset="camvid", root=str(tmp_path / "cv"), split="val", span=(0, 0.667), use_intra=False,
+                     train_flow=False, crop=0.5, momentum=0.8, init=str(tmp_path / "k.pt"), out=str(tmp_path / "o"))
+    line = train_command(asdict(cfg), cwd=tmp_path)
+    assert "--no-intra" in line and "--freeze-flow" in line and "--span 0 0.667" in line and "--root cv" in line
+    args = build_parser().parse_args(line.split()[1:])
+    given = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if f != "stage" and hasattr(args, f)}
+    again = config_for(args.stage, **given)
+    for k in ("root", "init", "out"):
+        setattr(again, k, str(tmp_path / getattr(again, k)))
+    assert asdict(again) == asdict(cfg)
+
+
+def test_target_compares_l3_with_the_keyframe_net_copy_and_warp():
+    def prop(key, gsv, warp, copy):
+        return {v: {"intervals": {"1": {"avg": key}, "3": {"avg": x}}} for v, x in
+                (("gsv", gsv), ("warp", warp), ("copy", copy))}
+
+    assert target(prop(60.0, 58.5, 57.0, 55.0))["met"]
+    assert not target(prop(60.0, 57.5, 57.0, 55.0))["met"]  # 2.5 below the keyframe net
+    assert not target(prop(60.0, 59.0, 59.5, 55.0))["met"]  # below warp-only
+    assert target(prop(60.0, 58.5, 57.0, 55.0))["gap"] == 1.5
+
+
+def test_camvid_pipeline_through_the_cli(camvid, tmp_path, capsys):
+    runs, out, weights = tmp_path / "runs", tmp_path / "results", tmp_path / "weights"
+    common = ["--dataset", "camvid", "--root", str(camvid), "--batch-size", "2", "--iterations", "2"]
+    assert main(["train", "--stage", "keyframe", "--split", "train", "--out", str(runs / "key"), *common]) == 0
+    assert main(["train", "--stage", "gsv", "--split", "val", "--span", "0", "0.5", "--max-interval", "3", "--init",
+                 str(runs / "key/checkpoint.pt"), "--out", str(runs / "gsv"), *common]) == 0
+    assert main(["export", "--checkpoint", str(runs / "gsv/checkpoint.pt"), "--out", str(weights / "w.pt"),
+                 "--manifest", str(weights / "manifest.json")]) == 0
+    w = str(weights / "w.pt")
+    ev = ["--dataset", "camvid", "--root", str(camvid)]
+    assert main(["eval", "--checkpoint", w, *ev, "--split", "test", "--variants", "image", "--out",
+                 str(out / "image_swiftnet.json")]) == 0
+    assert main(["eval", "--checkpoint", w, *ev, "--split", "val", "--span", "0.5", "1", "--intervals", "1", "2", "3",
+                 "--variants", "gsv", "warp", "copy", "--out", str(out / "propagation.json")]) == 0
+    assert main(["tables", str(out)]) == 0
+
+    prop = json.loads((out / "propagation.json").read_text())
+    assert prop["gsv"]["snippets"] == 2  # frames 7 and 8 of the held-out half have 2 frames before them in it
+    assert prop["gsv"]["span"] == [0.5, 1.0]
+    text = (out / "results.md").read_text()
+    assert "| SwiftNet-R18 |" in text and "| GSVNet |" in text and "Target (l=3)" in text
+    assert text == camvid_markdown(read_results(out))
+
+    entry = json.loads((weights / "manifest.json").read_text())["w.pt"]
+    assert entry["dataset"] == "camvid" and entry["iterations"] == 2 and entry["classes"][0] == "sky"
+    assert entry["command"].startswith("gsv train --stage gsv --dataset camvid") and "--span 0 0.5" in entry["command"]
+    assert entry["bytes"] < 0.55 * (runs / "gsv/checkpoint.pt").stat().st_size  # fp16 and no optimizer state
+
+
+def test_exported_fp16_weights_segment_like_the_checkpoint(tmp_path):
+    from gsvlib import GSVNet
+    from gsvlib.checkpoint import export_weights, save_atomic
+
+    model = GSVNet(num_classes=5).eval()
+    save_atomic({"model": model.state_dict(), "model_config": asdict(model.config)}, tmp_path / "c.pt")
+    entry = export_weights(tmp_path / "c.pt", tmp_path / "h.pt")
+    half, _ = load_model(tmp_path / "h.pt")
+    assert entry["command"] is None and all(p.dtype == torch.float32 for p in half.parameters())
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        a, b = model.segment_keyframe(x, 1.0), half.segment_keyframe(x, 1.0)
+    assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.99 and (a - b).abs().max() < 0.05
+
+
+def test_tables_of_a_missing_or_broken_folder(tmp_path, capsys):
+    assert main(["tables", str(tmp_path / "nowhere")]) == 2
+    assert "run `make camvid`" in capsys.readouterr().err
+    (tmp_path / "propagation.json").write_text("{")
+    assert main(["tables", str(tmp_path)]) == 2
+    assert "propagation.json is not valid JSON" in capsys.readouterr().err
+
+
+def test_momentum_and_augmentation_flags_reach_the_config():
+    args = build_parser().parse_args(["train", "--momentum", "0.5", "--crop", "0.5", "--scale-min", "0.4",
+                                      "--scale-max", "0.9", "--key-scale", "0.75", "--lr-decay-every", "10"])
+    assert isinstance(args, argparse.Namespace)
+    assert (args.momentum, args.crop, args.scale_min, args.scale_max, args.key_scale, args.lr_decay_every) == (
+        0.5, 0.5, 0.4, 0.9, 0.75, 10)
