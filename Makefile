@@ -31,7 +31,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "no chromium: figures will be exported with matplotlib"
 
-# Issue 6: the CamVid results of the README (CAMVID: a folder in the SegNet layout, see data/README.md). Both keyframe
+# The CamVid results of the README (CAMVID: a folder in the SegNet layout, see data/README.md). Both keyframe
 # nets from scratch on train/, GSVNet's propagation on the first two thirds of the 15 Hz val/ run, the protocol on the
 # last third, throughput, fp16 weights and their manifest, figures/camvid/results.md. Interrupted steps resume.
 CAMVID ?= ../shared/camvid
@@ -40,7 +40,7 @@ CAMVID_OUT ?= figures/camvid
 CAMVID_KEY_SCALE ?= 0.75
 GSV := $(VENV)/bin/gsv
 resume = $$([ -f $(1)/checkpoint.pt ] && echo --resume)
-BISENET_ITERATIONS ?= 800  # the recorded run; SwiftNet's 2000 did not fit that session's CPU time
+BISENET_ITERATIONS ?= 800  # the recorded run (SwiftNet-R18 ran 2000)
 KEY_TRAIN = --stage keyframe --dataset camvid --root $(CAMVID) --split train --crop 0.5 \
 	--scale-min 0.5 --scale-max 1.0 --lr-decay 0.93 --checkpoint-every 100
 EVAL = --dataset camvid --root $(CAMVID)

@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 import torch
 from PIL import Image
 from plotly.subplots import make_subplots
 
 from gsvlib.data.labels import LabelTable
+from gsvlib.models.gsvnet import full_resolution_labels
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -54,11 +58,35 @@ def error_overlay(frame: np.ndarray, pred: np.ndarray, truth: np.ndarray, ignore
     return out
 
 
-def labels_rgb(seg: torch.Tensor, size, table: LabelTable) -> np.ndarray:
-    """1/8 logits (1, C, h, w) -> (H, W, 3) colours of the full-resolution labels (the paper's upsample + argmax)."""
-    from gsvlib.models.gsvnet import full_resolution_labels
+OUTPUT_WIDTH = 940  # px: JupyterLab's output area is about 950 px wide at a common window size; figures fit in it
 
-    return table.colorize(full_resolution_labels(seg, size)[0].cpu().numpy())
+
+class Panel(NamedTuple):
+    """A picture (H, W, 3) uint8 and, optionally, what hovering over it reads: a 2-D array of strings on a grid that
+    divides the picture evenly (e.g. the 1/8 grid the model predicts on)."""
+    image: np.ndarray
+    hover: np.ndarray | None = None
+
+
+def label_panel(labels: np.ndarray, table: LabelTable, frame: np.ndarray | None = None, stride: int = 8) -> Panel:
+    """(H, W) labels -> their colours (blended over ``frame`` when given); hover names the class at each cell
+    centre of the ``stride`` grid."""
+    image = table.colorize(labels) if frame is None else overlay(frame, labels, table)
+    names = np.array([*table.classes, *["void"] * (256 - table.num_classes)], dtype=object)
+    return Panel(image, names[labels[stride // 2::stride, stride // 2::stride].astype(np.int64)])
+
+
+def flow_panel(flow: np.ndarray, max_norm: float | None = None, factor: int = 8, stride: int = 1) -> Panel:
+    """A flow (h, w, 2) on the colour wheel, blown up ``factor`` times (8 for the 1/8 grid); hover reads the vector
+    (dx, dy) in pixels of the flow's own grid, at every ``stride``-th cell (8 for a full-resolution flow)."""
+    cells = flow[stride // 2::stride, stride // 2::stride]
+    hover = np.vectorize(lambda dx, dy: f"flow (dx, dy) = ({dx:+.2f}, {dy:+.2f}) px", otypes=[object])
+    return Panel(upsample_nearest(flow_to_rgb(flow, max_norm), factor), hover(cells[..., 0], cells[..., 1]))
+
+
+def seg_panel(seg: torch.Tensor, size, table: LabelTable, frame: np.ndarray | None = None) -> Panel:
+    """1/8 logits (1, C, h, w) -> the full-resolution labels (the paper's upsample + argmax) as a :class:`Panel`."""
+    return label_panel(full_resolution_labels(seg, size)[0].cpu().numpy(), table, frame)
 
 
 def upsample_nearest(image: np.ndarray, factor: int) -> np.ndarray:
@@ -73,22 +101,23 @@ def gray(values: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
 
 
 def pipeline_panels(prev_rgb: np.ndarray, rgb: np.ndarray, step, truth: np.ndarray, table: LabelTable,
-                    prev_seg: torch.Tensor) -> dict[str, np.ndarray]:
-    """The stages of PF for one non-keyframe (Fig. 2) as pictures at frame size, from a :class:`Propagation`."""
+                    prev_seg: torch.Tensor) -> dict[str, Panel]:
+    """The stages of PF for one non-keyframe (Fig. 2) as panels at frame size, from a :class:`Propagation`; hover
+    reads class names, flow vectors and edge values on the 1/8 grid."""
     h, w = rgb.shape[:2]
     f = h // step.seg.shape[-2]
-    flow = step.flow[0].permute(1, 2, 0).cpu().numpy()
+    edge = step.edge[0, 0].cpu().numpy()
     panels = {
-        "frame t-1": prev_rgb, "frame t": rgb,
-        "S_{t-1} (previous segmentation)": labels_rgb(prev_seg, (h, w), table),
-        "m_t (flow at 1/8)": upsample_nearest(flow_to_rgb(flow), f),
-        "S^-_t (warped, eq. 1)": labels_rgb(step.warped, (h, w), table),
-        "E_t (edge map)": upsample_nearest(gray(step.edge[0, 0].cpu().numpy()), f),
+        "frame t-1": Panel(prev_rgb), "frame t": Panel(rgb),
+        "S_t-1 (previous)": seg_panel(prev_seg, (h, w), table),
+        "m_t (flow at 1/8)": flow_panel(step.flow[0].permute(1, 2, 0).cpu().numpy(), factor=f),
+        "S^-_t (warped, eq. 1)": seg_panel(step.warped, (h, w), table),
+        "E_t (edge map)": Panel(upsample_nearest(gray(edge), f), np.char.mod("E %.3f", edge).astype(object)),
     }
     if step.intra is not None:
-        panels["f^i_t (intra-frame net)"] = labels_rgb(step.intra, (h, w), table)
-    panels["S_t (output, eq. 2)"] = labels_rgb(step.seg, (h, w), table)
-    panels["ground truth"] = table.colorize(truth)
+        panels["f^i_t (intra-frame net)"] = seg_panel(step.intra, (h, w), table)
+    panels["S_t (output, eq. 2)"] = seg_panel(step.seg, (h, w), table)
+    panels["ground truth"] = label_panel(truth, table)
     return panels
 
 
@@ -113,34 +142,69 @@ def _decode_data_uri(uri: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
 
 
-def image_grid(images: dict[str, np.ndarray], cols: int = 3, height: int = 220) -> go.Figure:
-    """RGB images (H, W, 3) uint8 in a grid with titles (sent as PNGs; use :func:`heatmap_grid` to hover values)."""
+def _grid(n: int, cols: int, aspect: float, width: int, top: int = 30, bottom: int = 10) -> dict:
+    """make_subplots spacing and layout height for ``n`` panels of ``aspect`` (w / h) in ``cols`` columns, so that
+    the panels fill ``width`` px with a 30 px band for each row's titles and 8 px between columns."""
+    rows = math.ceil(n / cols)
+    inner = width - 20  # left and right margins of 10 px
+    panel_h = (inner - 8 * (cols - 1)) / cols / aspect
+    plot_h = rows * panel_h + (rows - 1) * 30
+    return dict(rows=rows, height=round(plot_h + top + bottom), horizontal_spacing=8 / inner,
+                vertical_spacing=30 / plot_h if rows > 1 else 0.0)
+
+
+def image_grid(images: dict[str, np.ndarray | Panel], cols: int = 3, width: int = OUTPUT_WIDTH,
+               legend: LabelTable | None = None) -> go.Figure:
+    """Pictures in a grid with titles, ``width`` px wide. A :class:`Panel` with ``hover`` reads its strings under
+    the mouse (class names, flow vectors); ``legend`` adds a key of that table's class colours."""
     names = list(images)
-    rows = -(-len(names) // cols)
-    fig = make_subplots(rows, cols, subplot_titles=names, horizontal_spacing=0.02, vertical_spacing=0.08)
-    for k, name in enumerate(names):
-        fig.add_trace(go.Image(source=png_data_uri(images[name]), name=name), k // cols + 1, k % cols + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    h, w = next(iter(images.values())).shape[:2]
-    fig.update_layout(height=rows * height + 40, width=cols * height * w / h + 40, margin=dict(l=10, r=10, t=40, b=10))
+    panels = [p if isinstance(p, Panel) else Panel(p) for p in images.values()]
+    h, w = panels[0].image.shape[:2]
+    bottom = 10 + (22 * math.ceil(legend.num_classes / 10) if legend else 0)  # the legend's rows of ~10 classes
+    g = _grid(len(names), cols, w / h, width, bottom=bottom)
+    fig = make_subplots(g["rows"], cols, subplot_titles=names, horizontal_spacing=g["horizontal_spacing"],
+                        vertical_spacing=g["vertical_spacing"])
+    for k, (name, p) in enumerate(zip(names, panels)):
+        row, col = k // cols + 1, k % cols + 1
+        fig.add_trace(go.Image(source=png_data_uri(p.image), name=name, hoverinfo="skip"), row, col)
+        if p.hover is not None:  # an invisible heatmap on the hover grid carries the text
+            gh, gw = p.hover.shape
+            fig.add_trace(go.Heatmap(z=np.zeros((gh, gw)), x0=w / gw / 2 - 0.5, dx=w / gw, y0=h / gh / 2 - 0.5,
+                                     dy=h / gh, text=p.hover, hovertemplate="%{text}<extra>" + name + "</extra>",
+                                     opacity=0, showscale=False, name=name), row, col)
+    if legend is not None:
+        for c, (cls, rgb) in enumerate(zip(legend.classes, legend.colors)):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=cls, showlegend=True,
+                                     marker=dict(color=f"rgb{tuple(rgb)}", size=10, symbol="square")))
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_layout(height=g["height"], width=width, margin=dict(l=10, r=10, t=30, b=bottom),
+                      showlegend=legend is not None, legend=dict(orientation="h", y=0, yanchor="top", x=0,
+                                                                 font=dict(size=10)),
+                      plot_bgcolor="white")
+    fig.update_annotations(font_size=12)
     return fig
 
 
 def heatmap_grid(maps: dict[str, np.ndarray], cols: int = 3, zmin: float | None = 0.0, zmax: float | None = 1.0,
-                 colorscale: str = "Viridis", height: int = 200) -> go.Figure:
-    """Scalar maps (H, W) in a grid sharing one colour scale; hovering reads a pixel's value."""
+                 colorscale: str = "Viridis", width: int = OUTPUT_WIDTH, hover: np.ndarray | None = None,
+                 colorbar_title: str = "") -> go.Figure:
+    """Scalar maps (H, W) in a grid sharing one colour scale, ``width`` px wide with the colour bar. Hovering reads a
+    pixel's value, or ``hover`` (H, W) strings when given (the same for every map, e.g. a pixel's whole kernel)."""
     names = list(maps)
-    rows = -(-len(names) // cols)
-    fig = make_subplots(rows, cols, subplot_titles=names, horizontal_spacing=0.03, vertical_spacing=0.1)
+    h, w = next(iter(maps.values())).shape
+    g = _grid(len(names), cols, w / h, width - 70)  # 70 px for the colour bar
+    fig = make_subplots(g["rows"], cols, subplot_titles=names, horizontal_spacing=g["horizontal_spacing"],
+                        vertical_spacing=g["vertical_spacing"])
     for k, name in enumerate(names):
+        template = ("%{text}" if hover is not None else "x %{x}, y %{y}: %{z:.3f}") + "<extra>" + name + "</extra>"
         fig.add_trace(go.Heatmap(z=maps[name], zmin=zmin, zmax=zmax, colorscale=colorscale, showscale=k == 0,
-                                 name=name, hovertemplate="x %{x}, y %{y}: %{z:.3f}<extra>" + name + "</extra>"),
-                      k // cols + 1, k % cols + 1)
+                                 colorbar=dict(title=colorbar_title, thickness=12), name=name, text=hover,
+                                 hovertemplate=template), k // cols + 1, k % cols + 1)
     fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor=None)
     fig.update_xaxes(showticklabels=False)
-    h, w = next(iter(maps.values())).shape
-    fig.update_layout(height=rows * height + 40, width=cols * height * w / h + 80, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_layout(height=g["height"], width=width, margin=dict(l=10, r=80, t=30, b=10))
+    fig.update_annotations(font_size=12)
     return fig
 
 
@@ -193,19 +257,28 @@ def loss_curves(logs: dict[str, list[dict]]) -> go.Figure:
 
 
 def scrubber(make_figure, start: int, stop: int, value: int, description: str = "frame"):
-    """A slider over ``start..stop`` that redraws ``make_figure(value)`` in place (notebooks).
+    """A slider over ``start..stop`` that redraws ``make_figure(value)`` in place (notebooks); returns the widget box.
 
-    The figure is a display updated by the slider's observer, not the output widget of ``ipywidgets.interact``:
-    papermill/nbclient can hang on an ``interact`` cell that shows a plotly figure (papermill issue 723).
+    The figure lives in an ``ipywidgets.Output`` whose *state* (its list of outputs) the slider's callback replaces.
+    The callback prints nothing and opens no output context, so JupyterLab has nothing to send to its Log console,
+    and papermill/nbclient see widget state messages only: ``interact`` instead captures output inside a callback,
+    which JupyterLab logs instead of showing and which can hang papermill (papermill #723).
     """
     import ipywidgets as widgets
     from IPython.display import display
 
     slider = widgets.IntSlider(value=value, min=start, max=stop, description=description, continuous_update=False)
-    handle = display(make_figure(value), display_id=True)
-    slider.observe(lambda change: handle.update(make_figure(change["new"])), names="value")
-    display(slider)
-    return slider
+    out = widgets.Output()
+
+    def draw(n: int) -> None:
+        data = pio.renderers["plotly_mimetype"].to_mimebundle(make_figure(n).to_dict())  # not a display: no output
+        out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
+
+    draw(value)
+    slider.observe(lambda change: draw(change["new"]), names="value")
+    box = widgets.VBox([slider, out])
+    display(box)
+    return box
 
 
 # --- export -------------------------------------------------------------------------------------------------------------

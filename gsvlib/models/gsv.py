@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -83,7 +84,7 @@ class GuidingNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # (B, 32, H/8, W/8)
         y = self.down(x)  # (B, 128, H/32, W/32)
-        y = self.up1(resize(y, (-(-x.shape[-2] // 2), -(-x.shape[-1] // 2))))  # (B, 64, H/16, W/16)
+        y = self.up1(resize(y, (math.ceil(x.shape[-2] / 2), math.ceil(x.shape[-1] / 2))))  # (B, 64, H/16, W/16)
         y = self.up2(resize(y, x.shape[-2:]))  # (B, 32, H/8, W/8)
         return self.head(x + y)
 

@@ -1,0 +1,109 @@
+"""What every notebook starts with: one call that opens the footage it looks at and the model that segments it.
+
+``open_footage("camvid", ...)`` gives the held-out last third of CamVid's 15 Hz val/ run (every frame labelled, never
+seen by the propagation's training) with the committed CamVid weights. Where that data or those weights are missing it
+says so and falls back to the built-in synthetic street video with the model of ``make tour`` (generated and trained
+briefly, with progress bars, when missing). Both come as one :class:`Footage`, so a notebook is written once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gsvlib.camvid_report import HELD_OUT
+from gsvlib.checkpoint import load_model
+from gsvlib.data import CamVid
+from gsvlib.data.io import read_label, read_rgb
+from gsvlib.data.labels import CITYSCAPES, IGNORE, LabelTable
+from gsvlib.data.snippets import frames_to_tensor
+from gsvlib.data.synthetic import FPS as SYNTH_FPS, SynthConfig, first_val_snippet, load_snippet
+from gsvlib.models.gsvnet import GSVNet
+from gsvlib.tour import TourConfig, prepare
+
+FOOTAGE = ("camvid", "synthetic")
+CAMVID_FPS = 15.0  # val/ keeps every second frame of CamVid's 30 Hz video
+
+
+@dataclass
+class Footage:
+    """A labelled video clip and the trained GSVNet that segments it."""
+
+    name: str  # what the pictures show, for titles
+    dataset: str  # "camvid" or "synthetic"
+    model: GSVNet
+    table: LabelTable
+    frames: torch.Tensor  # (T, 3, H, W) float in [0, 1], H and W divisible by 32
+    labels: np.ndarray  # (T, H, W) uint8 ground truth of every frame, 255 = ignore
+    key_scale: float  # the keyframe scale the model was evaluated with
+    fps: float
+    flow: np.ndarray | None = None  # (T, H, W, 2) exact backward flow (x, y) in pixels: synthetic only
+    valid: np.ndarray | None = None  # (T, H, W) bool, False where dis-occluded: synthetic only
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """(T, H, W, 3) uint8 frames, for pictures."""
+        return (self.frames.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def figure_dir(self, figures: str | Path) -> Path:
+        """Where a notebook exports this footage's pictures: ``figures/camvid`` for real footage, else ``figures``."""
+        return Path(figures) / "camvid" if self.dataset == "camvid" else Path(figures)
+
+
+def open_footage(dataset: str = "camvid", camvid_root: str | Path = "../../shared/camvid",
+                 camvid_weights: str | Path = "../weights/camvid_swiftnet_gsvnet.pt",
+                 tour: TourConfig | None = None, progress: bool = True) -> Footage:
+    """The clip a notebook studies: CamVid's held-out 15 Hz frames, or a synthetic validation snippet.
+
+    ``dataset="camvid"`` falls back to the synthetic set (with a printed reason) when ``camvid_root`` or
+    ``camvid_weights`` is missing. ``tour`` says where the synthetic set and its trained runs live (and their size).
+    """
+    if dataset not in FOOTAGE:
+        raise ValueError(f"dataset must be one of {FOOTAGE}, got {dataset!r}")
+    if dataset == "camvid":
+        missing = [str(p) for p in (Path(camvid_root), Path(camvid_weights)) if not Path(p).exists()]
+        if not missing:
+            return _camvid(Path(camvid_root), Path(camvid_weights))
+        print(f"CamVid footage unavailable ({', '.join(missing)} not found; see data/README.md): "
+              "showing the synthetic street video instead")
+    return _synthetic(tour or TourConfig(), progress)
+
+
+def _camvid(root: Path, weights: Path) -> Footage:
+    model, ckpt = load_model(weights)
+    dataset = CamVid(root, "val", span=HELD_OUT)
+    held_out = dataset.items  # the labelled frames in time order, one per item
+    frames = [read_rgb(s.frames[-1]) for s in held_out]
+    labels = [dataset.map_labels(read_label(s.label), s.label) for s in held_out]
+    h, w = frames[0].shape[:2]
+    crop = (h // 32 * 32, w // 32 * 32)  # 360x480 -> 352x480: the bottom rows go, every pixel stays where it was
+    seq = held_out[0].name.rpartition("_")[0]
+    return Footage(f"CamVid {seq} {held_out[0].name.rpartition('_')[2]}-{held_out[-1].name.rpartition('_')[2]} "
+                   "(held out, 15 Hz)", "camvid", model.eval(), CamVid.table,
+                   frames_to_tensor([f[: crop[0], : crop[1]] for f in frames]),
+                   np.stack([lab[: crop[0], : crop[1]] for lab in labels]), ckpt["train_config"]["key_scale"],
+                   CAMVID_FPS)
+
+
+def _synthetic(tour: TourConfig, progress: bool) -> Footage:
+    paths = prepare(tour, progress=progress)  # instant when `make tour` has run
+    model, _ = load_model(paths["gsv"])
+    seq = first_val_snippet(tour.data)
+    snippet = load_snippet(tour.data, "val", seq)
+    labels = np.where(snippet["labels"] < CITYSCAPES.num_classes, snippet["labels"], IGNORE).astype(np.uint8)
+    return Footage(f"synthetic street, validation snippet {seq}", "synthetic", model.eval(), CITYSCAPES,
+                   snippet["frames"], labels, tour.key_scale, SYNTH_FPS, snippet["flow"], snippet["valid"])
+
+
+def tour_config(root: str, runs: str, figures: str, snippets: int, val_snippets: int, height: int, width: int,
+                keyframe_iterations: int, gsv_iterations: int, batch_size: int, seed: int) -> TourConfig:
+    """The :class:`TourConfig` of a notebook's papermill parameters (the synthetic set and its runs)."""
+    return TourConfig(data=root, runs=runs, figures=figures,
+                      synth=SynthConfig(snippets, val_snippets, (height, width), seed=seed),
+                      keyframe_iterations=keyframe_iterations, gsv_iterations=gsv_iterations, batch_size=batch_size,
+                      seed=seed)

@@ -1,0 +1,146 @@
+"""The notebooks as a user meets them: JupyterLab in Chromium, every cell run, every slider moved, hover read.
+
+papermill and nbval run the kernel side only; what JupyterLab shows (figures redrawn from a widget callback, output
+sent to the Log console, a widget that fails to render) only a browser can see. For each notebook with a widget this
+test runs all cells in JupyterLab, checks that no cell shows an error, moves each slider with the keyboard, asserts
+that the figure's pixels change within a few seconds and that the Log console stays empty, and reads the hover text
+of notebook 04's kernel inspector. Screenshots land in build/screenshots/ for people to look at.
+
+It needs Debian's chromium and the playwright package (`make test` installs both in CI). Elsewhere it skips, saying
+what is missing.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from browser import CHROMIUM_FLAGS, JupyterLab, find_chromium, log_console_count, run_all_cells
+from test_notebooks import ROOT, SMALL
+
+BUILD = ROOT / "build"
+SHOTS = BUILD / "screenshots"
+WIDGET_NOTEBOOKS = ("01_data", "04_guided_dynamic_filtering", "07_qualitative")
+VIEWPORT = {"width": 1440, "height": 1000}  # JupyterLab's output area is then about 950 px wide beside the file browser
+CHANGE_TIMEOUT_S = 10
+
+
+def _requirements() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed (pip install -e '.[dev]')"
+    if find_chromium() is None:
+        return "no chromium on PATH (Debian: apt-get install chromium; `make test` does this as root)"
+    return None
+
+
+missing = _requirements()
+if missing and os.environ.get("CI") == "true":
+    raise RuntimeError(f"CI must run the browser test, but {missing}")
+pytestmark = pytest.mark.skipif(missing is not None, reason=missing or "")
+
+
+@pytest.fixture(scope="module")
+def lab_page():
+    """A JupyterLab on the repository and a Chromium page; notebooks are opened from build/browser/."""
+    from playwright.sync_api import sync_playwright
+
+    BUILD.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with JupyterLab(ROOT, BUILD / "jupyterlab.log") as lab, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=find_chromium(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        yield lab, page
+        browser.close()
+
+
+def _parameterized(name: str) -> str:
+    """A copy of the notebook with the CI-sized parameters injected (not executed), beside the others it needs."""
+    import nbformat
+    import papermill as pm
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    src = ROOT / "notebooks" / f"{name}.ipynb"
+    work = BUILD / "browser-work"
+    small = SMALL | {"root": str(work / "data"), "runs": str(work / "runs"), "figures": str(work / "figures")}
+    names = set(pm.inspect_notebook(str(src)))
+    book = parameterize_notebook(load_notebook_node(str(src)), {k: v for k, v in small.items() if k in names})
+    out = BUILD / "browser" / f"{name}.ipynb"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(book, out)
+    return str(out.relative_to(ROOT))
+
+
+def _page_text(page) -> str:
+    return "\n".join(page.locator(".jp-OutputArea-output").all_text_contents())
+
+
+def _move_slider(page, slider) -> float:
+    """Press an arrow key on the slider's handle; returns the seconds until its figure's pixels change."""
+    box = slider.locator("xpath=ancestor::div[contains(@class, 'widget-vbox')][1]")
+    figure = box.locator(".widget-output").first
+    figure.scroll_into_view_if_needed()
+    figure.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    before = figure.screenshot()
+    value = int(slider.locator(".widget-readout").inner_text())
+    handle = slider.locator(".noUi-handle").first
+    handle.focus()
+    maximum = int(handle.get_attribute("aria-valuemax").split(".")[0])
+    start = time.monotonic()
+    page.keyboard.press("ArrowLeft" if value >= maximum else "ArrowRight")
+    while time.monotonic() - start < CHANGE_TIMEOUT_S:
+        time.sleep(0.1)
+        if figure.screenshot() != before:
+            return time.monotonic() - start
+    raise AssertionError(f"the figure under the slider did not change within {CHANGE_TIMEOUT_S} s")
+
+
+def _check_figures_fit(page) -> None:
+    widths = page.evaluate("""() => [...document.querySelectorAll('.jp-OutputArea-output .main-svg:first-of-type')]
+        .map(svg => [svg.getBoundingClientRect().width, svg.closest('.jp-OutputArea-output').clientWidth])""")
+    assert widths, "no plotly figure was drawn"
+    too_wide = [w for w in widths if w[0] > w[1] + 1]
+    assert not too_wide, f"figures wider than the output area (figure px, area px): {too_wide}"
+
+
+@pytest.mark.parametrize("name", WIDGET_NOTEBOOKS)
+def test_notebook_works_live_in_jupyterlab(lab_page, name):
+    lab, page = lab_page
+    page.goto(lab.url(_parameterized(name)))
+    seconds = run_all_cells(page, timeout_s=600)
+    page.wait_for_timeout(1000)  # let the last figures render
+    text = _page_text(page)
+    assert "Traceback (most recent call last)" not in text, text[-3000:]
+    assert "Error displaying widget" not in page.locator(".jp-Notebook").inner_text()
+    _check_figures_fit(page)
+    sliders = page.locator(".widget-slider")
+    changes = [_move_slider(page, sliders.nth(i)) for i in range(sliders.count())]
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
+    assert log_console_count(page) == 0, "output went to JupyterLab's Log console instead of the notebook"
+    print(f"{name}: all cells in {seconds:.1f} s; figure redrawn {', '.join(f'{c:.2f} s' for c in changes)} after "
+          f"a key press on each of {len(changes)} slider(s)")
+    if name.startswith("04"):
+        _check_kernel_hover(page)
+
+
+def _check_kernel_hover(page) -> None:
+    """Hovering over the kernel inspector shows the pixel's whole kernel: 3x3 weights and the intra weight."""
+    plot = page.locator(".js-plotly-plot", has_text="winning tap").first
+    plot.scroll_into_view_if_needed()
+    area = plot.locator(".nsewdrag").first
+    box = area.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.6)
+    hover = plot.locator(".hoverlayer .hovertext")
+    hover.first.wait_for(timeout=5_000)
+    text = hover.first.text_content()
+    page.screenshot(path=str(SHOTS / "04_kernel_hover.png"))
+    kernel = text[text.rindex("kernel"):]  # after the trace's name, which says "kernel" too
+    weights = re.findall(r"\d\.\d\d", kernel)
+    assert "intra" in kernel and len(weights) == 10, text
+    assert abs(sum(map(float, weights)) - 1) < 0.06, f"a kernel's weights sum to 1 (to rounding): {text}"

@@ -1,0 +1,58 @@
+"""The figure helpers: panels that read under the mouse, figures that fit the notebook, a slider that redraws."""
+import numpy as np
+import pytest
+
+from gsvlib.data.labels import CAMVID
+from gsvlib.viz import OUTPUT_WIDTH, Panel, flow_panel, heatmap_grid, image_grid, label_panel, scrubber
+
+
+def test_label_panel_hover_names_the_class_at_each_cell_centre():
+    labels = np.zeros((16, 24), np.uint8)
+    labels[:8, 8:16] = 3  # road in the top middle cell
+    labels[8:, :] = 255  # void below
+    panel = label_panel(labels, CAMVID)
+    assert panel.image.shape == (16, 24, 3)
+    assert panel.hover.tolist() == [["sky", "road", "sky"], ["void", "void", "void"]]
+
+
+def test_flow_panel_hover_reads_each_vector():
+    flow = np.zeros((2, 3, 2), np.float32)
+    flow[1, 2] = (1.5, -0.25)
+    panel = flow_panel(flow, factor=8)
+    assert panel.image.shape == (16, 24, 3)
+    assert panel.hover[1, 2] == "flow (dx, dy) = (+1.50, -0.25) px"
+    assert flow_panel(np.zeros((16, 24, 2)), factor=1, stride=8).hover.shape == (2, 3)
+
+
+def test_image_grid_fits_the_output_area_and_carries_hover_and_legend():
+    panels = {"a": label_panel(np.zeros((64, 96), np.uint8), CAMVID), "b": Panel(np.zeros((64, 96, 3), np.uint8))}
+    fig = image_grid(panels, cols=2, legend=CAMVID)
+    assert fig.layout.width <= 950
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(heat) == 1 and heat[0].text[0][0] == "sky" and heat[0].opacity == 0  # only "a" has hover
+    assert [t.name for t in fig.data if t.type == "scatter"] == list(CAMVID.classes)
+    assert all(t.hoverinfo == "skip" for t in fig.data if t.type == "image")  # no raw RGBA values on hover
+
+
+def test_heatmap_grid_hover_can_carry_text_per_pixel():
+    fig = heatmap_grid({"m": np.zeros((2, 3))}, cols=1, hover=np.full((2, 3), "kernel", dtype=object))
+    assert fig.layout.width == OUTPUT_WIDTH and fig.data[0].text[1][2] == "kernel"
+
+
+def test_scrubber_redraws_by_replacing_the_output_widget_state(capsys):
+    pytest.importorskip("ipywidgets")
+    drawn = []
+
+    def figure(n):
+        drawn.append(n)
+        return image_grid({f"frame {n}": Panel(np.full((8, 8, 3), n, np.uint8))}, cols=1)
+
+    box = scrubber(figure, 0, 4, 2)
+    slider, out = box.children
+    first = out.outputs
+    capsys.readouterr()
+    slider.value = 4
+    assert drawn == [2, 4]
+    assert out.outputs != first and len(out.outputs) == 1
+    assert "application/vnd.plotly.v1+json" in out.outputs[0]["data"]
+    assert capsys.readouterr().out == ""  # the callback displays nothing: no output for JupyterLab's Log console
