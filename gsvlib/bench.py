@@ -140,7 +140,8 @@ def throughput_table(b: dict) -> list[str]:
              "(a multiply-add is 2 FLOPs; the paper counts multiply-adds).", "",
              "| method | FPS | keyframe ms | non-keyframe ms | GFLOPs / frame |", "|---|---:|---:|---:|---:|"]
     for l, g in b["gsvnet"].items():
-        nonkey = "-" if g["nonkey_ms"] != g["nonkey_ms"] else f"{g['nonkey_ms']:.0f}"  # NaN for l = 1
+        missing = g["nonkey_ms"] is None or g["nonkey_ms"] != g["nonkey_ms"]  # l = 1 has no non-keyframe
+        nonkey = "-" if missing else f"{g['nonkey_ms']:.0f}"
         lines.append(f"| GSVNet l={l} | {g['fps']:.2f} | {g['key_ms']:.0f} | {nonkey} | {g['gflops_avg']:.1f} |")
     for scale, g in b["image_only"].items():
         lines.append(f"| image-only x{scale} | {g['fps']:.2f} | {g['key_ms']:.0f} | - | {g['gflops']:.1f} |")

@@ -130,3 +130,27 @@ def test_momentum_and_augmentation_flags_reach_the_config():
     assert isinstance(args, argparse.Namespace)
     assert (args.momentum, args.crop, args.scale_min, args.scale_max, args.key_scale, args.lr_decay_every) == (
         0.5, 0.5, 0.4, 0.9, 0.75, 10)
+
+
+def test_json_the_project_writes_and_commits_is_strict(tmp_path):
+    """NaN (a per-class IoU of an absent class, the non-keyframe time at l = 1) is written as null: strict parsers
+    reject bare NaN."""
+    import math
+    import subprocess
+    from pathlib import Path
+
+    from gsvlib.bench import throughput_table
+    from gsvlib.checkpoint import write_json_atomic
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"not JSON: {c}")))
+
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"a": math.nan, "b": [math.inf, 1.5], "c": {"d": -math.inf}})
+    assert strict(path.read_text()) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
+    bench = {"gsvnet": {"1": {"fps": 1.0, "key_ms": 10.0, "nonkey_ms": None, "gflops_avg": 1.0}}, "image_only": {}}
+    assert "| GSVNet l=1 | 1.00 | 10 | - | 1.0 |" in throughput_table(bench)
+    root = Path(__file__).resolve().parents[1]
+    committed = subprocess.run(["git", "ls-files", "*.json"], cwd=root, capture_output=True, text=True).stdout.split()
+    for name in committed:
+        strict((root / name).read_text())
