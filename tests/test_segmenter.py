@@ -88,3 +88,24 @@ def test_cuda_without_cuda_is_a_clear_error(small_model):
         pytest.skip("CUDA is available here")
     with pytest.raises(RuntimeError, match="'cuda' was asked for but CUDA is not available"):
         VideoSegmenter(small_model, device="cuda")
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool])
+def test_frames_of_other_integer_types_are_refused_not_misread(small_model, dtype):
+    seg = VideoSegmenter(small_model, interval=2)
+    frame = torch.randint(0, 2 if dtype == torch.bool else 256, (3, 32, 32)).to(dtype)
+    with pytest.raises(TypeError, match="uint8.*floating point"):
+        seg.step(frame)
+
+
+def test_floating_frames_in_0_255_are_refused_with_the_fix(small_model):
+    seg = VideoSegmenter(small_model, interval=2)
+    with pytest.raises(ValueError, match="divide 0..255 values by 255"):
+        seg.step(torch.rand(3, 32, 32) * 255)
+
+
+def test_uint8_and_unit_range_float_frames_give_the_same_labels(small_model):
+    frame = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
+    a = VideoSegmenter(small_model, interval=2).step(frame, labels=True).labels
+    b = VideoSegmenter(small_model, interval=2).step(frame.float() / 255, labels=True).labels
+    assert torch.equal(a, b)

@@ -206,10 +206,18 @@ class VideoSegmenter:
         if self._size is not None and size != self._size:
             raise ValueError(f"frame {self.index} has batch/size {size} but this stream started with {self._size}; "
                              "call reset() before a stream of another size")
+        if frame.dtype != torch.uint8 and not frame.is_floating_point():
+            raise TypeError(f"frame {self.index} has dtype {frame.dtype}; frames are uint8 (0..255) or floating point "
+                            "in [0, 1]. For integer 0..255 values use frame.to(torch.uint8)")
         frame = frame.to(self.device)
         frame = frame.float() / 255 if frame.dtype == torch.uint8 else frame.float()
-        if self.check_finite and not torch.isfinite(frame).all():
-            raise ValueError(f"frame {self.index} contains NaN or Inf values")
+        if self.check_finite:
+            if not torch.isfinite(frame).all():
+                raise ValueError(f"frame {self.index} contains NaN or Inf values")
+            lo, hi = frame.min().item(), frame.max().item()
+            if lo < -1e-3 or hi > 1 + 1e-3:  # a little slack for resampled frames
+                raise ValueError(f"frame {self.index} holds values in [{lo:g}, {hi:g}]; floating-point frames are RGB "
+                                 "in [0, 1]: divide 0..255 values by 255 (or pass them as uint8)")
         self._size = size
         h, w = frame.shape[-2:]
         return F.pad(frame, (0, -w % 32, 0, -h % 32), mode="replicate")  # (B, 3, H', W'), H', W' divisible by 32
