@@ -61,12 +61,16 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
 def read_checkpoint(path: str | Path) -> dict:
     """Load a checkpoint file onto the CPU (tensors and plain containers only)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder; pass the checkpoint file, e.g. {path / 'checkpoint.pt'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (or train one with `gsv train`)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} could not be read ({type(e).__name__}: {e}); "
+        # torch's own message may suggest weights_only=False, which would run code from the file: never quote that
+        detail = "it holds objects other than tensors" if "weights_only" in str(e) else str(e).splitlines()[0]
+        raise CheckpointError(f"checkpoint {path} could not be read ({type(e).__name__}: {detail}); "
                               "the file is truncated or not a PyTorch checkpoint") from e
 
 

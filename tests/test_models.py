@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from gsvlib import GSVNet
-from gsvlib.checkpoint import CheckpointError, load_state_dict_checked
+from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from gsvlib.models import BiSeNet, FlowLight, FlowNetS, ResNet18, SwiftNet, load_torchvision_weights
 
 BN = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
@@ -133,3 +133,18 @@ def test_atomic_writes_replace_whole_files_with_normal_permissions(tmp_path):
     os.umask(umask)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "r.json"]  # no temporary files left behind
+
+
+def test_a_folder_is_not_reported_as_missing(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder; pass the checkpoint file"):
+        read_checkpoint(tmp_path)
+
+
+def test_a_foreign_pickle_is_refused_without_advising_weights_only_false(tmp_path):
+    import pickle
+
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps(object()))  # an arbitrary object: not loadable with weights_only=True
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(path)
+    assert "weights_only" not in str(err.value) and "could not be read" in str(err.value)
