@@ -114,6 +114,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
                               f"{keys}); for ImageNet ResNet-18 weights use `gsv train --imagenet`")
     model = GSVNet(GSVNetConfig(**ckpt["model_config"]))
     load_state_dict_checked(model, ckpt["model"], str(path))
+    broken = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise CheckpointError(f"{path} holds NaN or infinite weights in {_listing(broken)}: the run diverged before "
+                              "this checkpoint was written; train again with a lower --lr")
     return model.to(device), ckpt
 
 

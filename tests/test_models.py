@@ -148,3 +148,16 @@ def test_a_foreign_pickle_is_refused_without_advising_weights_only_false(tmp_pat
     with pytest.raises(CheckpointError) as err:
         read_checkpoint(path)
     assert "weights_only" not in str(err.value) and "could not be read" in str(err.value)
+
+
+def test_nan_weights_are_refused_on_load(tmp_path):
+    from dataclasses import asdict
+
+    from gsvlib.checkpoint import load_model, save_atomic
+
+    model = GSVNet(num_classes=5)
+    state = model.state_dict()
+    state["gsv.guiding_net.head.weight"][0, 0, 0, 0] = float("nan")
+    save_atomic({"model": state, "model_config": asdict(model.config)}, tmp_path / "diverged.pt")
+    with pytest.raises(CheckpointError, match="NaN or infinite weights in gsv.guiding_net.head.weight"):
+        load_model(tmp_path / "diverged.pt")
