@@ -18,6 +18,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -26,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint, save_atomic, write_json_atomic
+from gsvlib.checkpoint import (CheckpointError, load_state_dict_checked, read_checkpoint, save_atomic, write_json_atomic,
+                               write_text_atomic)
 from gsvlib.data import RandomScaleCropFlip, open_dataset
 from gsvlib.device import check_device
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
@@ -221,10 +223,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
         write_json_atomic(out / "config.json", asdict(cfg))
     log_path = out / "log.jsonl"
-    kept = [l for l in (log_path.read_text().splitlines() if log_path.exists() and resume else [])
-            if json.loads(l)["iteration"] <= start]  # drop iterations after the checkpoint: they are redone
-    log_path.write_text("".join(l + "\n" for l in kept))
-    elapsed = json.loads(kept[-1])["seconds"] if kept else 0.0  # the log's clock runs on across resumes
+    kept = [e for e in (parse_log(log_path) if log_path.exists() and resume else [])
+            if e["iteration"] <= start]  # drop iterations after the checkpoint: they are redone
+    write_text_atomic(log_path, "".join(json.dumps(e) + "\n" for e in kept))
+    elapsed = kept[-1]["seconds"] if kept else 0.0  # the log's clock runs on across resumes
 
     def save(iteration: int) -> None:
         save_atomic({"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
@@ -271,5 +273,23 @@ def read_log(run: str | Path) -> list[dict]:
     path = Path(run) / "log.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: is {run} a `gsv train` run folder?")
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    return parse_log(path)
+
+
+def parse_log(path: Path) -> list[dict]:
+    """The JSON lines of ``path``. A torn final line (what a kill during a write leaves) is dropped with a warning;
+    a bad line anywhere else is an error that names the file and the line."""
+    lines = [(n, l) for n, l in enumerate(path.read_text().splitlines(), 1) if l.strip()]
+    entries = []
+    for n, line in lines:
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if n == lines[-1][0]:
+                warnings.warn(f"{path}: dropping its torn last line {n} (an interrupted write); the run resumes "
+                              "from its checkpoint", stacklevel=2)
+                break
+            raise ValueError(f"{path} line {n} is not JSON ({e}); the log is damaged: move it away to resume "
+                             "without it") from None
+    return entries
 

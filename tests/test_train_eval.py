@@ -87,6 +87,20 @@ def test_resume_equals_uninterrupted_training(tiny_synth, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_torn_last_log_line_is_dropped_on_resume_and_a_damaged_log_names_its_line(tiny_synth, tmp_path):
+    kw = dict(root=str(tiny_synth), batch_size=2, checkpoint_every=1, seed=3, out=str(tmp_path / "r"))
+    train(config_for("keyframe", iterations=2, **kw), progress=False)
+    log = tmp_path / "r" / "log.jsonl"
+    log.open("a").write('{"iteration": 3, "lo')  # killed while writing a line
+    with pytest.warns(UserWarning, match="torn last line 3"):
+        train(config_for("keyframe", iterations=3, **kw), resume=True, progress=False)
+    assert [e["iteration"] for e in read_log(tmp_path / "r")] == [1, 2, 3]
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], "garbage", *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match="log.jsonl line 2 is not JSON"):
+        read_log(tmp_path / "r")
+
+
 def test_existing_run_and_resume_with_other_settings_are_refused(tiny_synth, tmp_path):
     kw = dict(root=str(tiny_synth), batch_size=2, out=str(tmp_path / "r"))
     train(config_for("keyframe", iterations=1, **kw), progress=False)
