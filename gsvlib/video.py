@@ -1,7 +1,9 @@
 """Reading a video (mp4 and other ffmpeg formats, or a folder of frames), segmenting it, writing overlays."""
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -60,37 +62,62 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
     frames, fps = read_frames(source)
     out = Path(out)
     as_mp4 = out.suffix.lower() == ".mp4"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Everything is written beside ``out`` first and moved into place at the end: a run that fails part way leaves an
+    # earlier result at ``out`` as it was.
+    partial = out.parent / (f".{out.stem}.partial{out.suffix}" if as_mp4 else f".{out.name}.partial")
+    _remove(partial)  # left by a run that was killed
     writer = None
     if as_mp4:
         import imageio.v2 as iio2
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        writer = iio2.get_writer(out, fps=fps or 15, macro_block_size=1)
+        writer = iio2.get_writer(partial, fps=fps or 15, macro_block_size=1)
     timings = []
     segmenter.reset()
     try:
-        for i, frame in enumerate(tqdm(frames, desc="segmenting", disable=not progress, unit="frame")):
-            if max_frames is not None and i >= max_frames:
-                break
-            t0 = time.perf_counter()
-            step = segmenter.step(torch.tensor(frame).permute(2, 0, 1), labels=True)  # a writable copy
-            ms = (time.perf_counter() - t0) * 1000
-            timings.append({"frame": i, "keyframe": step.is_keyframe, "ms": round(ms, 2)})
-            picture = overlay(frame, step.labels[0].cpu().numpy(), table, alpha)
+        try:
+            for i, frame in enumerate(tqdm(frames, desc="segmenting", disable=not progress, unit="frame")):
+                if max_frames is not None and i >= max_frames:
+                    break
+                t0 = time.perf_counter()
+                step = segmenter.step(torch.tensor(frame).permute(2, 0, 1), labels=True)  # a writable copy
+                ms = (time.perf_counter() - t0) * 1000
+                timings.append({"frame": i, "keyframe": step.is_keyframe, "ms": round(ms, 2)})
+                picture = overlay(frame, step.labels[0].cpu().numpy(), table, alpha)
+                if writer is not None:
+                    writer.append_data(picture)
+                else:
+                    write_png(partial / f"{i:06d}.png", picture)
+        finally:
             if writer is not None:
-                writer.append_data(picture)
-            else:
-                write_png(out / f"{i:06d}.png", picture)
-    finally:
-        if writer is not None:
-            writer.close()
-    if not timings:
-        raise DatasetError(f"{source} holds no frames")
+                writer.close()
+        if not timings:
+            raise DatasetError(f"{source} holds no frames")
+    except BaseException:
+        _remove(partial)
+        raise
     key = [t["ms"] for t in timings if t["keyframe"]]
     nonkey = [t["ms"] for t in timings if not t["keyframe"]]
     summary = {"frames": len(timings), "keyframe_ms_mean": round(float(np.mean(key)), 2),
                "non_keyframe_ms_mean": round(float(np.mean(nonkey)), 2) if nonkey else None,
                "fps": round(1000 * len(timings) / sum(t["ms"] for t in timings), 2), "per_frame": timings}
-    write_json_atomic(out.with_suffix(".timings.json") if as_mp4 else out / "timings.json", summary)
+    if as_mp4:
+        os.replace(partial, out)
+        write_json_atomic(out.with_suffix(".timings.json"), summary)
+    else:
+        write_json_atomic(partial / "timings.json", summary)
+        old = out.parent / f".{out.name}.old"
+        _remove(old)
+        if out.exists():
+            os.replace(out, old)
+        os.replace(partial, out)
+        _remove(old)
     return summary
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 

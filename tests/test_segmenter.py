@@ -109,3 +109,30 @@ def test_uint8_and_unit_range_float_frames_give_the_same_labels(small_model):
     a = VideoSegmenter(small_model, interval=2).step(frame, labels=True).labels
     b = VideoSegmenter(small_model, interval=2).step(frame.float() / 255, labels=True).labels
     assert torch.equal(a, b)
+
+
+def test_a_failed_segment_run_leaves_the_earlier_output_as_it_was(small_model, tmp_path):
+    import json
+
+    import numpy as np
+
+    from gsvlib.data.io import write_png
+    from gsvlib.data.labels import CAMVID
+    from gsvlib.video import segment_video
+
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for i in range(3):
+        write_png(good / f"{i}.png", np.full((32, 32, 3), 40 * i, np.uint8))
+        write_png(bad / f"{i}.png", np.zeros((64, 64, 3) if i == 1 else (32, 32, 3), np.uint8))  # frame 1 differs
+    seg = VideoSegmenter(small_model, interval=2)
+    for out in (tmp_path / "overlays", tmp_path / "overlays.mp4"):
+        segment_video(seg, good, out, CAMVID, progress=False)
+        before = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_bytes()
+        with pytest.raises(ValueError, match="this stream started with"):
+            segment_video(seg, bad, out, CAMVID, progress=False)
+        after = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_bytes()
+        assert after == before
+        timings = out / "timings.json" if out.is_dir() else out.with_suffix(".timings.json")
+        assert json.loads(timings.read_text())["frames"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "good", "overlays", "overlays.mp4",
+                                                          "overlays.timings.json"]  # no partial files left
