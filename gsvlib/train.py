@@ -88,6 +88,18 @@ class TrainConfig:
         for name in ("iterations", "batch_size", "checkpoint_every", "lr_decay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "momentum", "weight_decay", "lr_decay", "crop", "scale_min", "scale_max", "key_scale",
+                     "distill"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        ranges = {"lr": (self.lr > 0, "> 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
+                  "weight_decay": (self.weight_decay >= 0, ">= 0"), "lr_decay": (0 < self.lr_decay <= 1, "in (0, 1]"),
+                  "crop": (0 < self.crop <= 1, "in (0, 1]"), "key_scale": (0 < self.key_scale <= 2, "in (0, 2]"),
+                  "scale_min": (0 < self.scale_min <= self.scale_max, f"in (0, scale_max = {self.scale_max}]"),
+                  "distill": (self.distill >= 0, ">= 0")}
+        for name, (ok, allowed) in ranges.items():
+            if not ok:
+                raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)}")
         check_device(self.device)
         if self.amp and not self.device.startswith("cuda"):
             raise ValueError("amp (bfloat16 autocast) is for CUDA devices; drop --amp on the CPU")
@@ -248,8 +260,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             with torch.autocast("cuda", torch.bfloat16, enabled=cfg.amp):
                 loss = loss_fn(model, frames, labels, cfg)
             if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"loss became {loss.item()} at iteration {it + 1}; the last checkpoint in "
-                                         f"{out} is intact: lower --lr and --resume")
+                saved = (out / "checkpoint.pt").is_file()
+                kept = f"{out / 'checkpoint.pt'} (the last checkpoint) is intact. " if saved else \
+                    "No checkpoint had been written yet. "
+                raise FloatingPointError(f"loss became {loss.item()} at iteration {it + 1}. {kept}Train again into a "
+                                         "new --out with a lower --lr (--resume keeps the run's settings)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -101,6 +101,16 @@ def test_a_torn_last_log_line_is_dropped_on_resume_and_a_damaged_log_names_its_l
         read_log(tmp_path / "r")
 
 
+@pytest.mark.parametrize("setting, message", [({"lr": float("nan")}, "lr must be a finite number"),
+                                              ({"lr": 0.0}, "lr must be > 0"),
+                                              ({"momentum": 1.5}, "momentum must be in"),
+                                              ({"crop": float("inf")}, "crop must be a finite number"),
+                                              ({"scale_min": 2.0, "scale_max": 1.0}, "scale_min must be in")])
+def test_nan_and_absurd_settings_are_refused(setting, message):
+    with pytest.raises(ValueError, match=message):
+        config_for("gsv", **setting).check()
+
+
 def test_existing_run_and_resume_with_other_settings_are_refused(tiny_synth, tmp_path):
     kw = dict(root=str(tiny_synth), batch_size=2, out=str(tmp_path / "r"))
     train(config_for("keyframe", iterations=1, **kw), progress=False)
