@@ -197,6 +197,9 @@ def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
     if not ckpt_path.exists():
         raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist; run without --resume to start")
     ckpt = read_checkpoint(ckpt_path)
+    if "optimizer" not in ckpt or "iteration" not in ckpt:
+        raise CheckpointError(f"{ckpt_path} is a weights file (no optimizer state, e.g. from `gsv export`), not a "
+                              "training run to resume: start a new run from it with --init instead of --resume")
     saved = asdict(TrainConfig(**ckpt.get("train_config", {})))  # fields newer than the run take their defaults
     differ = [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items()
               if k not in ("out", "iterations", "checkpoint_every", "device") and saved[k] != v]
@@ -232,6 +235,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         sched.load_state_dict(ckpt["scheduler"])
         start = ckpt["iteration"]
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
+        stale.unlink()
     if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
         write_json_atomic(out / "config.json", asdict(cfg))
     log_path = out / "log.jsonl"

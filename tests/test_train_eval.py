@@ -101,6 +101,21 @@ def test_a_torn_last_log_line_is_dropped_on_resume_and_a_damaged_log_names_its_l
         read_log(tmp_path / "r")
 
 
+def test_resume_cleans_temp_files_of_killed_writes_and_refuses_an_exported_weights_file(tiny_synth, tmp_path):
+    from gsvlib.checkpoint import CheckpointError, export_weights
+
+    kw = dict(root=str(tiny_synth), batch_size=2, out=str(tmp_path / "r"))
+    train(config_for("keyframe", iterations=1, **kw), progress=False)
+    leak = tmp_path / "r" / ".checkpoint.pt.x1y2.tmp"
+    leak.write_bytes(b"half a checkpoint")
+    train(config_for("keyframe", iterations=2, **kw), resume=True, progress=False)
+    assert not leak.exists()
+    export_weights(tmp_path / "r" / "checkpoint.pt", tmp_path / "w" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="weights file.*--init instead of --resume"):
+        train(config_for("keyframe", iterations=3, root=str(tiny_synth), batch_size=2, out=str(tmp_path / "w")),
+              resume=True, progress=False)
+
+
 @pytest.mark.parametrize("setting, message", [({"lr": float("nan")}, "lr must be a finite number"),
                                               ({"lr": 0.0}, "lr must be > 0"),
                                               ({"momentum": 1.5}, "momentum must be in"),
