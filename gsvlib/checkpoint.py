@@ -121,6 +121,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     return model.to(device), ckpt
 
 
+def require_propagation(ckpt: dict, path: str | Path) -> None:
+    """Refuse to run GSVNet's propagation from a checkpoint of stage ``keyframe``, whose propagation is untrained."""
+    if ckpt.get("train_config", {}).get("stage") == "keyframe":
+        raise CheckpointError(f"{path} holds a keyframe net only (stage keyframe): its propagation was never trained. "
+                              f"Train it with `gsv train --stage gsv --init {path}`, or use --variants image "
+                              "(gsv segment: --interval 1) to run the keyframe net alone")
+
+
 def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path | None = None,
                    extra: dict | None = None) -> dict:
     """Write a ``gsv train`` checkpoint's model as a half-precision file that :func:`load_model` reads (float tensors

@@ -112,10 +112,12 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from gsvlib.checkpoint import load_model, write_json_atomic
+    from gsvlib.checkpoint import load_model, require_propagation, write_json_atomic
     from gsvlib.evaluate import evaluate_variants
 
-    model, _ = load_model(args.checkpoint, args.device)
+    model, ckpt = load_model(args.checkpoint, args.device)
+    if set(args.variants) - {"image"}:
+        require_propagation(ckpt, args.checkpoint)
     report = evaluate_variants(model, args.variants, args.dataset, args.root, args.split, tuple(args.span),
                                args.intervals, args.key_scale, args.image_scales, args.device)
     for variant, res in report.items():
@@ -152,11 +154,13 @@ def cmd_tables(args) -> None:
 
 def cmd_segment(args) -> None:
     from gsvlib import VideoSegmenter
-    from gsvlib.checkpoint import load_model
+    from gsvlib.checkpoint import load_model, require_propagation
     from gsvlib.data.labels import TABLES
     from gsvlib.video import segment_video
 
     model, ckpt = load_model(args.checkpoint, args.device)
+    if args.interval > 1:
+        require_propagation(ckpt, args.checkpoint)
     seg = VideoSegmenter(model, args.interval, args.key_scale, args.device)
     summary = segment_video(seg, args.input, args.out, TABLES[ckpt.get("dataset", "cityscapes")], args.alpha,
                             args.max_frames)

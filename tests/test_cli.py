@@ -96,6 +96,14 @@ def test_bad_arguments_give_clear_errors(argv, message, capsys):
     assert code == 2 and message in capsys.readouterr().err
 
 
+def test_a_keyframe_only_checkpoint_is_not_scored_as_gsvnet(trained, tiny_synth, capsys):
+    key = str(trained.parents[1] / "key" / "checkpoint.pt")
+    assert main(["eval", "--checkpoint", key, "--root", str(tiny_synth), "--variants", "gsv", "warp"]) == 2
+    assert "keyframe net only" in capsys.readouterr().err
+    assert main(["eval", "--checkpoint", key, "--root", str(tiny_synth), "--variants", "image",
+                 "--image-scales", "1.0"]) == 0
+
+
 def test_foreign_checkpoint_lists_its_keys(tmp_path, capsys):
     torch.save({"state_dict": {}, "epoch": 3}, tmp_path / "foreign.pt")
     assert main(["eval", "--checkpoint", str(tmp_path / "foreign.pt")]) == 2
