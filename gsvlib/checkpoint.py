@@ -101,6 +101,23 @@ def load_state_dict_checked(module: nn.Module, state: dict, source: str, hint: s
     module.load_state_dict(state, strict=True)
 
 
+def _model_config(given, path):
+    """A checkpoint's model_config checked before anything is built from it: known keys, sane values."""
+    from dataclasses import fields
+
+    from gsvlib.models.gsvnet import GSVNetConfig
+
+    known = {f.name for f in fields(GSVNetConfig)}
+    if not isinstance(given, dict) or set(given) - known:
+        extra = sorted(set(given) - known) if isinstance(given, dict) else type(given).__name__
+        raise CheckpointError(f"{path} has a model_config gsvkit does not know ({extra}); was it written by another "
+                              "program or a newer gsvkit?")
+    try:
+        return GSVNetConfig(**given)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} has an invalid model_config: {e}") from None
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Build the GSVNet a ``gsv train`` checkpoint describes and load its weights; returns (model, checkpoint)."""
     from gsvlib.device import check_device
@@ -112,7 +129,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not a gsvkit checkpoint (expected keys 'model' and 'model_config', found "
                               f"{keys}); for ImageNet ResNet-18 weights use `gsv train --imagenet`")
-    model = GSVNet(GSVNetConfig(**ckpt["model_config"]))
+    model = GSVNet(_model_config(ckpt["model_config"], path))
     load_state_dict_checked(model, ckpt["model"], str(path))
     broken = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:

@@ -161,3 +161,14 @@ def test_nan_weights_are_refused_on_load(tmp_path):
     save_atomic({"model": state, "model_config": asdict(model.config)}, tmp_path / "diverged.pt")
     with pytest.raises(CheckpointError, match="NaN or infinite weights in gsv.guiding_net.head.weight"):
         load_model(tmp_path / "diverged.pt")
+
+
+@pytest.mark.parametrize("config, message", [({"num_classes": 5, "colour": "red"}, "does not know"),
+                                             ({"num_classes": 10 ** 9}, "num_classes must be an integer in 2..1024"),
+                                             ({"num_classes": 5, "kernel_size": 4}, "kernel_size K must be")])
+def test_a_crafted_model_config_is_refused_before_building(tmp_path, config, message):
+    from gsvlib.checkpoint import load_model, save_atomic
+
+    save_atomic({"model": {}, "model_config": config}, tmp_path / "crafted.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_model(tmp_path / "crafted.pt")

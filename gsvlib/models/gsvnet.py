@@ -42,8 +42,10 @@ class GSVNetConfig:
         for name, table in (("keyframe_net", KEYFRAME_NETS), ("flow_net", FLOW_NETS)):
             if getattr(self, name) not in table:
                 raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(self, name)!r}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if not isinstance(self.num_classes, int) or not 2 <= self.num_classes <= 1024:
+            raise ValueError(f"num_classes must be an integer in 2..1024, got {self.num_classes!r}")
+        if not isinstance(self.kernel_size, int) or self.kernel_size not in (3, 5, 7, 9):
+            raise ValueError(f"kernel_size K must be 3, 5, 7 or 9, got {self.kernel_size!r}")
 
 
 class Propagation(NamedTuple):
