@@ -187,6 +187,9 @@ def loss_fn(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: Trai
     return loss
 
 
+STARTING_POINTS = ("init", "imagenet")  # read when a run starts, never when it resumes
+
+
 def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
     ckpt_path = out / "checkpoint.pt"
     if not resume:
@@ -202,7 +205,7 @@ def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
                               "training run to resume: start a new run from it with --init instead of --resume")
     saved = asdict(TrainConfig(**ckpt.get("train_config", {})))  # fields newer than the run take their defaults
     differ = [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items()
-              if k not in ("out", "iterations", "checkpoint_every", "device") and saved[k] != v]
+              if k not in ("out", "iterations", "checkpoint_every", "device", *STARTING_POINTS) and saved[k] != v]
     if differ:
         raise ValueError(f"--resume with other settings than the run in {out}: " + "; ".join(differ))
     return ckpt
@@ -216,12 +219,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     cfg = replace(cfg, **{k: str(Path(v).expanduser().resolve()) for k in PATHS if (v := getattr(cfg, k))})
     out = Path(cfg.out)
     ckpt = _check_resume(out, cfg, resume)
+    if ckpt is not None:  # the run's own checkpoint holds everything: its starting points need not exist any more
+        cfg = replace(cfg, **{k: ckpt.get("train_config", {}).get(k) for k in STARTING_POINTS})
     transform = RandomScaleCropFlip((cfg.scale_min, cfg.scale_max), cfg.crop, rng=random.Random())
     max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
     dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset,
                            transform=transform)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, dataset.table.num_classes).to(cfg.device)
+    start_from = replace(cfg, init=None, imagenet=None) if ckpt is not None else cfg
+    model = build_model(start_from, dataset.table.num_classes).to(cfg.device)
     params = trainable(model, cfg)
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

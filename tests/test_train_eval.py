@@ -116,6 +116,19 @@ def test_resume_cleans_temp_files_of_killed_writes_and_refuses_an_exported_weigh
               resume=True, progress=False)
 
 
+def test_resume_needs_no_init_file(tiny_synth, tmp_path):
+    kw = dict(root=str(tiny_synth), batch_size=2, checkpoint_every=1)
+    train(config_for("keyframe", iterations=1, out=str(tmp_path / "key"), **kw), progress=False)
+    init = tmp_path / "key" / "checkpoint.pt"
+    train(config_for("gsv", iterations=1, init=str(init), out=str(tmp_path / "gsv"), **kw), progress=False)
+    moved = tmp_path / "elsewhere.pt"
+    init.rename(moved)  # the init file moved away after the run started
+    result = train(config_for("gsv", iterations=2, out=str(tmp_path / "gsv"), **kw), resume=True, progress=False)
+    assert result["iteration"] == 2
+    saved = torch.load(tmp_path / "gsv" / "checkpoint.pt", weights_only=True)["train_config"]
+    assert saved["init"] == str(init)  # the run still records where it started from
+
+
 @pytest.mark.parametrize("setting, message", [({"lr": float("nan")}, "lr must be a finite number"),
                                               ({"lr": 0.0}, "lr must be > 0"),
                                               ({"momentum": 1.5}, "momentum must be in"),
