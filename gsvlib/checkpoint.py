@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,28 @@ def _atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a folder tree, if it is there."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def move_into_place(new: Path, target: Path) -> None:
+    """Replace ``target`` (a file or a folder) with ``new``, written beside it. A file is replaced atomically; a
+    folder is moved aside first, so that ``target`` is the old or the new one whenever the process stops."""
+    if new.is_dir():
+        old = target.parent / f".{target.name}.old"
+        remove(old)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(new, target)
+        remove(old)
+    else:
+        os.replace(new, target)
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:

@@ -1,9 +1,7 @@
 """Reading a video (mp4 and other ffmpeg formats, or a folder of frames), segmenting it, writing overlays."""
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gsvlib.checkpoint import write_json_atomic
+from gsvlib.checkpoint import move_into_place, remove, write_json_atomic
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import LabelTable
 from gsvlib.models.gsvnet import VideoSegmenter
@@ -66,7 +64,7 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
     # Everything is written beside ``out`` first and moved into place at the end: a run that fails part way leaves an
     # earlier result at ``out`` as it was.
     partial = out.parent / (f".{out.stem}.partial{out.suffix}" if as_mp4 else f".{out.name}.partial")
-    _remove(partial)  # left by a run that was killed
+    remove(partial)  # left by a run that was killed
     writer = None
     if as_mp4:
         import imageio.v2 as iio2
@@ -94,30 +92,17 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
         if not timings:
             raise DatasetError(f"{source} holds no frames")
     except BaseException:
-        _remove(partial)
+        remove(partial)
         raise
     key = [t["ms"] for t in timings if t["keyframe"]]
     nonkey = [t["ms"] for t in timings if not t["keyframe"]]
     summary = {"frames": len(timings), "keyframe_ms_mean": round(float(np.mean(key)), 2),
                "non_keyframe_ms_mean": round(float(np.mean(nonkey)), 2) if nonkey else None,
                "fps": round(1000 * len(timings) / sum(t["ms"] for t in timings), 2), "per_frame": timings}
-    if as_mp4:
-        os.replace(partial, out)
-        write_json_atomic(out.with_suffix(".timings.json"), summary)
-    else:
+    if not as_mp4:
         write_json_atomic(partial / "timings.json", summary)
-        old = out.parent / f".{out.name}.old"
-        _remove(old)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(partial, out)
-        _remove(old)
+    move_into_place(partial, out)
+    if as_mp4:
+        write_json_atomic(out.with_suffix(".timings.json"), summary)
     return summary
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 

@@ -220,3 +220,21 @@ def test_generated_set_loads_with_the_cityscapes_loader(tmp_path):
         generate(tmp_path / "synth", SynthConfig(snippets=2, size=(64, 128), frames=6, annotated=5), progress=False)
     with pytest.raises(ValueError, match="divisible by 8"):
         generate(tmp_path / "x", SynthConfig(size=(60, 128)), progress=False)
+
+
+def test_force_regenerates_exactly_the_requested_set_and_refuses_a_foreign_folder(tmp_path):
+    from gsvlib.data.synthetic import SynthConfig, generate
+
+    small = dict(size=(32, 64), frames=3, annotated=2)
+    generate(tmp_path / "s", SynthConfig(snippets=3, val_snippets=2, **small), progress=False)
+    meta = generate(tmp_path / "s", SynthConfig(snippets=1, val_snippets=1, **small), force=True, progress=False)
+    assert meta["snippets"] == 1
+    train = {p.name.split("_")[1] for p in (tmp_path / "s" / "leftImg8bit_sequence" / "train" / "synth").iterdir()}
+    val = {p.name.split("_")[1] for p in (tmp_path / "s" / "leftImg8bit_sequence" / "val" / "synth").iterdir()}
+    assert train == {"000000"} and val == {"000001"}  # no snippet of the old, larger set is left: no train/val leak
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # nothing left beside it
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(DatasetError, match="holds other files than a synthetic set"):
+        generate(tmp_path / "mine", SynthConfig(snippets=1, val_snippets=1, **small), progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

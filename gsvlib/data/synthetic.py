@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from gsvlib.checkpoint import write_json_atomic
+from gsvlib.checkpoint import move_into_place, remove, write_json_atomic
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import CITYSCAPES, CITYSCAPES_TRAINID_TO_ID
 from gsvlib.data.snippets import frames_to_tensor
@@ -31,6 +31,7 @@ CITY = "synth"
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = 0, 1, 2, 5, 7, 8, 9, 10, 11, 13
 SKY_RGB = np.array([0.62, 0.74, 0.90])
 FORMAT_VERSION = 1
+SET_ENTRIES = ("leftImg8bit_sequence", "gtFine", "analysis", "meta.json")  # what a generated set holds
 
 
 def _hash(*coords: np.ndarray) -> np.ndarray:
@@ -340,6 +341,14 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), force: bool =
             return old
         raise DatasetError(f"{out} already holds a synthetic set made with other settings ({meta_path}); pass "
                            "--force to replace it or choose another --out")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in SET_ENTRIES) if out.is_dir() else []
+    if foreign:
+        raise DatasetError(f"{out} holds other files than a synthetic set ({', '.join(foreign[:5])}); regenerating "
+                           "replaces the whole folder, so choose an empty or new --out")
+    # The set is written beside ``out`` and moved into place at the end: an interrupted run leaves the old set as it
+    # was, and a regenerated set holds exactly the requested snippets (no files of a larger old set stay behind).
+    final, out = out, out.parent / f".{out.name}.partial"
+    remove(out)
     start = time.perf_counter()
     table = np.full(256, 0, np.uint8)
     for train_id, label_id in CITYSCAPES_TRAINID_TO_ID.items():
@@ -366,7 +375,8 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), force: bool =
     meta["seconds"] = round(time.perf_counter() - start, 1)
     meta["classes_present"] = [CITYSCAPES.classes[c] for c in (ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION,
                                                               TERRAIN, SKY, PERSON, CAR)]
-    write_json_atomic(meta_path, meta)
+    write_json_atomic(out / "meta.json", meta)
+    move_into_place(out, final)
     return meta
 
 
