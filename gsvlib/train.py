@@ -13,10 +13,13 @@ Checkpoints are written atomically every ``checkpoint_every`` iterations; the me
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import random
+import socket
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -188,6 +191,17 @@ def loss_fn(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: Trai
 
 
 STARTING_POINTS = ("init", "imagenet")  # read when a run starts, never when it resumes
+LOCK = ".lock"  # held by the process training in a run folder
+
+
+def _differences(saved: dict, cfg: TrainConfig) -> list[str]:
+    """The settings in which ``cfg`` differs from a run's saved config, as "name: old -> new"."""
+    try:
+        saved = asdict(TrainConfig(**saved))  # fields newer than the run take their defaults
+    except TypeError as e:
+        return [f"the saved settings are not a TrainConfig ({e})"]
+    return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items()
+            if k not in ("out", "iterations", "checkpoint_every", "device", *STARTING_POINTS) and saved[k] != v]
 
 
 def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
@@ -196,6 +210,13 @@ def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
         if ckpt_path.exists():
             raise FileExistsError(f"{out} already holds a run ({ckpt_path}); pass --resume to continue it, or choose "
                                   "another --out (nothing was changed)")
+        others = sorted(p.name for p in out.iterdir() if p.name != LOCK and not p.name.endswith(".tmp"))
+        config = out / "config.json"
+        restart = set(others) <= {"config.json", "log.jsonl"} and config.is_file() and \
+            not _differences(json.loads(config.read_text()), cfg)  # stopped before its first checkpoint
+        if others and not restart:
+            raise FileExistsError(f"{out} is not empty and holds no run of these settings ({', '.join(others[:5])}); "
+                                  "choose an empty or new --out (nothing was changed)")
         return None
     if not ckpt_path.exists():
         raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist; run without --resume to start")
@@ -203,9 +224,7 @@ def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
     if "optimizer" not in ckpt or "iteration" not in ckpt:
         raise CheckpointError(f"{ckpt_path} is a weights file (no optimizer state, e.g. from `gsv export`), not a "
                               "training run to resume: start a new run from it with --init instead of --resume")
-    saved = asdict(TrainConfig(**ckpt.get("train_config", {})))  # fields newer than the run take their defaults
-    differ = [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items()
-              if k not in ("out", "iterations", "checkpoint_every", "device", *STARTING_POINTS) and saved[k] != v]
+    differ = _differences(ckpt.get("train_config", {}), cfg)
     if differ:
         raise ValueError(f"--resume with other settings than the run in {out}: " + "; ".join(differ))
     return ckpt
@@ -218,6 +237,31 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     # absolute paths, so that the same run reached from another working directory is recognised on --resume
     cfg = replace(cfg, **{k: str(Path(v).expanduser().resolve()) for k in PATHS if (v := getattr(cfg, k))})
     out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        return _run(cfg, out, resume, progress, on_log)
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """Hold an exclusive lock on the run folder ``out`` (its file LOCK) while the block runs; a second process is
+    refused, naming the holder. The operating system drops the lock when its holder dies: a stale lock never blocks."""
+    with open(out / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RuntimeError(f"{out} is in use by another training run ({holder}); wait for it to finish or choose "
+                               "another --out") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        yield
+
+
+def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log) -> dict:
     ckpt = _check_resume(out, cfg, resume)
     if ckpt is not None:  # the run's own checkpoint holds everything: its starting points need not exist any more
         cfg = replace(cfg, **{k: ckpt.get("train_config", {}).get(k) for k in STARTING_POINTS})

@@ -129,6 +129,40 @@ def test_resume_needs_no_init_file(tiny_synth, tmp_path):
     assert saved["init"] == str(init)  # the run still records where it started from
 
 
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_it(tiny_synth, tmp_path):
+    import fcntl
+    import os
+
+    kw = dict(root=str(tiny_synth), batch_size=2, out=str(tmp_path / "r"))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / ".lock").write_text("pid 999999 on a-dead-host")  # a stale lock file: its holder is gone
+    train(config_for("keyframe", iterations=1, **kw), progress=False)
+    with open(tmp_path / "r" / ".lock", "a+") as held:  # another run holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RuntimeError, match=f"in use by another training run \\(pid {os.getpid()} on"):
+            train(config_for("keyframe", iterations=2, **kw), resume=True, progress=False)
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["iteration"] == 1
+
+
+def test_out_must_be_empty_or_a_run_of_the_same_settings(tiny_synth, tmp_path):
+    import json
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"something": "else"}')
+    (other / "log.jsonl").write_text("mine\n")
+    with pytest.raises(FileExistsError, match="holds no run of these settings"):
+        train(config_for("keyframe", iterations=1, root=str(tiny_synth), batch_size=2, out=str(other)),
+              progress=False)
+    assert (other / "log.jsonl").read_text() == "mine\n"  # nothing was changed
+    kw = dict(root=str(tiny_synth), batch_size=2, out=str(tmp_path / "r"), checkpoint_every=5)
+    train(config_for("keyframe", iterations=1, **kw), progress=False)
+    (tmp_path / "r" / "checkpoint.pt").unlink()  # as if it had stopped before its first checkpoint
+    train(config_for("keyframe", iterations=1, **kw), progress=False)  # the same settings start again
+    assert [e["iteration"] for e in read_log(tmp_path / "r")] == [1]
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["iterations"] == 1
+
+
 @pytest.mark.parametrize("setting, message", [({"lr": float("nan")}, "lr must be a finite number"),
                                               ({"lr": 0.0}, "lr must be > 0"),
                                               ({"momentum": 1.5}, "momentum must be in"),
