@@ -1,6 +1,7 @@
 """Reading and writing checkpoints and result files: atomic writes and key checks that say what went wrong."""
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -29,9 +30,16 @@ def _atomic_write(path: Path, write) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the permissions open() would
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never a half-written one
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path.parent):  # torch says "unexpected pos"
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {path} ({str(e).strip()[:80]}); free "
+                          "some space and run again: the file already there was not changed") from e
         raise
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    return getattr(error, "errno", None) == errno.ENOSPC or shutil.disk_usage(folder).free < 1 << 20
 
 
 def remove(path: Path) -> None:

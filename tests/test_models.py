@@ -172,3 +172,24 @@ def test_a_crafted_model_config_is_refused_before_building(tmp_path, config, mes
     save_atomic({"model": {}, "model_config": config}, tmp_path / "crafted.pt")
     with pytest.raises(CheckpointError, match=message):
         load_model(tmp_path / "crafted.pt")
+
+
+def test_a_full_disk_is_named_and_the_old_file_kept(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from gsvlib.checkpoint import save_atomic
+
+    save_atomic({"w": torch.ones(2)}, tmp_path / "checkpoint.pt")
+
+    def full(obj, f):  # what torch.save raises when the disk fills up
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 ** 9, 10 ** 9, 0))
+    with pytest.raises(OSError, match="no space left on device while writing .*checkpoint.pt") as err:
+        save_atomic({"w": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    assert err.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert torch.equal(read_checkpoint(tmp_path / "checkpoint.pt")["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]

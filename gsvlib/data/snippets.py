@@ -58,7 +58,8 @@ class SnippetDataset(Dataset):
             if absent:
                 if missing == "error":
                     raise DatasetError(f"snippet {s.name}: {absent[0]} is missing. Add the missing frames, use a "
-                                       "smaller offset, or pass missing='skip' to leave such snippets out with a warning")
+                                       "smaller offset, or (from Python) pass missing='skip' to leave such "
+                                       "snippets out with a warning")
                 warnings.warn(f"skipping snippet {s.name}: {absent[0]} is missing", stacklevel=2)
                 continue
             self.items.append(s)
