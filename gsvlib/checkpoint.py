@@ -74,7 +74,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 
 def finite_json(obj: Any) -> Any:
-    """``obj`` with NaN and infinite floats replaced by None (null): the JSON standard and strict parsers reject them."""
+    """``obj`` with NaN and infinite floats replaced by None (null), which the JSON standard and strict parsers
+    require."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from gsvlib.checkpoint import (CheckpointError, load_state_dict_checked, read_checkpoint, save_atomic, write_json_atomic,
-                               write_text_atomic)
+from gsvlib.checkpoint import (CheckpointError, load_state_dict_checked, read_checkpoint, save_atomic,
+                               write_json_atomic, write_text_atomic)
 from gsvlib.data import RandomScaleCropFlip, open_dataset
 from gsvlib.device import check_device
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig

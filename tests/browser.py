@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
 def find_chromium() -> str | None:
@@ -48,7 +48,8 @@ class JupyterLab:
         env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_RUNTIME_DIR": str(self.tmp / "runtime")}
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
                f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-               f"--LabApp.workspaces_dir={self.tmp / 'workspaces'}", f"--LabApp.user_settings_dir={self.tmp / 'settings'}",
+               f"--LabApp.workspaces_dir={self.tmp / 'workspaces'}",
+               f"--LabApp.user_settings_dir={self.tmp / 'settings'}",
                "--ServerApp.disable_check_xsrf=True", "--allow-root"]
         self.log_file = open(self.log, "w")
         self.proc = subprocess.Popen(cmd, stdout=self.log_file, stderr=subprocess.STDOUT, env=env, cwd=self.root)
