@@ -214,9 +214,9 @@ class VideoSegmenter:
         frame = frame.to(self.device)
         frame = frame.float() / 255 if frame.dtype == torch.uint8 else frame.float()
         if self.check_finite:
-            if not torch.isfinite(frame).all():
+            lo, hi = (v.item() for v in torch.aminmax(frame))  # one pass; NaN propagates into both
+            if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise ValueError(f"frame {self.index} contains NaN or Inf values")
-            lo, hi = frame.min().item(), frame.max().item()
             if lo < -1e-3 or hi > 1 + 1e-3:  # a little slack for resampled frames
                 raise ValueError(f"frame {self.index} holds values in [{lo:g}, {hi:g}]; floating-point frames are RGB "
                                  "in [0, 1]: divide 0..255 values by 255 (or pass them as uint8)")
