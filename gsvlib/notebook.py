@@ -19,12 +19,11 @@ from gsvlib.data import CamVid
 from gsvlib.data.io import read_label, read_rgb
 from gsvlib.data.labels import CITYSCAPES, IGNORE, LabelTable
 from gsvlib.data.snippets import frames_to_tensor
-from gsvlib.data.synthetic import FPS as SYNTH_FPS, SynthConfig, first_val_snippet, load_snippet
+from gsvlib.data.synthetic import SynthConfig, first_val_snippet, load_snippet
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.tour import TourConfig, prepare
 
 FOOTAGE = ("camvid", "synthetic")
-CAMVID_FPS = 15.0  # val/ keeps every second frame of CamVid's 30 Hz video
 
 
 @dataclass
@@ -38,7 +37,6 @@ class Footage:
     frames: torch.Tensor  # (T, 3, H, W) float in [0, 1], H and W divisible by 32
     labels: np.ndarray  # (T, H, W) uint8 ground truth of every frame, 255 = ignore
     key_scale: float  # the keyframe scale the model was evaluated with
-    fps: float
     flow: np.ndarray | None = None  # (T, H, W, 2) exact backward flow (x, y) in pixels: synthetic only
     valid: np.ndarray | None = None  # (T, H, W) bool, False where dis-occluded: synthetic only
 
@@ -86,8 +84,7 @@ def _camvid(root: Path, weights: Path) -> Footage:
     return Footage(f"CamVid {seq} {held_out[0].name.rpartition('_')[2]}-{held_out[-1].name.rpartition('_')[2]} "
                    "(held out, 15 Hz)", "camvid", model.eval(), CamVid.table,
                    frames_to_tensor([f[: crop[0], : crop[1]] for f in frames]),
-                   np.stack([lab[: crop[0], : crop[1]] for lab in labels]), ckpt["train_config"]["key_scale"],
-                   CAMVID_FPS)
+                   np.stack([lab[: crop[0], : crop[1]] for lab in labels]), ckpt["train_config"]["key_scale"])
 
 
 def _synthetic(tour: TourConfig, progress: bool) -> Footage:
@@ -97,7 +94,7 @@ def _synthetic(tour: TourConfig, progress: bool) -> Footage:
     snippet = load_snippet(tour.data, "val", seq)
     labels = np.where(snippet["labels"] < CITYSCAPES.num_classes, snippet["labels"], IGNORE).astype(np.uint8)
     return Footage(f"synthetic street, validation snippet {seq}", "synthetic", model.eval(), CITYSCAPES,
-                   snippet["frames"], labels, tour.key_scale, SYNTH_FPS, snippet["flow"], snippet["valid"])
+                   snippet["frames"], labels, tour.key_scale, snippet["flow"], snippet["valid"])
 
 
 def tour_config(root: str, runs: str, figures: str, snippets: int, val_snippets: int, height: int, width: int,

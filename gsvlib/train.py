@@ -284,7 +284,6 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log) -> d
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         start = ckpt["iteration"]
-    out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
         stale.unlink()
     if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
@@ -316,9 +315,9 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log) -> d
                 loss = loss_fn(model, frames, labels, cfg)
             if not math.isfinite(loss.item()):
                 saved = (out / "checkpoint.pt").is_file()
-                kept = f"{out / 'checkpoint.pt'} (the last checkpoint) is intact. " if saved else \
+                state = f"{out / 'checkpoint.pt'} (the last checkpoint) is intact. " if saved else \
                     "No checkpoint had been written yet. "
-                raise FloatingPointError(f"loss became {loss.item()} at iteration {it + 1}. {kept}Train again into a "
+                raise FloatingPointError(f"loss became {loss.item()} at iteration {it + 1}. {state}Train again into a "
                                          "new --out with a lower --lr (--resume keeps the run's settings)")
             opt.zero_grad(set_to_none=True)
             loss.backward()
