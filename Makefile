@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # index with CPU wheels of torch 2.13.0 for your platform, go in PIP_ARGS.
 PIP_ARGS ?=
 
-.PHONY: install tour test browser clean camvid
+.PHONY: install tour figures test base-check browser clean camvid
 
 install: $(STAMP)
 
@@ -16,13 +16,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# The main job; its report (results.md, results.json, plots) goes to runs/tour/report, so the tree stays clean.
 tour: $(STAMP)
 	$(VENV)/bin/gsv tour
 
-# Unit tests and every notebook under papermill (small parameters), then nbval on the executed notebooks.
+# Refresh the reference report committed in figures/ (on purpose, after a change that moves the results).
+figures: $(STAMP)
+	$(VENV)/bin/gsv tour --figures figures
+
+# Unit tests and every notebook under papermill (small parameters), then nbval on the executed notebooks; then the
+# runtime on a base install (no extras) in a throwaway venv.
 test: $(STAMP) browser
 	$(PY) -m pytest
 	$(PY) -m pytest --nbval-lax -p no:cacheprovider build/notebooks
+	$(MAKE) base-check
+
+base-check:
+	PYTHON=$(PYTHON) PIP_ARGS="$(PIP_ARGS)" bash .ci/base-install-check
 
 # kaleido exports plotly figures through Debian's chromium; as root with apt-get (CI) it is installed here, elsewhere
 # the figures fall back to matplotlib.
@@ -41,19 +51,17 @@ CAMVID_KEY_SCALE ?= 0.75
 GSV := $(VENV)/bin/gsv
 resume = $$([ -f $(1)/checkpoint.pt ] && echo --resume)
 BISENET_ITERATIONS ?= 800  # the recorded run (SwiftNet-R18 ran 2000)
-KEY_TRAIN = --stage keyframe --dataset camvid --root $(CAMVID) --split train --crop 0.5 \
-	--scale-min 0.5 --scale-max 1.0 --lr-decay 0.93 --checkpoint-every 100
+KEY_TRAIN = --recipe camvid-keyframe --root $(CAMVID)
 EVAL = --dataset camvid --root $(CAMVID)
 WEIGHTS = weights/camvid_swiftnet_gsvnet.pt
 
 camvid: $(STAMP)
-	$(GSV) train $(KEY_TRAIN) --iterations 2000 --keyframe-net swiftnet --out $(CAMVID_RUNS)/swiftnet $(call resume,$(CAMVID_RUNS)/swiftnet)
+	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --out $(CAMVID_RUNS)/swiftnet $(call resume,$(CAMVID_RUNS)/swiftnet)
 	$(GSV) eval --checkpoint $(CAMVID_RUNS)/swiftnet/checkpoint.pt $(EVAL) --split val --variants image \
 	  --out $(CAMVID_OUT)/selection/val_swiftnet.json  # the keyframe scale is chosen on val/, never on test/
 	$(GSV) train $(KEY_TRAIN) --iterations $(BISENET_ITERATIONS) --keyframe-net bisenet --out $(CAMVID_RUNS)/bisenet $(call resume,$(CAMVID_RUNS)/bisenet)
-	$(GSV) train --stage gsv --dataset camvid --root $(CAMVID) --split val --span 0 0.667 --key-scale $(CAMVID_KEY_SCALE) \
-	  --init $(CAMVID_RUNS)/swiftnet/checkpoint.pt --optimizer adam --lr 1e-3 --weight-decay 1e-4 --iterations 1500 \
-	  --checkpoint-every 100 --out $(CAMVID_RUNS)/gsvnet $(call resume,$(CAMVID_RUNS)/gsvnet)
+	$(GSV) train --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCALE) \
+	  --init $(CAMVID_RUNS)/swiftnet/checkpoint.pt --out $(CAMVID_RUNS)/gsvnet $(call resume,$(CAMVID_RUNS)/gsvnet)
 	$(GSV) export --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt --out $(WEIGHTS) --manifest weights/manifest.json
 	$(GSV) eval --checkpoint $(WEIGHTS) $(EVAL) --split test --variants image --out $(CAMVID_OUT)/image_swiftnet.json
 	$(GSV) eval --checkpoint $(CAMVID_RUNS)/bisenet/checkpoint.pt $(EVAL) --split test --variants image \

@@ -5,6 +5,7 @@ GPU. FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts as 2 FL
 """
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -13,9 +14,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from gsvlib.models.gsvnet import GSVNet, VideoSegmenter
+from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.layers import downscale8
 from gsvlib.models.resnet import normalize
+from gsvlib.segmenter import VideoSegmenter
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -82,10 +84,10 @@ def flops_per_frame(model: GSVNet, size=(1024, 2048), key_scale: float = 0.75) -
     model = model.eval()
     device = next(model.parameters()).device
     frame = torch.rand(1, 3, size[0] // 32 * 32, size[1] // 32 * 32, device=device)
-    lr = normalize(downscale8(frame))
-    seg = torch.randn(1, model.config.num_classes, *lr.shape[-2:], device=device)
+    small = normalize(downscale8(frame))  # (1, 3, H/8, W/8)
+    seg = torch.randn(1, model.config.num_classes, *small.shape[-2:], device=device)
     return {"keyframe": count_flops(model.segment_keyframe, frame, key_scale),
-            "non-keyframe": count_flops(model.propagate, seg, lr, lr)}
+            "non-keyframe": count_flops(model.propagate, seg, small, small)}
 
 
 def average_flops(flops: dict[str, int], interval: int) -> float:
@@ -110,8 +112,6 @@ def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_s
               progress: bool = True) -> dict:
     """Throughput of GSVNet for each interval l and of the image-only keyframe net at ``image_scales``, measured in
     one run, with FLOPs (per keyframe, per non-keyframe, averaged over l) and parameters per part."""
-    import platform
-
     gsv = {str(l): time_stream(model, size, l, key_scale, repeats, device=device, precision=precision,
                                progress=progress).as_dict() for l in intervals}
     image = {str(s): time_stream(model, size, 1, s, repeats, device=device, precision=precision,

@@ -1,93 +1,24 @@
-"""Reading and writing checkpoints and result files: atomic writes and key checks that say what went wrong."""
+"""Checkpoints: reading them with checks that say what went wrong, building the model one describes, loading
+torchvision-format ImageNet weights, and exporting a training run as a small weights file with a manifest entry."""
 from __future__ import annotations
 
-import errno
+import hashlib
 import json
-import math
-import os
-import shutil
-import tempfile
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from gsvlib.config import train_command
+from gsvlib.device import check_device
+from gsvlib.files import save_atomic, write_json_atomic
+from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
+from gsvlib.models.resnet import ResNet18
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the permissions open() would
-        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never a half-written one
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path.parent):  # torch says "unexpected pos"
-            raise OSError(errno.ENOSPC, f"no space left on device while writing {path} ({str(e).strip()[:80]}); free "
-                          "some space and run again: the file already there was not changed") from e
-        raise
-
-
-def _disk_full(error: BaseException, folder: Path) -> bool:
-    return getattr(error, "errno", None) == errno.ENOSPC or shutil.disk_usage(folder).free < 1 << 20
-
-
-def remove(path: Path) -> None:
-    """Delete a file or a folder tree, if it is there."""
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def move_into_place(new: Path, target: Path) -> None:
-    """Replace ``target`` (a file or a folder) with ``new``, written beside it. A file is replaced atomically; a
-    folder is moved aside first, so that ``target`` is the old or the new one whenever the process stops."""
-    if new.is_dir():
-        old = target.parent / f".{target.name}.old"
-        remove(old)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(new, target)
-        remove(old)
-    else:
-        os.replace(new, target)
-
-
-def save_atomic(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f))
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    _atomic_write(Path(path), lambda f: f.write(text.encode()))
-
-
-def finite_json(obj: Any) -> Any:
-    """``obj`` with NaN and infinite floats replaced by None (null), which the JSON standard and strict parsers
-    require."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_json(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Strict JSON (no NaN or Infinity: those become null), written atomically."""
-    write_text_atomic(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -135,10 +66,6 @@ def load_state_dict_checked(module: nn.Module, state: dict, source: str, hint: s
 
 def _model_config(given, path):
     """A checkpoint's model_config checked before anything is built from it: known keys, sane values."""
-    from dataclasses import fields
-
-    from gsvlib.models.gsvnet import GSVNetConfig
-
     known = {f.name for f in fields(GSVNetConfig)}
     if not isinstance(given, dict) or set(given) - known:
         extra = sorted(set(given) - known) if isinstance(given, dict) else type(given).__name__
@@ -152,9 +79,6 @@ def _model_config(given, path):
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Build the GSVNet a ``gsv train`` checkpoint describes and load its weights; returns (model, checkpoint)."""
-    from gsvlib.device import check_device
-    from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
-
     device = check_device(device)
     ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
@@ -170,6 +94,21 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     return model.to(device), ckpt
 
 
+def load_torchvision_weights(backbone: ResNet18, weights: str | Path | dict) -> None:
+    """Load an ImageNet ResNet-18 checkpoint in torchvision format (a path or a state_dict) into ``backbone``.
+
+    The checkpoint must hold exactly torchvision's ``resnet18`` keys (checked against ``ResNet18(with_fc=True)``);
+    the classifier ``fc.*`` is dropped when ``backbone`` has none.
+    """
+    source = str(weights) if isinstance(weights, (str, Path)) else "the given state_dict"
+    state = read_checkpoint(weights) if isinstance(weights, (str, Path)) else weights
+    # Validate names and shapes against torchvision's full layout, then load what this backbone has.
+    load_state_dict_checked(ResNet18(with_fc=True), state, source, hint="a torchvision resnet18 state_dict")
+    if not hasattr(backbone, "fc"):
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    backbone.load_state_dict(state, strict=True)
+
+
 def require_propagation(ckpt: dict, path: str | Path) -> None:
     """Refuse to run GSVNet's propagation from a checkpoint of stage ``keyframe``, whose propagation is untrained."""
     if ckpt.get("train_config", {}).get("stage") == "keyframe":
@@ -183,10 +122,6 @@ def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path
     """Write a ``gsv train`` checkpoint's model as a half-precision file that :func:`load_model` reads (float tensors
     to fp16: half the size, no optimizer state) and, with ``manifest``, add or replace its entry in that JSON file:
     {file: {bytes, sha256, dataset, classes, model_config, iterations, command, **extra}}."""
-    import hashlib
-
-    from gsvlib.train import train_command
-
     ckpt = read_checkpoint(checkpoint)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
         raise CheckpointError(f"{checkpoint} is not a gsvkit checkpoint (expected keys 'model' and 'model_config')")

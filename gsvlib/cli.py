@@ -3,8 +3,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 import sys
+from pathlib import Path
+
+import torch
+
+from gsvlib import __version__
+from gsvlib.bench import average_flops, benchmark, flops_per_frame, prepare, time_stream
+from gsvlib.checkpoint import export_weights, load_model, require_propagation
+from gsvlib.config import add_train_options, config_from_options
+from gsvlib.data import DATASETS
+from gsvlib.data.synthetic import SynthConfig, generate
+from gsvlib.device import check_device
+from gsvlib.evaluate import evaluate_variants, known_variants
+from gsvlib.files import write_json_atomic
+from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
+from gsvlib.reports import write_tables
+from gsvlib.segmenter import VideoSegmenter
+from gsvlib.tour import QUICK, TourConfig, run_tour
+from gsvlib.train import train
+from gsvlib.video import segment_video
 
 PAPER_PARAMS = {  # Table 2 lists parameters in bytes (47.2M = 11.8M fp32 values); converted here to counts
     "keyframe net N (swiftnet)": "11.8M (47.2 MB)",
@@ -36,33 +54,23 @@ def interval_arg(text: str) -> int:
 
 
 def cmd_info(args) -> None:
-    import torch
-
-    from gsvlib import GSVNet, __version__
-
     print(f"gsvlib {__version__}, torch {torch.__version__}, {args.classes} classes\n")
     print("| part | parameters | paper (Table 2) |\n|---|---:|---|")
     seen = set()
-    for keyframe_net in ("swiftnet", "bisenet"):
-        for flow_net in ("light", "flownets"):
+    for keyframe_net in KEYFRAME_NETS:
+        for flow_net in FLOW_NETS:
             counts = GSVNet(num_classes=args.classes, keyframe_net=keyframe_net, flow_net=flow_net).parameter_counts()
             for part, n in counts.items():
                 key = part if not part.startswith("non-keyframe") else f"{part} with {flow_net}"
                 if key in seen:
                     continue
                 seen.add(key)
-                paper = PAPER_PARAMS.get(part, "") if flow_net == "light" else ""
+                paper = PAPER_PARAMS.get(part, "") if flow_net == next(iter(FLOW_NETS)) else ""
                 print(f"| {key} | {n / 1e6:.3f}M ({n * 4 / 1e6:.1f} MB fp32) | {paper} |")
 
 
 def _model(args):
     """The model of ``--checkpoint``, or a randomly initialised one (timing does not depend on the weights)."""
-    import torch
-
-    from gsvlib import GSVNet
-    from gsvlib.checkpoint import load_model
-    from gsvlib.device import check_device
-
     device = check_device(args.device)
     if getattr(args, "checkpoint", None):
         return load_model(args.checkpoint, device)[0]
@@ -71,11 +79,6 @@ def _model(args):
 
 
 def cmd_bench(args) -> None:
-    import torch
-
-    from gsvlib.bench import average_flops, benchmark, flops_per_frame, prepare, time_stream
-    from gsvlib.checkpoint import write_json_atomic
-
     if args.threads:
         torch.set_num_threads(args.threads)
     model = prepare(_model(args), args.compile, args.channels_last)
@@ -102,19 +105,13 @@ def cmd_bench(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from gsvlib.train import TrainConfig, config_for, train
-
-    given = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if f != "stage" and hasattr(args, f)}
-    cfg = config_for(args.stage, **given)
+    cfg = config_from_options(args)
     result = train(cfg, resume=args.resume)
     print(f"{cfg.stage} training: iteration {result['iteration']}, last loss "
           f"{result['losses'][-1] if result['losses'] else 'n/a'}, checkpoint {result['checkpoint']}")
 
 
 def cmd_eval(args) -> None:
-    from gsvlib.checkpoint import load_model, require_propagation, write_json_atomic
-    from gsvlib.evaluate import evaluate_variants
-
     model, ckpt = load_model(args.checkpoint, args.device)
     if set(args.variants) - {"image"}:
         require_propagation(ckpt, args.checkpoint)
@@ -135,8 +132,6 @@ def cmd_eval(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from gsvlib.checkpoint import export_weights
-
     extra = {}
     for path in args.metrics or []:
         extra.setdefault("metrics", {})[Path(path).name] = json.loads(Path(path).read_text())
@@ -146,23 +141,16 @@ def cmd_export(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    from gsvlib.camvid_report import write_tables
-
     print(write_tables(args.folder))
     print(f"written to {Path(args.folder) / 'results.md'}")
 
 
 def cmd_segment(args) -> None:
-    from gsvlib import VideoSegmenter
-    from gsvlib.checkpoint import load_model, require_propagation
-    from gsvlib.data.labels import TABLES
-    from gsvlib.video import segment_video
-
     model, ckpt = load_model(args.checkpoint, args.device)
     if args.interval > 1:
         require_propagation(ckpt, args.checkpoint)
     seg = VideoSegmenter(model, args.interval, args.key_scale, args.device)
-    summary = segment_video(seg, args.input, args.out, TABLES[ckpt.get("dataset", "cityscapes")], args.alpha,
+    summary = segment_video(seg, args.input, args.out, DATASETS[ckpt.get("dataset", "cityscapes")].table, args.alpha,
                             args.max_frames)
     nonkey = summary["non_keyframe_ms_mean"]
     print(f"{summary['frames']} frames -> {args.out}: keyframe {summary['keyframe_ms_mean']:.1f} ms, non-keyframe "
@@ -170,17 +158,19 @@ def cmd_segment(args) -> None:
 
 
 def cmd_tour(args) -> None:
-    from gsvlib.tour import QUICK, TourConfig, run_tour
-
     cfg = TourConfig(data=args.data, runs=args.runs, figures=args.figures, **(QUICK if args.quick else {}))
+    print(f"gsv tour: generate the synthetic set in {cfg.data}, train the keyframe net ({cfg.keyframe_iterations} "
+          f"iterations) and the propagation with and without intra features ({cfg.gsv_iterations} each) in "
+          f"{cfg.runs}, evaluate every method for l = 1..{max(cfg.intervals)}, benchmark at "
+          f"{cfg.bench_size[0]}x{cfg.bench_size[1]}; the report goes to {cfg.figures}. "
+          + ("" if args.quick else "About 15 minutes on 2 CPU cores; ") + "steps already done are skipped.",
+          flush=True)
     report = run_tour(cfg)
     print((Path(args.figures) / "results.md").read_text())
-    print(f"tour finished in {report['timings_s']['total']:.0f} s")
+    print(f"tour finished in {report['timings_s']['total']['seconds']:.0f} s; report in {cfg.figures}")
 
 
 def cmd_data_synth(args) -> None:
-    from gsvlib.data.synthetic import SynthConfig, generate
-
     meta = generate(args.out, SynthConfig(args.snippets, args.val_snippets, args.size, seed=args.seed), force=args.force)
     total = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(f"synthetic set in {args.out}: {meta['snippets']} train + {meta['val_snippets']} val snippets of "
@@ -209,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="write the full benchmark (l = --intervals, image-only at --image-scales) here")
     bench.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
     bench.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
-    bench.add_argument("--keyframe-net", choices=("swiftnet", "bisenet"), default="swiftnet")
-    bench.add_argument("--flow-net", choices=("light", "flownets"), default="light")
+    bench.add_argument("--keyframe-net", choices=list(KEYFRAME_NETS), default=next(iter(KEYFRAME_NETS)))
+    bench.add_argument("--flow-net", choices=list(FLOW_NETS), default=next(iter(FLOW_NETS)))
     bench.add_argument("--classes", type=int, default=19)
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
@@ -224,40 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
                                "  gsv train --stage keyframe --out runs/key --iterations 2000\n"
                                "  gsv train --stage gsv --init runs/key/checkpoint.pt --out runs/gsv\n"
                                "  gsv train --stage gsv --out runs/gsv --resume          # continue an interrupted run\n"
-                               "  gsv train --stage keyframe --dataset camvid --root ../shared/camvid --imagenet r18.pth",
+                               "  gsv train --recipe camvid-keyframe --root ../shared/camvid --imagenet r18.pth\n"
+                               "  gsv train --stage gsv --init runs/key/checkpoint.pt --out runs/gsv --workers 2",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    tr.add_argument("--stage", choices=("keyframe", "gsv"), default="gsv")
-    tr.add_argument("--dataset", choices=("synthetic", "cityscapes", "camvid"))
-    tr.add_argument("--root", help="dataset folder (default data/synthetic)")
-    tr.add_argument("--split")
-    tr.add_argument("--span", type=float, nargs=2, metavar=("A", "B"),
-                    help="CamVid: use fraction A..B of each sequence in time, e.g. 0 0.667 (the rest for --span in eval)")
-    tr.add_argument("--out", help="run folder: config.json, log.jsonl, checkpoint.pt")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    tr.add_argument("--init", help="gsvkit checkpoint to start from (stage gsv: its keyframe net)")
-    tr.add_argument("--imagenet", help="torchvision-format ResNet-18 weights for the backbone")
-    tr.add_argument("--keyframe-net", dest="keyframe_net", choices=("swiftnet", "bisenet"))
-    tr.add_argument("--flow-net", dest="flow_net", choices=("light", "flownets"))
-    tr.add_argument("--no-intra", dest="use_intra", action="store_const", const=False, help="ablation: no intra features")
-    tr.add_argument("--freeze-flow", dest="train_flow", action="store_const", const=False, help="keep the flow net fixed")
-    tr.add_argument("--iterations", type=int)
-    tr.add_argument("--batch-size", dest="batch_size", type=int)
-    tr.add_argument("--optimizer", choices=("sgd", "adam"))
-    tr.add_argument("--lr", type=float)
-    tr.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    tr.add_argument("--weight-decay", dest="weight_decay", type=float)
-    tr.add_argument("--lr-decay", dest="lr_decay", type=float, help="lr x this every --lr-decay-every iterations")
-    tr.add_argument("--lr-decay-every", dest="lr_decay_every", type=int)
-    tr.add_argument("--crop", type=float, help="crop size as a fraction of the input (default 0.75)")
-    tr.add_argument("--scale-min", dest="scale_min", type=float, help="random scale range, low end (default 0.5)")
-    tr.add_argument("--scale-max", dest="scale_max", type=float, help="random scale range, high end (default 1.5)")
-    tr.add_argument("--key-scale", dest="key_scale", type=float, help="stage gsv: keyframe input scale (default 1.0)")
-    tr.add_argument("--max-interval", dest="max_interval", type=interval_arg, help="train keyframe intervals up to this")
-    tr.add_argument("--distill", type=float, help="weight of distillation from the keyframe net")
-    tr.add_argument("--device")
-    tr.add_argument("--amp", action="store_const", const=True, help="bfloat16 autocast (CUDA)")
-    tr.add_argument("--seed", type=int)
-    tr.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
+    add_train_options(tr)
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="the paper's protocol: average and minimum mIoU for keyframe intervals 1..5",
@@ -266,16 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
                                "--variants gsv warp copy image --out runs/gsv/eval.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--dataset", choices=("synthetic", "cityscapes", "camvid"), default="synthetic")
+    ev.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
     ev.add_argument("--root", default="data/synthetic")
     ev.add_argument("--split", default="val")
     ev.add_argument("--span", type=float, nargs=2, metavar=("A", "B"), default=(0.0, 1.0),
                     help="CamVid: evaluate fraction A..B of each sequence in time, e.g. 0.667 1 (default 0 1)")
     ev.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
     ev.add_argument("--key-scale", type=float, default=0.75)
-    ev.add_argument("--variants", nargs="+", choices=("gsv", "warp", "copy", "image"), default=["gsv"],
-                    help="gsv, warp (no GSV conv), copy (previous segmentation): the protocol; image: the keyframe "
-                         "net alone at --image-scales")
+    ev.add_argument("--variants", nargs="+", choices=known_variants(), default=["gsv"],
+                    help="the propagations (gsv: GSVNet; warp: no GSV conv; copy: the previous segmentation) scored "
+                         "with the protocol; image: the keyframe net alone at --image-scales (default gsv)")
     ev.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", help="write the results (JSON) here")
@@ -316,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
                           epilog="example: gsv tour            (what `make tour` runs; about 15 minutes on 2 cores)")
     tour.add_argument("--data", default="data/synthetic")
     tour.add_argument("--runs", default="runs/tour")
-    tour.add_argument("--figures", default="figures")
+    tour.add_argument("--figures", default="runs/tour/report",
+                      help="where results.md, results.json and the plots go (default runs/tour/report; `make "
+                           "figures` refreshes the reference copy committed in figures/)")
     tour.add_argument("--quick", action="store_true", help="tiny settings that finish in about a minute (for tests)")
     tour.set_defaults(func=cmd_tour)
 

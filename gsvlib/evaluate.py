@@ -7,8 +7,8 @@ scored at full label resolution: bilinear upsampling of the 1/8 output, then arg
 
 The offset-i result does not depend on l, so offsets 0..max(l)-1 are run once and combined per l. Every offset uses
 the same snippets: those that have frames for the largest offset. The same code scores the baselines: image-only
-(every frame a keyframe, at any input scale) and the propagation variants of :class:`VideoSegmenter`, "warp"
-(no GSV conv) and "copy" (previous segmentation).
+(every frame a keyframe, at any input scale) and every propagation registered in
+:data:`gsvlib.segmenter.PROPAGATIONS` ("warp": no GSV conv, "copy": the previous segmentation).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from gsvlib.data import IGNORE, open_dataset
-from gsvlib.models.gsvnet import GSVNet, VideoSegmenter
+from gsvlib.models.gsvnet import GSVNet
+from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter
 
 
 class ConfusionMatrix:
@@ -58,25 +59,24 @@ def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key
                 propagation: str = "gsv", device: str = "cpu", progress: bool = True,
                 span: tuple[float, float] = (0.0, 1.0)) -> tuple[list[ConfusionMatrix], int, tuple[str, ...]]:
     """Confusion matrix of each offset i = 0..offsets-1 (keyframe at a - i, frame a scored), the snippet count and
-    the class names. ``span`` keeps a time slice of CamVid's sequences (snippets never reach outside it)."""
-    sets = [open_dataset(dataset, root, split, span, offset=i) for i in range(offsets)]
-    names = {s.name for s in sets[-1].items}
-    num_classes = sets[0].table.num_classes
+    the class names. Each snippet is read once, at the largest offset; offset i streams its last i + 1 frames.
+    ``span`` keeps a time slice of CamVid's sequences (snippets never reach outside it)."""
+    data = open_dataset(dataset, root, split, span, offset=offsets - 1)
+    num_classes = data.table.num_classes
     if model.config.num_classes != num_classes:
         raise ValueError(f"the model predicts {model.config.num_classes} classes but {dataset} has {num_classes}")
-    matrices = []
-    for i, ds in enumerate(sets):
-        ds.items = [s for s in ds.items if s.name in names]
-        cm = ConfusionMatrix(num_classes)
-        seg = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device, propagation=propagation)
-        for k in tqdm(range(len(ds)), desc=f"{propagation} offset {i}", disable=not progress, leave=False):
-            sample = ds[k]
-            seg.reset()
-            for t, frame in enumerate(sample["frames"]):  # frame 0 is the keyframe a - i
-                out = seg.step(frame, labels=t == i)
-            cm.update(out.labels[0], sample["label"])
-        matrices.append(cm)
-    return matrices, len(names), sets[0].table.classes
+    matrices = [ConfusionMatrix(num_classes) for _ in range(offsets)]
+    segmenter = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device,
+                               propagation=propagation)
+    what = f"image-only x{key_scale:g}" if offsets == 1 else f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}"
+    for k in tqdm(range(len(data)), desc=f"{what}: {split} snippets", disable=not progress, leave=False):
+        sample = data[k]  # frames a - (offsets-1) .. a
+        for i, matrix in enumerate(matrices):
+            segmenter.reset()
+            for frame in sample["frames"][-i - 1:]:  # the keyframe a - i, then the frames up to a
+                out = segmenter.step(frame, labels=True)
+            matrix.update(out.labels[0], sample["label"])
+    return matrices, len(data), data.table.classes
 
 
 def protocol(matrices: list[ConfusionMatrix], intervals, classes) -> dict:
@@ -110,7 +110,16 @@ def evaluate_image_only(model: GSVNet, dataset: str, root, split: str = "val", s
     return {"scale": scale, "miou": round(cm.miou(), 2), "per_class": cm.per_class(classes), "frames": frames}
 
 
-VARIANTS = ("gsv", "warp", "copy", "image")
+IMAGE_ONLY = "image"  # the evaluation variant that runs the keyframe net alone; every other one is a propagation
+
+
+def known_variants() -> list[str]:
+    """What ``gsv eval --variants`` accepts: the registered propagations and image-only."""
+    return [*PROPAGATIONS, IMAGE_ONLY]
+
+
+def variant_title(variant: str) -> str:
+    return "image-only" if variant == IMAGE_ONLY else PROPAGATIONS[variant].title
 
 
 def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = "val",
@@ -118,13 +127,13 @@ def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = 
                       image_scales=(0.5, 0.75, 1.0), device: str = "cpu", progress: bool = True) -> dict:
     """What ``gsv eval --out`` writes: the protocol per propagation variant ("gsv", "warp", "copy") and, for
     "image", the image-only net per input scale: {"gsv": {...}, "image": {"0.5": {...}, ...}}."""
-    bad = [v for v in variants if v not in VARIANTS]
+    bad = [v for v in variants if v not in known_variants()]
     if bad:
-        raise ValueError(f"variants must be among {VARIANTS}, got {bad}")
+        raise ValueError(f"variants must be among {known_variants()}, got {bad}")
     common = dict(dataset=dataset, root=root, split=split, span=span, device=device, progress=progress)
     report = {}
     for variant in variants:
-        if variant == "image":
+        if variant == IMAGE_ONLY:
             report["image"] = {str(s): evaluate_image_only(model, scale=s, **common) for s in image_scales}
         else:
             report[variant] = evaluate(model, intervals=intervals, key_scale=key_scale, propagation=variant, **common)

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gsvlib.camvid_report import HELD_OUT
 from gsvlib.checkpoint import load_model
 from gsvlib.data import CamVid
+from gsvlib.data.camvid import HELD_OUT
 from gsvlib.data.io import read_label, read_rgb
 from gsvlib.data.labels import CITYSCAPES, IGNORE, LabelTable
 from gsvlib.data.snippets import frames_to_tensor

@@ -8,8 +8,10 @@
   cross-entropy on the last frame, optional distillation from N.
 
 Every random choice of iteration k (batch indices, keyframe offset, augmentation) is drawn from a generator seeded
-by (seed, k). A run resumed from its checkpoint therefore repeats exactly the iterations an uninterrupted run would.
-Checkpoints are written atomically every ``checkpoint_every`` iterations; the metrics log is JSON lines.
+by (seed, k): :class:`TrainBatches` maps k to its batch. A run resumed from its checkpoint therefore repeats exactly the
+iterations an uninterrupted run would, and DataLoader workers (``workers``) can read batches ahead without changing
+them. Checkpoints are written atomically every ``checkpoint_every`` iterations; the metrics log is JSON lines.
+The settings and recipes are in :mod:`gsvlib.config`.
 """
 from __future__ import annotations
 
@@ -22,124 +24,23 @@ import random
 import socket
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from gsvlib.checkpoint import (CheckpointError, load_state_dict_checked, read_checkpoint, save_atomic,
-                               write_json_atomic, write_text_atomic)
-from gsvlib.data import RandomScaleCropFlip, open_dataset
-from gsvlib.device import check_device
+from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, load_torchvision_weights, read_checkpoint
+from gsvlib.config import PATHS, STARTING_POINTS, TrainConfig
+from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
+from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import resize
-from gsvlib.models.resnet import load_torchvision_weights, normalize
-
-STAGES = ("keyframe", "gsv")
-PATHS = ("root", "out", "init", "imagenet")  # TrainConfig fields that name files or folders
-
-
-@dataclass
-class TrainConfig:
-    stage: str = "gsv"  # "keyframe" or "gsv"
-    dataset: str = "synthetic"  # "synthetic", "cityscapes" or "camvid"
-    root: str = "data/synthetic"
-    split: str = "train"
-    span: tuple[float, float] = (0.0, 1.0)  # CamVid: the fraction (a, b) of each sequence in time that is used
-    out: str = "runs/gsv"
-    keyframe_net: str = "swiftnet"
-    flow_net: str = "light"
-    use_intra: bool = True  # False: the paper's "without intra features" ablation
-    train_flow: bool = True  # False: keep the flow net frozen
-    init: str | None = None  # gsvkit checkpoint to start from (stage gsv: its keyframe net is used)
-    imagenet: str | None = None  # torchvision-format ResNet-18 weights for the keyframe backbone
-    iterations: int = 2000
-    batch_size: int = 8
-    optimizer: str = "sgd"  # "sgd" or "adam"
-    lr: float = 0.002
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_decay: float = 0.992  # lr x lr_decay every lr_decay_every iterations
-    lr_decay_every: int = 100
-    crop: float = 0.75
-    scale_min: float = 0.5
-    scale_max: float = 1.5
-    max_interval: int = 5  # keyframe intervals up to max_interval: offsets 1..max_interval-1 are trained
-    key_scale: float = 1.0  # keyframe input scale while training
-    distill: float = 0.0  # weight of the KL term towards N's prediction on the last frame
-    device: str = "cpu"
-    amp: bool = False  # bfloat16 autocast on CUDA
-    seed: int = 0
-    checkpoint_every: int = 50
-
-    def __post_init__(self):
-        self.span = tuple(float(v) for v in self.span)  # a list from JSON or argparse compares equal to the tuple
-
-    def check(self) -> None:
-        if not (len(self.span) == 2 and 0 <= self.span[0] < self.span[1] <= 1):
-            raise ValueError(f"span must be fractions (a, b) with 0 <= a < b <= 1, got {self.span}")
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if not (2 if self.stage == "gsv" else 1) <= self.max_interval <= 30:
-            raise ValueError(f"max_interval must be in 2..30 for stage gsv (interval 1 has no non-keyframe to train; a "
-                             f"Cityscapes snippet has 30 frames), got {self.max_interval}")
-        for name in ("iterations", "batch_size", "checkpoint_every", "lr_decay_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "momentum", "weight_decay", "lr_decay", "crop", "scale_min", "scale_max", "key_scale",
-                     "distill"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
-        ranges = {"lr": (self.lr > 0, "> 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
-                  "weight_decay": (self.weight_decay >= 0, ">= 0"), "lr_decay": (0 < self.lr_decay <= 1, "in (0, 1]"),
-                  "crop": (0 < self.crop <= 1, "in (0, 1]"), "key_scale": (0 < self.key_scale <= 2, "in (0, 2]"),
-                  "scale_min": (0 < self.scale_min <= self.scale_max, f"in (0, scale_max = {self.scale_max}]"),
-                  "distill": (self.distill >= 0, ">= 0")}
-        for name, (ok, allowed) in ranges.items():
-            if not ok:
-                raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)}")
-        check_device(self.device)
-        if self.amp and not self.device.startswith("cuda"):
-            raise ValueError("amp (bfloat16 autocast) is for CUDA devices; drop --amp on the CPU")
-
-
-# Stage "keyframe" trains a whole network from scratch, for which Adam converges far faster than the paper's SGD
-# recipe (which fine-tunes only PF); these replace TrainConfig's defaults unless given explicitly.
-KEYFRAME_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "lr_decay": 0.95, "max_interval": 1}
-
-
-def config_for(stage: str, **given) -> TrainConfig:
-    """A TrainConfig with the stage's defaults, overridden by ``given`` (None values count as not given)."""
-    values = {**(KEYFRAME_DEFAULTS if stage == "keyframe" else {}), **{k: v for k, v in given.items() if v is not None}}
-    return TrainConfig(stage=stage, **values)
-
-
-FLAGS = {"use_intra": "--no-intra", "train_flow": "--freeze-flow", "amp": "--amp"}  # fields set by a bare flag
-
-
-def train_command(config: dict, cwd: str | Path | None = None) -> str:
-    """The ``gsv train`` command line that gives a run with this (saved) config: its fields that differ from the
-    stage's defaults, with paths relative to ``cwd`` (default: the working directory)."""
-    cfg = asdict(TrainConfig(**config))
-    defaults = asdict(config_for(cfg["stage"]))
-    cwd = Path(cwd or Path.cwd()).resolve()
-    args = ["gsv train", f"--stage {cfg['stage']}"]
-    for k, v in cfg.items():
-        if k == "stage" or v == defaults[k]:
-            continue
-        if k in FLAGS:
-            args.append(FLAGS[k])
-            continue
-        if k in PATHS:
-            v = os.path.relpath(v, cwd)
-        args.append(f"--{k.replace('_', '-')} " + (" ".join(f"{x:g}" for x in v) if k == "span" else str(v)))
-    return " ".join(args)
-
+from gsvlib.models.resnet import normalize
 
 def _collate(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     sizes = {tuple(s["frames"].shape) for s in samples}
@@ -153,6 +54,8 @@ def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
     model = GSVNet(GSVNetConfig(num_classes, cfg.keyframe_net, cfg.flow_net, use_intra=cfg.use_intra,
                                 freeze_keyframe=cfg.stage == "gsv"))
     if cfg.imagenet:
+        if model.keyframe_net.backbone is None:
+            raise ValueError(f"keyframe net {cfg.keyframe_net} has no ResNet-18 backbone to load --imagenet into")
         load_torchvision_weights(model.keyframe_net.backbone, cfg.imagenet)
     if cfg.init:
         init = read_checkpoint(cfg.init)
@@ -190,7 +93,37 @@ def loss_fn(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: Trai
     return loss
 
 
-STARTING_POINTS = ("init", "imagenet")  # read when a run starts, never when it resumes
+class TrainBatches(Dataset):
+    """Iteration k -> its batch: (frames (B, T, 3, H, W), labels (B, H, W), keyframe offset T-1). The offset, the
+    augmentation and the sample indices are drawn from a generator seeded by (seed, k), so batch k is the same
+    whichever process builds it and whenever."""
+
+    def __init__(self, dataset: SnippetDataset, cfg: TrainConfig):
+        self.dataset = dataset
+        self.cfg = cfg
+        self.max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
+
+    def __len__(self) -> int:
+        return self.cfg.iterations
+
+    def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        cfg = self.cfg
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + iteration)
+        offset = int(torch.randint(min(1, self.max_offset), self.max_offset + 1, (1,), generator=g))
+        rng = random.Random(int(torch.randint(2**31, (1,), generator=g)))
+        transform = RandomScaleCropFlip((cfg.scale_min, cfg.scale_max), cfg.crop, rng=rng)
+        indices = torch.randint(len(self.dataset), (cfg.batch_size,), generator=g).tolist()
+        frames, labels = _collate([transform(self.dataset.sample(i, offset)) for i in indices])
+        return frames, labels, offset
+
+
+def _threads(count: int, worker: int) -> None:
+    """Give a DataLoader worker the training process's thread count: torch's bilinear resize rounds differently with
+    another count (1 ulp), and the batches must not depend on who builds them. Workers are spawned, not forked: a
+    forked child that changes its OpenMP thread count can deadlock."""
+    torch.set_num_threads(count)
+
+
 LOCK = ".lock"  # held by the process training in a run folder
 
 
@@ -200,8 +133,8 @@ def _differences(saved: dict, cfg: TrainConfig) -> list[str]:
         saved = asdict(TrainConfig(**saved))  # fields newer than the run take their defaults
     except TypeError as e:
         return [f"the saved settings are not a TrainConfig ({e})"]
-    return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items()
-            if k not in ("out", "iterations", "checkpoint_every", "device", *STARTING_POINTS) and saved[k] != v]
+    free = ("out", "iterations", "checkpoint_every", "device", "workers", *STARTING_POINTS)  # no effect on results
+    return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items() if k not in free and saved[k] != v]
 
 
 def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
@@ -265,10 +198,8 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log) -> d
     ckpt = _check_resume(out, cfg, resume)
     if ckpt is not None:  # the run's own checkpoint holds everything: its starting points need not exist any more
         cfg = replace(cfg, **{k: ckpt.get("train_config", {}).get(k) for k in STARTING_POINTS})
-    transform = RandomScaleCropFlip((cfg.scale_min, cfg.scale_max), cfg.crop, rng=random.Random())
     max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
-    dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset,
-                           transform=transform)
+    dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset)
     torch.manual_seed(cfg.seed)
     start_from = replace(cfg, init=None, imagenet=None) if ckpt is not None else cfg
     model = build_model(start_from, dataset.table.num_classes).to(cfg.device)
@@ -300,15 +231,14 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log) -> d
                      "classes": list(dataset.table.classes), "dataset": cfg.dataset}, out / "checkpoint.pt")
 
     losses, t0 = [], time.perf_counter()
-    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc=f"train {cfg.stage}",
+    batches = DataLoader(TrainBatches(dataset, cfg), batch_size=None, sampler=range(start, cfg.iterations),
+                         num_workers=cfg.workers, worker_init_fn=partial(_threads, torch.get_num_threads()),
+                         multiprocessing_context="spawn" if cfg.workers else None)
+    bar = tqdm(zip(range(start, cfg.iterations), batches), initial=start, total=cfg.iterations,
+               desc=f"train {cfg.stage} ({cfg.keyframe_net if cfg.stage == 'keyframe' else 'propagation'})",
                disable=not progress)
     with log_path.open("a") as log:
-        for it in bar:
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + it)
-            dataset.offset = int(torch.randint(min(1, max_offset), max_offset + 1, (1,), generator=g))
-            transform.rng.seed(int(torch.randint(2**31, (1,), generator=g)))
-            idx = torch.randint(len(dataset), (cfg.batch_size,), generator=g).tolist()
-            frames, labels = _collate([dataset[i] for i in idx])
+        for it, (frames, labels, offset) in bar:
             frames, labels = frames.to(cfg.device), labels.to(cfg.device)
             model.train()
             with torch.autocast("cuda", torch.bfloat16, enabled=cfg.amp):
@@ -324,7 +254,7 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log) -> d
             opt.step()
             sched.step()
             entry = {"iteration": it + 1, "loss": round(loss.item(), 5), "lr": opt.param_groups[0]["lr"],
-                     "offset": dataset.offset, "seconds": round(elapsed + time.perf_counter() - t0, 2)}
+                     "offset": offset, "seconds": round(elapsed + time.perf_counter() - t0, 2)}
             log.write(json.dumps(entry) + "\n")
             log.flush()
             losses.append(entry["loss"])

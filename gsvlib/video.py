@@ -6,15 +6,17 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import imageio.v2 as iio2
+import imageio.v3 as iio
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gsvlib.checkpoint import move_into_place, remove, write_json_atomic
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import LabelTable
-from gsvlib.models.gsvnet import VideoSegmenter
-from gsvlib.viz import overlay
+from gsvlib.files import move_into_place, remove, write_json_atomic
+from gsvlib.pictures import overlay
+from gsvlib.segmenter import VideoSegmenter
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -36,8 +38,6 @@ def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None]
         raise FileNotFoundError(f"{source} does not exist: give a video file or a folder of frames")
     if source.suffix.lower() not in VIDEO_SUFFIXES:
         raise DatasetError(f"{source} is not a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of frames")
-    import imageio.v3 as iio
-
     try:
         fps = iio.immeta(source, plugin="FFMPEG").get("fps")
         frames = iio.imiter(source, plugin="FFMPEG")
@@ -67,8 +67,6 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
     remove(partial)  # left by a run that was killed
     writer = None
     if as_mp4:
-        import imageio.v2 as iio2
-
         writer = iio2.get_writer(partial, fps=fps or 15, macro_block_size=1)
     timings = []
     segmenter.reset()

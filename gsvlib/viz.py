@@ -1,4 +1,5 @@
-"""Pictures: plotly figures for the notebooks and the tour, colour codings, and one PNG export.
+"""Figures: plotly figures for the notebooks and the tour (colour codings as arrays are in :mod:`gsvlib.pictures`),
+and one PNG export.
 
 Figures are plotly (interactive in JupyterLab). :func:`export` writes PNGs with kaleido when a Chromium/Chrome is
 installed (one browser process serves every figure), and otherwise draws the same traces with matplotlib.
@@ -23,39 +24,9 @@ from plotly.subplots import make_subplots
 
 from gsvlib.data.labels import LabelTable
 from gsvlib.models.gsvnet import full_resolution_labels
+from gsvlib.pictures import flow_to_rgb, gray, overlay, upsample_nearest
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
-
-
-# --- colour codings ---------------------------------------------------------------------------------------------------
-def overlay(frame: np.ndarray, labels: np.ndarray, table: LabelTable, alpha: float = 0.5) -> np.ndarray:
-    """(H, W, 3) uint8 frame and (H, W) labels -> (H, W, 3) uint8 blend of the frame and the label colours."""
-    colors = table.colorize(labels).astype(np.float32)
-    return (frame.astype(np.float32) * (1 - alpha) + colors * alpha).round().astype(np.uint8)
-
-
-def flow_to_rgb(flow: np.ndarray, max_norm: float | None = None) -> np.ndarray:
-    """(H, W, 2) flow (x, y) -> (H, W, 3) uint8 on the usual colour wheel: hue = direction, saturation = magnitude."""
-    fx, fy = flow[..., 0], flow[..., 1]
-    mag = np.hypot(fx, fy)
-    max_norm = max_norm or max(float(mag.max()), 1e-6)
-    hue = (np.arctan2(-fy, -fx) / np.pi + 1) / 2  # in [0, 1]
-    sat = np.clip(mag / max_norm, 0, 1)
-    h6 = hue * 6
-    i = np.floor(h6).astype(int) % 6
-    f = h6 - np.floor(h6)
-    p, q, t = 1 - sat, 1 - sat * f, 1 - sat * (1 - f)
-    v = np.ones_like(sat)
-    rgb = np.choose(i[None], [np.stack(c) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))])
-    return (np.moveaxis(rgb, 0, -1) * 255).round().astype(np.uint8)
-
-
-def error_overlay(frame: np.ndarray, pred: np.ndarray, truth: np.ndarray, ignore: int = 255) -> np.ndarray:
-    """Frame dimmed, wrong pixels red (ignored pixels left dim)."""
-    out = (frame.astype(np.float32) * 0.45).astype(np.uint8)
-    wrong = (pred != truth) & (truth != ignore)
-    out[wrong] = (255, 40, 40)
-    return out
 
 
 OUTPUT_WIDTH = 940  # px: JupyterLab's output area is about 950 px wide at a common window size; figures fit in it
@@ -87,17 +58,6 @@ def flow_panel(flow: np.ndarray, max_norm: float | None = None, factor: int = 8,
 def seg_panel(seg: torch.Tensor, size, table: LabelTable, frame: np.ndarray | None = None) -> Panel:
     """1/8 logits (1, C, h, w) -> the full-resolution labels (the paper's upsample + argmax) as a :class:`Panel`."""
     return label_panel(full_resolution_labels(seg, size)[0].cpu().numpy(), table, frame)
-
-
-def upsample_nearest(image: np.ndarray, factor: int) -> np.ndarray:
-    """Blow up a 1/8-grid picture (h, w[, 3]) to (h * factor, w * factor[, 3]) with visible cells."""
-    return image.repeat(factor, 0).repeat(factor, 1)
-
-
-def gray(values: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> np.ndarray:
-    """(H, W) floats -> (H, W, 3) uint8 grey levels between ``lo`` (black) and ``hi`` (white)."""
-    v = np.clip((np.asarray(values, dtype=np.float32) - lo) / (hi - lo), 0, 1)
-    return np.repeat((v * 255).round().astype(np.uint8)[..., None], 3, -1)
 
 
 def pipeline_panels(prev_rgb: np.ndarray, rgb: np.ndarray, step, truth: np.ndarray, table: LabelTable,

@@ -98,6 +98,10 @@ def run_all_cells(page, timeout_s: float) -> float:
         except Exception:
             page.keyboard.press("Escape")
     while time.monotonic() - start < timeout_s:
+        failed = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')].map(o => o.textContent)"
+                               ".find(t => t.includes('Traceback (most recent call last)')) || ''")
+        if failed:  # JupyterLab stops at a failing cell: the cells after it will never run
+            raise RuntimeError(f"a cell failed after {time.monotonic() - start:.0f} s:\n{failed[-3000:]}")
         texts = prompts.all_text_contents()  # textContent: cells off screen are not laid out
         if texts and all(re.fullmatch(r"\[\d+\]:", t.strip()) for t in texts) and \
                 page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count():

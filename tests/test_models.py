@@ -4,7 +4,8 @@ import torch
 
 from gsvlib import GSVNet
 from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
-from gsvlib.models import BiSeNet, FlowLight, FlowNetS, ResNet18, SwiftNet, load_torchvision_weights
+from gsvlib.checkpoint import load_torchvision_weights
+from gsvlib.models import BiSeNet, FlowLight, FlowNetS, ResNet18, SwiftNet
 
 BN = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
 
@@ -123,7 +124,8 @@ def test_config_rejects_unknown_parts():
 def test_atomic_writes_replace_whole_files_with_normal_permissions(tmp_path):
     import os
 
-    from gsvlib.checkpoint import read_checkpoint, save_atomic, write_json_atomic
+    from gsvlib.checkpoint import read_checkpoint
+    from gsvlib.files import save_atomic, write_json_atomic
 
     save_atomic({"a": torch.ones(2)}, tmp_path / "c.pt")
     save_atomic({"a": torch.zeros(2)}, tmp_path / "c.pt")
@@ -153,7 +155,8 @@ def test_a_foreign_pickle_is_refused_without_advising_weights_only_false(tmp_pat
 def test_nan_weights_are_refused_on_load(tmp_path):
     from dataclasses import asdict
 
-    from gsvlib.checkpoint import load_model, save_atomic
+    from gsvlib.checkpoint import load_model
+    from gsvlib.files import save_atomic
 
     model = GSVNet(num_classes=5)
     state = model.state_dict()
@@ -167,7 +170,8 @@ def test_nan_weights_are_refused_on_load(tmp_path):
                                              ({"num_classes": 10 ** 9}, "num_classes must be an integer in 2..1024"),
                                              ({"num_classes": 5, "kernel_size": 4}, "kernel_size K must be")])
 def test_a_crafted_model_config_is_refused_before_building(tmp_path, config, message):
-    from gsvlib.checkpoint import load_model, save_atomic
+    from gsvlib.checkpoint import load_model
+    from gsvlib.files import save_atomic
 
     save_atomic({"model": {}, "model_config": config}, tmp_path / "crafted.pt")
     with pytest.raises(CheckpointError, match=message):
@@ -178,7 +182,7 @@ def test_a_full_disk_is_named_and_the_old_file_kept(tmp_path, monkeypatch):
     import errno
     import shutil
 
-    from gsvlib.checkpoint import save_atomic
+    from gsvlib.files import save_atomic
 
     save_atomic({"w": torch.ones(2)}, tmp_path / "checkpoint.pt")
 

@@ -32,7 +32,7 @@ def test_non_keyframe_follows_the_previous_segmentation(small_model):
     frame = torch.rand(3, 64, 64)
     key = seg.step(frame)
     with torch.inference_mode():
-        prop = small_model.propagate(seg._seg, seg._prev_lr, seg._prev_lr)
+        prop = small_model.propagate(seg._seg, seg._prev_small, seg._prev_small)
     assert prop.warped.shape == key.logits.shape
     assert torch.allclose(seg.step(frame).logits, prop.seg, atol=1e-5)
 

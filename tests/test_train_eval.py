@@ -7,7 +7,8 @@ import torch
 from gsvlib import GSVNet
 from gsvlib.bench import average_flops, count_flops, time_stream
 from gsvlib.evaluate import ConfusionMatrix, evaluate, protocol, run_offsets
-from gsvlib.train import config_for, read_log, train
+from gsvlib.config import config_for
+from gsvlib.train import read_log, train
 
 
 def test_miou_matches_a_hand_computed_confusion_matrix():
@@ -82,6 +83,23 @@ def test_resume_equals_uninterrupted_training(tiny_synth, tmp_path):
     assert len(full["losses"]) == 4 and len(resumed["losses"]) == 2
     assert resumed["losses"] == full["losses"][2:]
     assert [e["loss"] for e in read_log(tmp_path / "b")] == full["losses"]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_loader_workers_and_their_resume_repeat_a_single_process_run(tiny_synth, tmp_path):
+    """Batch k is drawn from (seed, k) alone: two workers reading ahead, and a resume with workers, give the run of
+    one process exactly (stage gsv: random offsets and augmentation in every batch)."""
+    kw = dict(root=str(tiny_synth), batch_size=2, checkpoint_every=2, seed=5)
+    key = train(config_for("keyframe", out=str(tmp_path / "k"), iterations=1, **kw), progress=False)["checkpoint"]
+    gsv = dict(init=key, iterations=4, **kw)
+    alone = train(config_for("gsv", out=str(tmp_path / "a"), **gsv), progress=False)
+    train(config_for("gsv", out=str(tmp_path / "b"), workers=2, **{**gsv, "iterations": 2}), progress=False)
+    resumed = train(config_for("gsv", out=str(tmp_path / "b"), workers=2, **gsv), resume=True, progress=False)
+    assert [e["loss"] for e in read_log(tmp_path / "b")] == alone["losses"] and len(resumed["losses"]) == 2
+    assert [e["offset"] for e in read_log(tmp_path / "b")] == [e["offset"] for e in read_log(tmp_path / "a")]
+    assert len({e["offset"] for e in read_log(tmp_path / "a")}) > 1  # the batches really differ in offset
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -21,6 +21,7 @@ from gsvlib.data.labels import CAMVID, CAMVID_VOID, IGNORE
 from gsvlib.data.snippets import Snippet, SnippetDataset, check_root
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+HELD_OUT = (2 / 3, 1.0)  # the last third of each val/ sequence in time; the propagation trains on the first two thirds
 
 
 def frame_number(path: Path) -> tuple[str, int]:

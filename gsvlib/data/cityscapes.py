@@ -44,7 +44,10 @@ class CityscapesSequences(SnippetDataset):
     table = CITYSCAPES
 
     def __init__(self, root: str | Path, split: str = "val", offset: int | None = 0, max_offset: int = 4,
-                 transform=None, missing: str = "error"):
+                 transform=None, missing: str = "error", span: tuple[float, float] = (0.0, 1.0)):
+        if tuple(span) != (0.0, 1.0):
+            raise ValueError(f"span cuts long sequences in time; Cityscapes-layout data comes in separate 30-frame "
+                             f"snippets, so leave span at (0, 1) (got {tuple(span)})")
         self.root = check_root(root, f"leftImg8bit_sequence/{split}", f"gtFine/{split}")
         super().__init__(cityscapes_snippets(self.root, split), offset, max_offset, transform, missing)
 

@@ -64,5 +64,3 @@ CAMVID = LabelTable(
      (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)),
 )
 CAMVID_VOID = 11
-
-TABLES = {"cityscapes": CITYSCAPES, "camvid": CAMVID, "synthetic": CITYSCAPES}

@@ -36,7 +36,14 @@ def frames_to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
 
 
 class SnippetDataset(Dataset):
-    """Base of the video datasets: ``items`` of :class:`Snippet`, a label mapping, optional joint transform."""
+    """Base of the video datasets: ``items`` of :class:`Snippet`, a label mapping, optional joint transform.
+
+    A dataset is a subclass registered in :data:`gsvlib.data.DATASETS`. It sets ``table`` (its :class:`LabelTable`),
+    takes ``(root, split, offset=0, max_offset=4, transform=None, missing="error", span=(0.0, 1.0))``, lists its
+    snippets (each labelled frame with the frames before it, oldest first) for this ``__init__``, and implements
+    ``map_labels`` (the label file's values -> 0..C-1, 255 = ignore). ``span`` keeps a time slice of long sequences;
+    a dataset of separate snippets refuses anything but (0, 1).
+    """
 
     table: LabelTable
 
@@ -48,7 +55,9 @@ class SnippetDataset(Dataset):
             raise ValueError(f"offset must be >= 0, got {offset}")
         if offset is None and max_offset < 0:
             raise ValueError(f"max_offset must be >= 0, got {max_offset}")
-        self.offset, self.max_offset, self.transform = offset, max_offset, transform
+        self.offset = offset
+        self.max_offset = max_offset
+        self.transform = transform
         need = offset if offset is not None else max_offset
         self.items = []
         for s in snippets:
@@ -74,9 +83,15 @@ class SnippetDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
+        offset = self.offset if self.offset is not None else random.randint(0, self.max_offset)
+        sample = self.sample(index, offset)
+        return self.transform(sample) if self.transform is not None else sample
+
+    def sample(self, index: int, offset: int) -> dict:
+        """Snippet ``index`` with keyframe offset ``offset`` (its last ``offset + 1`` frames), read and checked,
+        untransformed: {"frames": (offset+1, 3, H, W) float in [0, 1], "label": (H, W) int64, "name", "offset"}."""
         s = self.items[index]
-        i = self.offset if self.offset is not None else random.randint(0, self.max_offset)
-        paths = s.frames[len(s.frames) - 1 - i:]
+        paths = s.frames[len(s.frames) - 1 - offset:]
         frames = [read_rgb(p) for p in paths]
         for p, f in zip(paths, frames):
             if f.shape != frames[-1].shape:
@@ -86,9 +101,8 @@ class SnippetDataset(Dataset):
         if label.shape != frames[-1].shape[:2]:
             raise DatasetError(f"{s.label} is {label.shape[1]}x{label.shape[0]} but its frame {paths[-1]} is "
                                f"{frames[-1].shape[1]}x{frames[-1].shape[0]}")
-        sample = {"frames": frames_to_tensor(frames), "label": torch.from_numpy(label.astype(np.int64)),
-                  "name": s.name, "offset": i}
-        return self.transform(sample) if self.transform is not None else sample
+        return {"frames": frames_to_tensor(frames), "label": torch.from_numpy(label.astype(np.int64)), "name": s.name,
+                "offset": offset}
 
 
 def check_root(root: str | Path, *required: str) -> Path:

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from gsvlib.checkpoint import move_into_place, remove, write_json_atomic
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import CITYSCAPES, CITYSCAPES_TRAINID_TO_ID
 from gsvlib.data.snippets import frames_to_tensor
+from gsvlib.files import move_into_place, remove, write_json_atomic
 
 FPS = 17.0  # Cityscapes' frame rate
 CITY = "synth"
@@ -93,7 +93,9 @@ class StreetWorld:
         self.size = size
         self.f = 0.6 * w  # ~80 degree horizontal field of view
         self.speed = rng.uniform(5.0, 10.0)
-        self.yaw_amp, self.yaw_period, self.yaw_phase = rng.uniform(0.03, 0.09), rng.uniform(2.0, 4.0), rng.uniform(0, 6.3)
+        self.yaw_amp = rng.uniform(0.03, 0.09)
+        self.yaw_period = rng.uniform(2.0, 4.0)
+        self.yaw_phase = rng.uniform(0, 6.3)
         self.sway = rng.uniform(0.2, 0.8)
         self.road_half = rng.uniform(3.2, 4.2)
         self.walk_edge = self.road_half + rng.uniform(2.0, 3.5)

@@ -25,7 +25,10 @@ class RandomScaleCropFlip:
             raise ValueError(f"scale must be a range (low, high) with 0 < low <= high, got {scale}")
         if not 0 < crop <= 1:
             raise ValueError(f"crop must be a fraction in (0, 1], got {crop}")
-        self.scale, self.crop, self.flip, self.rng = scale, crop, flip, rng or random
+        self.scale = scale
+        self.crop = crop
+        self.flip = flip
+        self.rng = rng or random
 
     def __call__(self, sample: dict) -> dict:
         frames, label, flow = sample["frames"], sample["label"], sample.get("flow")

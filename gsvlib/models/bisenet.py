@@ -58,7 +58,7 @@ class FeatureFusion(nn.Module):
 class BiSeNet(nn.Module):
     """BiSeNet-R18: ImageNet-normalised frames (B, 3, H, W) -> logits (B, num_classes, H/8, W/8)."""
 
-    output_stride = 8
+    title = "BiSeNet-R18"
 
     def __init__(self, num_classes: int = 19):
         super().__init__()

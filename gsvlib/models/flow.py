@@ -24,6 +24,8 @@ class FlowLight(nn.Module):
     2 flow channels, upsampled bilinearly back to the 1/8 grid.
     """
 
+    title = "FlowLight"
+
     def __init__(self, channels: int = 32):
         super().__init__()
         c = 2 * channels
@@ -49,6 +51,7 @@ class FlowNetS(nn.Module):
     (1/4 of its input) is upsampled bilinearly to the 1/8 grid it was given.
     """
 
+    title = "FlowNetS"
     encoder_spec = ((6, 64, 7, 2), (64, 128, 5, 2), (128, 256, 5, 2), (256, 256, 3, 1), (256, 512, 3, 2),
                     (512, 512, 3, 1), (512, 512, 3, 2), (512, 512, 3, 1), (512, 1024, 3, 2), (1024, 1024, 3, 1))
     skip_layers = (1, 3, 5, 7)  # outputs of conv2, conv3_1, conv4_1, conv5_1 feed the decoder
@@ -58,7 +61,8 @@ class FlowNetS(nn.Module):
         self.encoder = nn.ModuleList(ConvBNReLU(i, o, k, s, act=_leaky()) for i, o, k, s in self.encoder_spec)
         skips = [self.encoder_spec[i][1] for i in self.skip_layers][::-1]  # 512, 512, 256, 128
         self.predict = nn.ModuleList([nn.Conv2d(1024, 2, 3, padding=1)])
-        self.deconv, self.up_flow = nn.ModuleList(), nn.ModuleList()
+        self.deconv = nn.ModuleList()
+        self.up_flow = nn.ModuleList()
         c_in = 1024
         for c_skip, c_out in zip(skips, (512, 256, 128, 64)):
             self.deconv.append(nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), _leaky()))

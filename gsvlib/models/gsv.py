@@ -61,8 +61,8 @@ class IntraNet(nn.Module):
         self.net = nn.Sequential(ConvBNReLU(3, channels, 3), ConvBNReLU(channels, channels, 3),
                                  nn.Conv2d(channels, num_classes, 3, padding=1))
 
-    def forward(self, frame_lr: torch.Tensor) -> torch.Tensor:
-        return self.net(frame_lr)
+    def forward(self, frame_small: torch.Tensor) -> torch.Tensor:
+        return self.net(frame_small)
 
 
 class GuidingNet(nn.Module):
@@ -120,12 +120,12 @@ class GuidedSpatiallyVaryingConv(nn.Module):
         shifted = F.conv3d(x, self.theta.to(warped.dtype))  # (B, D, C, H, W)
         return torch.cat((shifted, warped.unsqueeze(1)), 1)
 
-    def forward(self, warped: torch.Tensor, frame_lr: torch.Tensor) -> GSVOutput:
+    def forward(self, warped: torch.Tensor, frame_small: torch.Tensor) -> GSVOutput:
         edge = edge_map(warped)  # (B, 1, H/8, W/8)
         chunks = self.candidates(warped)  # (B, D+1, C, H/8, W/8)
         intra = None
         if self.use_intra:
-            intra = self.intra_net(frame_lr)  # (B, C, H/8, W/8)
+            intra = self.intra_net(frame_small)  # (B, C, H/8, W/8)
             chunks = torch.cat((chunks, intra.unsqueeze(1)), 1)  # (B, D+2, C, H/8, W/8)
             guide_in = torch.cat((intra, edge), 1)
         else:

@@ -1,12 +1,10 @@
 """ResNet-18 backbone shared by the keyframe networks (sec. 4.1: "Both SN-R18 and BN-R18 adopt the ResNet-18 backbone").
 
 The module names follow torchvision's ``resnet18`` exactly, so an ImageNet checkpoint saved in torchvision format loads
-with ``strict=True`` (see :func:`load_torchvision_weights`) without torchvision being installed. ``forward`` returns the
-four stage features instead of ImageNet logits.
+with ``strict=True`` (:func:`gsvlib.checkpoint.load_torchvision_weights`) without torchvision being installed.
+``forward`` returns the four stage features instead of ImageNet logits.
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -79,20 +77,3 @@ class ResNet18(nn.Module):
             x = layer(x)
             feats.append(x)
         return feats
-
-
-def load_torchvision_weights(backbone: ResNet18, weights: str | Path | dict) -> None:
-    """Load an ImageNet ResNet-18 checkpoint in torchvision format (a path or a state_dict) into ``backbone``.
-
-    The checkpoint must hold exactly torchvision's ``resnet18`` keys (checked against ``ResNet18(with_fc=True)``);
-    the classifier ``fc.*`` is dropped when ``backbone`` has none.
-    """
-    from gsvlib.checkpoint import load_state_dict_checked, read_checkpoint
-
-    source = str(weights) if isinstance(weights, (str, Path)) else "the given state_dict"
-    state = read_checkpoint(weights) if isinstance(weights, (str, Path)) else weights
-    # Validate names and shapes against torchvision's full layout, then load what this backbone has.
-    load_state_dict_checked(ResNet18(with_fc=True), state, source, hint="a torchvision resnet18 state_dict")
-    if not hasattr(backbone, "fc"):
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    backbone.load_state_dict(state, strict=True)

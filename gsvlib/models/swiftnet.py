@@ -47,7 +47,7 @@ class Upsample(nn.Module):
 class SwiftNet(nn.Module):
     """SwiftNet-R18: ImageNet-normalised frames (B, 3, H, W) -> logits (B, num_classes, H/4, W/4)."""
 
-    output_stride = 4
+    title = "SwiftNet-R18"
 
     def __init__(self, num_classes: int = 19, features: int = 128):
         super().__init__()

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from gsvlib.camvid_report import camvid_markdown, read_results, target
+from gsvlib.reports import camvid_markdown, read_results, target
 from gsvlib.checkpoint import load_model
 from gsvlib.cli import build_parser, main
 from gsvlib.data import open_dataset
 from gsvlib.data.io import write_png
-from gsvlib.train import TrainConfig, config_for, train_command
+from gsvlib.config import RECIPES, config_for, config_from_options, train_command
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def camvid(tmp_path_factory):
 
 def test_span_reaches_training_and_is_refused_for_other_layouts(camvid, tiny_synth):
     assert len(open_dataset("camvid", camvid, "val", span=(0, 0.5), offset=0)) == 4
-    with pytest.raises(ValueError, match="span cuts the sequences of a CamVid-layout run"):
+    with pytest.raises(ValueError, match="span cuts long sequences in time"):
         open_dataset("synthetic", tiny_synth, "val", span=(0, 0.5))
     with pytest.raises(ValueError, match="span must be fractions"):
         config_for("gsv", span=(0.5, 0.2)).check()
@@ -53,12 +53,28 @@ def test_train_command_gives_back_the_same_config(tmp_path):
                      train_flow=False, crop=0.5, momentum=0.8, init=str(tmp_path / "k.pt"), out=str(tmp_path / "o"))
     line = train_command(asdict(cfg), cwd=tmp_path)
     assert "--no-intra" in line and "--freeze-flow" in line and "--span 0 0.667" in line and "--root cv" in line
-    args = build_parser().parse_args(line.split()[1:])
-    given = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if f != "stage" and hasattr(args, f)}
-    again = config_for(args.stage, **given)
+    again = config_from_options(build_parser().parse_args(line.split()[1:]))
     for k in ("root", "init", "out"):
         setattr(again, k, str(tmp_path / getattr(again, k)))
     assert asdict(again) == asdict(cfg)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_every_recipe_is_rebuilt_exactly_by_its_command(recipe, tmp_path):
+    cfg = config_for(recipe=recipe, out=str(tmp_path / "o"), root=str(tmp_path / "d"), workers=2)
+    line = train_command(asdict(cfg), cwd=tmp_path)
+    again = config_from_options(build_parser().parse_args(line.split()[1:]))
+    for k in ("root", "out"):
+        setattr(again, k, str(tmp_path / getattr(again, k)))
+    assert asdict(again) == asdict(cfg)
+    assert asdict(config_from_options(build_parser().parse_args(["train", "--recipe", recipe]))) == \
+        asdict(config_for(recipe=recipe))
+
+
+def test_a_recipe_of_the_other_stage_is_refused():
+    with pytest.raises(ValueError, match="recipe camvid-keyframe trains stage keyframe"):
+        config_for("gsv", "camvid-keyframe")
+    assert config_for(recipe="camvid-keyframe", lr=0.01).lr == 0.01  # an option given overrides the recipe
 
 
 def test_target_compares_l3_with_the_keyframe_net_copy_and_warp():
@@ -103,7 +119,8 @@ def test_camvid_pipeline_through_the_cli(camvid, tmp_path, capsys):
 
 def test_exported_fp16_weights_segment_like_the_checkpoint(tmp_path):
     from gsvlib import GSVNet
-    from gsvlib.checkpoint import export_weights, save_atomic
+    from gsvlib.checkpoint import export_weights
+    from gsvlib.files import save_atomic
 
     model = GSVNet(num_classes=5).eval()
     save_atomic({"model": model.state_dict(), "model_config": asdict(model.config)}, tmp_path / "c.pt")
@@ -140,7 +157,7 @@ def test_json_the_project_writes_and_commits_is_strict(tmp_path):
     from pathlib import Path
 
     from gsvlib.bench import throughput_table
-    from gsvlib.checkpoint import write_json_atomic
+    from gsvlib.files import write_json_atomic
 
     def strict(text):
         return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"not JSON: {c}")))

@@ -1,0 +1,86 @@
+"""Writing files so that nothing already written is lost: every write goes to a temporary file beside its target and
+is renamed into place; a full disk is named. The bottom layer of gsvlib: it imports nothing from the package."""
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the permissions open() would
+        os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never a half-written one
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path.parent):  # torch says "unexpected pos"
+            raise OSError(errno.ENOSPC, f"no space left on device while writing {path} ({str(e).strip()[:80]}); free "
+                          "some space and run again: the file already there was not changed") from e
+        raise
+
+
+def _disk_full(error: BaseException, folder: Path) -> bool:
+    return getattr(error, "errno", None) == errno.ENOSPC or shutil.disk_usage(folder).free < 1 << 20
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a folder tree, if it is there."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def move_into_place(new: Path, target: Path) -> None:
+    """Replace ``target`` (a file or a folder) with ``new``, written beside it. A file is replaced atomically; a
+    folder is moved aside first, so that ``target`` is the old or the new one whenever the process stops."""
+    if new.is_dir():
+        old = target.parent / f".{target.name}.old"
+        remove(old)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(new, target)
+        remove(old)
+    else:
+        os.replace(new, target)
+
+
+def save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    _atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def finite_json(obj: Any) -> Any:
+    """``obj`` with NaN and infinite floats replaced by None (null), which the JSON standard and strict parsers
+    require."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Strict JSON (no NaN or Infinity: those become null), written atomically."""
+    write_text_atomic(path, json.dumps(finite_json(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")

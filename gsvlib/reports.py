@@ -1,0 +1,153 @@
+"""Reports: the markdown tables of the tour (synthetic street video) and of the README's CamVid section.
+
+Both print the paper's protocol with one table function; method names come from the registries (keyframe nets,
+propagations). The CamVid tables are read from the files that `make camvid` writes, or from the same evaluations run
+again on saved weights (notebook 06). A CamVid results folder holds ``gsv eval --out`` / ``gsv bench --json`` files under fixed names:
+
+    image_<net>.json     the keyframe net alone on test/ at input scales 0.5 / 0.75 / 1.0 (net: swiftnet, bisenet)
+    propagation.json     the protocol on the held-out last third of the 15 Hz val/ run: gsv, warp, copy
+    bench_<H>x<W>.json   throughput of l = 1..5 and image-only baselines at one input size
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gsvlib.bench import throughput_table
+from gsvlib.data.camvid import HELD_OUT
+from gsvlib.evaluate import evaluate_variants
+from gsvlib.files import write_text_atomic
+from gsvlib.models.gsvnet import KEYFRAME_NETS, GSVNet
+from gsvlib.segmenter import PROPAGATIONS
+
+TARGET_GAP = 2.0  # GSVNet at l = 3 within this many mIoU points of its keyframe net on the same frames
+
+
+def read_results(folder: str | Path) -> dict:
+    """{"image": {net: report}, "propagation": report or None, "bench": [report, ...]} from a results folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist: run `make camvid` (or the commands in the README) first")
+    prop = folder / "propagation.json"
+    return {"image": {p.stem.removeprefix("image_"): _load(p) for p in sorted(folder.glob("image_*.json"))},
+            "propagation": _load(prop) if prop.is_file() else None,
+            "bench": sorted((_load(p) for p in folder.glob("bench_*.json")), key=lambda b: b["size"][0] * b["size"][1])}
+
+
+def _load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); write it again with the command in the README") from None
+
+
+def regenerate(models: dict[str, GSVNet], root: str | Path, key_scale: float = 0.75,
+               image_scales=(0.5, 0.75, 1.0), progress: bool = True) -> dict:
+    """The evaluations behind the tables, run again: image-only on test/ for every model in ``models`` (net name ->
+    model) and, for "gsvnet", the protocol on the held-out part of val/ (same layout as :func:`read_results`)."""
+    image = {name: evaluate_variants(m, ["image"], "camvid", root, "test", image_scales=image_scales,
+                                     progress=progress) for name, m in models.items() if name in KEYFRAME_NETS}
+    prop = None
+    if "gsvnet" in models:
+        prop = evaluate_variants(models["gsvnet"], list(PROPAGATIONS), "camvid", root, "val", HELD_OUT,
+                                 key_scale=key_scale, progress=progress)
+    return {"image": image, "propagation": prop, "bench": []}
+
+
+def interval_table(methods: dict[str, dict], ls: list[str], flat: dict[str, float] | None = None) -> list[str]:
+    """Markdown table of the protocol: one row per method ({"l": {"avg", "min"}} by interval), "avg / min" per l;
+    ``flat`` rows repeat one mIoU in every column (a method without keyframe interval, e.g. image-only)."""
+    lines = ["| method | " + " | ".join(f"l={l}" for l in ls) + " |", "|---|" + "---:|" * len(ls)]
+    for name, iv in methods.items():
+        lines.append(f"| {name} | " + " | ".join(f"{iv[l]['avg']:.1f} / {iv[l]['min']:.1f}" for l in ls) + " |")
+    for name, miou in (flat or {}).items():
+        lines.append(f"| {name} | " + " | ".join(f"{miou:.1f}" for _ in ls) + " |")
+    return lines
+
+
+def keyframe_title(net: str) -> str:
+    return KEYFRAME_NETS[net].title if net in KEYFRAME_NETS else net
+
+
+def target(prop: dict, l: str = "3") -> dict:
+    """The issue's target: GSVNet at l within TARGET_GAP of its keyframe net (l = 1, the same frames) and above
+    copy-previous and warp-only."""
+    avg = {v: prop[v]["intervals"][l]["avg"] for v in ("gsv", "warp", "copy")}
+    keyframe = prop["gsv"]["intervals"]["1"]["avg"]
+    gap = round(keyframe - avg["gsv"], 2)
+    return {"keyframe": keyframe, **avg, "gap": gap,
+            "met": gap <= TARGET_GAP and avg["gsv"] > avg["copy"] and avg["gsv"] > avg["warp"]}
+
+
+def camvid_markdown(results: dict) -> str:
+    """The CamVid tables: image-only by scale, propagation by l, throughput per input size."""
+    lines = []
+    if results["image"]:
+        first = next(iter(results["image"].values()))["image"]
+        scales, frames = list(first), next(iter(first.values())).get("frames", "?")
+        lines += [f"### Keyframe nets, image-only (CamVid test/, {frames} frames, mIoU %, 11 classes)", "",
+                  "| keyframe net | " + " | ".join(f"input x{s}" for s in scales) + " |", "|---|" + "---:|" * len(scales)]
+        for net, rep in results["image"].items():
+            lines.append(f"| {keyframe_title(net)} | " + " | ".join(f"{rep['image'][s]['miou']:.1f}" for s in scales) + " |")
+        lines.append("")
+    prop = results["propagation"]
+    if prop:
+        g = prop["gsv"]
+        ls = list(g["intervals"])
+        a, b = g.get("span", (0, 1))
+        lines += [f"### Propagation on the 15 Hz val/ run (held out: fraction {a:.3g} to {b:g} of it in time, "
+                  f"{g['snippets']} scored frames; keyframe at t, frame t+2k scored; keyframe input x{g['key_scale']}; "
+                  "mIoU % average / minimum)", ""]
+        methods = {PROPAGATIONS[v].title: prop[v]["intervals"] for v in PROPAGATIONS if v in prop}
+        lines += interval_table(methods, ls, {"keyframe net on every frame": g["intervals"]["1"]["avg"]})
+        if "3" in g["intervals"]:
+            t = target(prop)
+            lines += ["", f"Target (l=3): GSVNet {t['gsv']:.1f} vs its keyframe net {t['keyframe']:.1f} "
+                          f"(gap {t['gap']:.1f}, target <= {TARGET_GAP}), copy {t['copy']:.1f}, warp {t['warp']:.1f}: "
+                          + ("met." if t["met"] else "missed.")]
+        lines.append("")
+    for b in results["bench"]:
+        lines += [f"### Throughput at {b['size'][1]}x{b['size'][0]} (W x H), batch 1, {b['precision']}, {b['device']}, "
+                  f"torch {b['torch']}, keyframe input x{b['key_scale']}", "", *throughput_table(b), ""]
+    return "\n".join(lines)
+
+
+def write_tables(folder: str | Path) -> str:
+    """Render ``folder``'s results as ``folder/results.md``; returns the markdown."""
+    text = camvid_markdown(read_results(folder))
+    write_text_atomic(Path(folder) / "results.md", text)
+    return text
+
+
+def tour_markdown(r: dict) -> str:
+    """The tour's report (``results.md``) from its ``results.json``."""
+    cfg, acc, img, b = r["config"], r["accuracy"], r["image_only"], r["benchmark"]
+    ls = [str(l) for l in cfg["intervals"]]
+    s = cfg["synth"]
+    lines = [
+        "# Results of `make tour` (synthetic street video)", "",
+        f"Data: {s['snippets']} training and {s['val_snippets']} validation snippets of {s['frames']} frames at "
+        f"{s['size'][0]}x{s['size'][1]} (seed {s['seed']}). Keyframe net SwiftNet-R18 trained from scratch for "
+        f"{cfg['keyframe_iterations']} iterations, propagation for {cfg['gsv_iterations']} (batch {cfg['batch_size']}; "
+        "recipes `from-scratch` and `short-adam`: AdamW lr 1e-3 instead of the paper's SGD lr 0.002, which needs far "
+        "more iterations than a CPU tour has).",
+        f"Keyframes at {cfg['key_scale']} scale. Scored at full resolution on the annotated frame of each validation "
+        "snippet, keyframe at 20-i for i = 0..l-1. avg: one confusion matrix pooled over the l offsets; min: offset l-1.",
+        "", "## Accuracy (mIoU %, average / minimum over the keyframe interval)", "",
+        *interval_table({name: res["intervals"] for name, res in acc.items()}, ls,
+                        {f"image-only, input x{scale}": res["miou"] for scale, res in img.items()})]
+    lines += ["", "## Intra features (the paper's Table 4: minimum mIoU %)", "",
+              "| intra features | " + " | ".join(f"l={l}" for l in ls) + " |", "|---|" + "---:|" * len(ls)]
+    for label, name in (("with", "GSVNet"), ("without", "GSVNet without intra")):
+        lines.append(f"| {label} | " + " | ".join(f"{acc[name]['intervals'][l]['min']:.1f}" for l in ls) + " |")
+    lines += ["", f"## Throughput and FLOPs ({b['size'][0]}x{b['size'][1]} input, batch 1, {b['precision']}, "
+              f"{b['device']}, torch {b['torch']})", "", *throughput_table(b)]
+    lines += ["", f"Per frame: keyframe {b['gflops']['keyframe']:.1f} GFLOPs, non-keyframe "
+              f"{b['gflops']['non-keyframe']:.2f} GFLOPs.", "", "## Parameters", "", "| part | parameters |",
+              "|---|---:|"]
+    lines += [f"| {k.strip()} | {v:,} |" for k, v in b["params"].items()]
+    lines += ["", "## Time taken by this run", "", "| step | seconds | |", "|---|---:|---|"]
+    lines += [f"| {step} | {t['seconds']:.1f} | {t['note']} |" for step, t in r["timings_s"].items()]
+    lines += ["", "![mIoU by interval](miou_by_interval.png)", "", "![accuracy vs throughput](accuracy_throughput.png)",
+              "", "![training loss](training_loss.png)", ""]
+    return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""The streaming runtime: ``VideoSegmenter.step(frame)`` segments the next frame of a video, a keyframe every ``l``.
+
+A keyframe is segmented by the keyframe net N; every other frame by a *propagation*, a function of the model, the
+previous segmentation S_{t-1} and the normalised 1/8 frames I_{t-1}, I_t. ``PROPAGATIONS`` is the registry of them:
+GSVNet's own (the paper's PF) and the baselines the evaluation compares it with. Registering a new one is one line,
+and ``gsv eval --variants``, the reports and the tour pick it up.
+
+Needs only the base dependencies (torch); nothing here draws.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from gsvlib.device import check_device
+from gsvlib.models.gsvnet import GSVNet, full_resolution_labels
+from gsvlib.models.layers import downscale8
+from gsvlib.models.resnet import normalize
+
+
+class Propagator(NamedTuple):
+    """How a non-keyframe is predicted: ``step(model, prev_seg, prev_small, cur_small)`` -> S_t (B, C, H/8, W/8)."""
+
+    title: str  # the name tables and plots print
+    step: Callable[[GSVNet, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+PROPAGATIONS: dict[str, Propagator] = {
+    "gsv": Propagator("GSVNet", lambda model, seg, prev, cur: model.propagate(seg, prev, cur).seg),  # eq. (1) + (2)
+    "warp": Propagator("warp only", lambda model, seg, prev, cur: model.warp_previous(seg, prev, cur)[0]),  # eq. (1)
+    "copy": Propagator("copy previous", lambda model, seg, prev, cur: seg),  # S_t = S_{t-1}
+}
+
+
+class Step(NamedTuple):
+    logits: torch.Tensor  # (B, C, ceil(H/8), ceil(W/8)) S_t, cropped to the frame
+    is_keyframe: bool
+    index: int  # frame index in the stream since the last reset
+    labels: torch.Tensor | None  # (B, H, W) int64 full-resolution labels when asked for
+
+
+class VideoSegmenter:
+    """Streaming GSVNet: ``step(frame)`` segments the next frame of a video, a keyframe every ``interval`` frames.
+
+    Frames are (3, H, W) or (B, 3, H, W) RGB tensors, float in [0, 1] or uint8, of any size: frames whose H or W is
+    not divisible by 32 are padded (edge replicate) on the bottom/right inside, and every output is cropped back.
+    ``key_scale`` rescales keyframes before N (0.75 is the paper's inference setting). On CUDA, ``amp_dtype``
+    (torch.float16 or torch.bfloat16) runs the nets under autocast; on the CPU only bfloat16 is accepted.
+    ``propagation`` names the non-keyframe path in :data:`PROPAGATIONS`: "gsv" (the paper's PF), or the baselines
+    "warp" (eq. 1 alone, no GSV conv) and "copy" (repeat the previous segmentation).
+    """
+
+    def __init__(self, model: GSVNet, interval: int = 5, key_scale: float = 0.75, device: str | torch.device | None = None,
+                 amp_dtype: torch.dtype | None = None, check_finite: bool = True, propagation: str = "gsv"):
+        if propagation not in PROPAGATIONS:
+            raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+            raise ValueError(f"interval l must be a positive integer (1 = every frame a keyframe), got {interval!r}")
+        if not 0 < key_scale <= 2:
+            raise ValueError(f"key_scale must be in (0, 2], got {key_scale}")
+        self.device = check_device(device) if device is not None else next(model.parameters()).device
+        allowed = (torch.float16, torch.bfloat16) if self.device.type == "cuda" else (torch.bfloat16,)
+        if amp_dtype is not None and amp_dtype not in allowed:
+            raise ValueError(f"amp_dtype on {self.device.type} must be None or one of {allowed}, got {amp_dtype}")
+        self.model = model.to(self.device).eval()
+        self.propagation = propagation
+        self.interval = interval
+        self.key_scale = key_scale
+        self.amp_dtype = amp_dtype
+        self.check_finite = check_finite
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream: the next frame is a keyframe and may have a new size."""
+        self.index = 0
+        self._since_key: int | None = None  # frames since the last keyframe; None: the next frame is one
+        self._seg: torch.Tensor | None = None  # (B, C, H'/8, W'/8) S_{t-1}
+        self._prev_small: torch.Tensor | None = None  # (B, 3, H'/8, W'/8) the normalised 1/8 frame I_{t-1}
+        self._size: tuple[int, int, int] | None = None  # (B, H, W) of the stream's frames
+
+    def force_keyframe(self) -> None:
+        """Make the next frame a keyframe (e.g. at a scene cut); the interval counts from there."""
+        self._since_key = None
+
+    def _prepare(self, frame: torch.Tensor) -> torch.Tensor:
+        if not isinstance(frame, torch.Tensor):
+            raise TypeError(f"frame must be a torch.Tensor (3, H, W) or (B, 3, H, W), got {type(frame).__name__}")
+        given = tuple(frame.shape)
+        if frame.dim() == 3:
+            frame = frame.unsqueeze(0)
+        if frame.dim() != 4 or frame.shape[1] != 3:
+            raise ValueError(f"frame must be RGB (3, H, W) or (B, 3, H, W), got shape {given}; "
+                             "for (H, W, 3) images use frame.permute(2, 0, 1)")
+        if frame.shape[-1] < 8 or frame.shape[-2] < 8:
+            raise ValueError(f"frame must be at least 8x8 pixels, got {tuple(frame.shape[-2:])}")
+        size = (frame.shape[0], *frame.shape[-2:])
+        if self._size is not None and size != self._size:
+            raise ValueError(f"frame {self.index} has batch/size {size} but this stream started with {self._size}; "
+                             "call reset() before a stream of another size")
+        if frame.dtype != torch.uint8 and not frame.is_floating_point():
+            raise TypeError(f"frame {self.index} has dtype {frame.dtype}; frames are uint8 (0..255) or floating point "
+                            "in [0, 1]. For integer 0..255 values use frame.to(torch.uint8)")
+        frame = frame.to(self.device)
+        frame = frame.float() / 255 if frame.dtype == torch.uint8 else frame.float()
+        if self.check_finite:
+            lo, hi = (v.item() for v in torch.aminmax(frame))  # one pass; NaN propagates into both
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise ValueError(f"frame {self.index} contains NaN or Inf values")
+            if lo < -1e-3 or hi > 1 + 1e-3:  # a little slack for resampled frames
+                raise ValueError(f"frame {self.index} holds values in [{lo:g}, {hi:g}]; floating-point frames are RGB "
+                                 "in [0, 1]: divide 0..255 values by 255 (or pass them as uint8)")
+        self._size = size
+        h, w = frame.shape[-2:]
+        return F.pad(frame, (0, -w % 32, 0, -h % 32), mode="replicate")  # (B, 3, H', W'), H', W' divisible by 32
+
+    @torch.inference_mode()
+    def step(self, frame: torch.Tensor, labels: bool = False) -> Step:
+        """Segment the next frame; ``labels=True`` also returns full-resolution argmax labels (bilinear upsample)."""
+        x = self._prepare(frame)
+        h, w = self._size[1:]
+        is_key = self._since_key is None or self._since_key + 1 >= self.interval
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            cur_small = normalize(downscale8(x))  # (B, 3, H'/8, W'/8)
+            if is_key:
+                seg = self.model.segment_keyframe(x, self.key_scale)
+            else:
+                seg = PROPAGATIONS[self.propagation].step(self.model, self._seg, self._prev_small, cur_small)
+        self._seg = seg
+        self._prev_small = cur_small
+        self._since_key = 0 if is_key else self._since_key + 1
+        out = Step(seg[..., : math.ceil(h / 8), : math.ceil(w / 8)].float(), is_key, self.index,
+                   full_resolution_labels(seg, x.shape[-2:])[..., :h, :w] if labels else None)
+        self.index += 1
+        return out

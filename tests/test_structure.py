@@ -1,0 +1,90 @@
+"""The package's layers: every module imports only from the layers below it, no gsvlib import hides inside a
+function, and the runtime needs only the base dependencies."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gsvlib"
+# bottom to top, as in CONTRIBUTING.md; modules of one subpackage (models/, data/) may import each other
+LAYERS = [("device", "files"), ("models",), ("data",), ("config",), ("checkpoint",), ("segmenter", "pictures"),
+          ("video",), ("train", "evaluate", "bench"), ("reports",), ("viz",), ("tour",), ("notebook", "cli")]
+EXTRAS = ("plotly", "ipywidgets", "IPython", "matplotlib", "kaleido", "jupyterlab", "papermill", "nbformat")
+
+
+def layer(module: str) -> int:
+    """Layer of a module path relative to gsvlib, e.g. "models.gsvnet" -> 1."""
+    top = module.split(".")[0]
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        if name not in ("__init__", "__main__"):
+            yield name.removesuffix(".__init__"), ast.parse(path.read_text())
+
+
+def gsvlib_imports(tree: ast.AST):
+    """(imported module relative to gsvlib, line, inside a function?) of every gsvlib import in ``tree``."""
+    functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    nested = {id(n) for f in functions for n in ast.walk(f)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gsvlib."):
+            yield node.module.removeprefix("gsvlib."), node.lineno, id(node) in nested
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("gsvlib."):
+                    yield alias.name.removeprefix("gsvlib."), node.lineno, id(node) in nested
+
+
+def test_every_module_is_in_a_layer():
+    for name, _ in modules():
+        assert layer(name) is not None, name
+
+
+def test_imports_go_down_the_layers_and_never_hide_in_functions():
+    wrong = []
+    for name, tree in modules():
+        for target, line, in_function in gsvlib_imports(tree):
+            top = name.split(".")[0]
+            same_package = (PACKAGE / top).is_dir() and target.split(".")[0] == top
+            if in_function:
+                wrong.append(f"gsvlib/{name}.py:{line} imports gsvlib.{target} inside a function")
+            elif not same_package and layer(target) >= layer(name):
+                wrong.append(f"gsvlib/{name}.py:{line} imports gsvlib.{target}, which is not in a lower layer")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_layer_check_catches_an_upward_import():
+    tree = ast.parse("from gsvlib.train import train\ndef f():\n    from gsvlib.files import remove\n")
+    found = list(gsvlib_imports(tree))
+    assert found == [("train", 1, False), ("files", 3, True)] and layer("train") > layer("segmenter")
+
+
+def test_the_runtime_and_the_cli_run_without_the_notebook_extras(tmp_path, tiny_synth):
+    """With plotly, Jupyter and matplotlib made unimportable: import the runtime, print `gsv info`, segment frames."""
+    frames = next((tiny_synth / "leftImg8bit_sequence" / "val").rglob("*.png")).parent
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {EXTRAS!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked)", name=name)
+sys.meta_path.insert(0, Block())
+import gsvlib.segmenter, gsvlib.video, gsvlib.cli
+import torch
+from gsvlib import GSVNet
+from gsvlib.files import save_atomic
+from dataclasses import asdict
+model = GSVNet(num_classes=19)
+save_atomic({{"model": model.state_dict(), "model_config": asdict(model.config), "dataset": "synthetic"}}, "m.pt")
+assert gsvlib.cli.main(["info"]) == 0
+assert gsvlib.cli.main(["segment", {str(frames)!r}, "--checkpoint", "m.pt", "--out", "ov", "--max-frames", "3"]) == 0
+print("loaded:", sorted(m for m in sys.modules if m.split(".")[0] in {EXTRAS!r}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "loaded: []" in done.stdout and len(list((tmp_path / "ov").glob("*.png"))) == 3
