@@ -5,9 +5,11 @@ GPU. FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts as 2 FL
 """
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -44,11 +46,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+SPREAD = 0.2  # repeats of one frame type that differ by more than this fraction get a warning
+
+
+def busy_warning(device: str = "cpu") -> None:
+    """Warn when the CPU is already loaded (1-minute load average above torch's thread count): timings taken now are
+    slow and noisy."""
+    load, threads = os.getloadavg()[0], torch.get_num_threads()
+    if torch.device(device).type == "cpu" and load > threads:
+        warnings.warn(f"the CPU is busy (load average {load:.1f} for {threads} threads): the timings will be slower "
+                      "and noisier than on an idle machine", stacklevel=2)
+
+
+def _spread_warning(ms: list[float], what: str, label: str) -> None:
+    if len(ms) > 1 and max(ms) > (1 + SPREAD) * min(ms):
+        warnings.warn(f"{label}: the {len(ms)} timed {what}s took {min(ms):.0f}-{max(ms):.0f} ms, a spread of "
+                      f"{max(ms) / min(ms) - 1:.0%}: the machine may be busy; rerun, or time more intervals "
+                      "(--intervals-timed)", stacklevel=3)
+
+
 def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: float = 0.75, intervals: int = 2,
                 warmup: int | None = None, device: str = "cpu", precision: str = "fp32", progress: bool = True,
-                ) -> BenchResult:
+                label: str | None = None) -> BenchResult:
     """Stream ``intervals`` whole keyframe intervals of random frames through a :class:`VideoSegmenter` and time
-    every frame (in to labels out). ``warmup`` frames (default: one interval) run first and are not counted."""
+    every frame (in to labels out). ``warmup`` frames (default: one interval) run first and are not counted.
+    ``label`` names the run in the progress bar and in a warning when repeats disagree by more than SPREAD."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     seg = VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision])
@@ -59,7 +81,8 @@ def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: 
     seg.force_keyframe()
     _sync(seg.device)
     ms, keys = [], []
-    for _ in tqdm(range(intervals * interval), desc=f"timing {size[0]}x{size[1]} l={interval}", disable=not progress):
+    label = label or f"GSVNet l={interval}"
+    for _ in tqdm(range(intervals * interval), desc=f"timing {label} at {size[0]}x{size[1]}", disable=not progress):
         t0 = time.perf_counter()
         out = seg.step(frame, labels=True)
         _sync(seg.device)
@@ -67,6 +90,8 @@ def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: 
         keys.append(out.is_keyframe)
     key_ms = [m for m, k in zip(ms, keys) if k]
     nonkey_ms = [m for m, k in zip(ms, keys) if not k]
+    _spread_warning(key_ms, "keyframe", label)
+    _spread_warning(nonkey_ms, "non-keyframe", label)
     return BenchResult(tuple(size), interval, key_scale, precision, str(seg.device), statistics.median(key_ms),
                        statistics.median(nonkey_ms) if nonkey_ms else float("nan"), 1000 * len(ms) / sum(ms), ms, keys)
 
@@ -114,8 +139,8 @@ def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_s
     one run, with FLOPs (per keyframe, per non-keyframe, averaged over l) and parameters per part."""
     gsv = {str(l): time_stream(model, size, l, key_scale, repeats, device=device, precision=precision,
                                progress=progress).as_dict() for l in intervals}
-    image = {str(s): time_stream(model, size, 1, s, repeats, device=device, precision=precision,
-                                 progress=progress).as_dict() for s in image_scales}
+    image = {str(s): time_stream(model, size, 1, s, repeats, device=device, precision=precision, progress=progress,
+                                 label=f"image-only x{s}").as_dict() for s in image_scales}
     flops = flops_per_frame(model, size, key_scale)
     image_flops = {str(s): count_flops(model.segment_keyframe, torch.rand(1, 3, size[0] // 32 * 32, size[1] // 32 * 32,
                                        device=next(model.parameters()).device), s) for s in image_scales}

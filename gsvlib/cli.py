@@ -1,15 +1,17 @@
-"""The ``gsv`` command line (also ``python -m gsvlib``). ``gsv COMMAND --help`` shows each command's options."""
+"""The gsv command line for GSVNet (also: python -m gsvlib). Run gsv COMMAND --help for a command's options and
+examples."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch
 
 from gsvlib import __version__
-from gsvlib.bench import average_flops, benchmark, flops_per_frame, prepare, time_stream
+from gsvlib.bench import average_flops, benchmark, busy_warning, flops_per_frame, prepare, time_stream
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
 from gsvlib.config import add_train_options, config_from_options
 from gsvlib.data import DATASETS
@@ -66,7 +68,8 @@ def cmd_info(args) -> None:
                     continue
                 seen.add(key)
                 paper = PAPER_PARAMS.get(part, "") if flow_net == next(iter(FLOW_NETS)) else ""
-                print(f"| {key} | {n / 1e6:.3f}M ({n * 4 / 1e6:.1f} MB fp32) | {paper} |")
+                size = f"{n / 1e6:.3f}M ({n * 4 / 1e6:.1f} MB fp32)" if n >= 1000 else f"{n} ({n * 4} bytes fp32)"
+                print(f"| {key} | {size} | {paper} |")
 
 
 def _model(args):
@@ -81,6 +84,7 @@ def _model(args):
 def cmd_bench(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+    busy_warning(args.device)
     model = prepare(_model(args), args.compile, args.channels_last)
     h, w = args.size
     if args.json:
@@ -151,7 +155,7 @@ def cmd_segment(args) -> None:
         require_propagation(ckpt, args.checkpoint)
     seg = VideoSegmenter(model, args.interval, args.key_scale, args.device)
     summary = segment_video(seg, args.input, args.out, DATASETS[ckpt.get("dataset", "cityscapes")].table, args.alpha,
-                            args.max_frames)
+                            args.max_frames, legend=args.legend, fps=args.fps)
     nonkey = summary["non_keyframe_ms_mean"]
     print(f"{summary['frames']} frames -> {args.out}: keyframe {summary['keyframe_ms_mean']:.1f} ms, non-keyframe "
           f"{'n/a' if nonkey is None else f'{nonkey:.1f} ms'} (mean), {summary['fps']:.2f} FPS")
@@ -260,17 +264,27 @@ def build_parser() -> argparse.ArgumentParser:
     tb.set_defaults(func=cmd_tables)
 
     sg = sub.add_parser("segment", help="segment a video or a folder of frames; write colour overlays and timings",
-                        epilog="examples:\n  gsv segment clip.mp4 --checkpoint ckpt.pt --out clip_seg.mp4\n"
-                               "  gsv segment frames/ --checkpoint ckpt.pt --out overlays/ --interval 3",
+                        epilog="examples:\n  gsv segment clip.mp4 --checkpoint weights/camvid_swiftnet_gsvnet.pt "
+                               "--out clip_seg.mp4\n"
+                               "  gsv segment frames/ --checkpoint ckpt.pt --out overlays --interval 3 --fps 30\n"
+                               "  gsv segment clip.mp4 --checkpoint ckpt.pt --out clip_seg.gif --max-frames 60",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    sg.add_argument("input", help="a video file (.mp4, .avi, ...) or a folder of frames")
-    sg.add_argument("--checkpoint", required=True)
-    sg.add_argument("--out", required=True, help="a folder (PNG overlays) or a file ending in .mp4")
-    sg.add_argument("--interval", type=interval_arg, default=5)
-    sg.add_argument("--key-scale", type=float, default=0.75)
-    sg.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours")
-    sg.add_argument("--max-frames", type=int)
-    sg.add_argument("--device", default="cpu")
+    sg.add_argument("input", help="a video file (.mp4, .avi, .mov, .mkv, .webm, .m4v) or a folder of frames "
+                                  "(.png, .jpg, .bmp, in natural name order)")
+    sg.add_argument("--checkpoint", required=True, help="a gsvkit checkpoint or weights file (gsv train, gsv export)")
+    sg.add_argument("--out", required=True, help="where the overlays go: a path ending in .mp4, .webm or .gif writes "
+                                                 "a video, a path without a suffix a folder of PNGs")
+    sg.add_argument("--interval", type=interval_arg, default=5,
+                    help="keyframe interval l: a keyframe every l frames, 1 = the keyframe net on every frame "
+                         "(default 5)")
+    sg.add_argument("--key-scale", type=float, default=0.75, help="keyframe input scale (default 0.75, the paper's)")
+    sg.add_argument("--fps", type=float, help="the input's frame rate, for a folder of frames (a video file's own is "
+                                              "used otherwise): warns below 10 and sets the output video's rate")
+    sg.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours (default 0.5)")
+    sg.add_argument("--no-legend", dest="legend", action="store_false",
+                    help="leave out the strip of class colours under each frame")
+    sg.add_argument("--max-frames", type=int, help="stop after this many frames (default: all)")
+    sg.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     sg.set_defaults(func=cmd_segment)
 
     tour = sub.add_parser("tour", help="the main job on the synthetic set: data, training, evaluation, benchmark",
@@ -301,11 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        args.func(args)
-    except (ValueError, RuntimeError, OSError, KeyError) as e:
-        print(f"gsv {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():  # a warning reads like an error message: the command, then what to do
+        warnings.showwarning = lambda message, *_: print(f"gsv {args.command}: warning: {message}", file=sys.stderr)
+        try:
+            args.func(args)
+        except (ValueError, RuntimeError, OSError, KeyError) as e:
+            print(f"gsv {args.command}: error: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -20,7 +20,6 @@ from gsvlib.files import write_text_atomic
 from gsvlib.models.gsvnet import KEYFRAME_NETS, GSVNet
 from gsvlib.segmenter import PROPAGATIONS
 
-TARGET_GAP = 2.0  # GSVNet at l = 3 within this many mIoU points of its keyframe net on the same frames
 
 
 def read_results(folder: str | Path) -> dict:
@@ -69,14 +68,12 @@ def keyframe_title(net: str) -> str:
     return KEYFRAME_NETS[net].title if net in KEYFRAME_NETS else net
 
 
-def target(prop: dict, l: str = "3") -> dict:
-    """The issue's target: GSVNet at l within TARGET_GAP of its keyframe net (l = 1, the same frames) and above
-    copy-previous and warp-only."""
-    avg = {v: prop[v]["intervals"][l]["avg"] for v in ("gsv", "warp", "copy")}
+def cost_of_propagation(prop: dict, l: str = "3") -> dict:
+    """Average mIoU at interval ``l`` of each propagation, the keyframe net's on the same frames (l = 1), and ``gap``:
+    how much GSVNet loses against running the keyframe net on every frame (negative: it gains)."""
+    avg = {v: prop[v]["intervals"][l]["avg"] for v in PROPAGATIONS if v in prop}
     keyframe = prop["gsv"]["intervals"]["1"]["avg"]
-    gap = round(keyframe - avg["gsv"], 2)
-    return {"keyframe": keyframe, **avg, "gap": gap,
-            "met": gap <= TARGET_GAP and avg["gsv"] > avg["copy"] and avg["gsv"] > avg["warp"]}
+    return {"keyframe": keyframe, **avg, "gap": round(keyframe - avg["gsv"], 2)}
 
 
 def camvid_markdown(results: dict) -> str:
@@ -101,10 +98,10 @@ def camvid_markdown(results: dict) -> str:
         methods = {PROPAGATIONS[v].title: prop[v]["intervals"] for v in PROPAGATIONS if v in prop}
         lines += interval_table(methods, ls, {"keyframe net on every frame": g["intervals"]["1"]["avg"]})
         if "3" in g["intervals"]:
-            t = target(prop)
-            lines += ["", f"Target (l=3): GSVNet {t['gsv']:.1f} vs its keyframe net {t['keyframe']:.1f} "
-                          f"(gap {t['gap']:.1f}, target <= {TARGET_GAP}), copy {t['copy']:.1f}, warp {t['warp']:.1f}: "
-                          + ("met." if t["met"] else "missed.")]
+            c = cost_of_propagation(prop)
+            others = ", ".join(f"{PROPAGATIONS[v].title} {c[v]:.1f}" for v in PROPAGATIONS if v in c and v != "gsv")
+            lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
+                          f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
         lines.append("")
     for b in results["bench"]:
         lines += [f"### Throughput at {b['size'][1]}x{b['size'][0]} (W x H), batch 1, {b['precision']}, {b['device']}, "

@@ -1,8 +1,11 @@
-"""Reading a video (mp4 and other ffmpeg formats, or a folder of frames), segmenting it, writing overlays."""
+"""Reading a video (mp4 and other ffmpeg formats, or a folder of frames), segmenting it, writing overlays (a folder of
+PNGs, mp4, webm or gif) with a key of the class colours."""
 from __future__ import annotations
 
+import math
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -15,7 +18,7 @@ from tqdm.auto import tqdm
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import LabelTable
 from gsvlib.files import move_into_place, remove, write_json_atomic
-from gsvlib.pictures import overlay
+from gsvlib.pictures import legend_strip, overlay
 from gsvlib.segmenter import VideoSegmenter
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -26,53 +29,86 @@ def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None]:
-    """(H, W, 3) uint8 frames of a video file or of the images of a folder (in natural name order), and the fps."""
+def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None, int | None]:
+    """(H, W, 3) uint8 frames of a video file or of the images of a folder (in natural name order), the frame rate
+    (None for a folder) and the frame count where it is known."""
     source = Path(source)
     if source.is_dir():
         files = sorted((p for p in source.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
         if not files:
             raise DatasetError(f"{source} holds no frames ({', '.join(FRAME_SUFFIXES)} files)")
-        return (read_rgb(p) for p in files), None
+        return (read_rgb(p) for p in files), None, len(files)
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist: give a video file or a folder of frames")
     if source.suffix.lower() not in VIDEO_SUFFIXES:
         raise DatasetError(f"{source} is not a video ({', '.join(VIDEO_SUFFIXES)}) or a folder of frames")
     try:
-        fps = iio.immeta(source, plugin="FFMPEG").get("fps")
+        meta = iio.immeta(source, plugin="FFMPEG")
         frames = iio.imiter(source, plugin="FFMPEG")
         first = next(frames)
     except Exception as e:  # imageio raises several types for undecodable files
         raise DatasetError(f"{source} could not be decoded as a video ({type(e).__name__}: {e})") from e
+    fps, duration = meta.get("fps"), meta.get("duration")
+    count = round(fps * duration) if fps and duration and math.isfinite(fps * duration) else None
 
     def chain():
         yield np.asarray(first)[..., :3]
         for f in frames:
             yield np.asarray(f)[..., :3]
 
-    return chain(), fps
+    return chain(), fps, count
+
+
+# What ``segment_video`` writes, by the suffix of ``out``: a folder of PNGs (no suffix) or a video file.
+VIDEO_WRITERS = {
+    ".mp4": lambda path, fps: iio2.get_writer(path, fps=fps, macro_block_size=1),  # H.264
+    ".webm": lambda path, fps: iio2.get_writer(path, fps=fps, codec="libvpx-vp9", macro_block_size=1),
+    ".gif": lambda path, fps: iio2.get_writer(path, duration=1000 / fps, loop=0),  # pillow; duration in ms
+}
+LOW_FPS = 10  # below this many frames per second, motion between frames is too large for propagation
+
+
+def output_kind(out: Path) -> str:
+    """"folder" for a path without suffix, else its video suffix; anything else is refused with the choices."""
+    suffix = out.suffix.lower()
+    if not suffix:
+        return "folder"
+    if suffix not in VIDEO_WRITERS:
+        raise ValueError(f"--out {out}: cannot write {suffix} files; give a path ending in "
+                         f"{', '.join(VIDEO_WRITERS)}, or one without a suffix for a folder of PNGs")
+    return suffix
 
 
 def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: LabelTable, alpha: float = 0.5,
-                  max_frames: int | None = None, progress: bool = True) -> dict:
-    """Segment every frame of ``source``; write colour overlays to ``out`` (a folder of PNGs, or an .mp4 file) and
-    per-frame timings to ``<out>.timings.json`` (mp4) or ``out/timings.json`` (folder)."""
-    frames, fps = read_frames(source)
+                  max_frames: int | None = None, progress: bool = True, legend: bool = True,
+                  fps: float | None = None) -> dict:
+    """Segment every frame of ``source``; write colour overlays (with a strip of the class colours under each, unless
+    ``legend=False``) to ``out`` (a folder of PNGs when it has no suffix, else an .mp4, .webm or .gif file) and
+    per-frame timings to ``out/timings.json`` (folder) or ``<out>.timings.json`` (file).
+
+    ``fps`` is the source's frame rate (a video file's own is used when not given); below LOW_FPS with a keyframe
+    interval above 1, a warning says that propagation will not hold up."""
     out = Path(out)
-    as_mp4 = out.suffix.lower() == ".mp4"
+    kind = output_kind(out)
+    frames, source_fps, count = read_frames(source)
+    fps = fps or source_fps
+    if fps is not None and fps < LOW_FPS and segmenter.interval > 1:
+        warnings.warn(f"{source} runs at {fps:g} frames/s: objects move too far between frames for propagation, and "
+                      f"non-keyframes will come out as blobs; use --interval 1 (every frame a keyframe) or a source "
+                      f"of at least {LOW_FPS} frames/s", stacklevel=2)
+    total = min(count, max_frames) if count is not None and max_frames is not None else count or max_frames
     out.parent.mkdir(parents=True, exist_ok=True)
     # Everything is written beside ``out`` first and moved into place at the end: a run that fails part way leaves an
     # earlier result at ``out`` as it was.
-    partial = out.parent / (f".{out.stem}.partial{out.suffix}" if as_mp4 else f".{out.name}.partial")
+    partial = out.parent / (f".{out.name}.partial" if kind == "folder" else f".{out.stem}.partial{out.suffix}")
     remove(partial)  # left by a run that was killed
-    writer = None
-    if as_mp4:
-        writer = iio2.get_writer(partial, fps=fps or 15, macro_block_size=1)
-    timings = []
+    writer = None if kind == "folder" else VIDEO_WRITERS[kind](partial, fps or 15)
+    timings, key = [], None
     segmenter.reset()
     try:
         try:
-            for i, frame in enumerate(tqdm(frames, desc="segmenting", disable=not progress, unit="frame")):
+            for i, frame in enumerate(tqdm(frames, total=total, desc=f"segmenting {Path(source).name}",
+                                           disable=not progress, unit="frame")):
                 if max_frames is not None and i >= max_frames:
                     break
                 t0 = time.perf_counter()
@@ -80,6 +116,9 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
                 ms = (time.perf_counter() - t0) * 1000
                 timings.append({"frame": i, "keyframe": step.is_keyframe, "ms": round(ms, 2)})
                 picture = overlay(frame, step.labels[0].cpu().numpy(), table, alpha)
+                if legend:
+                    key = key if key is not None else legend_strip(table, picture.shape[1])
+                    picture = np.concatenate((picture, key))
                 if writer is not None:
                     writer.append_data(picture)
                 else:
@@ -92,15 +131,14 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
     except BaseException:
         remove(partial)
         raise
-    key = [t["ms"] for t in timings if t["keyframe"]]
-    nonkey = [t["ms"] for t in timings if not t["keyframe"]]
-    summary = {"frames": len(timings), "keyframe_ms_mean": round(float(np.mean(key)), 2),
-               "non_keyframe_ms_mean": round(float(np.mean(nonkey)), 2) if nonkey else None,
+    keyframe_ms = [t["ms"] for t in timings if t["keyframe"]]
+    other_ms = [t["ms"] for t in timings if not t["keyframe"]]
+    summary = {"frames": len(timings), "keyframe_ms_mean": round(float(np.mean(keyframe_ms)), 2),
+               "non_keyframe_ms_mean": round(float(np.mean(other_ms)), 2) if other_ms else None,
                "fps": round(1000 * len(timings) / sum(t["ms"] for t in timings), 2), "per_frame": timings}
-    if not as_mp4:
+    if kind == "folder":
         write_json_atomic(partial / "timings.json", summary)
     move_into_place(partial, out)
-    if as_mp4:
+    if kind != "folder":
         write_json_atomic(out.with_suffix(".timings.json"), summary)
     return summary
-

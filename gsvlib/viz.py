@@ -24,7 +24,7 @@ from plotly.subplots import make_subplots
 
 from gsvlib.data.labels import LabelTable
 from gsvlib.models.gsvnet import full_resolution_labels
-from gsvlib.pictures import flow_to_rgb, gray, overlay, upsample_nearest
+from gsvlib.pictures import flow_to_rgb, gray, overlay, upsample_nearest, with_flow_key
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -47,12 +47,15 @@ def label_panel(labels: np.ndarray, table: LabelTable, frame: np.ndarray | None 
     return Panel(image, names[labels[stride // 2::stride, stride // 2::stride].astype(np.int64)])
 
 
-def flow_panel(flow: np.ndarray, max_norm: float | None = None, factor: int = 8, stride: int = 1) -> Panel:
-    """A flow (h, w, 2) on the colour wheel, blown up ``factor`` times (8 for the 1/8 grid); hover reads the vector
-    (dx, dy) in pixels of the flow's own grid, at every ``stride``-th cell (8 for a full-resolution flow)."""
+def flow_panel(flow: np.ndarray, max_norm: float | None = None, factor: int = 8, stride: int = 1,
+               key: bool = True) -> Panel:
+    """A flow (h, w, 2) on the colour wheel, blown up ``factor`` times (8 for the 1/8 grid), with the wheel as a key
+    in the corner (``key``); hover reads the vector (dx, dy) in pixels of the flow's own grid, at every ``stride``-th
+    cell (8 for a full-resolution flow)."""
     cells = flow[stride // 2::stride, stride // 2::stride]
     hover = np.vectorize(lambda dx, dy: f"flow (dx, dy) = ({dx:+.2f}, {dy:+.2f}) px", otypes=[object])
-    return Panel(upsample_nearest(flow_to_rgb(flow, max_norm), factor), hover(cells[..., 0], cells[..., 1]))
+    picture = upsample_nearest(flow_to_rgb(flow, max_norm), factor)
+    return Panel(with_flow_key(picture) if key else picture, hover(cells[..., 0], cells[..., 1]))
 
 
 def seg_panel(seg: torch.Tensor, size, table: LabelTable, frame: np.ndarray | None = None) -> Panel:
@@ -168,52 +171,70 @@ def heatmap_grid(maps: dict[str, np.ndarray], cols: int = 3, zmin: float | None 
     return fig
 
 
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")  # one per method
+GREYS = ("#555555", "#888888", "#bbbbbb")
+
+
 def line_chart(series: dict[str, tuple], title: str, xlabel: str, ylabel: str, log_y: bool = False,
-               dashed: tuple[str, ...] = (), text: dict[str, list[str]] | None = None) -> go.Figure:
-    """One line per ``name: (x, y)``; names in ``dashed`` are drawn dashed; ``text`` labels points."""
+               style: dict[str, dict] | None = None, text: dict[str, list[str]] | None = None,
+               markers: bool = True) -> go.Figure:
+    """One line per ``name: (x, y)``. ``style`` gives a series its plotly line settings (color, dash) and, under
+    "textposition", where its point labels ``text`` go."""
     fig = go.Figure()
     for name, (x, y) in series.items():
         labels = (text or {}).get(name)
-        fig.add_trace(go.Scatter(x=list(x), y=list(y), name=name, mode="lines+markers" + ("+text" if labels else ""),
-                                 text=labels, textposition="top right",
-                                 line=dict(dash="dash" if name in dashed else "solid")))
+        line = dict((style or {}).get(name, {}))
+        position = line.pop("textposition", "top right")
+        mode = "lines" + ("+markers" if markers else "") + ("+text" if labels else "")
+        fig.add_trace(go.Scatter(x=list(x), y=list(y), name=name, mode=mode, text=labels, textposition=position,
+                                 line=line, marker=dict(color=line.get("color"))))
     fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=420, width=720,
                       yaxis_type="log" if log_y else None, margin=dict(l=60, r=20, t=50, b=50))
     return fig
 
 
 def miou_by_interval(results: dict, image_only: dict) -> go.Figure:
-    """Average (solid) and minimum (dashed) mIoU over l per method; image-only levels as flat dotted lines."""
-    series, dashed = {}, []
-    for name, res in results.items():
+    """Average (solid) and minimum (dashed) mIoU over l, one colour per method; image-only levels in grey, dotted."""
+    series, style = {}, {}
+    for color, (name, res) in zip(PALETTE, results.items()):
         ls = sorted(int(l) for l in res["intervals"])
         series[f"{name} (avg)"] = (ls, [res["intervals"][str(l)]["avg"] for l in ls])
         series[f"{name} (min)"] = (ls, [res["intervals"][str(l)]["min"] for l in ls])
-        dashed.append(f"{name} (min)")
-    for scale, r in image_only.items():
+        style[f"{name} (avg)"] = dict(color=color)
+        style[f"{name} (min)"] = dict(color=color, dash="dash")
+    for grey, (scale, r) in zip(GREYS, image_only.items()):
         series[f"image-only x{scale}"] = (ls, [r["miou"]] * len(ls))
-        dashed.append(f"image-only x{scale}")
-    fig = line_chart(series, "Accuracy over the keyframe interval", "keyframe interval l", "mIoU (%)",
-                     dashed=tuple(dashed))
+        style[f"image-only x{scale}"] = dict(color=grey, dash="dot")
+    fig = line_chart(series, "Accuracy over the keyframe interval (solid: average, dashed: minimum)",
+                     "keyframe interval l", "mIoU (%)", style=style)
     fig.update_xaxes(dtick=1)
     return fig
 
 
 def accuracy_throughput(points: list[dict]) -> go.Figure:
-    """Fig. 3-style curves: points {name, fps, miou, label} grouped by name."""
-    series, text = {}, {}
+    """Fig. 3-style curves: points {name, fps, miou, label} grouped by name; the first curve's labels go above its
+    points, the others' below, so that labels of nearby points do not overlap."""
+    series, text, style = {}, {}, {}
     for p in points:
         x, y = series.setdefault(p["name"], ([], []))
         x.append(p["fps"])
         y.append(p["miou"])
         text.setdefault(p["name"], []).append(p.get("label", ""))
-    return line_chart(series, "Accuracy vs throughput", "throughput (frames/s, this machine)", "average mIoU (%)",
-                      text=text)
+    for k, (color, name) in enumerate(zip(PALETTE, series)):
+        style[name] = dict(color=color, textposition="top center" if k == 0 else "bottom center")
+    fig = line_chart(series, "Accuracy vs throughput", "throughput (frames/s, this machine)", "average mIoU (%)",
+                     style=style, text=text)
+    ys = [p["miou"] for p in points]
+    fig.update_yaxes(range=[min(ys) - 2, max(ys) + 2])  # room for the labels above and below
+    return fig
 
 
 def loss_curves(logs: dict[str, list[dict]]) -> go.Figure:
-    return line_chart({n: ([e["iteration"] for e in log], [e["loss"] for e in log]) for n, log in logs.items()},
-                      "Training loss", "iteration", "loss", log_y=True)
+    fig = line_chart({n: ([e["iteration"] for e in log], [e["loss"] for e in log]) for n, log in logs.items()},
+                     "Training loss", "iteration", "loss (log scale)", log_y=True, markers=False,
+                     style={n: dict(color=c, width=1.5) for c, n in zip(PALETTE, logs)})
+    fig.update_yaxes(dtick="D2")  # 1, 2, 5 per decade: the minor labels 3, 4, 6, ... crowd the axis
+    return fig
 
 
 def scrubber(make_figure, start: int, stop: int, value: int, description: str = "frame"):

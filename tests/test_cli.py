@@ -1,11 +1,12 @@
 """The gsv command line, end to end on tiny synthetic data, and its errors."""
 import json
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from gsvlib.cli import main
+from gsvlib.cli import build_parser, main
 from gsvlib.data.io import write_png
 
 
@@ -78,6 +79,14 @@ def test_tour_quick_writes_the_results_table(tmp_path, capsys):
                  str(tmp_path / "f")]) == 0
     md = (tmp_path / "f" / "results.md").read_text()
     assert "| GSVNet | " in md and "| GSVNet l=5 |" in md and "| image-only x0.5 |" in md
+    assert "| train keyframe |" in md and "skipped" not in md
+    assert main(["tour", "--quick", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r"), "--figures",
+                 str(tmp_path / "f")]) == 0  # a second run skips what is done and says so in its time table
+    again = json.loads((tmp_path / "f" / "results.json").read_text())["timings_s"]
+    assert again["train keyframe"]["note"].startswith("skipped: trained earlier in")
+    assert again["generate the synthetic set"]["note"].startswith("skipped: made earlier in")
+    assert again["total"]["seconds"] >= sum(t["seconds"] for k, t in again.items() if k != "total") - 0.5
+    assert build_parser().parse_args(["tour"]).figures == "runs/tour/report"  # never the committed figures/
     assert all((tmp_path / "f" / p).stat().st_size > 1000
                for p in ("miou_by_interval.png", "accuracy_throughput.png", "training_loss.png"))
 
@@ -128,3 +137,59 @@ def test_cuda_without_cuda_and_undecodable_video(trained, tmp_path, capsys):
     bad.write_bytes(b"not a video at all")
     assert main(["segment", str(bad), "--checkpoint", str(trained), "--out", str(tmp_path / "o")]) == 2
     assert "broken.mp4 could not be decoded" in capsys.readouterr().err
+
+
+def test_segment_writes_the_output_its_suffix_names_and_refuses_others(trained, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    frames = tmp_path / "frames"
+    for i in range(3):
+        write_png(frames / f"f_{i}.png", np.full((64, 96, 3), 50 * i, np.uint8))
+    for suffix in (".gif", ".webm", ".mp4"):
+        out = tmp_path / f"seg{suffix}"
+        assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(out)]) == 0, \
+            capsys.readouterr().err
+        pictures = list(iio.imiter(out))
+        assert len(pictures) == 3 and pictures[0].shape[1] == 96 and pictures[0].shape[0] > 64  # the legend strip
+        assert json.loads(out.with_suffix(".timings.json").read_text())["frames"] == 3
+    assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(tmp_path / "bare"),
+                 "--no-legend"]) == 0
+    assert iio.imread(tmp_path / "bare" / "000000.png").shape == (64, 96, 3)
+    assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(tmp_path / "x.avi")]) == 2
+    assert "cannot write .avi files" in capsys.readouterr().err and not list(tmp_path.glob("*x.avi*"))
+
+
+def test_segment_warns_when_the_frame_rate_is_too_low_for_propagation(trained, tmp_path, capsys):
+    import imageio.v2 as iio2
+
+    frames = tmp_path / "frames"
+    for i in range(3):
+        write_png(frames / f"f_{i}.png", np.full((64, 96, 3), 50 * i, np.uint8))
+    args = ["segment", str(frames), "--checkpoint", str(trained), "--out"]
+    assert main([*args, str(tmp_path / "a"), "--fps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "1 frames/s" in err and "--interval 1" in err
+    assert main([*args, str(tmp_path / "b"), "--fps", "1", "--interval", "1"]) == 0  # no propagation: no warning
+    assert main([*args, str(tmp_path / "c"), "--fps", "30"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    slow = tmp_path / "slow.mp4"  # a container that says 2 frames/s
+    with iio2.get_writer(slow, fps=2, macro_block_size=1) as writer:
+        for i in range(3):
+            writer.append_data(np.full((64, 96, 3), 50 * i, np.uint8))
+    assert main(["segment", str(slow), "--checkpoint", str(trained), "--out", str(tmp_path / "d")]) == 0
+    assert "2 frames/s" in capsys.readouterr().err
+
+
+def test_bench_warns_when_repeats_disagree_or_the_cpu_is_busy(monkeypatch, capsys):
+    from gsvlib import bench
+
+    with pytest.warns(UserWarning, match=r"GSVNet l=5: the 2 timed keyframes took 100-130 ms, a spread of 30%"):
+        bench._spread_warning([100.0, 130.0], "keyframe", "GSVNet l=5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bench._spread_warning([100.0, 110.0], "keyframe", "GSVNet l=5")  # within 20 %: quiet
+        bench._spread_warning([100.0], "keyframe", "GSVNet l=5")
+    monkeypatch.setattr(bench.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
+    assert main(["bench", "--size", "64x96", "--interval", "2", "--intervals-timed", "1", "--classes", "5",
+                 "--threads", "2"]) == 0
+    assert "gsv bench: warning: the CPU is busy (load average 9.0 for 2 threads)" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsvlib.reports import camvid_markdown, read_results, target
+from gsvlib.reports import camvid_markdown, cost_of_propagation, read_results
 from gsvlib.checkpoint import load_model
 from gsvlib.cli import build_parser, main
 from gsvlib.data import open_dataset
@@ -77,15 +77,14 @@ def test_a_recipe_of_the_other_stage_is_refused():
     assert config_for(recipe="camvid-keyframe", lr=0.01).lr == 0.01  # an option given overrides the recipe
 
 
-def test_target_compares_l3_with_the_keyframe_net_copy_and_warp():
+def test_the_cost_of_propagation_compares_l3_with_the_keyframe_net_copy_and_warp():
     def prop(key, gsv, warp, copy):
         return {v: {"intervals": {"1": {"avg": key}, "3": {"avg": x}}} for v, x in
                 (("gsv", gsv), ("warp", warp), ("copy", copy))}
 
-    assert target(prop(60.0, 58.5, 57.0, 55.0))["met"]
-    assert not target(prop(60.0, 57.5, 57.0, 55.0))["met"]  # 2.5 below the keyframe net
-    assert not target(prop(60.0, 59.0, 59.5, 55.0))["met"]  # below warp-only
-    assert target(prop(60.0, 58.5, 57.0, 55.0))["gap"] == 1.5
+    assert cost_of_propagation(prop(60.0, 58.5, 57.0, 55.0)) == {"keyframe": 60.0, "gsv": 58.5, "warp": 57.0,
+                                                                 "copy": 55.0, "gap": 1.5}
+    assert cost_of_propagation(prop(60.0, 61.0, 57.0, 55.0))["gap"] == -1.0
 
 
 def test_camvid_pipeline_through_the_cli(camvid, tmp_path, capsys):
@@ -108,7 +107,7 @@ def test_camvid_pipeline_through_the_cli(camvid, tmp_path, capsys):
     assert prop["gsv"]["snippets"] == 2  # frames 7 and 8 of the held-out half have 2 frames before them in it
     assert prop["gsv"]["span"] == [0.5, 1.0]
     text = (out / "results.md").read_text()
-    assert "| SwiftNet-R18 |" in text and "| GSVNet |" in text and "Target (l=3)" in text
+    assert "| SwiftNet-R18 |" in text and "| GSVNet |" in text and "At l=3: GSVNet" in text
     assert text == camvid_markdown(read_results(out))
 
     entry = json.loads((weights / "manifest.json").read_text())["w.pt"]

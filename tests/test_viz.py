@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from gsvlib.data.labels import CAMVID
+from gsvlib.data.labels import CAMVID, CITYSCAPES
+from gsvlib.pictures import legend_strip
 from gsvlib.viz import OUTPUT_WIDTH, Panel, flow_panel, heatmap_grid, image_grid, label_panel, scrubber
 
 
@@ -22,6 +23,17 @@ def test_flow_panel_hover_reads_each_vector():
     assert panel.image.shape == (16, 24, 3)
     assert panel.hover[1, 2] == "flow (dx, dy) = (+1.50, -0.25) px"
     assert flow_panel(np.zeros((16, 24, 2)), factor=1, stride=8).hover.shape == (2, 3)
+    big = flow_panel(np.zeros((12, 16, 2), np.float32), factor=8)  # 96x128: the colour wheel sits bottom right
+    wheel = big.image[96 - 25:95, 128 - 25:127]
+    assert len(np.unique(wheel.reshape(-1, 3), axis=0)) > 50 and (big.image[:60, :80] == 255).all()
+    assert (flow_panel(np.zeros((12, 16, 2), np.float32), factor=8, key=False).image == 255).all()
+
+
+def test_legend_strip_names_every_class_within_the_width():
+    strip = legend_strip(CITYSCAPES, 480)
+    assert strip.shape[1] == 480 and 2 * 20 <= strip.shape[0] <= 6 * 20  # a few rows of swatches
+    for color in CITYSCAPES.colors:  # every swatch is drawn
+        assert (strip.reshape(-1, 3) == color).all(1).any(), color
 
 
 def test_image_grid_fits_the_output_area_and_carries_hover_and_legend():
