@@ -233,7 +233,8 @@ def loss_curves(logs: dict[str, list[dict]]) -> go.Figure:
     fig = line_chart({n: ([e["iteration"] for e in log], [e["loss"] for e in log]) for n, log in logs.items()},
                      "Training loss", "iteration", "loss (log scale)", log_y=True, markers=False,
                      style={n: dict(color=c, width=1.5) for c, n in zip(PALETTE, logs)})
-    fig.update_yaxes(dtick="D2")  # 1, 2, 5 per decade: the minor labels 3, 4, 6, ... crowd the axis
+    ticks = [m * 10.0 ** e for e in range(-3, 3) for m in (1, 2, 5)]  # 1, 2, 5 per decade, all labels full size
+    fig.update_yaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
 
 
