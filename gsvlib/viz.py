@@ -212,8 +212,8 @@ def miou_by_interval(results: dict, image_only: dict) -> go.Figure:
 
 
 def accuracy_throughput(points: list[dict]) -> go.Figure:
-    """Fig. 3-style curves: points {name, fps, miou, label} grouped by name; the first curve's labels go above its
-    points, the others' below, so that labels of nearby points do not overlap."""
+    """Fig. 3-style curves: points {name, fps, miou, label} grouped by name; the curves' point labels go above and
+    below their points in turn, so that labels of nearby points on neighbouring curves do not overlap."""
     series, text, style = {}, {}, {}
     for p in points:
         x, y = series.setdefault(p["name"], ([], []))
@@ -221,7 +221,7 @@ def accuracy_throughput(points: list[dict]) -> go.Figure:
         y.append(p["miou"])
         text.setdefault(p["name"], []).append(p.get("label", ""))
     for k, (color, name) in enumerate(zip(PALETTE, series)):
-        style[name] = dict(color=color, textposition="top center" if k == 0 else "bottom center")
+        style[name] = dict(color=color, textposition="top center" if k % 2 == 0 else "bottom center")
     fig = line_chart(series, "Accuracy vs throughput", "throughput (frames/s, this machine)", "average mIoU (%)",
                      style=style, text=text)
     ys = [p["miou"] for p in points]
