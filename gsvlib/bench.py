@@ -67,13 +67,14 @@ def _spread_warning(ms: list[float], what: str, label: str) -> None:
 
 def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: float = 0.75, intervals: int = 2,
                 warmup: int | None = None, device: str = "cpu", precision: str = "fp32", progress: bool = True,
-                label: str | None = None) -> BenchResult:
+                label: str | None = None, compile: bool = False) -> BenchResult:
     """Stream ``intervals`` whole keyframe intervals of random frames through a :class:`VideoSegmenter` and time
     every frame (in to labels out). ``warmup`` frames (default: one interval) run first and are not counted.
-    ``label`` names the run in the progress bar and in a warning when repeats disagree by more than SPREAD."""
+    ``label`` names the run in the progress bar and in a warning when repeats disagree by more than SPREAD.
+    ``compile``: :class:`VideoSegmenter`'s compiled paths, compiled during the warm-up."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    seg = VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision])
+    seg = VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision], compile=compile)
     frame = torch.rand(3, *size, device=seg.device)
     warmup = interval if warmup is None else warmup
     for _ in range(warmup):
@@ -120,27 +121,24 @@ def average_flops(flops: dict[str, int], interval: int) -> float:
     return (flops["keyframe"] + (interval - 1) * flops["non-keyframe"]) / interval
 
 
-def prepare(model: GSVNet, compile: bool = False, channels_last: bool = False) -> GSVNet:
-    """Speed options: channels-last weights (conv outputs follow) and torch.compile of N, O and the GSV conv."""
-    if channels_last:  # 2-D convs only: the ideal-delay kernels are a 5-D conv3d weight
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.to(memory_format=torch.channels_last)
-    if compile:
-        for part in ("keyframe_net", "flow_net", "gsv"):
-            setattr(model, part, torch.compile(getattr(model, part)))
+def channels_last(model: GSVNet) -> GSVNet:
+    """Channels-last weights for the 2-D convs (their outputs follow); the ideal-delay kernels are a 5-D conv3d
+    weight and stay as they are."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
     return model
 
 
 def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
               image_scales=(0.5, 0.75, 1.0), precision: str = "fp32", device: str = "cpu", repeats: int = 2,
-              progress: bool = True) -> dict:
+              progress: bool = True, compile: bool = False) -> dict:
     """Throughput of GSVNet for each interval l and of the image-only keyframe net at ``image_scales``, measured in
     one run, with FLOPs (per keyframe, per non-keyframe, averaged over l) and parameters per part."""
-    gsv = {str(l): time_stream(model, size, l, key_scale, repeats, device=device, precision=precision,
-                               progress=progress).as_dict() for l in intervals}
-    image = {str(s): time_stream(model, size, 1, s, repeats, device=device, precision=precision, progress=progress,
-                                 label=f"image-only x{s}").as_dict() for s in image_scales}
+    common = dict(device=device, precision=precision, progress=progress, compile=compile)
+    gsv = {str(l): time_stream(model, size, l, key_scale, repeats, **common).as_dict() for l in intervals}
+    image = {str(s): time_stream(model, size, 1, s, repeats, label=f"image-only x{s}", **common).as_dict()
+             for s in image_scales}
     flops = flops_per_frame(model, size, key_scale)
     image_flops = {str(s): count_flops(model.segment_keyframe, torch.rand(1, 3, size[0] // 32 * 32, size[1] // 32 * 32,
                                        device=next(model.parameters()).device), s) for s in image_scales}
@@ -152,6 +150,7 @@ def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_s
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, "
                                                                              f"{torch.get_num_threads()} threads)",
         "torch": torch.__version__, "size": list(size), "key_scale": key_scale, "precision": precision,
+        "compiled": compile,
         "gsvnet": {l: {**r, "gflops_avg": round(average_flops(flops, int(l)) / 1e9, 2)} for l, r in gsv.items()},
         "image_only": {s: {**r, "gflops": round(f / 1e9, 2)} for (s, r), f in zip(image.items(), image_flops.values())},
         "gflops": {k: round(v / 1e9, 2) for k, v in flops.items()},

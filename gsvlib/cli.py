@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from gsvlib import __version__
-from gsvlib.bench import average_flops, benchmark, busy_warning, flops_per_frame, prepare, time_stream
+from gsvlib.bench import average_flops, benchmark, busy_warning, channels_last, flops_per_frame, time_stream
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
 from gsvlib.config import add_train_options, config_from_options
 from gsvlib.data import DATASETS
@@ -85,16 +85,16 @@ def cmd_bench(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     busy_warning(args.device)
-    model = prepare(_model(args), args.compile, args.channels_last)
+    model = channels_last(_model(args)) if args.channels_last else _model(args)
     h, w = args.size
     if args.json:
         report = benchmark(model, args.size, args.intervals, args.key_scale, args.image_scales, args.precision,
-                           args.device, args.intervals_timed)
+                           args.device, args.intervals_timed, compile=args.compile)
         write_json_atomic(args.json, report)
         print(f"benchmark written to {args.json}")
         return
     r = time_stream(model, args.size, args.interval, args.key_scale, args.intervals_timed, device=args.device,
-                    precision=args.precision)
+                    precision=args.precision, compile=args.compile)
     print(f"\n{model.config.keyframe_net} + {model.config.flow_net}, {h}x{w}, l={args.interval}, key scale "
           f"{args.key_scale}, {args.precision} on {r.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     for i, (ms, key) in enumerate(zip(r.frame_ms, r.frame_is_key)):
@@ -153,7 +153,7 @@ def cmd_segment(args) -> None:
     model, ckpt = load_model(args.checkpoint, args.device)
     if args.interval > 1:
         require_propagation(ckpt, args.checkpoint)
-    seg = VideoSegmenter(model, args.interval, args.key_scale, args.device)
+    seg = VideoSegmenter(model, args.interval, args.key_scale, args.device, compile=args.compile)
     summary = segment_video(seg, args.input, args.out, DATASETS[ckpt.get("dataset", "cityscapes")].table, args.alpha,
                             args.max_frames, legend=args.legend, fps=args.fps)
     nonkey = summary["non_keyframe_ms_mean"]
@@ -208,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--classes", type=int, default=19)
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
-    bench.add_argument("--compile", action="store_true", help="torch.compile N, O and the GSV conv (slow first call)")
+    bench.add_argument("--compile", action="store_true",
+                       help="torch.compile the keyframe path, the non-keyframe path and the fused output step "
+                            "(compiled in the warm-up: about a minute on a CPU)")
     bench.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     bench.set_defaults(func=cmd_bench)
@@ -285,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave out the strip of class colours under each frame")
     sg.add_argument("--max-frames", type=int, help="stop after this many frames (default: all)")
     sg.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    sg.add_argument("--compile", action="store_true", help="torch.compile the model and the fused output step: "
+                                                           "faster from the third frame on, after a one-off compile")
     sg.set_defaults(func=cmd_segment)
 
     tour = sub.add_parser("tour", help="the main job on the synthetic set: data, training, evaluation, benchmark",

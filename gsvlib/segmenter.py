@@ -10,6 +10,7 @@ Needs only the base dependencies (torch); nothing here draws.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Callable, NamedTuple
 
 import torch
@@ -39,7 +40,23 @@ class Step(NamedTuple):
     logits: torch.Tensor  # (B, C, ceil(H/8), ceil(W/8)) S_t, cropped to the frame
     is_keyframe: bool
     index: int  # frame index in the stream since the last reset
-    labels: torch.Tensor | None  # (B, H, W) int64 full-resolution labels when asked for
+    labels: torch.Tensor | None  # (B, H, W) full-resolution labels when asked for: uint8 (int16 above 256 classes)
+
+
+def label_dtype(num_classes: int) -> torch.dtype:
+    return torch.uint8 if num_classes <= 256 else torch.int16
+
+
+def upsample_argmax(seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The paper's output step written for the compiler: (B, C, h, w) logits -> (B, H, W) labels of bilinear upsampling
+    and argmax. Under torch.compile, inductor fuses both into one pass that never holds the (B, C, H, W) scores."""
+    up = F.interpolate(seg.float(), size=size, mode="bilinear", align_corners=False)  # (B, C, H, W), fused away
+    return up.argmax(1).to(label_dtype(seg.shape[1]))
+
+
+def eager_labels(seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The output step without a compiler (:func:`full_resolution_labels`, channels-last), in Step's label dtype."""
+    return full_resolution_labels(seg, size).to(label_dtype(seg.shape[1]))
 
 
 class VideoSegmenter:
@@ -51,10 +68,14 @@ class VideoSegmenter:
     (torch.float16 or torch.bfloat16) runs the nets under autocast; on the CPU only bfloat16 is accepted.
     ``propagation`` names the non-keyframe path in :data:`PROPAGATIONS`: "gsv" (the paper's PF), or the baselines
     "warp" (eq. 1 alone, no GSV conv) and "copy" (repeat the previous segmentation).
+    ``compile=True`` compiles the keyframe path, the non-keyframe path and the fused output step separately with
+    torch.compile (static shapes: one compile per frame size, on the first keyframe and the first non-keyframe, so
+    warm up before timing). Labels then equal the eager ones except where two classes tie to float rounding.
     """
 
     def __init__(self, model: GSVNet, interval: int = 5, key_scale: float = 0.75, device: str | torch.device | None = None,
-                 amp_dtype: torch.dtype | None = None, check_finite: bool = True, propagation: str = "gsv"):
+                 amp_dtype: torch.dtype | None = None, check_finite: bool = True, propagation: str = "gsv",
+                 compile: bool = False):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
         if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
@@ -71,6 +92,13 @@ class VideoSegmenter:
         self.key_scale = key_scale
         self.amp_dtype = amp_dtype
         self.check_finite = check_finite
+        keyframe = self.model.segment_keyframe
+        propagate = partial(PROPAGATIONS[propagation].step, self.model)
+        if compile:
+            keyframe, propagate = (torch.compile(f, dynamic=False) for f in (keyframe, propagate))
+        self._keyframe = keyframe
+        self._propagate = propagate
+        self._labels = torch.compile(upsample_argmax, dynamic=False) if compile else eager_labels
         self.reset()
 
     def reset(self) -> None:
@@ -125,13 +153,13 @@ class VideoSegmenter:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             cur_small = normalize(downscale8(x))  # (B, 3, H'/8, W'/8)
             if is_key:
-                seg = self.model.segment_keyframe(x, self.key_scale)
+                seg = self._keyframe(x, self.key_scale)
             else:
-                seg = PROPAGATIONS[self.propagation].step(self.model, self._seg, self._prev_small, cur_small)
+                seg = self._propagate(self._seg, self._prev_small, cur_small)
         self._seg = seg
         self._prev_small = cur_small
         self._since_key = 0 if is_key else self._since_key + 1
         out = Step(seg[..., : math.ceil(h / 8), : math.ceil(w / 8)].float(), is_key, self.index,
-                   full_resolution_labels(seg, x.shape[-2:])[..., :h, :w] if labels else None)
+                   self._labels(seg, tuple(x.shape[-2:]))[..., :h, :w] if labels else None)
         self.index += 1
         return out

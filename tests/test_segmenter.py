@@ -1,8 +1,12 @@
 """The streaming API: keyframe schedule, reset, padding, precision, and errors on bad input."""
+from pathlib import Path
+
 import pytest
 import torch
 
 from gsvlib import VideoSegmenter
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def schedule(seg, n, frame):
@@ -136,3 +140,46 @@ def test_a_failed_segment_run_leaves_the_earlier_output_as_it_was(small_model, t
         assert json.loads(timings.read_text())["frames"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "good", "overlays", "overlays.mp4",
                                                           "overlays.timings.json"]  # no partial files left
+
+
+def ties(seg, size):
+    """(B, H, W) True where the two best upsampled scores are within float rounding of each other."""
+    top2 = torch.nn.functional.interpolate(seg.float(), size=size, mode="bilinear", align_corners=False).topk(2, 1)
+    return (top2.values[:, 0] - top2.values[:, 1]) <= 1e-5 * top2.values[:, 0].abs().clamp(min=1)
+
+
+def test_the_compiled_output_step_gives_the_eager_labels_on_real_logits():
+    """The fused upsample + argmax under torch.compile against the eager step, on the committed CamVid model's logits
+    for real frames at the full 352x480 (random logits where CamVid is absent): equal everywhere but at ties."""
+    import math
+
+    from gsvlib.checkpoint import load_model
+    from gsvlib.notebook import open_footage
+    from gsvlib.segmenter import eager_labels, upsample_argmax
+
+    root, weights = ROOT.parent / "shared" / "camvid", ROOT / "weights" / "camvid_swiftnet_gsvnet.pt"
+    if root.is_dir() and weights.is_file():
+        footage = open_footage("camvid", root, weights, progress=False)
+        model = load_model(weights)[0].eval()
+        with torch.inference_mode():
+            seg = model.segment_keyframe(footage.frames[:4], 0.75)  # (4, 11, 44, 60)
+    else:
+        seg = torch.randn(4, 11, 44, 60)
+    size = (seg.shape[-2] * 8, seg.shape[-1] * 8)
+    fused = torch.compile(upsample_argmax, dynamic=False)(seg, size)
+    eager = eager_labels(seg, size)
+    assert fused.dtype == eager.dtype == torch.uint8 and fused.shape == (4, *size)
+    differ = fused != eager
+    assert not (differ & ~ties(seg, size)).any()
+    assert differ.float().mean() < 1e-4 and math.isfinite(seg.sum().item())
+
+
+def test_a_compiled_segmenter_streams_the_eager_labels(small_model):
+    frames = [torch.rand(3, 64, 96) for _ in range(3)]
+    eager = VideoSegmenter(small_model, interval=2, key_scale=1.0)
+    compiled = VideoSegmenter(small_model, interval=2, key_scale=1.0, compile=True)
+    for frame in frames:
+        a, b = eager.step(frame, labels=True), compiled.step(frame, labels=True)
+        assert a.is_keyframe == b.is_keyframe
+        torch.testing.assert_close(b.logits, a.logits, atol=1e-4, rtol=1e-4)
+        assert not ((a.labels != b.labels) & ~ties(a.logits, (64, 96))).any()

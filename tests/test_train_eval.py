@@ -254,12 +254,12 @@ def test_benchmark_times_key_and_non_key_frames():
 
 def test_channels_last_model_gives_the_same_segmentation():
     from gsvlib import VideoSegmenter
-    from gsvlib.bench import prepare
+    from gsvlib.bench import channels_last
 
     model = GSVNet(num_classes=4).eval()
     frame = torch.rand(3, 64, 96)
     plain = VideoSegmenter(model, 2, 1.0).step(frame).logits
-    fast = prepare(GSVNet(num_classes=4).eval(), channels_last=True)
+    fast = channels_last(GSVNet(num_classes=4).eval())
     fast.load_state_dict(model.state_dict())
     assert fast.keyframe_net.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(VideoSegmenter(fast, 2, 1.0).step(frame).logits, plain, atol=1e-4)
