@@ -16,12 +16,13 @@ from gsvlib.checkpoint import export_weights, load_model, require_propagation
 from gsvlib.config import add_train_options, config_from_options
 from gsvlib.data import DATASETS
 from gsvlib.data.synthetic import SynthConfig, generate
+from gsvlib.deploy import OnnxSegmenter, export_onnx
 from gsvlib.device import check_device
 from gsvlib.evaluate import evaluate_variants, known_variants
 from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.reports import write_tables
-from gsvlib.segmenter import VideoSegmenter
+from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter
 from gsvlib.tour import QUICK, TourConfig, run_tour
 from gsvlib.train import train
 from gsvlib.video import segment_video
@@ -144,17 +145,33 @@ def cmd_export(args) -> None:
           + (f"; entry written to {args.manifest}" if args.manifest else ""))
 
 
+def cmd_export_onnx(args) -> None:
+    model, ckpt = load_model(args.checkpoint)
+    if args.propagation != "copy":
+        require_propagation(ckpt, args.checkpoint)
+    meta = export_onnx(model, args.out, args.size, args.key_scale, args.propagation, ckpt.get("dataset"))
+    print(f"{args.out}: keyframe.onnx, propagation.onnx, labels.onnx for {meta['size'][0]}x{meta['size'][1]} frames "
+          f"(opset {meta['opset']}, checked); run them with `gsv segment --onnx {args.out}` or OnnxSegmenter")
+
+
 def cmd_tables(args) -> None:
     print(write_tables(args.folder))
     print(f"written to {Path(args.folder) / 'results.md'}")
 
 
 def cmd_segment(args) -> None:
-    model, ckpt = load_model(args.checkpoint, args.device)
-    if args.interval > 1:
-        require_propagation(ckpt, args.checkpoint)
-    seg = VideoSegmenter(model, args.interval, args.key_scale, args.device, compile=args.compile)
-    summary = segment_video(seg, args.input, args.out, DATASETS[ckpt.get("dataset", "cityscapes")].table, args.alpha,
+    if args.onnx:
+        seg = OnnxSegmenter(args.onnx, args.interval)
+        dataset = seg.meta["dataset"]
+    elif args.checkpoint:
+        model, ckpt = load_model(args.checkpoint, args.device)
+        if args.interval > 1:
+            require_propagation(ckpt, args.checkpoint)
+        seg = VideoSegmenter(model, args.interval, args.key_scale, args.device, compile=args.compile)
+        dataset = ckpt.get("dataset")
+    else:
+        raise ValueError("give the model: --checkpoint FILE, or --onnx FOLDER (from `gsv export-onnx`)")
+    summary = segment_video(seg, args.input, args.out, DATASETS[dataset or "cityscapes"].table, args.alpha,
                             args.max_frames, legend=args.legend, fps=args.fps)
     nonkey = summary["non_keyframe_ms_mean"]
     print(f"{summary['frames']} frames -> {args.out}: keyframe {summary['keyframe_ms_mean']:.1f} ms, non-keyframe "
@@ -260,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--metrics", nargs="+", help="`gsv eval --out` files to record in the manifest entry")
     ex.set_defaults(func=cmd_export)
 
+    ox = sub.add_parser("export-onnx", help="the model as ONNX graphs (keyframe, propagation, labels) for ONNX Runtime",
+                        epilog="example:\n  gsv export-onnx --checkpoint weights/camvid_swiftnet_gsvnet.pt --size 352x480 "
+                               "--out runs/onnx\n  gsv segment frames/ --onnx runs/onnx --out overlays.mp4",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ox.add_argument("--checkpoint", required=True, help="a gsvkit checkpoint or weights file")
+    ox.add_argument("--out", required=True, help="folder for keyframe.onnx, propagation.onnx, labels.onnx, onnx.json")
+    ox.add_argument("--size", type=parse_size, required=True,
+                    help="HxW of the frames as the segmenter pads them: multiples of 32 (384x480 for CamVid's 360x480)")
+    ox.add_argument("--key-scale", type=float, default=0.75, help="keyframe input scale, fixed in the graph (0.75)")
+    ox.add_argument("--propagation", choices=list(PROPAGATIONS), default="gsv", help="the non-keyframe path (gsv)")
+    ox.set_defaults(func=cmd_export_onnx)
+
     tb = sub.add_parser("tables", help="render a CamVid results folder (what `make camvid` writes) as markdown tables",
                         epilog="example: gsv tables figures/camvid    (writes figures/camvid/results.md)")
     tb.add_argument("folder", help="folder of image_<net>.json, propagation.json and bench_<H>x<W>.json files")
@@ -273,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     sg.add_argument("input", help="a video file (.mp4, .avi, .mov, .mkv, .webm, .m4v) or a folder of frames "
                                   "(.png, .jpg, .bmp, in natural name order)")
-    sg.add_argument("--checkpoint", required=True, help="a gsvkit checkpoint or weights file (gsv train, gsv export)")
+    sg.add_argument("--checkpoint", help="a gsvkit checkpoint or weights file (gsv train, gsv export)")
+    sg.add_argument("--onnx", help="instead of --checkpoint: a folder from `gsv export-onnx`, run with ONNX Runtime "
+                                   "(its keyframe scale and frame size are fixed at export)")
     sg.add_argument("--out", required=True, help="where the overlays go: a path ending in .mp4, .webm or .gif writes "
                                                  "a video, a path without a suffix a folder of PNGs")
     sg.add_argument("--interval", type=interval_arg, default=5,

@@ -1,0 +1,134 @@
+"""Deployment with ONNX Runtime: GSVNet as three static-shape ONNX graphs, and a streaming segmenter that runs them.
+
+    keyframe.onnx     frame (1, 3, H, W) RGB in [0, 1] -> S (1, C, H/8, W/8): N at the exported keyframe scale
+    propagation.onnx  S_{t-1}, the normalised 1/8 frames I_{t-1}, I_t (1, 3, H/8, W/8) -> S_t: flow, eq. (1), eq. (2)
+    labels.onnx       S (1, C, H/8, W/8) -> (1, H, W) uint8: bilinear upsampling and argmax
+    onnx.json         size, keyframe scale, classes, dataset, propagation, torch version
+
+:class:`OnnxSegmenter` is :class:`~gsvlib.segmenter.VideoSegmenter` with these graphs in place of the torch paths:
+the same frame checks, schedule, padding and :class:`~gsvlib.segmenter.Step`. Needs the ``onnx`` extra
+(``pip install ".[onnx]"``: onnx, onnxscript, onnxruntime).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gsvlib.files import write_json_atomic
+from gsvlib.models.gsvnet import GSVNet
+from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter, upsample_argmax
+
+GRAPHS = ("keyframe", "propagation", "labels")
+OPSET = 18
+
+
+class _Keyframe(nn.Module):
+    def __init__(self, model: GSVNet, key_scale: float):
+        super().__init__()
+        self.model = model
+        self.key_scale = key_scale
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.model.segment_keyframe(frame, self.key_scale)  # (1, C, H/8, W/8)
+
+
+class _Propagation(nn.Module):
+    def __init__(self, model: GSVNet, propagation: str):
+        super().__init__()
+        self.model = model
+        self.propagation = propagation
+
+    def forward(self, seg: torch.Tensor, prev_small: torch.Tensor, cur_small: torch.Tensor) -> torch.Tensor:
+        return PROPAGATIONS[self.propagation].step(self.model, seg, prev_small, cur_small)  # (1, C, H/8, W/8)
+
+
+class _Labels(nn.Module):
+    def __init__(self, size: tuple[int, int]):
+        super().__init__()
+        self.size = size
+
+    def forward(self, seg: torch.Tensor) -> torch.Tensor:
+        return upsample_argmax(seg, self.size)  # (1, H, W) uint8
+
+
+def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale: float = 0.75,
+                propagation: str = "gsv", dataset: str | None = None) -> dict:
+    """Write the three graphs for frames of ``size`` (H, W, multiples of 32) and onnx.json into the folder ``out``;
+    each graph is checked with ``onnx.checker``. Returns the metadata."""
+    import onnx  # the onnx extra: needed here only
+
+    h, w = size
+    if h % 32 or w % 32:
+        raise ValueError(f"size {h}x{w}: the graphs take frames padded to multiples of 32, e.g. "
+                         f"{math.ceil(h / 32) * 32}x{math.ceil(w / 32) * 32} for {h}x{w} frames (the segmenter pads "
+                         "them)")
+    if propagation not in PROPAGATIONS:
+        raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
+    model = model.eval().cpu()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    c = model.config.num_classes
+    frame = torch.rand(1, 3, h, w)
+    seg = torch.randn(1, c, h // 8, w // 8)
+    prev_small, cur_small = torch.randn(2, 1, 3, h // 8, w // 8)  # two tensors: one passed twice would be tied
+    graphs = {"keyframe": (_Keyframe(model, key_scale), (frame,), ["frame"], ["seg"]),
+              "propagation": (_Propagation(model, propagation), (seg, prev_small, cur_small),
+                              ["seg", "prev_small", "cur_small"], ["seg_out"]),
+              "labels": (_Labels((h, w)), (seg,), ["seg"], ["labels"])}
+    for name, (module, args, inputs, outputs) in graphs.items():
+        path = out / f"{name}.onnx"
+        torch.onnx.export(module.eval(), args, path, dynamo=True, opset_version=OPSET, input_names=inputs,
+                          output_names=outputs, verbose=False)
+        onnx.checker.check_model(path)
+    meta = {"size": [h, w], "key_scale": key_scale, "num_classes": c, "dataset": dataset,
+            "propagation": propagation, "opset": OPSET, "torch": torch.__version__}
+    write_json_atomic(out / "onnx.json", meta)
+    return meta
+
+
+class OnnxSegmenter(VideoSegmenter):
+    """The streaming API of :class:`VideoSegmenter` on the graphs :func:`export_onnx` wrote to ``folder``, run by
+    ONNX Runtime (``providers``: default CPU; e.g. ("CUDAExecutionProvider", "CPUExecutionProvider")). Frames must
+    pad to the exported size; batch 1."""
+
+    def __init__(self, folder: str | Path, interval: int = 5, check_finite: bool = True,
+                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+        import onnxruntime  # the onnx extra: needed here only
+
+        folder = Path(folder)
+        meta_path = folder / "onnx.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path} does not exist: write the graphs with `gsv export-onnx`")
+        self.meta = json.loads(meta_path.read_text())
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+            raise ValueError(f"interval l must be a positive integer (1 = every frame a keyframe), got {interval!r}")
+        sessions = {g: onnxruntime.InferenceSession(str(folder / f"{g}.onnx"), providers=list(providers))
+                    for g in GRAPHS}
+        self.device = torch.device("cpu")
+        self.propagation = self.meta["propagation"]
+        self.interval = interval
+        self.key_scale = self.meta["key_scale"]
+        self.amp_dtype = None
+        self.check_finite = check_finite
+        self._sessions = sessions
+        self._propagate = lambda seg, prev, cur: self._run("propagation", seg, prev, cur)
+        self._labels = lambda seg, size: self._run("labels", seg)
+        self.reset()
+
+    def _keyframe(self, frame: torch.Tensor, scale: float) -> torch.Tensor:
+        """The keyframe graph (its scale was fixed at export) on a padded frame (1, 3, H, W) of the exported size."""
+        size = tuple(self.meta["size"])
+        if frame.shape[0] != 1 or tuple(frame.shape[-2:]) != size:
+            raise ValueError(f"these graphs take one frame that pads to {size[0]}x{size[1]}, got batch "
+                             f"{frame.shape[0]} of {frame.shape[-2]}x{frame.shape[-1]}; export again with "
+                             "`gsv export-onnx --size`")
+        return self._run("keyframe", frame)
+
+    def _run(self, graph: str, *tensors: torch.Tensor) -> torch.Tensor:
+        session = self._sessions[graph]
+        feed = {i.name: t.float().numpy() for i, t in zip(session.get_inputs(), tensors)}
+        return torch.from_numpy(session.run(None, feed)[0])

@@ -1,0 +1,72 @@
+"""ONNX Runtime as a deployment path: the exported graphs stream the same labels as PyTorch over a CamVid clip."""
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from gsvlib.checkpoint import load_model
+from gsvlib.cli import main
+from gsvlib.segmenter import VideoSegmenter
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = ROOT / "weights" / "camvid_swiftnet_gsvnet.pt"
+CAMVID = ROOT.parent / "shared" / "camvid"
+MISSING = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+if MISSING and os.environ.get("CI") != "true":  # CI installs the onnx extra: there a missing package is an error
+    pytest.skip(f"the onnx extra is not installed ({', '.join(MISSING)}): pip install '.[onnx]'",
+                allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    assert main(["export-onnx", "--checkpoint", str(WEIGHTS), "--size", "352x480", "--out", str(folder)]) == 0
+    return folder
+
+
+def clip() -> torch.Tensor:
+    """(T, 3, 352, 480): CamVid's held-out 15 Hz frames where present, else a moving random texture."""
+    if CAMVID.is_dir():
+        from gsvlib.notebook import open_footage
+
+        return open_footage("camvid", CAMVID, WEIGHTS, progress=False).frames[:12]
+    base = torch.rand(3, 352, 520)
+    return torch.stack([base[..., 4 * t: 4 * t + 480] for t in range(12)])
+
+
+def test_onnx_runtime_streams_the_pytorch_labels(exported):
+    from gsvlib.deploy import GRAPHS, OnnxSegmenter
+
+    assert all((exported / f"{g}.onnx").is_file() for g in GRAPHS)
+    model = load_model(WEIGHTS)[0]
+    torch_seg, onnx_seg = VideoSegmenter(model, interval=4), OnnxSegmenter(exported, interval=4)
+    agree, total = 0, 0
+    for frame in clip():
+        a, b = torch_seg.step(frame, labels=True), onnx_seg.step(frame, labels=True)
+        assert a.is_keyframe == b.is_keyframe and b.labels.dtype == torch.uint8
+        torch.testing.assert_close(b.logits, a.logits, atol=1e-2, rtol=1e-3)
+        agree += int((a.labels == b.labels).sum())
+        total += a.labels.numel()
+    assert agree / total >= 0.999
+
+
+def test_onnx_errors_say_what_to_do(exported, tmp_path, capsys):
+    from gsvlib.deploy import OnnxSegmenter
+
+    with pytest.raises(ValueError, match=r"pads to 352x480, got batch 1 of 384x512; export again"):
+        OnnxSegmenter(exported).step(torch.rand(3, 370, 500))
+    with pytest.raises(FileNotFoundError, match="gsv export-onnx"):
+        OnnxSegmenter(tmp_path)
+    assert main(["export-onnx", "--checkpoint", str(WEIGHTS), "--size", "360x480", "--out", str(tmp_path / "x")]) == 2
+    assert "384x480 for 360x480 frames" in capsys.readouterr().err
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    from gsvlib.data.io import write_png
+
+    for i, frame in enumerate(clip()[:3]):
+        write_png(frames / f"{i}.png", (frame.permute(1, 2, 0) * 255).round().byte().numpy())
+    assert main(["segment", str(frames), "--onnx", str(exported), "--out", str(tmp_path / "ov"), "--interval", "2",
+                 "--fps", "15"]) == 0
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 3
