@@ -5,9 +5,11 @@ GPU. FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts as 2 FL
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -19,7 +21,9 @@ from tqdm.auto import tqdm
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.layers import downscale8
 from gsvlib.models.resnet import normalize
-from gsvlib.segmenter import VideoSegmenter
+from gsvlib.deploy import OnnxSegmenter, export_onnx
+from gsvlib.models.warp import warp
+from gsvlib.segmenter import VideoSegmenter, eager_labels
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -67,14 +71,15 @@ def _spread_warning(ms: list[float], what: str, label: str) -> None:
 
 def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: float = 0.75, intervals: int = 2,
                 warmup: int | None = None, device: str = "cpu", precision: str = "fp32", progress: bool = True,
-                label: str | None = None, compile: bool = False) -> BenchResult:
+                label: str | None = None, backend: str = "eager") -> BenchResult:
     """Stream ``intervals`` whole keyframe intervals of random frames through a :class:`VideoSegmenter` and time
     every frame (in to labels out). ``warmup`` frames (default: one interval) run first and are not counted.
     ``label`` names the run in the progress bar and in a warning when repeats disagree by more than SPREAD.
-    ``compile``: :class:`VideoSegmenter`'s compiled paths, compiled during the warm-up."""
+    ``backend``: "eager", "compiled" (:class:`VideoSegmenter`'s compiled paths, compiled during the warm-up) or
+    "onnx" (the model exported once per size and keyframe scale, run by ONNX Runtime on the CPU)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    seg = VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision], compile=compile)
+    seg = segmenter(model, interval, key_scale, device, precision, backend, size)
     frame = torch.rand(3, *size, device=seg.device)
     warmup = interval if warmup is None else warmup
     for _ in range(warmup):
@@ -95,6 +100,41 @@ def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: 
     _spread_warning(nonkey_ms, "non-keyframe", label)
     return BenchResult(tuple(size), interval, key_scale, precision, str(seg.device), statistics.median(key_ms),
                        statistics.median(nonkey_ms) if nonkey_ms else float("nan"), 1000 * len(ms) / sum(ms), ms, keys)
+
+
+BACKENDS = ("eager", "compiled", "onnx")
+_EXPORTS: dict[tuple, tempfile.TemporaryDirectory] = {}  # (model, size, key scale) -> its ONNX graphs, made once
+
+
+def segmenter(model: GSVNet, interval: int, key_scale: float, device: str, precision: str, backend: str,
+              size: tuple[int, int]) -> VideoSegmenter:
+    """The streaming segmenter that ``backend`` runs ``model`` with, for frames of ``size``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend != "onnx":
+        return VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision], compile=backend == "compiled")
+    if torch.device(device).type != "cpu" or precision != "fp32":
+        raise ValueError("backend onnx is timed on the CPU in fp32 here: drop --device and --precision")
+    padded = tuple(math.ceil(v / 32) * 32 for v in size)
+    key = (id(model), padded, key_scale)
+    if key not in _EXPORTS:
+        _EXPORTS[key] = tempfile.TemporaryDirectory(prefix="gsvkit-onnx-")
+        export_onnx(model, _EXPORTS[key].name, padded, key_scale)
+    return OnnxSegmenter(_EXPORTS[key].name, interval)
+
+
+def nonkey_parts(model: GSVNet, size=(1024, 2048), repeats: int = 5) -> dict[str, float]:
+    """Median ms of the parts of an eager non-keyframe at ``size``: the flow net, warping and the GSV conv, and the
+    full-resolution labels (upsampling and argmax)."""
+    model = model.eval()
+    device = next(model.parameters()).device
+    h, w = (math.ceil(v / 32) * 32 for v in size)
+    small = normalize(downscale8(torch.rand(1, 3, h, w, device=device)))  # (1, 3, H/8, W/8)
+    seg = torch.randn(1, model.config.num_classes, h // 8, w // 8, device=device)
+    flow = model.flow_net(small, small)
+    return {"flow": round(time_call(model.flow_net, small, small, repeats=repeats), 1),
+            "warp + GSV conv": round(time_call(lambda: model.gsv(warp(seg, flow), small), repeats=repeats), 1),
+            "labels": round(time_call(eager_labels, seg, (h, w), repeats=repeats), 1)}
 
 
 def count_flops(fn, *args) -> int:
@@ -132,10 +172,10 @@ def channels_last(model: GSVNet) -> GSVNet:
 
 def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
               image_scales=(0.5, 0.75, 1.0), precision: str = "fp32", device: str = "cpu", repeats: int = 2,
-              progress: bool = True, compile: bool = False) -> dict:
+              progress: bool = True, backend: str = "eager") -> dict:
     """Throughput of GSVNet for each interval l and of the image-only keyframe net at ``image_scales``, measured in
     one run, with FLOPs (per keyframe, per non-keyframe, averaged over l) and parameters per part."""
-    common = dict(device=device, precision=precision, progress=progress, compile=compile)
+    common = dict(device=device, precision=precision, progress=progress, backend=backend)
     gsv = {str(l): time_stream(model, size, l, key_scale, repeats, **common).as_dict() for l in intervals}
     image = {str(s): time_stream(model, size, 1, s, repeats, label=f"image-only x{s}", **common).as_dict()
              for s in image_scales}
@@ -150,7 +190,7 @@ def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_s
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, "
                                                                              f"{torch.get_num_threads()} threads)",
         "torch": torch.__version__, "size": list(size), "key_scale": key_scale, "precision": precision,
-        "compiled": compile,
+        "backend": backend, "nonkey_parts_ms": nonkey_parts(model, size),
         "gsvnet": {l: {**r, "gflops_avg": round(average_flops(flops, int(l)) / 1e9, 2)} for l, r in gsv.items()},
         "image_only": {s: {**r, "gflops": round(f / 1e9, 2)} for (s, r), f in zip(image.items(), image_flops.values())},
         "gflops": {k: round(v / 1e9, 2) for k, v in flops.items()},

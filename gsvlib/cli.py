@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from gsvlib import __version__
-from gsvlib.bench import average_flops, benchmark, busy_warning, channels_last, flops_per_frame, time_stream
+from gsvlib.bench import (BACKENDS, average_flops, benchmark, busy_warning, channels_last, flops_per_frame,
+                          nonkey_parts, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
 from gsvlib.config import add_train_options, config_from_options
 from gsvlib.data import DATASETS
@@ -90,18 +91,20 @@ def cmd_bench(args) -> None:
     h, w = args.size
     if args.json:
         report = benchmark(model, args.size, args.intervals, args.key_scale, args.image_scales, args.precision,
-                           args.device, args.intervals_timed, compile=args.compile)
+                           args.device, args.intervals_timed, backend=args.backend)
         write_json_atomic(args.json, report)
         print(f"benchmark written to {args.json}")
         return
     r = time_stream(model, args.size, args.interval, args.key_scale, args.intervals_timed, device=args.device,
-                    precision=args.precision, compile=args.compile)
+                    precision=args.precision, backend=args.backend)
     print(f"\n{model.config.keyframe_net} + {model.config.flow_net}, {h}x{w}, l={args.interval}, key scale "
           f"{args.key_scale}, {args.precision} on {r.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     for i, (ms, key) in enumerate(zip(r.frame_ms, r.frame_is_key)):
         print(f"  frame {i:2d} {'keyframe    ' if key else 'non-keyframe'} {ms:8.1f} ms")
     print(f"keyframe {r.key_ms:.1f} ms, non-keyframe {r.nonkey_ms:.1f} ms (median), ratio {r.key_ms / r.nonkey_ms:.1f}x, "
-          f"throughput {r.fps:.2f} FPS")
+          f"throughput {r.fps:.2f} FPS ({args.backend})")
+    parts = nonkey_parts(model, args.size)
+    print("parts of an eager non-keyframe (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     flops = flops_per_frame(model, args.size, args.key_scale)
     avg = average_flops(flops, args.interval)
     print(f"GFLOPs: keyframe {flops['keyframe'] / 1e9:.1f}, non-keyframe {flops['non-keyframe'] / 1e9:.2f}, "
@@ -225,9 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--classes", type=int, default=19)
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     bench.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
-    bench.add_argument("--compile", action="store_true",
-                       help="torch.compile the keyframe path, the non-keyframe path and the fused output step "
-                            "(compiled in the warm-up: about a minute on a CPU)")
+    bench.add_argument("--backend", choices=BACKENDS, default="eager",
+                       help="eager PyTorch; compiled: torch.compile of the keyframe path, the non-keyframe path and "
+                            "the fused output step (compiled in the warm-up: about a minute on a CPU); onnx: exported "
+                            "and run by ONNX Runtime (the onnx extra) (default eager)")
     bench.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     bench.set_defaults(func=cmd_bench)

@@ -138,7 +138,7 @@ def tour_markdown(r: dict) -> str:
     for label, name in (("with", "GSVNet"), ("without", "GSVNet without intra")):
         lines.append(f"| {label} | " + " | ".join(f"{acc[name]['intervals'][l]['min']:.1f}" for l in ls) + " |")
     lines += ["", f"## Throughput and FLOPs ({b['size'][0]}x{b['size'][1]} input, batch 1, {b['precision']}, "
-              f"{b['device']}, torch {b['torch']})", "", *throughput_table(b)]
+              f"{b['device']}, torch {b['torch']}, {b.get('backend', 'eager')})", "", *throughput_table(b)]
     lines += ["", f"Per frame: keyframe {b['gflops']['keyframe']:.1f} GFLOPs, non-keyframe "
               f"{b['gflops']['non-keyframe']:.2f} GFLOPs.", "", "## Parameters", "", "| part | parameters |",
               "|---|---:|"]

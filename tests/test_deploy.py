@@ -1,5 +1,6 @@
 """ONNX Runtime as a deployment path: the exported graphs stream the same labels as PyTorch over a CamVid clip."""
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -70,3 +71,16 @@ def test_onnx_errors_say_what_to_do(exported, tmp_path, capsys):
     assert main(["segment", str(frames), "--onnx", str(exported), "--out", str(tmp_path / "ov"), "--interval", "2",
                  "--fps", "15"]) == 0
     assert len(list((tmp_path / "ov").glob("*.png"))) == 3
+
+
+def test_bench_times_the_onnx_backend_and_the_parts_of_a_non_keyframe(tmp_path, capsys):
+    assert main(["bench", "--size", "64x96", "--interval", "2", "--intervals-timed", "1", "--classes", "5",
+                 "--backend", "onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "FPS (onnx)" in out and "parts of an eager non-keyframe (median ms): flow" in out
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--size", "64x96", "--intervals-timed", "1", "--intervals", "1", "2", "--image-scales", "0.5",
+                 "--classes", "5", "--backend", "onnx", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["backend"] == "onnx" and set(report["nonkey_parts_ms"]) == {"flow", "warp + GSV conv", "labels"}
+    assert report["gsvnet"]["2"]["nonkey_ms"] > 0 and report["image_only"]["0.5"]["fps"] > 0
