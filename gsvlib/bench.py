@@ -5,7 +5,6 @@ GPU. FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts as 2 FL
 """
 from __future__ import annotations
 
-import math
 import os
 import platform
 import statistics
@@ -18,12 +17,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+from gsvlib.deploy import OnnxSegmenter, export_onnx
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.layers import downscale8
 from gsvlib.models.resnet import normalize
-from gsvlib.deploy import OnnxSegmenter, export_onnx
 from gsvlib.models.warp import warp
-from gsvlib.segmenter import VideoSegmenter, eager_labels
+from gsvlib.segmenter import VideoSegmenter, eager_labels, padded_size
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -115,7 +114,7 @@ def segmenter(model: GSVNet, interval: int, key_scale: float, device: str, preci
         return VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision], compile=backend == "compiled")
     if torch.device(device).type != "cpu" or precision != "fp32":
         raise ValueError("backend onnx is timed on the CPU in fp32 here: drop --device and --precision")
-    padded = tuple(math.ceil(v / 32) * 32 for v in size)
+    padded = padded_size(size)
     key = (id(model), padded, key_scale)
     if key not in _EXPORTS:
         _EXPORTS[key] = tempfile.TemporaryDirectory(prefix="gsvkit-onnx-")
@@ -128,7 +127,7 @@ def nonkey_parts(model: GSVNet, size=(1024, 2048), repeats: int = 5) -> dict[str
     full-resolution labels (upsampling and argmax)."""
     model = model.eval()
     device = next(model.parameters()).device
-    h, w = (math.ceil(v / 32) * 32 for v in size)
+    h, w = padded_size(size)
     small = normalize(downscale8(torch.rand(1, 3, h, w, device=device)))  # (1, 3, H/8, W/8)
     seg = torch.randn(1, model.config.num_classes, h // 8, w // 8, device=device)
     flow = model.flow_net(small, small)

@@ -19,7 +19,7 @@ from gsvlib.data import DATASETS
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.deploy import OnnxSegmenter, export_onnx
 from gsvlib.device import check_device
-from gsvlib.evaluate import evaluate_variants, known_variants
+from gsvlib.evaluate import IMAGE_ONLY, evaluate_variants, known_variants
 from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.reports import write_tables
@@ -121,12 +121,12 @@ def cmd_train(args) -> None:
 
 def cmd_eval(args) -> None:
     model, ckpt = load_model(args.checkpoint, args.device)
-    if set(args.variants) - {"image"}:
+    if set(args.variants) - {IMAGE_ONLY}:
         require_propagation(ckpt, args.checkpoint)
     report = evaluate_variants(model, args.variants, args.dataset, args.root, args.split, tuple(args.span),
                                args.intervals, args.key_scale, args.image_scales, args.device)
     for variant, res in report.items():
-        if variant == "image":
+        if variant == IMAGE_ONLY:
             for s, r in res.items():
                 print(f"image-only x{s}: mIoU {r['miou']:.2f}")
         else:
@@ -282,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     ox = sub.add_parser("export-onnx", help="the model as ONNX graphs (keyframe, propagation, labels) for ONNX Runtime",
-                        epilog="example:\n  gsv export-onnx --checkpoint weights/camvid_swiftnet_gsvnet.pt --size 352x480 "
-                               "--out runs/onnx\n  gsv segment frames/ --onnx runs/onnx --out overlays.mp4",
+                        epilog="example:\n  gsv export-onnx --checkpoint weights/camvid_swiftnet_gsvnet.pt "
+                               "--size 384x480 --out runs/onnx\n  gsv segment frames/ --onnx runs/onnx --out overlays.mp4",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ox.add_argument("--checkpoint", required=True, help="a gsvkit checkpoint or weights file")
     ox.add_argument("--out", required=True, help="folder for keyframe.onnx, propagation.onnx, labels.onnx, onnx.json")

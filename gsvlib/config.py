@@ -30,8 +30,8 @@ def setting(default: Any, help: str, flag: str | None = None, choices: Callable[
 
 @dataclass
 class TrainConfig:
-    stage: str = setting("gsv", "keyframe: train the keyframe net N alone; gsv: train GSVNet's propagation with N frozen",
-                         choices=lambda: list(STAGES))
+    stage: str = setting("gsv", "keyframe: train the keyframe net N alone; gsv: train GSVNet's propagation with N "
+                         "frozen", choices=lambda: list(STAGES))
     dataset: str = setting("synthetic", "dataset name", choices=lambda: sorted(DATASETS))
     root: str = setting("data/synthetic", "dataset folder (layouts in data/README.md)", path=True)
     split: str = setting("train", "dataset split to train on")

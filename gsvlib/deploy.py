@@ -12,7 +12,6 @@ the same frame checks, schedule, padding and :class:`~gsvlib.segmenter.Step`. Ne
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -20,7 +19,7 @@ from torch import nn
 
 from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import GSVNet
-from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter, upsample_argmax
+from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter, check_interval, padded_size, upsample_argmax
 
 GRAPHS = ("keyframe", "propagation", "labels")
 OPSET = 18
@@ -62,10 +61,10 @@ def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale
     import onnx  # the onnx extra: needed here only
 
     h, w = size
-    if h % 32 or w % 32:
-        raise ValueError(f"size {h}x{w}: the graphs take frames padded to multiples of 32, e.g. "
-                         f"{math.ceil(h / 32) * 32}x{math.ceil(w / 32) * 32} for {h}x{w} frames (the segmenter pads "
-                         "them)")
+    if padded_size(size) != (h, w):
+        ph, pw = padded_size(size)
+        raise ValueError(f"size {h}x{w}: the graphs take frames padded to multiples of 32, e.g. {ph}x{pw} for {h}x{w} "
+                         "frames (the segmenter pads them)")
     if propagation not in PROPAGATIONS:
         raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
     model = model.eval().cpu()
@@ -104,8 +103,7 @@ class OnnxSegmenter(VideoSegmenter):
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} does not exist: write the graphs with `gsv export-onnx`")
         self.meta = json.loads(meta_path.read_text())
-        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
-            raise ValueError(f"interval l must be a positive integer (1 = every frame a keyframe), got {interval!r}")
+        check_interval(interval)
         sessions = {g: onnxruntime.InferenceSession(str(folder / f"{g}.onnx"), providers=list(providers))
                     for g in GRAPHS}
         self.device = torch.device("cpu")

@@ -68,7 +68,8 @@ def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key
     matrices = [ConfusionMatrix(num_classes) for _ in range(offsets)]
     segmenter = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device,
                                propagation=propagation)
-    what = f"image-only x{key_scale:g}" if offsets == 1 else f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}"
+    what = (f"image-only x{key_scale:g}" if offsets == 1 else
+            f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}")
     for k in tqdm(range(len(data)), desc=f"{what}: {split} snippets", disable=not progress, leave=False):
         sample = data[k]  # frames a - (offsets-1) .. a
         for i, matrix in enumerate(matrices):
@@ -118,10 +119,6 @@ def known_variants() -> list[str]:
     return [*PROPAGATIONS, IMAGE_ONLY]
 
 
-def variant_title(variant: str) -> str:
-    return "image-only" if variant == IMAGE_ONLY else PROPAGATIONS[variant].title
-
-
 def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = "val",
                       span: tuple[float, float] = (0.0, 1.0), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
                       image_scales=(0.5, 0.75, 1.0), device: str = "cpu", progress: bool = True) -> dict:
@@ -134,7 +131,7 @@ def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = 
     report = {}
     for variant in variants:
         if variant == IMAGE_ONLY:
-            report["image"] = {str(s): evaluate_image_only(model, scale=s, **common) for s in image_scales}
+            report[IMAGE_ONLY] = {str(s): evaluate_image_only(model, scale=s, **common) for s in image_scales}
         else:
             report[variant] = evaluate(model, intervals=intervals, key_scale=key_scale, propagation=variant, **common)
     return report

@@ -2,7 +2,8 @@
 
 Both print the paper's protocol with one table function; method names come from the registries (keyframe nets,
 propagations). The CamVid tables are read from the files that `make camvid` writes, or from the same evaluations run
-again on saved weights (notebook 06). A CamVid results folder holds ``gsv eval --out`` / ``gsv bench --json`` files under fixed names:
+again on saved weights (notebook 06). A CamVid results folder holds ``gsv eval --out`` / ``gsv bench --json`` files
+under fixed names:
 
     image_<net>.json     the keyframe net alone on test/ at input scales 0.5 / 0.75 / 1.0 (net: swiftnet, bisenet)
     propagation.json     the protocol on the held-out last third of the 15 Hz val/ run: gsv, warp, copy
@@ -15,11 +16,10 @@ from pathlib import Path
 
 from gsvlib.bench import throughput_table
 from gsvlib.data.camvid import HELD_OUT
-from gsvlib.evaluate import evaluate_variants
+from gsvlib.evaluate import IMAGE_ONLY, evaluate_variants
 from gsvlib.files import write_text_atomic
 from gsvlib.models.gsvnet import KEYFRAME_NETS, GSVNet
 from gsvlib.segmenter import PROPAGATIONS
-
 
 
 def read_results(folder: str | Path) -> dict:
@@ -44,7 +44,7 @@ def regenerate(models: dict[str, GSVNet], root: str | Path, key_scale: float = 0
                image_scales=(0.5, 0.75, 1.0), progress: bool = True) -> dict:
     """The evaluations behind the tables, run again: image-only on test/ for every model in ``models`` (net name ->
     model) and, for "gsvnet", the protocol on the held-out part of val/ (same layout as :func:`read_results`)."""
-    image = {name: evaluate_variants(m, ["image"], "camvid", root, "test", image_scales=image_scales,
+    image = {name: evaluate_variants(m, [IMAGE_ONLY], "camvid", root, "test", image_scales=image_scales,
                                      progress=progress) for name, m in models.items() if name in KEYFRAME_NETS}
     prop = None
     if "gsvnet" in models:

@@ -36,6 +36,16 @@ PROPAGATIONS: dict[str, Propagator] = {
 }
 
 
+def padded_size(size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) rounded up to multiples of 32: the size a frame is padded to before the nets see it."""
+    return tuple(math.ceil(v / 32) * 32 for v in size)
+
+
+def check_interval(interval) -> None:
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise ValueError(f"interval l must be a positive integer (1 = every frame a keyframe), got {interval!r}")
+
+
 class Step(NamedTuple):
     logits: torch.Tensor  # (B, C, ceil(H/8), ceil(W/8)) S_t, cropped to the frame
     is_keyframe: bool
@@ -78,8 +88,7 @@ class VideoSegmenter:
                  compile: bool = False):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
-        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
-            raise ValueError(f"interval l must be a positive integer (1 = every frame a keyframe), got {interval!r}")
+        check_interval(interval)
         if not 0 < key_scale <= 2:
             raise ValueError(f"key_scale must be in (0, 2], got {key_scale}")
         self.device = check_device(device) if device is not None else next(model.parameters()).device
@@ -142,7 +151,8 @@ class VideoSegmenter:
                                  "in [0, 1]: divide 0..255 values by 255 (or pass them as uint8)")
         self._size = size
         h, w = frame.shape[-2:]
-        return F.pad(frame, (0, -w % 32, 0, -h % 32), mode="replicate")  # (B, 3, H', W'), H', W' divisible by 32
+        ph, pw = padded_size((h, w))
+        return F.pad(frame, (0, pw - w, 0, ph - h), mode="replicate")  # (B, 3, H', W'), H', W' divisible by 32
 
     @torch.inference_mode()
     def step(self, frame: torch.Tensor, labels: bool = False) -> Step:

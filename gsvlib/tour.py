@@ -19,7 +19,7 @@ from gsvlib.bench import benchmark
 from gsvlib.checkpoint import load_model
 from gsvlib.config import config_for
 from gsvlib.data.synthetic import SynthConfig, generate
-from gsvlib.evaluate import evaluate, evaluate_variants
+from gsvlib.evaluate import IMAGE_ONLY, evaluate, evaluate_variants
 from gsvlib.files import write_json_atomic, write_text_atomic
 from gsvlib.reports import tour_markdown
 from gsvlib.segmenter import PROPAGATIONS
@@ -52,7 +52,8 @@ class TourConfig:
 
 QUICK = dict(synth=SynthConfig(snippets=2, val_snippets=1, size=(64, 128), frames=8, annotated=6),
              keyframe_iterations=3, gsv_iterations=3, batch_size=2, bench_size=(128, 256), bench_repeats=1)
-RUNS = {"keyframe": ("from-scratch", {}), "gsv": ("short-adam", {}), "gsv-no-intra": ("short-adam", {"use_intra": False})}
+RUNS = {"keyframe": ("from-scratch", {}), "gsv": ("short-adam", {}),  # run folder -> (recipe, options over it)
+        "gsv-no-intra": ("short-adam", {"use_intra": False})}
 
 
 @contextlib.contextmanager
@@ -137,11 +138,11 @@ def measure(cfg: TourConfig, progress: bool = True, clock: dict | None = None) -
         no_intra, _ = load_model(runs / "gsv-no-intra" / "checkpoint.pt")
         common = dict(dataset="synthetic", root=cfg.data, split="val", intervals=cfg.intervals,
                       key_scale=cfg.key_scale, progress=progress)
-        ev = evaluate_variants(model, [*PROPAGATIONS, "image"], image_scales=cfg.image_scales, **common)
+        ev = evaluate_variants(model, [*PROPAGATIONS, IMAGE_ONLY], image_scales=cfg.image_scales, **common)
         results = {PROPAGATIONS["gsv"].title: ev["gsv"],
                    f"{PROPAGATIONS['gsv'].title} without intra": evaluate(no_intra, **common),
                    **{PROPAGATIONS[v].title: ev[v] for v in PROPAGATIONS if v != "gsv"}}
     with _timed(clock, "benchmark"):
         bench = benchmark(model, cfg.bench_size, cfg.intervals, cfg.key_scale, cfg.image_scales,
                           repeats=cfg.bench_repeats, progress=progress)
-    return {"accuracy": results, "image_only": ev["image"], "benchmark": bench}
+    return {"accuracy": results, "image_only": ev[IMAGE_ONLY], "benchmark": bench}
