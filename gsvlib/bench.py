@@ -5,6 +5,7 @@ GPU. FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts as 2 FL
 """
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -110,10 +111,11 @@ def segmenter(model: GSVNet, interval: int, key_scale: float, device: str, preci
     """The streaming segmenter that ``backend`` runs ``model`` with, for frames of ``size``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    reason = unsupported(backend, precision, device)
+    if reason:
+        raise ValueError(f"backend {backend} cannot run at {precision} on {device}: {reason}")
     if backend != "onnx":
         return VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision], compile=backend == "compiled")
-    if torch.device(device).type != "cpu" or precision != "fp32":
-        raise ValueError("backend onnx is timed on the CPU in fp32 here: drop --device and --precision")
     padded = padded_size(size)
     key = (id(model), padded, key_scale)
     if key not in _EXPORTS:
@@ -160,15 +162,6 @@ def average_flops(flops: dict[str, int], interval: int) -> float:
     return (flops["keyframe"] + (interval - 1) * flops["non-keyframe"]) / interval
 
 
-def channels_last(model: GSVNet) -> GSVNet:
-    """Channels-last weights for the 2-D convs (their outputs follow); the ideal-delay kernels are a 5-D conv3d
-    weight and stay as they are."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.Conv2d):
-            m.to(memory_format=torch.channels_last)
-    return model
-
-
 def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
               image_scales=(0.5, 0.75, 1.0), precision: str = "fp32", device: str = "cpu", repeats: int = 2,
               progress: bool = True, backend: str = "eager") -> dict:
@@ -184,17 +177,89 @@ def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_s
     for r in (*gsv.values(), *image.values()):
         r.pop("frame_ms")
         r.pop("frame_is_key")
-    dev = torch.device(device)
+    env = environment(device)
     return {
-        "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU ({platform.processor() or 'x86_64'}, "
-                                                                             f"{torch.get_num_threads()} threads)",
-        "torch": torch.__version__, "size": list(size), "key_scale": key_scale, "precision": precision,
+        "device": env["device"], "torch": env["torch"], "size": list(size), "key_scale": key_scale,
+        "precision": precision,
         "backend": backend, "nonkey_parts_ms": nonkey_parts(model, size),
         "gsvnet": {l: {**r, "gflops_avg": round(average_flops(flops, int(l)) / 1e9, 2)} for l, r in gsv.items()},
         "image_only": {s: {**r, "gflops": round(f / 1e9, 2)} for (s, r), f in zip(image.items(), image_flops.values())},
         "gflops": {k: round(v / 1e9, 2) for k, v in flops.items()},
         "params": model.parameter_counts(),
     }
+
+
+def environment(device: str = "cpu") -> dict:
+    """What a timing belongs to: the device by name, thread count, and the versions of torch and onnxruntime."""
+    dev = torch.device(device)
+    try:
+        ort = importlib.metadata.version("onnxruntime")
+    except importlib.metadata.PackageNotFoundError:
+        ort = None
+    name = (torch.cuda.get_device_name(dev) if dev.type == "cuda" else
+            f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    return {"device": name, "threads": torch.get_num_threads(), "torch": torch.__version__, "onnxruntime": ort,
+            "python": platform.python_version()}
+
+
+def unsupported(backend: str, precision: str, device: str) -> str | None:
+    """Why ``backend`` cannot run at ``precision`` on ``device`` here, or None when it can."""
+    cuda = torch.device(device).type == "cuda"
+    if backend == "onnx" and (cuda or precision != "fp32"):
+        return "ONNX Runtime is timed on the CPU in fp32"
+    if precision == "fp16" and not cuda:
+        return "fp16 autocast needs CUDA (bf16 runs on the CPU)"
+    return None
+
+
+def bench_matrix(model: GSVNet, backends=BACKENDS, precisions=("fp32", "bf16"), size=(1024, 2048),
+                 intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75, image_scales=(0.5, 0.75, 1.0),
+                 device: str = "cpu", repeats: int = 2, progress: bool = True) -> dict:
+    """:func:`benchmark` for every backend x precision that can run here, in one process, one after the other:
+    {"environment", "runs": [benchmark reports], "skipped": [{"backend", "precision", "reason"}]}."""
+    runs, skipped = [], []
+    for backend in backends:
+        for precision in precisions:
+            reason = unsupported(backend, precision, device)
+            if reason:
+                skipped.append({"backend": backend, "precision": precision, "reason": reason})
+                continue
+            runs.append(benchmark(model, size, intervals, key_scale, image_scales, precision, device, repeats,
+                                  progress, backend))
+    if not runs:
+        raise ValueError("none of the backend/precision pairs can run here: " +
+                         "; ".join(f"{s['backend']} {s['precision']}: {s['reason']}" for s in skipped))
+    return {"environment": environment(device), "runs": runs, "skipped": skipped}
+
+
+def matrix_table(m: dict) -> list[str]:
+    """Markdown lines of a :func:`bench_matrix` report: one row per backend and precision, with the ratio of its
+    GSVNet at the largest l to its image-only net at the keyframe scale, and of each row's FPS to the first row's."""
+    env, first = m["environment"], m["runs"][0]
+    l = max(first["gsvnet"], key=int)
+    scales = list(first["image_only"])
+    key = f"{first['key_scale']:g}"
+    lines = [f"{first['size'][0]}x{first['size'][1]}, keyframe at x{key}, {env['device']}, torch {env['torch']}"
+             + (f", onnxruntime {env['onnxruntime']}" if env["onnxruntime"] else "") + ". FPS from frame in to labels "
+             f"out; keyframe and non-keyframe ms are medians at l={l}.", "",
+             "| backend | precision | keyframe ms | non-keyframe ms | " + " | ".join(f"l={k}" for k in first["gsvnet"])
+             + " | " + " | ".join(f"image x{s}" for s in scales) + f" | l={l} / image x{key} | l={l} vs first row |",
+             "|---|---|" + "---:|" * (4 + len(first["gsvnet"]) + len(scales))]
+    base = first["gsvnet"][l]["fps"]
+    for r in m["runs"]:
+        g = r["gsvnet"]
+        image = r["image_only"].get(key)
+        ratio = f"{g[l]['fps'] / image['fps']:.2f}x" if image else "n/a"
+        lines.append(f"| {r['backend']} | {r['precision']} | {g[l]['key_ms']:.0f} | {g[l]['nonkey_ms']:.0f} | "
+                     + " | ".join(f"{v['fps']:.2f}" for v in g.values()) + " | "
+                     + " | ".join(f"{r['image_only'][s]['fps']:.2f}" for s in scales)
+                     + f" | {ratio} | {g[l]['fps'] / base:.2f}x |")
+    for s in m["skipped"]:
+        lines.append(f"\nNot run: {s['backend']} {s['precision']} ({s['reason']}).")
+    parts = first["nonkey_parts_ms"]
+    lines.append("\nParts of an eager fp32 non-keyframe (median ms): "
+                 + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()) + ".")
+    return lines
 
 
 def throughput_table(b: dict) -> list[str]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -11,21 +13,22 @@ from pathlib import Path
 import torch
 
 from gsvlib import __version__
-from gsvlib.bench import (BACKENDS, average_flops, benchmark, busy_warning, channels_last, flops_per_frame,
-                          nonkey_parts, time_stream)
+from gsvlib.bench import (BACKENDS, PRECISIONS, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame,
+                          matrix_table, nonkey_parts, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
 from gsvlib.config import add_train_options, config_from_options
-from gsvlib.data import DATASETS
+from gsvlib.data import DATASETS, open_dataset
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.deploy import OnnxSegmenter, export_onnx
 from gsvlib.device import check_device
-from gsvlib.evaluate import IMAGE_ONLY, evaluate_variants, known_variants
+from gsvlib.evaluate import IMAGE_ONLY, THRESHOLD_FACTORS, evaluate_variants, keyframe_schedules, known_variants
 from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
-from gsvlib.reports import write_tables
-from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter
+from gsvlib.models.layers import channels_last
+from gsvlib.reports import schedule_markdown, write_tables
+from gsvlib.segmenter import PROPAGATIONS, SIGNALS, VideoSegmenter
 from gsvlib.tour import QUICK, TourConfig, run_tour
-from gsvlib.train import train
+from gsvlib.train import loading_rate, train
 from gsvlib.video import segment_video
 
 PAPER_PARAMS = {  # Table 2 lists parameters in bytes (47.2M = 11.8M fp32 values); converted here to counts
@@ -89,20 +92,28 @@ def cmd_bench(args) -> None:
     busy_warning(args.device)
     model = channels_last(_model(args)) if args.channels_last else _model(args)
     h, w = args.size
-    if args.json:
-        report = benchmark(model, args.size, args.intervals, args.key_scale, args.image_scales, args.precision,
-                           args.device, args.intervals_timed, backend=args.backend)
-        write_json_atomic(args.json, report)
-        print(f"benchmark written to {args.json}")
+    matrix = len(args.backend) * len(args.precision) > 1
+    if matrix or args.json:
+        if matrix:
+            report = bench_matrix(model, args.backend, args.precision, args.size, args.intervals, args.key_scale,
+                                  args.image_scales, args.device, args.intervals_timed)
+            print("\n".join(matrix_table(report)))
+        else:
+            report = benchmark(model, args.size, args.intervals, args.key_scale, args.image_scales, args.precision[0],
+                               args.device, args.intervals_timed, backend=args.backend[0])
+        if args.json:
+            write_json_atomic(args.json, report)
+            print(f"benchmark written to {args.json}")
         return
+    (backend,), (precision,) = args.backend, args.precision
     r = time_stream(model, args.size, args.interval, args.key_scale, args.intervals_timed, device=args.device,
-                    precision=args.precision, backend=args.backend)
+                    precision=precision, backend=backend)
     print(f"\n{model.config.keyframe_net} + {model.config.flow_net}, {h}x{w}, l={args.interval}, key scale "
-          f"{args.key_scale}, {args.precision} on {r.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
+          f"{args.key_scale}, {precision} on {r.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
     for i, (ms, key) in enumerate(zip(r.frame_ms, r.frame_is_key)):
         print(f"  frame {i:2d} {'keyframe    ' if key else 'non-keyframe'} {ms:8.1f} ms")
     print(f"keyframe {r.key_ms:.1f} ms, non-keyframe {r.nonkey_ms:.1f} ms (median), ratio {r.key_ms / r.nonkey_ms:.1f}x, "
-          f"throughput {r.fps:.2f} FPS ({args.backend})")
+          f"throughput {r.fps:.2f} FPS ({backend})")
     parts = nonkey_parts(model, args.size)
     print("parts of an eager non-keyframe (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
     flops = flops_per_frame(model, args.size, args.key_scale)
@@ -114,13 +125,59 @@ def cmd_bench(args) -> None:
 
 def cmd_train(args) -> None:
     cfg = config_from_options(args)
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.time_loading:
+        rate = loading_rate(cfg, args.time_loading)
+        print(f"data loading alone: {rate['samples_per_s']:.1f} samples/s (crops of {rate['size'][0]}x"
+              f"{rate['size'][1]}) over {rate['batches']} batches with {cfg.workers} worker(s); starting took "
+              f"{rate['startup_s']:.1f} s")
+        return
+    if args.nproc > 1:
+        return launch(args.nproc, args.argv)
     result = train(cfg, resume=args.resume)
-    print(f"{cfg.stage} training: iteration {result['iteration']}, last loss "
-          f"{result['losses'][-1] if result['losses'] else 'n/a'}, checkpoint {result['checkpoint']}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{cfg.stage} training: iteration {result['iteration']}, last loss "
+              f"{result['losses'][-1] if result['losses'] else 'n/a'}, checkpoint {result['checkpoint']}")
+
+
+def launch(nproc: int, argv: list[str]) -> None:
+    """``gsv train --nproc N ...``: the same command under torchrun with N processes on this machine."""
+    if "WORLD_SIZE" in os.environ:
+        raise ValueError("--nproc starts torchrun itself: under torchrun, leave it out")
+    rest, skip = [], False
+    for a in argv:  # the command without --nproc N / --nproc=N
+        if skip or a.startswith("--nproc="):
+            skip = False
+            continue
+        skip = a == "--nproc"
+        if not skip:
+            rest.append(a)
+    code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            f"--nproc_per_node={nproc}", "-m", "gsvlib", *rest])
+    if code:
+        raise RuntimeError(f"distributed training stopped (exit status {code}); the run's last checkpoint is intact: "
+                           "run the same command with --resume to continue, on any number of processes")
 
 
 def cmd_eval(args) -> None:
     model, ckpt = load_model(args.checkpoint, args.device)
+    if args.policy:
+        require_propagation(ckpt, args.checkpoint)
+        data = open_dataset(args.dataset, args.root, args.split, tuple(args.span))
+        report = keyframe_schedules(model, data.videos(), data.table.num_classes, args.policy,
+                                    range(1, args.max_interval + 1), args.factors, args.key_scale, args.device)
+        print(schedule_markdown(report))
+    else:
+        report = _protocol(model, ckpt, args)
+    if args.out:
+        write_json_atomic(args.out, report)
+        print(f"results written to {args.out}")
+    elif args.json:
+        print(json.dumps(report, indent=2))
+
+
+def _protocol(model, ckpt, args) -> dict:
     if set(args.variants) - {IMAGE_ONLY}:
         require_propagation(ckpt, args.checkpoint)
     report = evaluate_variants(model, args.variants, args.dataset, args.root, args.split, tuple(args.span),
@@ -132,11 +189,7 @@ def cmd_eval(args) -> None:
         else:
             print(f"{variant}: " + ", ".join(f"l={l} avg {v['avg']:.2f} min {v['min']:.2f}"
                                              for l, v in res["intervals"].items()))
-    if args.out:
-        write_json_atomic(args.out, report)
-        print(f"results written to {args.out}")
-    elif args.json:
-        print(json.dumps(report, indent=2))
+    return report
 
 
 def cmd_export(args) -> None:
@@ -213,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="per-frame timing, FPS and FLOPs of the streaming segmenter",
                            epilog="examples:\n  gsv bench\n  gsv bench --size 720x960 --interval 3 --device cuda "
-                                  "--precision fp16\n  gsv bench --json figures/bench.json --intervals 1 2 3 4 5",
+                                  "--precision fp16\n  gsv bench --json figures/bench.json --intervals 1 2 3 4 5\n"
+                                  "  gsv bench --backend eager compiled onnx --precision fp32 bf16 --json bench.json",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("--checkpoint", help="a gsvkit checkpoint (default: random weights, same speed)")
     bench.add_argument("--size", type=parse_size, default=(1024, 2048), help="input HxW (default 1024x2048)")
@@ -227,11 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--flow-net", choices=list(FLOW_NETS), default=next(iter(FLOW_NETS)))
     bench.add_argument("--classes", type=int, default=19)
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    bench.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32")
-    bench.add_argument("--backend", choices=BACKENDS, default="eager",
+    bench.add_argument("--precision", choices=list(PRECISIONS), nargs="+", default=["fp32"],
+                       help="fp32, fp16 (CUDA) or bf16 autocast; several: one table over backends x precisions")
+    bench.add_argument("--backend", choices=BACKENDS, nargs="+", default=["eager"],
                        help="eager PyTorch; compiled: torch.compile of the keyframe path, the non-keyframe path and "
                             "the fused output step (compiled in the warm-up: about a minute on a CPU); onnx: exported "
-                            "and run by ONNX Runtime (the onnx extra) (default eager)")
+                            "and run by ONNX Runtime (the onnx extra). Several: the full benchmark of each, one table "
+                            "(default eager)")
     bench.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     bench.set_defaults(func=cmd_bench)
@@ -242,16 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
                                "  gsv train --stage gsv --init runs/key/checkpoint.pt --out runs/gsv\n"
                                "  gsv train --stage gsv --out runs/gsv --resume          # continue an interrupted run\n"
                                "  gsv train --recipe camvid-keyframe --root ../shared/camvid --imagenet r18.pth\n"
-                               "  gsv train --stage gsv --init runs/key/checkpoint.pt --out runs/gsv --workers 2",
+                               "  gsv train --stage gsv --init runs/key/checkpoint.pt --out runs/gsv --workers 2\n"
+                               "  gsv train --recipe cityscapes-gsv --root data/cityscapes --init runs/key/checkpoint.pt "
+                               "--device cuda\n      --nproc 8 --sync-bn --precision bf16",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    tr.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine, started with "
+                    "torchrun (gloo on the CPU, NCCL on GPUs: one per GPU); the global batch and the schedule stay the "
+                    "recipe's (default 1)")
+    tr.add_argument("--time-loading", type=int, default=0, metavar="N",
+                    help="time N batches of data loading alone (no training): samples/s with --workers")
     add_train_options(tr)
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("eval", help="the paper's protocol: average and minimum mIoU for keyframe intervals 1..5",
                         epilog="examples:\n  gsv eval --checkpoint runs/gsv/checkpoint.pt\n"
                                "  gsv eval --checkpoint ckpt.pt --dataset camvid --root ../shared/camvid --split val "
-                               "--variants gsv warp copy image --out runs/gsv/eval.json",
+                               "--variants gsv warp copy image --out runs/gsv/eval.json\n"
+                               "  gsv eval --checkpoint runs/tour/gsv/checkpoint.pt --policy flow kernel intra "
+                               "--out runs/tour/policy.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
@@ -265,6 +330,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the propagations (gsv: GSVNet; warp: no GSV conv; copy: the previous segmentation) scored "
                          "with the protocol; image: the keyframe net alone at --image-scales (default gsv)")
     ev.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
+    ev.add_argument("--policy", nargs="+", choices=sorted(SIGNALS), metavar="SIGNAL",
+                    help="adaptive keyframes instead of the protocol: stream whole videos and compare keyframes forced "
+                         "by each SIGNAL (" + ", ".join(f"{k}: {v.title}" for k, v in SIGNALS.items()) + ") with "
+                         "fixed l = 1..--max-interval, on the same frames")
+    ev.add_argument("--max-interval", type=interval_arg, default=8,
+                    help="--policy: the longest fixed l, and the bound on every policy's interval (default 8)")
+    ev.add_argument("--factors", type=float, nargs="+", default=list(THRESHOLD_FACTORS),
+                    help="--policy: thresholds in units of the signal's median reading per frame (default "
+                         + " ".join(f"{f:g}" for f in THRESHOLD_FACTORS) + ")")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--out", help="write the results (JSON) here")
     ev.add_argument("--json", action="store_true", help="print the full results as JSON")
@@ -353,7 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     with warnings.catch_warnings():  # a warning reads like an error message: the command, then what to do
         warnings.showwarning = lambda message, *_: print(f"gsv {args.command}: warning: {message}", file=sys.stderr)
         try:

@@ -62,7 +62,13 @@ class TrainConfig:
     key_scale: float = setting(1.0, "keyframe input scale while training (stage gsv)")
     distill: float = setting(0.0, "weight of a KL term towards N's prediction on the last frame (stage gsv)")
     device: str = setting("cpu", "cpu, cuda or cuda:N")
-    amp: bool = setting(False, "bfloat16 autocast (CUDA)", flag="--amp")
+    precision: str = setting("fp32", "mixed precision on CUDA: bf16 autocast, or fp16 autocast with a gradient scaler",
+                             choices=lambda: list(TRAIN_PRECISIONS))
+    channels_last: bool = setting(False, "channels-last memory format for the convs (CUDA: faster "
+                                         "with mixed precision)", flag="--channels-last")
+    sync_bn: bool = setting(False, "batch norm of the trained parts with the statistics of the global batch over "
+                                   "all processes (several processes only; one process is unchanged)",
+                            flag="--sync-bn")
     seed: int = setting(0, "seed of every random choice (batches, offsets, augmentation)")
     checkpoint_every: int = setting(50, "iterations between checkpoints")
     workers: int = setting(0, "DataLoader worker processes reading batches ahead (0: in the training process); "
@@ -99,10 +105,20 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)}")
         check_device(self.device)
-        if self.amp and not self.device.startswith("cuda"):
-            raise ValueError("amp (bfloat16 autocast) is for CUDA devices; drop --amp on the CPU")
+        if self.precision != "fp32" and not self.device.startswith("cuda"):
+            raise ValueError(f"precision {self.precision} (autocast) is for CUDA devices; use fp32 on the CPU")
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "TrainConfig":
+        """The config of a saved run (config.json, a checkpoint's train_config), written by this or an earlier
+        version: fields newer than the run take their defaults, and the older ``amp`` flag becomes ``precision``."""
+        saved = dict(saved)
+        if "amp" in saved:
+            saved["precision"] = "bf16" if saved.pop("amp") else "fp32"
+        return cls(**saved)
 
 
+TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
 PATHS = tuple(f.name for f in fields(TrainConfig) if f.metadata["path"])  # stored absolute, printed relative
 STARTING_POINTS = ("init", "imagenet")  # read when a run starts, never when it resumes
 
@@ -135,6 +151,18 @@ RECIPES: dict[str, Recipe] = {
                          "keyframes at 0.75, 1500 iterations",
                          {**_SHORT_ADAM, "dataset": "camvid", "root": "data/camvid", "split": "val",
                           "span": (0.0, 0.667), "key_scale": 0.75, "iterations": 1500, "checkpoint_every": 100}),
+    "cityscapes-keyframe": Recipe("SwiftNet-R18 or BiSeNet-R18 on Cityscapes train from ImageNet weights (give "
+                                  "--imagenet), SwiftNet's schedule in steps: Adam lr 4e-4 x0.9 every 4000 of 60000 "
+                                  "iterations, scales 0.5-2, crops of 3/8 (768 px wide)",
+                                  {"stage": "keyframe", "dataset": "cityscapes", "root": "data/cityscapes",
+                                   "split": "train", "optimizer": "adam", "lr": 4e-4, "weight_decay": 1e-4,
+                                   "lr_decay": 0.9, "lr_decay_every": 4000, "scale_min": 0.5, "scale_max": 2.0,
+                                   "crop": 0.375, "max_interval": 1, "iterations": 60000, "checkpoint_every": 1000}),
+    "cityscapes-gsv": Recipe("GSVNet's propagation on Cityscapes train with the paper's recipe (SGD lr 0.002 x0.992 "
+                             "every 100 iterations, batch 8, crops of 3/4, intervals 1..5), keyframes at 0.75 as at "
+                             "inference; 40000 iterations (the paper gives no count)",
+                             {"stage": "gsv", "dataset": "cityscapes", "root": "data/cityscapes", "split": "train",
+                              "key_scale": 0.75, "iterations": 40000, "checkpoint_every": 1000}),
 }
 STAGES = {"keyframe": "from-scratch", "gsv": "paper"}  # each stage's default recipe
 
@@ -182,7 +210,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 def train_command(config: dict, cwd: str | Path | None = None) -> str:
     """The ``gsv train`` command line that gives a run with this (saved) config: its fields that differ from the
     stage's default recipe, with paths relative to ``cwd`` (default: the working directory)."""
-    cfg = asdict(TrainConfig(**config))
+    cfg = asdict(TrainConfig.from_saved(config))
     defaults = asdict(config_for(cfg["stage"]))
     cwd = Path(cwd or Path.cwd()).resolve()
     args = ["gsv train", f"--stage {cfg['stage']}"]

@@ -11,7 +11,10 @@ the same frame checks, schedule, padding and :class:`~gsvlib.segmenter.Step`. Ne
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -54,6 +57,21 @@ class _Labels(nn.Module):
         return upsample_argmax(seg, self.size)  # (1, H, W) uint8
 
 
+@contextlib.contextmanager
+def _exporter_quiet():
+    """The exporter's notes that concern neither these graphs nor the user: torchvision's ops being absent (none is
+    used) and deprecations inside torch."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            yield
+    finally:
+        registration.setLevel(level)
+
+
 def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale: float = 0.75,
                 propagation: str = "gsv", dataset: str | None = None) -> dict:
     """Write the three graphs for frames of ``size`` (H, W, multiples of 32) and onnx.json into the folder ``out``;
@@ -80,8 +98,9 @@ def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale
               "labels": (_Labels((h, w)), (seg,), ["seg"], ["labels"])}
     for name, (module, args, inputs, outputs) in graphs.items():
         path = out / f"{name}.onnx"
-        torch.onnx.export(module.eval(), args, path, dynamo=True, opset_version=OPSET, input_names=inputs,
-                          output_names=outputs, verbose=False)
+        with _exporter_quiet():
+            torch.onnx.export(module.eval(), args, path, dynamo=True, opset_version=OPSET, input_names=inputs,
+                              output_names=outputs, verbose=False)
         onnx.checker.check_model(path)
     meta = {"size": [h, w], "key_scale": key_scale, "num_classes": c, "dataset": dataset,
             "propagation": propagation, "opset": OPSET, "torch": torch.__version__}
@@ -112,6 +131,7 @@ class OnnxSegmenter(VideoSegmenter):
         self.key_scale = self.meta["key_scale"]
         self.amp_dtype = None
         self.check_finite = check_finite
+        self.policy = None  # adaptive keyframes read PF's intermediates, which the propagation graph does not output
         self._sessions = sessions
         self._propagate = lambda seg, prev, cur: self._run("propagation", seg, prev, cur)
         self._labels = lambda seg, size: self._run("labels", seg)

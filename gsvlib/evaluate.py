@@ -9,15 +9,24 @@ The offset-i result does not depend on l, so offsets 0..max(l)-1 are run once an
 the same snippets: those that have frames for the largest offset. The same code scores the baselines: image-only
 (every frame a keyframe, at any input scale) and every propagation registered in
 :data:`gsvlib.segmenter.PROPAGATIONS` ("warp": no GSV conv, "copy": the previous segmentation).
+
+Adaptive keyframes (:func:`keyframe_schedules`) need another protocol, because a policy decides where the keyframes
+fall: whole videos are streamed from their first frame and every labelled frame is scored, for fixed l and for each
+policy threshold alike, on the same frames with the same keyframe net.
 """
 from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Iterable
 
 import torch
 from tqdm.auto import tqdm
 
 from gsvlib.data import IGNORE, open_dataset
 from gsvlib.models.gsvnet import GSVNet
-from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter
+from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
 
 
 class ConfusionMatrix:
@@ -135,3 +144,97 @@ def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = 
         else:
             report[variant] = evaluate(model, intervals=intervals, key_scale=key_scale, propagation=variant, **common)
     return report
+
+
+THRESHOLD_FACTORS = (1.0, 2.0, 3.0, 4.0, 6.0)  # policy thresholds in units of the signal's median reading per frame
+
+Videos = Iterable[Iterable[tuple[torch.Tensor, "torch.Tensor | None"]]]  # re-iterable; each video yields (frame, label)
+
+
+def stream(model: GSVNet, videos: Videos, num_classes: int, interval: int, policy: KeyframePolicy | None = None,
+           key_scale: float = 0.75, device: str = "cpu") -> dict:
+    """Stream every video from its first frame (a keyframe every ``interval``, earlier where ``policy`` says) and
+    score each labelled frame: {"miou", "frames", "keyframes", "forced", "scored", "readings", "step_ms"}.
+    ``readings`` are the policy signal of each propagated frame; ``step_ms`` the time of each step by kind."""
+    segmenter = VideoSegmenter(model, interval, key_scale, device=device, policy=policy)
+    matrix = ConfusionMatrix(num_classes)
+    counts = {"frames": 0, "keyframes": 0, "forced": 0, "scored": 0}
+    readings, times = [], {"keyframe": [], "non-keyframe": [], "forced": []}
+    for video in videos:
+        segmenter.reset()
+        for frame, label in video:
+            start = time.perf_counter()
+            out = segmenter.step(frame, labels=True)  # labels on every frame, as a deployment makes them
+            times["forced" if out.forced else "keyframe" if out.is_keyframe else "non-keyframe"].append(
+                1000 * (time.perf_counter() - start))
+            counts["frames"] += 1
+            counts["keyframes"] += out.is_keyframe
+            counts["forced"] += out.forced
+            if out.signal is not None:
+                readings.append(out.signal)
+            if label is not None:
+                matrix.update(out.labels[0], label)
+                counts["scored"] += 1
+    if not counts["frames"]:
+        raise ValueError("no frames to stream: the videos are empty")
+    if not counts["scored"]:
+        raise ValueError("none of the streamed frames has a label, so nothing can be scored")
+    return {"miou": round(matrix.miou(), 2), **counts, "readings": readings, "step_ms": times}
+
+
+def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=tuple(SIGNALS),
+                       intervals=range(1, 9), factors=THRESHOLD_FACTORS, key_scale: float = 0.75, device: str = "cpu",
+                       progress: bool = True) -> dict:
+    """Adaptive keyframes against fixed intervals on the same frames: mIoU against the keyframe share and the FPS.
+
+    Fixed l for each of ``intervals``; for each signal, policies whose threshold is ``factor`` x the median reading of
+    that signal per frame (measured on a run at the largest l that never forces), each bounded by the largest l.
+    FPS is modelled from the median step times of this run, so that every point is priced alike: a keyframe costs
+    its time, a non-keyframe its time, and a forced keyframe both (it was propagated first)."""
+    intervals = sorted(set(intervals))
+    if not intervals or intervals[0] < 1:
+        raise ValueError(f"keyframe intervals must be positive, got {intervals}")
+    if model.config.num_classes != num_classes:
+        raise ValueError(f"the model predicts {model.config.num_classes} classes but the videos have {num_classes}")
+    longest = intervals[-1]
+    signals = list(signals)
+    bad = [s for s in signals if s not in SIGNALS]
+    if bad:
+        raise ValueError(f"signals must be among {sorted(SIGNALS)}, got {bad}")
+    model = model.eval()
+    runs = [(f"l={l}", l, None) for l in intervals] + [(f"{s} calibration", longest, KeyframePolicy(s, math.inf))
+                                                       for s in signals]
+    bar = tqdm(total=len(runs) + len(signals) * len(factors), desc="keyframe schedules", disable=not progress)
+    results = {}
+
+    def run(name, interval, policy):
+        bar.set_postfix_str(name)
+        results[name] = stream(model, videos, num_classes, interval, policy, key_scale, device)
+        bar.update()
+
+    for name, interval, policy in runs:
+        run(name, interval, policy)
+    medians = {s: statistics.median(results[f"{s} calibration"]["readings"] or [math.nan]) for s in signals}
+    for s in signals:
+        if not medians[s] > 0:
+            raise ValueError(f"the {s!r} signal read {medians[s]} on this footage (a median of 0 or no propagated "
+                             "frame): it cannot set a threshold here")
+        for f in factors:
+            run(f"{s} x{f:g}", longest, KeyframePolicy(s, f * medians[s]))
+    bar.close()
+    all_ms = {kind: [ms for r in results.values() for ms in r["step_ms"][kind]]
+              for kind in ("keyframe", "non-keyframe")}
+    key_ms, nonkey_ms = (statistics.median(all_ms[k]) if all_ms[k] else math.nan for k in all_ms)
+
+    def point(r: dict, **extra) -> dict:
+        cost = (r["keyframes"] * key_ms + (r["frames"] - r["keyframes"] + r["forced"]) * nonkey_ms) / r["frames"]
+        return {**extra, "miou": r["miou"], "keyframe_share": round(r["keyframes"] / r["frames"], 4),
+                "forced": r["forced"], "fps": round(1000 / cost, 2)}
+
+    return {"frames": results[runs[0][0]]["frames"], "scored": results[runs[0][0]]["scored"], "key_scale": key_scale,
+            "timing_ms": {"keyframe": round(key_ms, 2), "non-keyframe": round(nonkey_ms, 2)},
+            "fixed": {str(l): point(results[f"l={l}"]) for l in intervals},
+            "policies": {s: {"title": SIGNALS[s].title, "median_reading": round(medians[s], 6), "max_interval": longest,
+                             "points": [point(results[f"{s} x{f:g}"], factor=f, threshold=round(f * medians[s], 6))
+                                        for f in factors]}
+                         for s in signals}}

@@ -76,6 +76,38 @@ def cost_of_propagation(prop: dict, l: str = "3") -> dict:
     return {"keyframe": keyframe, **avg, "gap": round(keyframe - avg["gsv"], 2)}
 
 
+def fixed_at(schedules: dict, fps: float) -> float | None:
+    """The mIoU of the fixed-interval curve at ``fps``, interpolated linearly between its neighbouring l (None
+    outside the curve's range)."""
+    curve = sorted((p["fps"], p["miou"]) for p in schedules["fixed"].values())
+    for (f0, m0), (f1, m1) in zip(curve, curve[1:]):
+        if f0 <= fps <= f1:
+            return m0 if f1 == f0 else m0 + (m1 - m0) * (fps - f0) / (f1 - f0)
+    return None
+
+
+def schedule_markdown(schedules: dict) -> str:
+    """The adaptive-keyframe comparison of :func:`gsvlib.evaluate.keyframe_schedules` as a markdown table: each fixed
+    l and each policy point with its keyframe share, mIoU, modelled FPS and, for a policy, the gain over the fixed
+    intervals at the same FPS."""
+    t = schedules["timing_ms"]
+    lines = [f"{schedules['scored']} scored frames of {schedules['frames']} streamed, keyframe scale "
+             f"{schedules['key_scale']:g}; FPS modelled from this run's median step times (keyframe "
+             f"{t['keyframe']:.0f} ms, non-keyframe {t['non-keyframe']:.0f} ms, labels included; a forced keyframe "
+             "costs both).", "",
+             "| keyframes | threshold | keyframe share | mIoU | FPS | mIoU vs fixed l at that FPS |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for l, p in schedules["fixed"].items():
+        lines.append(f"| fixed l={l} |  | {p['keyframe_share']:.2f} | {p['miou']:.1f} | {p['fps']:.1f} |  |")
+    for signal, policy in schedules["policies"].items():
+        for p in policy["points"]:
+            ref = fixed_at(schedules, p["fps"])
+            gain = f"{p['miou'] - ref:+.1f}" if ref is not None else "n/a"
+            lines.append(f"| {signal}, l <= {policy['max_interval']} | {p['threshold']:.3g} ({p['factor']:g} x "
+                         f"median) | {p['keyframe_share']:.2f} | {p['miou']:.1f} | {p['fps']:.1f} | {gain} |")
+    return "\n".join(lines) + "\n"
+
+
 def camvid_markdown(results: dict) -> str:
     """The CamVid tables: image-only by scale, propagation by l, throughput per input size."""
     lines = []

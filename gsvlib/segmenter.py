@@ -5,11 +5,16 @@ previous segmentation S_{t-1} and the normalised 1/8 frames I_{t-1}, I_t. ``PROP
 GSVNet's own (the paper's PF) and the baselines the evaluation compares it with. Registering a new one is one line,
 and ``gsv eval --variants``, the reports and the tour pick it up.
 
+A :class:`KeyframePolicy` makes the keyframes adaptive: after each GSVNet non-keyframe it reads a *signal* of how far
+propagation has drifted from what PF computed anyway (:data:`SIGNALS`), sums it since the last keyframe, and
+segments the frame again as a keyframe once the sum passes a threshold; the interval ``l`` stays the longest run.
+
 Needs only the base dependencies (torch); nothing here draws.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable, NamedTuple
 
@@ -17,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from gsvlib.device import check_device
-from gsvlib.models.gsvnet import GSVNet, full_resolution_labels
+from gsvlib.models.gsvnet import GSVNet, Propagation, full_resolution_labels
 from gsvlib.models.layers import downscale8
 from gsvlib.models.resnet import normalize
 
@@ -36,6 +41,48 @@ PROPAGATIONS: dict[str, Propagator] = {
 }
 
 
+class Signal(NamedTuple):
+    """A reading of one non-keyframe's propagation: ``measure(model, propagation)`` -> (B,), larger = more drift."""
+
+    title: str
+    measure: Callable[[GSVNet, Propagation], torch.Tensor]
+
+
+SIGNALS: dict[str, Signal] = {
+    # how far the scene moved: mean |m_t| in pixels of the 1/8 grid
+    "flow": Signal("mean flow magnitude (1/8-grid pixels)", lambda model, p: p.flow.norm(dim=1).mean((1, 2))),
+    # how much the guiding net distrusts the warped S^-_t: the kernel mass on the shifts and the intra estimate
+    "kernel": Signal("kernel mass off the identity tap",
+                     lambda model, p: 1 - p.kernels[:, model.gsv.identity_tap].mean((1, 2))),
+    # how often the current frame's own crude estimate f^i_t disagrees with the propagated labels
+    "intra": Signal("share of cells where the intra estimate disagrees with S_t",
+                    lambda model, p: (p.intra.argmax(1) != p.seg.argmax(1)).float().mean((1, 2))),
+}
+
+
+@dataclass(frozen=True)
+class KeyframePolicy:
+    """Adaptive keyframes: a non-keyframe whose ``signal`` (a key of :data:`SIGNALS`), summed over the frames since
+    the last keyframe, exceeds ``threshold`` is segmented again as a keyframe. ``threshold=inf`` never forces one
+    (the signal is still read: what calibrating a threshold needs)."""
+
+    signal: str
+    threshold: float
+
+    def __post_init__(self):
+        if self.signal not in SIGNALS:
+            raise ValueError(f"signal must be one of {sorted(SIGNALS)}, got {self.signal!r}")
+        if not (isinstance(self.threshold, (int, float)) and self.threshold > 0) or math.isnan(self.threshold):
+            raise ValueError(f"threshold must be a positive number (inf: never force a keyframe), got "
+                             f"{self.threshold!r}")
+
+
+def _propagate_and_read(model: GSVNet, measure, seg, prev_small, cur_small) -> tuple[torch.Tensor, torch.Tensor]:
+    """GSVNet's PF and a policy signal of it: (S_t, (B,) reading)."""
+    p = model.propagate(seg, prev_small, cur_small)
+    return p.seg, measure(model, p).float()
+
+
 def padded_size(size: tuple[int, int]) -> tuple[int, int]:
     """(H, W) rounded up to multiples of 32: the size a frame is padded to before the nets see it."""
     return tuple(math.ceil(v / 32) * 32 for v in size)
@@ -51,6 +98,8 @@ class Step(NamedTuple):
     is_keyframe: bool
     index: int  # frame index in the stream since the last reset
     labels: torch.Tensor | None  # (B, H, W) full-resolution labels when asked for: uint8 (int16 above 256 classes)
+    signal: float | None = None  # with a policy: this frame's signal reading (largest over the batch), if propagated
+    forced: bool = False  # with a policy: the frame was propagated, then the policy made it a keyframe
 
 
 def label_dtype(num_classes: int) -> torch.dtype:
@@ -81,13 +130,20 @@ class VideoSegmenter:
     ``compile=True`` compiles the keyframe path, the non-keyframe path and the fused output step separately with
     torch.compile (static shapes: one compile per frame size, on the first keyframe and the first non-keyframe, so
     warm up before timing). Labels then equal the eager ones except where two classes tie to float rounding.
+    ``policy`` (a :class:`KeyframePolicy`, "gsv" propagation only) forces a keyframe earlier than ``interval`` when
+    its signal says propagation is drifting; ``interval`` still bounds every run of non-keyframes.
     """
 
     def __init__(self, model: GSVNet, interval: int = 5, key_scale: float = 0.75, device: str | torch.device | None = None,
                  amp_dtype: torch.dtype | None = None, check_finite: bool = True, propagation: str = "gsv",
-                 compile: bool = False):
+                 compile: bool = False, policy: KeyframePolicy | None = None):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
+        if policy is not None and propagation != "gsv":
+            raise ValueError(f"a keyframe policy reads GSVNet's propagation; it cannot run with {propagation!r}")
+        if policy is not None and policy.signal == "intra" and not model.gsv.use_intra:
+            raise ValueError("the 'intra' signal needs a model with the intra-frame net (use_intra=True); use 'flow' "
+                             "or 'kernel'")
         check_interval(interval)
         if not 0 < key_scale <= 2:
             raise ValueError(f"key_scale must be in (0, 2], got {key_scale}")
@@ -101,8 +157,10 @@ class VideoSegmenter:
         self.key_scale = key_scale
         self.amp_dtype = amp_dtype
         self.check_finite = check_finite
+        self.policy = policy
         keyframe = self.model.segment_keyframe
-        propagate = partial(PROPAGATIONS[propagation].step, self.model)
+        propagate = (partial(PROPAGATIONS[propagation].step, self.model) if policy is None else
+                     partial(_propagate_and_read, self.model, SIGNALS[policy.signal].measure))
         if compile:
             keyframe, propagate = (torch.compile(f, dynamic=False) for f in (keyframe, propagate))
         self._keyframe = keyframe
@@ -114,6 +172,7 @@ class VideoSegmenter:
         """Forget the stream: the next frame is a keyframe and may have a new size."""
         self.index = 0
         self._since_key: int | None = None  # frames since the last keyframe; None: the next frame is one
+        self._drift = 0.0  # the policy's signal summed since the last keyframe
         self._seg: torch.Tensor | None = None  # (B, C, H'/8, W'/8) S_{t-1}
         self._prev_small: torch.Tensor | None = None  # (B, 3, H'/8, W'/8) the normalised 1/8 frame I_{t-1}
         self._size: tuple[int, int, int] | None = None  # (B, H, W) of the stream's frames
@@ -160,16 +219,23 @@ class VideoSegmenter:
         x = self._prepare(frame)
         h, w = self._size[1:]
         is_key = self._since_key is None or self._since_key + 1 >= self.interval
+        signal, forced = None, False
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             cur_small = normalize(downscale8(x))  # (B, 3, H'/8, W'/8)
+            if not is_key and self.policy is None:
+                seg = self._propagate(self._seg, self._prev_small, cur_small)
+            elif not is_key:
+                seg, reading = self._propagate(self._seg, self._prev_small, cur_small)
+                signal = reading.max().item()  # the batch refreshes together: its worst frame decides
+                self._drift += signal
+                forced = is_key = self._drift > self.policy.threshold
             if is_key:
                 seg = self._keyframe(x, self.key_scale)
-            else:
-                seg = self._propagate(self._seg, self._prev_small, cur_small)
         self._seg = seg
         self._prev_small = cur_small
         self._since_key = 0 if is_key else self._since_key + 1
+        self._drift = 0.0 if is_key else self._drift
         out = Step(seg[..., : math.ceil(h / 8), : math.ceil(w / 8)].float(), is_key, self.index,
-                   self._labels(seg, tuple(x.shape[-2:]))[..., :h, :w] if labels else None)
+                   self._labels(seg, tuple(x.shape[-2:]))[..., :h, :w] if labels else None, signal, forced)
         self.index += 1
         return out

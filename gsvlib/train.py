@@ -12,6 +12,10 @@ by (seed, k): :class:`TrainBatches` maps k to its batch. A run resumed from its 
 iterations an uninterrupted run would, and DataLoader workers (``workers``) can read batches ahead without changing
 them. Checkpoints are written atomically every ``checkpoint_every`` iterations; the metrics log is JSON lines.
 The settings and recipes are in :mod:`gsvlib.config`.
+
+Started by torchrun with N processes (``gsv train --nproc N``), each rank builds its share of every global batch and
+the gradients are summed over the ranks (:mod:`gsvlib.distributed`): the global batch, the schedule and the results
+stay those of one process, and a run saved by N processes resumes on any number. Rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -37,10 +41,15 @@ from tqdm.auto import tqdm
 from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, load_torchvision_weights, read_checkpoint
 from gsvlib.config import PATHS, STARTING_POINTS, TrainConfig
 from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
+from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
 from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
-from gsvlib.models.layers import resize
+from gsvlib.models.layers import channels_last, resize
 from gsvlib.models.resnet import normalize
+
+BATCHES = 2  # how TrainBatches draws batch k from (seed, k); 2: one generator per sample, so that ranks can share it
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
 
 def _collate(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     sizes = {tuple(s["frames"].shape) for s in samples}
@@ -78,29 +87,45 @@ def trainable(model: GSVNet, cfg: TrainConfig) -> list[torch.nn.Parameter]:
     return [p for p in part.parameters() if p.requires_grad]
 
 
-def loss_fn(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """Cross-entropy (255 ignored) of the last frame's prediction, upsampled to the label size (+ distillation)."""
+def loss_terms(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> list[tuple]:
+    """The loss as (weight, sum over these samples, how many elements the sum holds) per term: the cross-entropy
+    (255 ignored) of the last frame's prediction upsampled to the label size, and the distillation KL. Summed over
+    the ranks and divided by the global counts, the terms give the mean over the whole batch (:func:`batch_loss`)."""
+    valid = (labels != 255).sum()
     if cfg.stage == "keyframe":
         logits = model.keyframe_net(normalize(frames[:, -1]))  # (B, C, H/s, W/s)
-        return F.cross_entropy(resize(logits, labels.shape[-2:]), labels, ignore_index=255)
+        return [(1.0, F.cross_entropy(resize(logits, labels.shape[-2:]), labels, ignore_index=255,
+                                      reduction="sum"), valid)]
     seg = model(frames, key_scale=cfg.key_scale)  # (B, C, H/8, W/8)
-    loss = F.cross_entropy(resize(seg, labels.shape[-2:]), labels, ignore_index=255)
+    terms = [(1.0, F.cross_entropy(resize(seg, labels.shape[-2:]), labels, ignore_index=255, reduction="sum"), valid)]
     if cfg.distill > 0:
         with torch.no_grad():
             teacher = model.segment_keyframe(frames[:, -1], cfg.key_scale).softmax(1)
-        kl = F.kl_div(seg.log_softmax(1), teacher, reduction="none").sum(1).mean()
-        loss = loss + cfg.distill * kl
-    return loss
+        kl = F.kl_div(seg.log_softmax(1), teacher, reduction="none").sum(1)  # (B, H/8, W/8)
+        terms.append((cfg.distill, kl.sum(), torch.tensor(kl.numel(), device=kl.device)))
+    return terms
+
+
+def batch_loss(terms: list[tuple]) -> torch.Tensor:
+    """This rank's share of the global batch's loss: each term's sum over the global count (counts summed over the
+    ranks), weighted. Its gradient, summed over the ranks, is the gradient of the batch mean."""
+    counts = sum_over_ranks(torch.stack([n for _, _, n in terms]).float())  # (terms,)
+    return sum(w * total / n.clamp(min=1) for (w, total, _), n in zip(terms, counts))
 
 
 class TrainBatches(Dataset):
-    """Iteration k -> its batch: (frames (B, T, 3, H, W), labels (B, H, W), keyframe offset T-1). The offset, the
-    augmentation and the sample indices are drawn from a generator seeded by (seed, k), so batch k is the same
-    whichever process builds it and whenever."""
+    """Iteration k -> this rank's share of its batch: (frames (B/N, T, 3, H, W), labels (B/N, H, W), keyframe offset
+    T-1). The offset, the sample indices and one augmentation seed per sample are drawn from a generator seeded by
+    (seed, k), so batch k is the same whichever process builds it and whenever; rank r of N takes the samples
+    r, r + N, r + 2N, ... of it."""
 
-    def __init__(self, dataset: SnippetDataset, cfg: TrainConfig):
+    def __init__(self, dataset: SnippetDataset, cfg: TrainConfig, ranks: Ranks = Ranks()):
+        if cfg.batch_size % ranks.world:
+            raise ValueError(f"batch size {cfg.batch_size} does not split over {ranks.world} processes: the global "
+                             f"batch stays the recipe's, so choose --nproc among its divisors or another --batch-size")
         self.dataset = dataset
         self.cfg = cfg
+        self.ranks = ranks
         self.max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
 
     def __len__(self) -> int:
@@ -110,11 +135,15 @@ class TrainBatches(Dataset):
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + iteration)
         offset = int(torch.randint(min(1, self.max_offset), self.max_offset + 1, (1,), generator=g))
-        rng = random.Random(int(torch.randint(2**31, (1,), generator=g)))
-        transform = RandomScaleCropFlip((cfg.scale_min, cfg.scale_max), cfg.crop, rng=rng)
         indices = torch.randint(len(self.dataset), (cfg.batch_size,), generator=g).tolist()
-        frames, labels = _collate([transform(self.dataset.sample(i, offset)) for i in indices])
+        seeds = torch.randint(2**31, (cfg.batch_size,), generator=g).tolist()
+        mine = range(self.ranks.rank, cfg.batch_size, self.ranks.world)
+        frames, labels = _collate([self._augment(seeds[j], self.dataset.sample(indices[j], offset)) for j in mine])
         return frames, labels, offset
+
+    def _augment(self, seed: int, sample: dict) -> dict:
+        cfg = self.cfg
+        return RandomScaleCropFlip((cfg.scale_min, cfg.scale_max), cfg.crop, rng=random.Random(seed))(sample)
 
 
 def _threads(count: int, worker: int) -> None:
@@ -130,10 +159,11 @@ LOCK = ".lock"  # held by the process training in a run folder
 def _differences(saved: dict, cfg: TrainConfig) -> list[str]:
     """The settings in which ``cfg`` differs from a run's saved config, as "name: old -> new"."""
     try:
-        saved = asdict(TrainConfig(**saved))  # fields newer than the run take their defaults
+        saved = asdict(TrainConfig.from_saved(saved))
     except TypeError as e:
         return [f"the saved settings are not a TrainConfig ({e})"]
-    free = ("out", "iterations", "checkpoint_every", "device", "workers", *STARTING_POINTS)  # no effect on results
+    free = ("out", "iterations", "checkpoint_every", "device", "workers", "channels_last",  # no effect on results
+            *STARTING_POINTS)
     return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items() if k not in free and saved[k] != v]
 
 
@@ -165,14 +195,16 @@ def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           on_log: Callable[[dict], None] | None = None) -> dict:
-    """Run (or resume) training; returns {"losses": [...], "iteration": n, "checkpoint": path, "seconds": s}."""
+    """Run (or resume) training; returns {"losses": [...], "iteration": n, "checkpoint": path, "seconds": s}.
+    Under torchrun, every process calls this: each trains its share of the batches, rank 0 writes."""
     cfg.check()
     # absolute paths, so that the same run reached from another working directory is recognised on --resume
     cfg = replace(cfg, **{k: str(Path(v).expanduser().resolve()) for k in PATHS if (v := getattr(cfg, k))})
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out):
-        return _run(cfg, out, resume, progress, on_log)
+    with process_group(cfg.device) as ranks, (run_lock(out) if ranks.main else contextlib.nullcontext()):
+        return _run(replace(cfg, device=rank_device(cfg.device, ranks)), out, resume, progress and ranks.main,
+                    on_log, ranks)
 
 
 @contextlib.contextmanager
@@ -194,77 +226,118 @@ def run_lock(out: Path):
         yield
 
 
-def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log) -> dict:
+def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, ranks: Ranks) -> dict:
     ckpt = _check_resume(out, cfg, resume)
     if ckpt is not None:  # the run's own checkpoint holds everything: its starting points need not exist any more
         cfg = replace(cfg, **{k: ckpt.get("train_config", {}).get(k) for k in STARTING_POINTS})
+        if ckpt.get("batches", 1) != BATCHES and ranks.main:
+            warnings.warn(f"{out} was trained by an earlier gsvkit, which drew the samples of a batch in another way; "
+                          "it resumes with the current way: as good a run, but not the one it would have been "
+                          "uninterrupted", stacklevel=3)
     max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
     dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset)
+    batches = TrainBatches(dataset, cfg, ranks)
+    sum_over_ranks(torch.zeros(1, device=cfg.device))  # a barrier: every rank has checked the run folder before rank 0
+    # writes to it
     torch.manual_seed(cfg.seed)
     start_from = replace(cfg, init=None, imagenet=None) if ckpt is not None else cfg
-    model = build_model(start_from, dataset.table.num_classes).to(cfg.device)
+    model = build_model(start_from, dataset.table.num_classes)
+    if cfg.sync_bn:
+        convert_sync_batchnorm(model)
+    model = (channels_last(model) if cfg.channels_last else model).to(cfg.device)
     params = trainable(model, cfg)
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: cfg.lr_decay ** (it // cfg.lr_decay_every))
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")  # fp16 gradients would underflow
     start = 0
     if ckpt is not None:
         load_state_dict_checked(model, ckpt["model"], str(out / "checkpoint.pt"))
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
         start = ckpt["iteration"]
-    for stale in out.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
-        stale.unlink()
-    if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
-        write_json_atomic(out / "config.json", asdict(cfg))
     log_path = out / "log.jsonl"
     kept = [e for e in (parse_log(log_path) if log_path.exists() and resume else [])
             if e["iteration"] <= start]  # drop iterations after the checkpoint: they are redone
-    write_text_atomic(log_path, "".join(json.dumps(e) + "\n" for e in kept))
     elapsed = kept[-1]["seconds"] if kept else 0.0  # the log's clock runs on across resumes
+    if ranks.main:
+        for stale in out.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
+            stale.unlink()
+        if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
+            write_json_atomic(out / "config.json", asdict(cfg))
+        write_text_atomic(log_path, "".join(json.dumps(e) + "\n" for e in kept))
 
     def save(iteration: int) -> None:
-        save_atomic({"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
-                     "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "iteration": iteration,
-                     "classes": list(dataset.table.classes), "dataset": cfg.dataset}, out / "checkpoint.pt")
+        if ranks.main:
+            save_atomic({"model": model.state_dict(), "model_config": asdict(model.config),
+                         "train_config": asdict(cfg), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         "scaler": scaler.state_dict(), "iteration": iteration, "batches": BATCHES,
+                         "classes": list(dataset.table.classes), "dataset": cfg.dataset}, out / "checkpoint.pt")
 
     losses, t0 = [], time.perf_counter()
-    batches = DataLoader(TrainBatches(dataset, cfg), batch_size=None, sampler=range(start, cfg.iterations),
-                         num_workers=cfg.workers, worker_init_fn=partial(_threads, torch.get_num_threads()),
-                         multiprocessing_context="spawn" if cfg.workers else None)
-    bar = tqdm(zip(range(start, cfg.iterations), batches), initial=start, total=cfg.iterations,
-               desc=f"train {cfg.stage} ({cfg.keyframe_net if cfg.stage == 'keyframe' else 'propagation'})",
-               disable=not progress)
-    with log_path.open("a") as log:
+    bar = tqdm(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start, total=cfg.iterations,
+               desc=f"train {cfg.stage} ({cfg.keyframe_net if cfg.stage == 'keyframe' else 'propagation'})"
+                    + (f" on {ranks.world} processes" if ranks.world > 1 else ""), disable=not progress)
+    with (log_path.open("a") if ranks.main else contextlib.nullcontext()) as log:
         for it, (frames, labels, offset) in bar:
             frames, labels = frames.to(cfg.device), labels.to(cfg.device)
             model.train()
-            with torch.autocast("cuda", torch.bfloat16, enabled=cfg.amp):
-                loss = loss_fn(model, frames, labels, cfg)
-            if not math.isfinite(loss.item()):
+            with torch.autocast("cuda", AUTOCAST[cfg.precision], enabled=cfg.precision != "fp32"):
+                loss = batch_loss(loss_terms(model, frames, labels, cfg))
+            total = sum_over_ranks(loss.detach().clone()).item()  # the global batch's loss, the same on every rank
+            if not math.isfinite(total):
                 saved = (out / "checkpoint.pt").is_file()
                 state = f"{out / 'checkpoint.pt'} (the last checkpoint) is intact. " if saved else \
                     "No checkpoint had been written yet. "
-                raise FloatingPointError(f"loss became {loss.item()} at iteration {it + 1}. {state}Train again into a "
+                raise FloatingPointError(f"loss became {total} at iteration {it + 1}. {state}Train again into a "
                                          "new --out with a lower --lr (--resume keeps the run's settings)")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            sum_gradients(params)
+            scaler.step(opt)
+            scaler.update()
             sched.step()
-            entry = {"iteration": it + 1, "loss": round(loss.item(), 5), "lr": opt.param_groups[0]["lr"],
+            entry = {"iteration": it + 1, "loss": round(total, 5), "lr": opt.param_groups[0]["lr"],
                      "offset": offset, "seconds": round(elapsed + time.perf_counter() - t0, 2)}
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
             losses.append(entry["loss"])
+            if ranks.main:
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
             bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2e}")
-            if on_log is not None:
+            if on_log is not None and ranks.main:
                 on_log(entry)
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
                 save(it + 1)
     return {"losses": losses, "iteration": max(start, cfg.iterations), "checkpoint": str(out / "checkpoint.pt"),
             "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def loader(batches: TrainBatches, start: int, cfg: TrainConfig) -> DataLoader:
+    """Iterations start..cfg.iterations-1 of ``batches``, read ahead by ``cfg.workers`` spawned processes."""
+    return DataLoader(batches, batch_size=None, sampler=range(start, cfg.iterations), num_workers=cfg.workers,
+                      worker_init_fn=partial(_threads, torch.get_num_threads()),
+                      multiprocessing_context="spawn" if cfg.workers else None)
+
+
+def loading_rate(cfg: TrainConfig, batches: int = 20) -> dict:
+    """Data loading alone, as training reads it (this process's share, ``cfg.workers`` workers): samples per second
+    over ``batches`` batches after the first (which pays for starting the workers), and that start."""
+    if batches < 2:
+        raise ValueError(f"time at least 2 batches (the first only starts the workers), got {batches}")
+    max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
+    dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset)
+    t0 = time.perf_counter()
+    it = iter(loader(TrainBatches(dataset, cfg), 0, replace(cfg, iterations=batches)))
+    frames, _, _ = next(it)
+    first = time.perf_counter()
+    samples = sum(len(f) for f, _, _ in it)
+    seconds = time.perf_counter() - first
+    return {"samples_per_s": round(samples / seconds, 2), "batches": batches - 1, "workers": cfg.workers,
+            "startup_s": round(first - t0, 2), "size": list(frames.shape[-2:])}
 
 
 def read_log(run: str | Path) -> list[dict]:

@@ -229,6 +229,19 @@ def accuracy_throughput(points: list[dict]) -> go.Figure:
     return fig
 
 
+def schedule_chart(schedules: dict, title: str) -> go.Figure:
+    """Adaptive keyframes against fixed l (:func:`gsvlib.evaluate.keyframe_schedules`): mIoU over every scored
+    frame against modelled FPS, one curve for the fixed intervals and one per policy signal."""
+    points = [{"name": "fixed l", "fps": p["fps"], "miou": p["miou"], "label": f"l={l}"}
+              for l, p in schedules["fixed"].items()]
+    points += [{"name": f"{signal} policy", "fps": p["fps"], "miou": p["miou"], "label": f"x{p['factor']:g}"}
+               for signal, policy in schedules["policies"].items() for p in policy["points"]]
+    fig = accuracy_throughput(points)
+    fig.update_layout(title=title, xaxis_title="frames per second (modelled from this run's step times)",
+                      yaxis_title="mIoU over every scored frame (%)")
+    return fig
+
+
 def loss_curves(logs: dict[str, list[dict]]) -> go.Figure:
     fig = line_chart({n: ([e["iteration"] for e in log], [e["loss"] for e in log]) for n, log in logs.items()},
                      "Training loss", "iteration", "loss (log scale)", log_y=True, markers=False,

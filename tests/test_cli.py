@@ -48,6 +48,16 @@ def test_train_resume_and_eval(trained, tiny_synth, tmp_path, capsys):
     assert "gsv: l=1 avg" in capsys.readouterr().out
 
 
+def test_eval_policy_compares_adaptive_keyframes_with_fixed_intervals(trained, tiny_synth, tmp_path, capsys):
+    out = tmp_path / "policy.json"
+    assert main(["eval", "--checkpoint", str(trained), "--root", str(tiny_synth), "--policy", "kernel",
+                 "--max-interval", "3", "--factors", "2", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["fixed"]) == {"1", "2", "3"} and [p["factor"] for p in res["policies"]["kernel"]["points"]] == [2]
+    printed = capsys.readouterr().out
+    assert "| fixed l=3 |" in printed and "| kernel, l <= 3 |" in printed and "8 scored frames of 8 streamed" in printed
+
+
 def test_bench_prints_key_and_non_key_timings(capsys, tmp_path):
     assert main(["bench", "--size", "64x96", "--interval", "3", "--intervals-timed", "1", "--classes", "5"]) == 0
     out = capsys.readouterr().out

@@ -238,3 +238,20 @@ def test_force_regenerates_exactly_the_requested_set_and_refuses_a_foreign_folde
     with pytest.raises(DatasetError, match="holds other files than a synthetic set"):
         generate(tmp_path / "mine", SynthConfig(snippets=1, val_snippets=1, **small), progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_whole_videos_of_a_camvid_run_and_of_a_cityscapes_snippet(camvid_root, cityscapes_root):
+    (run,) = CamVid(camvid_root, "val").videos()
+    assert [p.name for p in run.frames] == [f"0016E5_{n:05d}.png" for n in (7959, 7961, 7963, 7965, 7967)]
+    read = list(run)
+    assert [int(round(f[0, 0, 0].item() * 255)) for f, _ in read] == [n % 256 for n in (7959, 7961, 7963, 7965, 7967)]
+    assert all(label[0, ::3].tolist() == [0, 3, 10, IGNORE] for _, label in read)
+    (tail,) = CamVid(camvid_root, "val", span=(0.6, 1.0)).videos()
+    assert [p.name for p in tail.frames] == ["0016E5_07965.png", "0016E5_07967.png"] and sorted(tail.labels) == [0, 1]
+    with pytest.raises(DatasetError, match="aachen_000007_000000_leftImg8bit.png is missing: streaming a whole video"):
+        CityscapesSequences(cityscapes_root, "val").videos()  # the fixture holds frames 15..19 only
+    for f in range(15):
+        frame_png(cityscapes_root / f"leftImg8bit_sequence/val/aachen/aachen_000007_{f:06d}_leftImg8bit.png", f)
+    (snippet,) = CityscapesSequences(cityscapes_root, "val").videos()
+    assert len(snippet) == 20 and list(snippet.labels) == [19]
+    assert [label is None for _, label in snippet] == [True] * 19 + [False]

@@ -84,3 +84,23 @@ def test_bench_times_the_onnx_backend_and_the_parts_of_a_non_keyframe(tmp_path, 
     report = json.loads(path.read_text())
     assert report["backend"] == "onnx" and set(report["nonkey_parts_ms"]) == {"flow", "warp + GSV conv", "labels"}
     assert report["gsvnet"]["2"]["nonkey_ms"] > 0 and report["image_only"]["0.5"]["fps"] > 0
+
+
+def test_one_bench_run_over_backends_and_precisions_skips_what_cannot_run(tmp_path, capsys):
+    path = tmp_path / "matrix.json"
+    assert main(["bench", "--size", "64x96", "--intervals-timed", "1", "--intervals", "1", "2", "--image-scales",
+                 "0.75", "--classes", "5", "--backend", "eager", "onnx", "--precision", "fp32", "bf16", "fp16",
+                 "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert [(r["backend"], r["precision"]) for r in report["runs"]] == [("eager", "fp32"), ("eager", "bf16"),
+                                                                       ("onnx", "fp32")]
+    assert {(s["backend"], s["precision"]) for s in report["skipped"]} == {("eager", "fp16"), ("onnx", "bf16"),
+                                                                          ("onnx", "fp16")}
+    env = report["environment"]
+    assert env["torch"] == torch.__version__ and env["onnxruntime"] and env["threads"] == torch.get_num_threads()
+    table = capsys.readouterr().out
+    eager = report["runs"][0]["gsvnet"]["2"]
+    assert f"| eager | fp32 | {eager['key_ms']:.0f} | {eager['nonkey_ms']:.0f} | " in table
+    assert "| onnx | fp32 |" in table and "Not run: eager fp16 (fp16 autocast needs CUDA" in table
+    ratio = report["runs"][2]["gsvnet"]["2"]["fps"] / report["runs"][2]["image_only"]["0.75"]["fps"]
+    assert f"| {ratio:.2f}x |" in table

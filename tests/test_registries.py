@@ -1,5 +1,5 @@
-"""Adding a keyframe net, a dataset and an evaluation variant is one file plus one registry line: the worked examples
-of CONTRIBUTING.md, run as written, then trained, evaluated, segmented and listed through `gsv`."""
+"""Adding a keyframe net, a dataset, an evaluation variant or a policy signal is one file plus one registry line: the
+worked examples of CONTRIBUTING.md, run as written, then trained, evaluated, segmented and listed through `gsv`."""
 import json
 import re
 import shutil
@@ -13,7 +13,7 @@ from gsvlib.config import config_for
 from gsvlib.data import DATASETS
 from gsvlib.data.io import write_png
 from gsvlib.models.gsvnet import KEYFRAME_NETS
-from gsvlib.segmenter import PROPAGATIONS
+from gsvlib.segmenter import PROPAGATIONS, SIGNALS
 from gsvlib.train import build_model
 
 GUIDE = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
@@ -22,9 +22,9 @@ GUIDE = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 @pytest.fixture
 def registered():
     """CONTRIBUTING.md's python blocks executed in order in one namespace; the registries restored afterwards."""
-    saved = [(r, dict(r)) for r in (KEYFRAME_NETS, DATASETS, PROPAGATIONS)]
+    saved = [(r, dict(r)) for r in (KEYFRAME_NETS, DATASETS, PROPAGATIONS, SIGNALS)]
     blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
-    assert len(blocks) == 5  # net, its registration, dataset, its registration, variant
+    assert len(blocks) == 6  # net, its registration, dataset, its registration, variant, signal
     namespace = {"__name__": "contributing_examples"}
     for block in blocks:
         exec(compile(block, str(GUIDE), "exec"), namespace)
@@ -65,6 +65,12 @@ def test_the_registered_examples_reach_every_command(registered, clips, tmp_path
     report = json.loads(out.read_text())
     assert set(report) == {"gsv", "blur", "image"} and report["blur"]["snippets"] == 2
     assert report["blur"]["intervals"]["1"] == report["gsv"]["intervals"]["1"]  # l = 1: the same keyframes
+    policy = tmp_path / "policy.json"
+    assert main(["eval", "--checkpoint", str(runs / "g" / "checkpoint.pt"), "--dataset", "clips", "--root", str(clips),
+                 "--policy", "edges", "--max-interval", "3", "--factors", "1", "--out", str(policy)]) == 0
+    schedules = json.loads(policy.read_text())
+    assert schedules["frames"] == 8 and schedules["scored"] == 2  # 2 clips of 4 frames, each labelled at its last
+    assert schedules["policies"]["edges"]["title"] == "share of cells on a class boundary"
     frames = tmp_path / "frames"
     frames.mkdir()
     for t in range(4):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsvlib.reports import camvid_markdown, cost_of_propagation, read_results
+from gsvlib.reports import camvid_markdown, cost_of_propagation, fixed_at, read_results, schedule_markdown
 from gsvlib.checkpoint import load_model
 from gsvlib.cli import build_parser, main
 from gsvlib.data import open_dataset
@@ -170,3 +170,18 @@ def test_json_the_project_writes_and_commits_is_strict(tmp_path):
     committed = subprocess.run(["git", "ls-files", "*.json"], cwd=root, capture_output=True, text=True).stdout.split()
     for name in committed:
         strict((root / name).read_text())
+
+
+def test_the_schedule_table_compares_a_policy_with_the_fixed_curve_at_its_fps():
+    point = lambda fps, miou, share: {"fps": fps, "miou": miou, "keyframe_share": share, "forced": 0}
+    schedules = {"frames": 20, "scored": 10, "key_scale": 0.75, "timing_ms": {"keyframe": 100.0, "non-keyframe": 10.0},
+                 "fixed": {"1": point(10.0, 60.0, 1.0), "2": point(18.0, 58.0, 0.5), "4": point(30.0, 50.0, 0.25)},
+                 "policies": {"flow": {"title": "t", "median_reading": 1.0, "max_interval": 4, "points": [
+                     {**point(24.0, 56.0, 0.35), "factor": 2.0, "threshold": 2.0},
+                     {**point(40.0, 49.0, 0.2), "factor": 6.0, "threshold": 6.0}]}}}
+    assert fixed_at(schedules, 24.0) == pytest.approx(54.0)  # halfway from (18, 58) to (30, 50)
+    assert fixed_at(schedules, 40.0) is None
+    table = schedule_markdown(schedules)
+    assert "| fixed l=2 |  | 0.50 | 58.0 | 18.0 |  |" in table
+    assert "| flow, l <= 4 | 2 (2 x median) | 0.35 | 56.0 | 24.0 | +2.0 |" in table
+    assert "| 49.0 | 40.0 | n/a |" in table and "10 scored frames of 20 streamed" in table

@@ -1,10 +1,12 @@
 """The streaming API: keyframe schedule, reset, padding, precision, and errors on bad input."""
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from gsvlib import VideoSegmenter
+from gsvlib import GSVNet, VideoSegmenter
+from gsvlib.segmenter import SIGNALS, KeyframePolicy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,6 +144,88 @@ def test_a_failed_segment_run_leaves_the_earlier_output_as_it_was(small_model, t
                                                           "overlays.timings.json"]  # no partial files left
 
 
+def test_frames_are_read_ahead_in_order_and_a_read_error_arrives_after_the_frames_before_it():
+    import threading
+
+    from gsvlib.data.io import DatasetError
+    from gsvlib.video import read_ahead
+
+    def frames():
+        yield from range(5)
+        raise DatasetError("clip/5.png could not be read")
+
+    got = []
+    with pytest.raises(DatasetError, match="clip/5.png"):
+        for item in read_ahead(frames(), depth=2):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+
+    def endless():
+        n = 0
+        while True:
+            yield n
+            n += 1
+
+    ahead = read_ahead(endless(), depth=2)
+    assert [next(ahead) for _ in range(3)] == [0, 1, 2]
+    ahead.close()  # what a break out of the loop does: the decoding thread stops
+    assert not any(t.name == "gsv-decode" for t in threading.enumerate())
+
+
+def test_pictures_are_written_behind_in_order_and_a_write_error_is_raised_not_lost():
+    from gsvlib.video import WriteBehind
+
+    written = []
+    behind = WriteBehind(written.append, depth=2)
+    for i in range(6):
+        behind.put(i)
+    behind.close()
+    assert written == list(range(6))
+
+    def fail(item):
+        if item == 2:
+            raise OSError("disk full writing frame 2")
+        written.append(item)
+
+    written.clear()
+    behind = WriteBehind(fail, depth=1)
+    with pytest.raises(OSError, match="disk full writing frame 2"):
+        for i in range(6):
+            behind.put(i)
+        behind.close()
+    assert written == [0, 1]
+
+
+def test_a_failed_write_leaves_the_earlier_output_and_the_summary_has_the_wall_clock_rate(small_model, tmp_path,
+                                                                                         monkeypatch):
+    import numpy as np
+
+    import gsvlib.video as video
+    from gsvlib.data.io import write_png
+    from gsvlib.data.labels import CAMVID
+
+    clip = tmp_path / "clip"
+    for i in range(4):
+        write_png(clip / f"{i}.png", np.full((32, 32, 3), 40 * i, np.uint8))
+    seg = VideoSegmenter(small_model, interval=2)
+    out = tmp_path / "overlays"
+    summary = video.segment_video(seg, clip, out, CAMVID, progress=False)
+    assert summary["frames"] == 4 and 0 < summary["fps_end_to_end"] <= summary["fps"]
+    before = sorted(p.name for p in out.iterdir())
+    real = video.write_png
+
+    def flaky(path, picture):
+        if path.name == "000002.png":
+            raise OSError(f"{path}: no space left on device")
+        real(path, picture)
+
+    monkeypatch.setattr(video, "write_png", flaky)
+    with pytest.raises(OSError, match="000002.png: no space left"):
+        video.segment_video(seg, clip, out, CAMVID, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip", "overlays"]
+
+
 def ties(seg, size):
     """(B, H, W) True where the two best upsampled scores are within float rounding of each other."""
     top2 = torch.nn.functional.interpolate(seg.float(), size=size, mode="bilinear", align_corners=False).topk(2, 1)
@@ -183,3 +267,71 @@ def test_a_compiled_segmenter_streams_the_eager_labels(small_model):
         assert a.is_keyframe == b.is_keyframe
         torch.testing.assert_close(b.logits, a.logits, atol=1e-4, rtol=1e-4)
         assert not ((a.labels != b.labels) & ~ties(a.logits, (64, 96))).any()
+
+
+def stream_steps(seg, frames):
+    seg.reset()
+    return [seg.step(f) for f in frames]
+
+
+@pytest.fixture
+def moving_frames():
+    """Six frames of a textured scene sliding right by 8 px a frame, so the flow net sees motion."""
+    base = torch.rand(3, 64, 128)
+    return [torch.roll(base, 8 * t, dims=2) for t in range(6)]
+
+
+def test_a_policy_that_never_fires_reads_every_non_keyframe_and_changes_nothing(small_model, moving_frames):
+    plain = stream_steps(VideoSegmenter(small_model, interval=3, key_scale=1.0), moving_frames)
+    policy = KeyframePolicy("flow", math.inf)
+    read = stream_steps(VideoSegmenter(small_model, interval=3, key_scale=1.0, policy=policy), moving_frames)
+    assert [s.is_keyframe for s in read] == [s.is_keyframe for s in plain] == [True, False, False] * 2
+    assert all(torch.equal(a.logits, b.logits) for a, b in zip(plain, read))
+    assert [s.signal is None for s in read] == [s.is_keyframe for s in read] and not any(s.forced for s in read)
+
+
+@pytest.mark.parametrize("signal", sorted(SIGNALS))
+def test_each_signal_reads_what_its_title_says_from_the_propagation(small_model, moving_frames, signal):
+    seg = VideoSegmenter(small_model, interval=8, key_scale=1.0, policy=KeyframePolicy(signal, math.inf))
+    seg.step(moving_frames[0])
+    prev_seg, prev_small = seg._seg, seg._prev_small
+    reading = seg.step(moving_frames[1]).signal
+    with torch.inference_mode():
+        p = small_model.propagate(prev_seg, prev_small, seg._prev_small)
+    by_hand = {"flow": torch.sqrt(p.flow[:, 0] ** 2 + p.flow[:, 1] ** 2).mean(),  # mean |m_t|
+               "kernel": 1 - p.kernels[:, 8].mean(),  # K = 3: taps 0..7 are the shifts, 8 the identity, 9 intra
+               "intra": (p.intra.argmax(1) != p.seg.argmax(1)).float().mean()}[signal]
+    assert reading == pytest.approx(float(by_hand), rel=1e-5)
+    assert reading > 0
+
+
+def test_the_policy_refreshes_once_the_summed_signal_passes_the_threshold(small_model, moving_frames):
+    """Readings r1, r2, ... summed from the keyframe: with a threshold between r1 and r1 + r2, frame 2 is propagated,
+    then segmented again as a keyframe, and the count starts again from there; the interval still bounds it."""
+    never = stream_steps(VideoSegmenter(small_model, interval=8, key_scale=1.0,
+                                        policy=KeyframePolicy("flow", math.inf)), moving_frames)
+    r1, r2 = never[1].signal, never[2].signal
+    seg = VideoSegmenter(small_model, interval=8, key_scale=1.0, policy=KeyframePolicy("flow", r1 + r2 / 2))
+    steps = stream_steps(seg, moving_frames)
+    assert [s.is_keyframe for s in steps[:3]] == [True, False, True] and [s.forced for s in steps[:3]] == [
+        False, False, True]
+    assert steps[2].signal == pytest.approx(r2, rel=1e-5)
+    key = stream_steps(VideoSegmenter(small_model, interval=1, key_scale=1.0), moving_frames)
+    assert torch.equal(steps[2].logits, key[2].logits)  # a forced keyframe is the keyframe net's output
+    assert steps[3].signal is not None and not steps[3].is_keyframe  # counting restarted at frame 2
+    bounded = stream_steps(VideoSegmenter(small_model, interval=2, key_scale=1.0,
+                                          policy=KeyframePolicy("flow", 1e9)), moving_frames)
+    assert [s.is_keyframe for s in bounded] == [True, False] * 3
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda m: KeyframePolicy("motion", 1.0), "signal must be one of"),
+    (lambda m: KeyframePolicy("flow", 0), "threshold must be a positive number"),
+    (lambda m: KeyframePolicy("flow", math.nan), "threshold must be a positive number"),
+    (lambda m: VideoSegmenter(m, policy=KeyframePolicy("flow", 1.0), propagation="warp"), "cannot run with 'warp'"),
+    (lambda m: VideoSegmenter(GSVNet(num_classes=5, use_intra=False), policy=KeyframePolicy("intra", 1.0)),
+     "needs a model with the intra-frame net"),
+])
+def test_policy_misuse_is_refused_with_the_fix(small_model, make, message):
+    with pytest.raises(ValueError, match=message):
+        make(small_model)

@@ -1,13 +1,17 @@
 """Training, the evaluation protocol and the benchmark."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from gsvlib import GSVNet
 from gsvlib.bench import average_flops, count_flops, time_stream
-from gsvlib.evaluate import ConfusionMatrix, evaluate, protocol, run_offsets
 from gsvlib.config import config_for
+from gsvlib.data import open_dataset
+from gsvlib.data.synthetic import load_analysis
+from gsvlib.evaluate import ConfusionMatrix, evaluate, keyframe_schedules, protocol, run_offsets, stream
+from gsvlib.segmenter import KeyframePolicy
 from gsvlib.train import read_log, train
 
 
@@ -207,8 +211,8 @@ def test_a_few_iterations_reduce_the_loss_in_both_stages(tiny_synth, tmp_path):
     key = train(config_for("keyframe", root=str(tiny_synth), out=str(tmp_path / "k"), iterations=12, batch_size=4),
                 progress=False)
     assert sum(key["losses"][-3:]) < 0.7 * sum(key["losses"][:3])
-    gsv = train(config_for("gsv", root=str(tiny_synth), out=str(tmp_path / "g"), iterations=12, batch_size=4,
-                           init=key["checkpoint"], lr=0.01), progress=False)
+    gsv = train(config_for(recipe="short-adam", root=str(tiny_synth), out=str(tmp_path / "g"), iterations=12,
+                           batch_size=4, init=key["checkpoint"]), progress=False)
     assert sum(gsv["losses"][-4:]) < sum(gsv["losses"][:4])
     ckpt = torch.load(gsv["checkpoint"], weights_only=True)
     k = torch.load(key["checkpoint"], weights_only=True)
@@ -254,7 +258,7 @@ def test_benchmark_times_key_and_non_key_frames():
 
 def test_channels_last_model_gives_the_same_segmentation():
     from gsvlib import VideoSegmenter
-    from gsvlib.bench import channels_last
+    from gsvlib.models.layers import channels_last
 
     model = GSVNet(num_classes=4).eval()
     frame = torch.rand(3, 64, 96)
@@ -263,3 +267,35 @@ def test_channels_last_model_gives_the_same_segmentation():
     fast.load_state_dict(model.state_dict())
     assert fast.keyframe_net.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(VideoSegmenter(fast, 2, 1.0).step(frame).logits, plain, atol=1e-4)
+
+
+def test_whole_videos_join_snippets_and_the_synthetic_ones_are_labelled_on_every_frame(tiny_synth):
+    (video,) = open_dataset("synthetic", tiny_synth, "val").videos()
+    assert len(video) == 8 and sorted(video.labels) == list(range(8))  # gtFine has frame 6 only; analysis has all
+    truth = load_analysis(tiny_synth, "val", 2)["labels"]
+    for t, (frame, label) in enumerate(video):
+        assert frame.shape == (3, 64, 128) and torch.equal(label, torch.from_numpy(truth[t].astype(np.int64)))
+    assert [sorted(v.labels) for v in open_dataset("synthetic", tiny_synth, "train").videos()] == [list(range(8))] * 2
+
+
+def test_adaptive_keyframes_against_fixed_intervals_on_the_same_frames(tiny_synth):
+    model = GSVNet(num_classes=19).eval()
+    videos = open_dataset("synthetic", tiny_synth, "val").videos()
+    out = keyframe_schedules(model, videos, 19, ["flow", "intra"], range(1, 5), (1.0, 3.0), key_scale=1.0,
+                             progress=False)
+    assert out["frames"] == out["scored"] == 8
+    assert {l: p["keyframe_share"] for l, p in out["fixed"].items()} == {"1": 1.0, "2": 0.5, "3": 0.375, "4": 0.25}
+    fixed1 = out["fixed"]["1"]
+    assert fixed1["fps"] == pytest.approx(1000 / out["timing_ms"]["keyframe"], rel=0.01)
+    for signal, policy in out["policies"].items():
+        assert policy["median_reading"] > 0 and policy["max_interval"] == 4
+        for p in policy["points"]:
+            assert p["threshold"] == pytest.approx(p["factor"] * policy["median_reading"], rel=1e-4)
+            assert 0.25 <= p["keyframe_share"] <= 1 and 0 <= p["forced"] <= 8 * p["keyframe_share"]
+    # a threshold of one median reading fires on about every other frame: more keyframes than the bound alone gives
+    assert out["policies"]["flow"]["points"][0]["keyframe_share"] > out["fixed"]["4"]["keyframe_share"]
+    # l = 1 streams the keyframe net on every frame: the same score as a policy that refreshes every frame
+    every = stream(model, videos, 19, 4, KeyframePolicy("flow", 1e-9), key_scale=1.0)
+    assert every["keyframes"] == 8 and every["forced"] == 7 and every["miou"] == fixed1["miou"]
+    with pytest.raises(ValueError, match="predicts 5 classes but the videos have 19"):
+        keyframe_schedules(GSVNet(num_classes=5), videos, 19, progress=False)

@@ -7,13 +7,14 @@ from gsvlib.data.camvid import CamVid
 from gsvlib.data.cityscapes import CityscapesSequences
 from gsvlib.data.io import DatasetError
 from gsvlib.data.labels import CAMVID, CITYSCAPES, IGNORE, LabelTable
-from gsvlib.data.snippets import SnippetDataset
+from gsvlib.data.snippets import SnippetDataset, Video
+from gsvlib.data.synthetic import SyntheticStreet
 from gsvlib.data.transforms import RandomScaleCropFlip
 
 # The registry of datasets (name -> a SnippetDataset subclass): the CLI's choices and every loader read it.
-# "synthetic" is the built-in street video, written in the Cityscapes layout.
+# "synthetic" is the built-in street video, written in the Cityscapes layout (read by the Cityscapes reader).
 DATASETS: dict[str, type[SnippetDataset]] = {"cityscapes": CityscapesSequences, "camvid": CamVid,
-                                             "synthetic": CityscapesSequences}
+                                             "synthetic": SyntheticStreet}
 
 
 def open_dataset(name: str, root: str | Path, split: str, span: tuple[float, float] = (0.0, 1.0),
@@ -25,4 +26,4 @@ def open_dataset(name: str, root: str | Path, split: str, span: tuple[float, flo
 
 
 __all__ = ["CamVid", "CityscapesSequences", "DatasetError", "CAMVID", "CITYSCAPES", "IGNORE", "LabelTable",
-           "SnippetDataset", "RandomScaleCropFlip", "DATASETS", "open_dataset"]
+           "SnippetDataset", "SyntheticStreet", "Video", "RandomScaleCropFlip", "DATASETS", "open_dataset"]

@@ -11,7 +11,8 @@ import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from functools import partial
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,6 +29,28 @@ class Snippet:
     name: str  # e.g. "aachen_000000_000019"
     frames: tuple[Path, ...]  # every frame up to and including the annotated one, oldest first
     label: Path
+
+
+@dataclass(frozen=True)
+class Video:
+    """A whole video to stream frame by frame: iterating it reads (frame (3, H, W) float in [0, 1], label (H, W) int64
+    or None) in order; ``labels`` maps a frame's index to a reader of its label map (0..C-1, 255 = ignore)."""
+
+    name: str
+    frames: tuple[Path, ...]
+    labels: dict[int, Callable[[], np.ndarray]]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        for i, path in enumerate(self.frames):
+            rgb = read_rgb(path)
+            label = self.labels[i]() if i in self.labels else None
+            if label is not None and label.shape != rgb.shape[:2]:
+                raise DatasetError(f"the label of {path} is {label.shape[1]}x{label.shape[0]} but the frame is "
+                                   f"{rgb.shape[1]}x{rgb.shape[0]}")
+            yield frames_to_tensor([rgb])[0], None if label is None else torch.from_numpy(label.astype(np.int64))
 
 
 def frames_to_tensor(frames: list[np.ndarray]) -> torch.Tensor:
@@ -79,6 +102,29 @@ class SnippetDataset(Dataset):
     def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
         raise NotImplementedError
 
+    def read_label(self, path: Path) -> np.ndarray:
+        """The label file at ``path`` as (H, W) uint8 classes, 255 = ignore."""
+        return self.map_labels(read_label(path), path)
+
+    def videos(self) -> list[Video]:
+        """The snippets joined into whole videos to stream (adaptive keyframes need them): snippets that start at the
+        same frame are one video (a CamVid run), with every labelled frame of theirs; a Cityscapes snippet is a video
+        of its own, labelled at its annotated frame."""
+        groups: dict[Path, list[Snippet]] = {}
+        for s in self.items:
+            groups.setdefault(s.frames[0], []).append(s)
+        out = []
+        for group in groups.values():
+            frames = max(group, key=lambda s: len(s.frames)).frames
+            absent = next((p for p in frames if not p.is_file()), None)
+            if absent is not None:
+                raise DatasetError(f"{absent} is missing: streaming a whole video needs every frame from its first "
+                                   f"one ({frames[0].name}); add the missing frames or evaluate with the protocol "
+                                   "(gsv eval without --policy), which needs only the frames before each label")
+            out.append(Video(group[0].name, frames, {len(s.frames) - 1: partial(self.read_label, s.label)
+                                                     for s in group}))
+        return out
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -97,7 +143,7 @@ class SnippetDataset(Dataset):
             if f.shape != frames[-1].shape:
                 raise DatasetError(f"{p} is {f.shape[1]}x{f.shape[0]} but {paths[-1]} is "
                                    f"{frames[-1].shape[1]}x{frames[-1].shape[0]}: frames of one snippet must share a size")
-        label = self.map_labels(read_label(s.label), s.label)
+        label = self.read_label(s.label)
         if label.shape != frames[-1].shape[:2]:
             raise DatasetError(f"{s.label} is {label.shape[1]}x{label.shape[0]} but its frame {paths[-1]} is "
                                f"{frames[-1].shape[1]}x{frames[-1].shape[0]}")

@@ -10,20 +10,24 @@ previous frame is exact: the point, moved back by its object's velocity, project
 with the 20th frame annotated, plus every frame's trainId labels, flow and validity as .npy under ``analysis/``.
 Unlike Cityscapes, training snippets get a gtFine file for every frame by default (more labelled frames for the short
 CPU training runs); validation snippets keep the single annotated frame, so the protocol is the paper's.
+:class:`SyntheticStreet` is the Cityscapes reader with one addition: its whole videos (``videos()``) hold all frames
+of a snippet, each scored with its exact labels.
 """
 from __future__ import annotations
 
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from gsvlib.data.cityscapes import CityscapesSequences
 from gsvlib.data.io import DatasetError, read_rgb, write_png
-from gsvlib.data.labels import CITYSCAPES, CITYSCAPES_TRAINID_TO_ID
-from gsvlib.data.snippets import frames_to_tensor
+from gsvlib.data.labels import CITYSCAPES, CITYSCAPES_TRAINID_TO_ID, IGNORE
+from gsvlib.data.snippets import Video, frames_to_tensor
 from gsvlib.files import move_into_place, remove, write_json_atomic
 
 FPS = 17.0  # Cityscapes' frame rate
@@ -393,6 +397,40 @@ def load_analysis(root: str | Path, split: str, seq: int) -> dict[str, np.ndarra
     out = {name: np.load(p) for name, p in paths.items()}
     out["flow"] = out["flow"].astype(np.float32)
     return out
+
+
+def analysis_labels(root: str | Path, split: str, seq: int) -> np.ndarray:
+    """(T, H, W) uint8 trainIds of every frame of one snippet as stored (memory-mapped: frames are read as used)."""
+    path = Path(root) / "analysis" / split / f"{CITY}_{seq:06d}_labels.npy"
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist; generate the set with `gsv data synth --out {root}`")
+    return np.load(path, mmap_mode="r")
+
+
+def _frame_labels(root: Path, split: str, seq: int, k: int) -> np.ndarray:
+    labels = np.asarray(analysis_labels(root, split, seq)[k])
+    return np.where(labels < CITYSCAPES.num_classes, labels, IGNORE).astype(np.uint8)
+
+
+class SyntheticStreet(CityscapesSequences):
+    """The synthetic set through the Cityscapes reader; ``videos()`` are whole snippets with every frame labelled."""
+
+    def __init__(self, root: str | Path, split: str = "val", *args, **kwargs):
+        super().__init__(root, split, *args, **kwargs)
+        self.split = split
+
+    def videos(self) -> list[Video]:
+        out = []
+        for video in super().videos():
+            seq = int(video.frames[0].name.split("_")[1])  # synth_<seq>_<frame>_leftImg8bit.png
+            frames = tuple(sorted(video.frames[0].parent.glob(f"{CITY}_{seq:06d}_*_leftImg8bit.png")))
+            count = len(analysis_labels(self.root, self.split, seq))
+            if count != len(frames):
+                raise DatasetError(f"{video.frames[0].parent} holds {len(frames)} frames of snippet {seq} but its "
+                                   f"analysis labels hold {count}; regenerate the set with `gsv data synth --force`")
+            out.append(Video(video.name, frames, {k: partial(_frame_labels, self.root, self.split, seq, k)
+                                                  for k in range(count)}))
+        return out
 
 
 def load_snippet(root: str | Path, split: str, seq: int) -> dict:

@@ -110,6 +110,7 @@ class GuidedSpatiallyVaryingConv(nn.Module):
         self.use_intra = use_intra
         self.theta = nn.Parameter(ideal_delay_kernels(kernel_size), requires_grad=learnable_delays)  # (D, 1, 1, K, K)
         self.intra_net = IntraNet(num_classes, channels) if use_intra else None
+        self.identity_tap = len(self.offsets)  # the tap index of S^-_t itself; the intra estimate (if any) follows it
         taps = len(self.offsets) + (2 if use_intra else 1)
         self.guiding_net = GuidingNet((num_classes if use_intra else 0) + 1, taps, channels)
 

@@ -1,6 +1,7 @@
 """Small conv blocks shared by the keyframe nets and the propagation network."""
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -33,3 +34,12 @@ def resize(x, size, mode: str = "bilinear"):
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False if mode == "bilinear" else None)
+
+
+def channels_last(model: nn.Module) -> nn.Module:
+    """Channels-last weights for the 2-D convs (their outputs follow); the ideal-delay kernels are a 5-D conv3d
+    weight and stay as they are."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+    return model
