@@ -240,7 +240,7 @@ def cmd_tour(args) -> None:
           f"iterations) and the propagation with and without intra features ({cfg.gsv_iterations} each) in "
           f"{cfg.runs}, evaluate every method for l = 1..{max(cfg.intervals)}, benchmark at "
           f"{cfg.bench_size[0]}x{cfg.bench_size[1]}; the report goes to {cfg.figures}. "
-          + ("" if args.quick else "About 15 minutes on 2 CPU cores; ") + "steps already done are skipped.",
+          + ("" if args.quick else "About 12 minutes on 2 CPU cores; ") + "steps already done are skipped.",
           flush=True)
     report = run_tour(cfg)
     print((Path(args.figures) / "results.md").read_text())
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.set_defaults(func=cmd_segment)
 
     tour = sub.add_parser("tour", help="the main job on the synthetic set: data, training, evaluation, benchmark",
-                          epilog="example: gsv tour            (what `make tour` runs; about 15 minutes on 2 cores)")
+                          epilog="example: gsv tour            (what `make tour` runs; about 12 minutes on 2 cores)")
     tour.add_argument("--data", default="data/synthetic")
     tour.add_argument("--runs", default="runs/tour")
     tour.add_argument("--figures", default="runs/tour/report",

@@ -237,8 +237,7 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
     max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
     dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset)
     batches = TrainBatches(dataset, cfg, ranks)
-    sum_over_ranks(torch.zeros(1, device=cfg.device))  # a barrier: every rank has checked the run folder before rank 0
-    # writes to it
+    sum_over_ranks(torch.zeros(1, device=cfg.device))  # barrier: all ranks checked the folder before rank 0 writes
     torch.manual_seed(cfg.seed)
     start_from = replace(cfg, init=None, imagenet=None) if ckpt is not None else cfg
     model = build_model(start_from, dataset.table.num_classes)
@@ -261,8 +260,8 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
             scaler.load_state_dict(ckpt["scaler"])
         start = ckpt["iteration"]
     log_path = out / "log.jsonl"
-    kept = [e for e in (parse_log(log_path) if log_path.exists() and resume else [])
-            if e["iteration"] <= start]  # drop iterations after the checkpoint: they are redone
+    kept = [e for e in (parse_log(log_path) if log_path.exists() and resume and ranks.main else [])
+            if e["iteration"] <= start]  # drop iterations after the checkpoint: they are redone (rank 0 logs)
     elapsed = kept[-1]["seconds"] if kept else 0.0  # the log's clock runs on across resumes
     if ranks.main:
         for stale in out.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
