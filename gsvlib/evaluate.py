@@ -182,14 +182,14 @@ def stream(model: GSVNet, videos: Videos, num_classes: int, interval: int, polic
     return {"miou": round(matrix.miou(), 2), **counts, "readings": readings, "step_ms": times}
 
 
-def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=tuple(SIGNALS),
+def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=None,
                        intervals=range(1, 9), factors=THRESHOLD_FACTORS, key_scale: float = 0.75, device: str = "cpu",
                        progress: bool = True) -> dict:
     """Adaptive keyframes against fixed intervals on the same frames: mIoU against the keyframe share and the FPS.
 
-    Fixed l for each of ``intervals``; for each signal, policies whose threshold is ``factor`` x the median reading of
-    that signal per frame (measured on a run at the largest l that never forces), each bounded by the largest l.
-    FPS is modelled from the median step times of this run, so that every point is priced alike: a keyframe costs
+    Fixed l for each of ``intervals``; for each of ``signals`` (default: every registered one), policies whose
+    threshold is ``factor`` x the median reading of that signal per frame (measured on a run at the largest l that
+    never forces), each bounded by the largest l. FPS is modelled from the median step times of this run, so that every point is priced alike: a keyframe costs
     its time, a non-keyframe its time, and a forced keyframe both (it was propagated first)."""
     intervals = sorted(set(intervals))
     if not intervals or intervals[0] < 1:
@@ -197,7 +197,7 @@ def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=
     if model.config.num_classes != num_classes:
         raise ValueError(f"the model predicts {model.config.num_classes} classes but the videos have {num_classes}")
     longest = intervals[-1]
-    signals = list(signals)
+    signals = list(SIGNALS if signals is None else signals)
     bad = [s for s in signals if s not in SIGNALS]
     if bad:
         raise ValueError(f"signals must be among {sorted(SIGNALS)}, got {bad}")

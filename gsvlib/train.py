@@ -113,6 +113,13 @@ def batch_loss(terms: list[tuple]) -> torch.Tensor:
     return sum(w * total / n.clamp(min=1) for (w, total, _), n in zip(terms, counts))
 
 
+def training_data(cfg: TrainConfig) -> SnippetDataset:
+    """The snippets a run trains on: for stage gsv each reaches back up to max_interval - 1 frames, for stage keyframe
+    only the labelled frame."""
+    return open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None,
+                        max_offset=cfg.max_interval - 1 if cfg.stage == "gsv" else 0)
+
+
 class TrainBatches(Dataset):
     """Iteration k -> this rank's share of its batch: (frames (B/N, T, 3, H, W), labels (B/N, H, W), keyframe offset
     T-1). The offset, the sample indices and one augmentation seed per sample are drawn from a generator seeded by
@@ -126,7 +133,7 @@ class TrainBatches(Dataset):
         self.dataset = dataset
         self.cfg = cfg
         self.ranks = ranks
-        self.max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
+        self.max_offset = dataset.max_offset
 
     def __len__(self) -> int:
         return self.cfg.iterations
@@ -234,8 +241,7 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
             warnings.warn(f"{out} was trained by an earlier gsvkit, which drew the samples of a batch in another way; "
                           "it resumes with the current way: as good a run, but not the one it would have been "
                           "uninterrupted", stacklevel=3)
-    max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
-    dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset)
+    dataset = training_data(cfg)
     batches = TrainBatches(dataset, cfg, ranks)
     sum_over_ranks(torch.zeros(1, device=cfg.device))  # barrier: all ranks checked the folder before rank 0 writes
     torch.manual_seed(cfg.seed)
@@ -327,8 +333,7 @@ def loading_rate(cfg: TrainConfig, batches: int = 20) -> dict:
     over ``batches`` batches after the first (which pays for starting the workers), and that start."""
     if batches < 2:
         raise ValueError(f"time at least 2 batches (the first only starts the workers), got {batches}")
-    max_offset = cfg.max_interval - 1 if cfg.stage == "gsv" else 0
-    dataset = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=max_offset)
+    dataset = training_data(cfg)
     t0 = time.perf_counter()
     it = iter(loader(TrainBatches(dataset, cfg), 0, replace(cfg, iterations=batches)))
     frames, _, _ = next(it)

@@ -19,11 +19,9 @@ import torch
 import torch.distributed as dist
 
 from gsvlib.cli import main
-from gsvlib.distributed import SyncBatchNorm2d, convert_sync_batchnorm, sum_gradients
-from gsvlib.train import TrainBatches, read_log
 from gsvlib.config import config_for
-from gsvlib.data import open_dataset
-from gsvlib.distributed import Ranks
+from gsvlib.distributed import Ranks, SyncBatchNorm2d, convert_sync_batchnorm, sum_gradients
+from gsvlib.train import TrainBatches, read_log, training_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +47,7 @@ def assert_same_run(a, b):
 
 def test_each_rank_builds_its_share_of_the_global_batch(tiny_synth):
     cfg = config_for("gsv", root=str(tiny_synth), batch_size=4)
-    data = open_dataset("synthetic", tiny_synth, "train", offset=None, max_offset=cfg.max_interval - 1)
+    data = training_data(cfg)
     whole = TrainBatches(data, cfg)[7]
     shares = [TrainBatches(data, cfg, Ranks(r, 2))[7] for r in range(2)]
     assert shares[0][2] == shares[1][2] == whole[2]  # one keyframe offset for the whole batch
