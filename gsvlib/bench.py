@@ -19,13 +19,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from gsvlib.deploy import OnnxSegmenter, export_onnx
+from gsvlib.device import PRECISIONS
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.layers import downscale8
 from gsvlib.models.resnet import normalize
 from gsvlib.models.warp import warp
 from gsvlib.segmenter import VideoSegmenter, eager_labels, padded_size
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass

@@ -13,14 +13,14 @@ from pathlib import Path
 import torch
 
 from gsvlib import __version__
-from gsvlib.bench import (BACKENDS, PRECISIONS, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame,
-                          matrix_table, nonkey_parts, time_stream)
+from gsvlib.bench import (BACKENDS, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame, matrix_table,
+                          nonkey_parts, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
 from gsvlib.config import add_train_options, config_from_options
 from gsvlib.data import DATASETS, open_dataset
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.deploy import OnnxSegmenter, export_onnx
-from gsvlib.device import check_device
+from gsvlib.device import PRECISIONS, check_device
 from gsvlib.evaluate import IMAGE_ONLY, THRESHOLD_FACTORS, evaluate_variants, keyframe_schedules, known_variants
 from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
@@ -163,6 +163,8 @@ def launch(nproc: int, argv: list[str]) -> None:
 def cmd_eval(args) -> None:
     model, ckpt = load_model(args.checkpoint, args.device)
     if args.policy:
+        if args.precision != "fp32":
+            raise ValueError("--precision applies to the protocol; --policy compares keyframe schedules in fp32")
         require_propagation(ckpt, args.checkpoint)
         data = open_dataset(args.dataset, args.root, args.split, tuple(args.span))
         report = keyframe_schedules(model, data.videos(), data.table.num_classes, args.policy,
@@ -181,7 +183,8 @@ def _protocol(model, ckpt, args) -> dict:
     if set(args.variants) - {IMAGE_ONLY}:
         require_propagation(ckpt, args.checkpoint)
     report = evaluate_variants(model, args.variants, args.dataset, args.root, args.split, tuple(args.span),
-                               args.intervals, args.key_scale, args.image_scales, args.device)
+                               args.intervals, args.key_scale, args.image_scales, args.device,
+                               precision=args.precision)
     for variant, res in report.items():
         if variant == IMAGE_ONLY:
             for s, r in res.items():
@@ -330,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the propagations (gsv: GSVNet; warp: no GSV conv; copy: the previous segmentation) scored "
                          "with the protocol; image: the keyframe net alone at --image-scales (default gsv)")
     ev.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
+    ev.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                    help="autocast of the nets: bf16 (CPU or CUDA) or fp16 (CUDA); the protocol only (default fp32)")
     ev.add_argument("--policy", nargs="+", choices=sorted(SIGNALS), metavar="SIGNAL",
                     help="adaptive keyframes instead of the protocol: stream whole videos and compare keyframes forced "
                          "by each SIGNAL (" + ", ".join(f"{k}: {v.title}" for k, v in SIGNALS.items()) + ") with "

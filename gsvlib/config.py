@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from gsvlib.data import DATASETS
-from gsvlib.device import check_device
+from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS
 
 
@@ -63,7 +63,7 @@ class TrainConfig:
     distill: float = setting(0.0, "weight of a KL term towards N's prediction on the last frame (stage gsv)")
     device: str = setting("cpu", "cpu, cuda or cuda:N")
     precision: str = setting("fp32", "mixed precision on CUDA: bf16 autocast, or fp16 autocast with a gradient scaler",
-                             choices=lambda: list(TRAIN_PRECISIONS))
+                             choices=lambda: list(PRECISIONS))
     channels_last: bool = setting(False, "channels-last memory format for the convs (CUDA: faster "
                                          "with mixed precision)", flag="--channels-last")
     sync_bn: bool = setting(False, "batch norm of the trained parts with the statistics of the global batch over "
@@ -118,7 +118,6 @@ class TrainConfig:
         return cls(**saved)
 
 
-TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
 PATHS = tuple(f.name for f in fields(TrainConfig) if f.metadata["path"])  # stored absolute, printed relative
 STARTING_POINTS = ("init", "imagenet")  # read when a run starts, never when it resumes
 

@@ -1,7 +1,10 @@
-"""Choosing the device: one check, so that asking for CUDA without it says so plainly."""
+"""Choosing the device and the precision: one check, so that asking for CUDA without it says so plainly, and one
+table of the autocast precisions that inference, training and the benchmark offer."""
 from __future__ import annotations
 
 import torch
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}  # name -> autocast dtype (None: off)
 
 
 def check_device(device: str | torch.device) -> torch.device:

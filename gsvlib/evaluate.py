@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gsvlib.data import IGNORE, open_dataset
+from gsvlib.device import PRECISIONS
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
 
@@ -66,17 +67,19 @@ class ConfusionMatrix:
 
 def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key_scale: float = 0.75,
                 propagation: str = "gsv", device: str = "cpu", progress: bool = True,
-                span: tuple[float, float] = (0.0, 1.0)) -> tuple[list[ConfusionMatrix], int, tuple[str, ...]]:
+                span: tuple[float, float] = (0.0, 1.0),
+                precision: str = "fp32") -> tuple[list[ConfusionMatrix], int, tuple[str, ...]]:
     """Confusion matrix of each offset i = 0..offsets-1 (keyframe at a - i, frame a scored), the snippet count and
     the class names. Each snippet is read once, at the largest offset; offset i streams its last i + 1 frames.
-    ``span`` keeps a time slice of CamVid's sequences (snippets never reach outside it)."""
+    ``span`` keeps a time slice of CamVid's sequences (snippets never reach outside it); ``precision`` names the
+    autocast of the nets (:data:`gsvlib.device.PRECISIONS`)."""
     data = open_dataset(dataset, root, split, span, offset=offsets - 1)
     num_classes = data.table.num_classes
     if model.config.num_classes != num_classes:
         raise ValueError(f"the model predicts {model.config.num_classes} classes but {dataset} has {num_classes}")
     matrices = [ConfusionMatrix(num_classes) for _ in range(offsets)]
     segmenter = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device,
-                               propagation=propagation)
+                               amp_dtype=PRECISIONS[precision], propagation=propagation)
     what = (f"image-only x{key_scale:g}" if offsets == 1 else
             f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}")
     for k in tqdm(range(len(data)), desc=f"{what}: {split} snippets", disable=not progress, leave=False):
@@ -101,22 +104,24 @@ def protocol(matrices: list[ConfusionMatrix], intervals, classes) -> dict:
 
 def evaluate(model: GSVNet, dataset: str, root, split: str = "val", intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
              propagation: str = "gsv", device: str = "cpu", progress: bool = True,
-             span: tuple[float, float] = (0.0, 1.0)) -> dict:
+             span: tuple[float, float] = (0.0, 1.0), precision: str = "fp32") -> dict:
     """The protocol for l in ``intervals``: {"intervals": {"1": {"avg", "min", "per_class_avg"}, ...}, ...}."""
     intervals = sorted(set(intervals))
     if not intervals or intervals[0] < 1 or intervals[-1] > 30:
         raise ValueError(f"keyframe intervals must lie in 1..30, got {intervals}")
     model = model.eval()
     matrices, snippets, classes = run_offsets(model, dataset, root, split, intervals[-1], key_scale, propagation,
-                                              device, progress, span)
+                                              device, progress, span, precision)
     return {"dataset": dataset, "split": split, "span": list(span), "key_scale": key_scale, "propagation": propagation,
-            "snippets": snippets, "intervals": protocol(matrices, intervals, classes)}
+            "precision": precision, "snippets": snippets, "intervals": protocol(matrices, intervals, classes)}
 
 
 def evaluate_image_only(model: GSVNet, dataset: str, root, split: str = "val", scale: float = 1.0,
-                        device: str = "cpu", progress: bool = True, span: tuple[float, float] = (0.0, 1.0)) -> dict:
+                        device: str = "cpu", progress: bool = True, span: tuple[float, float] = (0.0, 1.0),
+                        precision: str = "fp32") -> dict:
     """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "per_class", "frames"}."""
-    (cm,), frames, classes = run_offsets(model.eval(), dataset, root, split, 1, scale, "gsv", device, progress, span)
+    (cm,), frames, classes = run_offsets(model.eval(), dataset, root, split, 1, scale, "gsv", device, progress, span,
+                                         precision)
     return {"scale": scale, "miou": round(cm.miou(), 2), "per_class": cm.per_class(classes), "frames": frames}
 
 
@@ -130,13 +135,15 @@ def known_variants() -> list[str]:
 
 def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = "val",
                       span: tuple[float, float] = (0.0, 1.0), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
-                      image_scales=(0.5, 0.75, 1.0), device: str = "cpu", progress: bool = True) -> dict:
+                      image_scales=(0.5, 0.75, 1.0), device: str = "cpu", progress: bool = True,
+                      precision: str = "fp32") -> dict:
     """What ``gsv eval --out`` writes: the protocol per propagation variant ("gsv", "warp", "copy") and, for
     "image", the image-only net per input scale: {"gsv": {...}, "image": {"0.5": {...}, ...}}."""
     bad = [v for v in variants if v not in known_variants()]
     if bad:
         raise ValueError(f"variants must be among {known_variants()}, got {bad}")
-    common = dict(dataset=dataset, root=root, split=split, span=span, device=device, progress=progress)
+    common = dict(dataset=dataset, root=root, split=split, span=span, device=device, progress=progress,
+                  precision=precision)
     report = {}
     for variant in variants:
         if variant == IMAGE_ONLY:

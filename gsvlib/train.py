@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, load_torchvision_weights, read_checkpoint
 from gsvlib.config import PATHS, STARTING_POINTS, TrainConfig
 from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
+from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
 from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
@@ -48,7 +49,6 @@ from gsvlib.models.layers import channels_last, resize
 from gsvlib.models.resnet import normalize
 
 BATCHES = 2  # how TrainBatches draws batch k from (seed, k); 2: one generator per sample, so that ranks can share it
-AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def _collate(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,7 +291,7 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
         for it, (frames, labels, offset) in bar:
             frames, labels = frames.to(cfg.device), labels.to(cfg.device)
             model.train()
-            with torch.autocast("cuda", AUTOCAST[cfg.precision], enabled=cfg.precision != "fp32"):
+            with torch.autocast("cuda", PRECISIONS[cfg.precision], enabled=cfg.precision != "fp32"):
                 loss = batch_loss(loss_terms(model, frames, labels, cfg))
             total = sum_over_ranks(loss.detach().clone()).item()  # the global batch's loss, the same on every rank
             if not math.isfinite(total):

@@ -48,6 +48,16 @@ def test_train_resume_and_eval(trained, tiny_synth, tmp_path, capsys):
     assert "gsv: l=1 avg" in capsys.readouterr().out
 
 
+def test_eval_in_bf16_records_its_precision_and_fp16_needs_cuda(trained, tiny_synth, tmp_path, capsys):
+    out = tmp_path / "bf16.json"
+    assert main(["eval", "--checkpoint", str(trained), "--root", str(tiny_synth), "--intervals", "1", "3",
+                 "--precision", "bf16", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())["gsv"]
+    assert res["precision"] == "bf16" and 0 <= res["intervals"]["3"]["min"] <= 100
+    assert main(["eval", "--checkpoint", str(trained), "--root", str(tiny_synth), "--precision", "fp16"]) == 2
+    assert "amp_dtype on cpu must be None or one of" in capsys.readouterr().err
+
+
 def test_eval_policy_compares_adaptive_keyframes_with_fixed_intervals(trained, tiny_synth, tmp_path, capsys):
     out = tmp_path / "policy.json"
     assert main(["eval", "--checkpoint", str(trained), "--root", str(tiny_synth), "--policy", "kernel",
