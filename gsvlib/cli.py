@@ -26,7 +26,7 @@ from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
 from gsvlib.reports import schedule_markdown, write_tables
-from gsvlib.segmenter import PROPAGATIONS, SIGNALS, VideoSegmenter
+from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
 from gsvlib.tour import QUICK, TourConfig, run_tour
 from gsvlib.train import loading_rate, train
 from gsvlib.video import segment_video
@@ -58,6 +58,16 @@ def interval_arg(text: str) -> int:
     if not 1 <= value <= 30:
         raise argparse.ArgumentTypeError(f"interval must be in 1..30 (a Cityscapes snippet has 30 frames), got {value}")
     return value
+
+
+def policy_arg(text: str) -> KeyframePolicy:
+    """'SIGNAL:THRESHOLD', e.g. 'flow:2.5' -> a KeyframePolicy."""
+    signal, _, threshold = text.partition(":")
+    try:
+        return KeyframePolicy(signal, float(threshold))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--policy takes SIGNAL:THRESHOLD, e.g. flow:2.5, with SIGNAL one of "
+                                         f"{sorted(SIGNALS)} and THRESHOLD > 0 (got {text!r}: {e})") from None
 
 
 def cmd_info(args) -> None:
@@ -219,6 +229,8 @@ def cmd_tables(args) -> None:
 
 
 def cmd_segment(args) -> None:
+    if args.onnx and args.policy:
+        raise ValueError("--policy reads PF's intermediates, which the ONNX graphs do not output: use --checkpoint")
     if args.onnx:
         seg = OnnxSegmenter(args.onnx, args.interval)
         dataset = seg.meta["dataset"]
@@ -226,14 +238,18 @@ def cmd_segment(args) -> None:
         model, ckpt = load_model(args.checkpoint, args.device)
         if args.interval > 1:
             require_propagation(ckpt, args.checkpoint)
-        seg = VideoSegmenter(model, args.interval, args.key_scale, args.device, compile=args.compile)
+        seg = VideoSegmenter(model, args.interval, args.key_scale, args.device, compile=args.compile,
+                             policy=args.policy)
         dataset = ckpt.get("dataset")
     else:
         raise ValueError("give the model: --checkpoint FILE, or --onnx FOLDER (from `gsv export-onnx`)")
     summary = segment_video(seg, args.input, args.out, DATASETS[dataset or "cityscapes"].table, args.alpha,
                             args.max_frames, legend=args.legend, fps=args.fps)
     nonkey = summary["non_keyframe_ms_mean"]
-    print(f"{summary['frames']} frames -> {args.out}: keyframe {summary['keyframe_ms_mean']:.1f} ms, non-keyframe "
+    keys = sum(t["keyframe"] for t in summary["per_frame"])
+    forced = sum(t["forced"] for t in summary["per_frame"])
+    print(f"{summary['frames']} frames -> {args.out}: {keys} keyframes" + (f" ({forced} forced by the policy)"
+          if args.policy else "") + f", keyframe {summary['keyframe_ms_mean']:.1f} ms, non-keyframe "
           f"{'n/a' if nonkey is None else f'{nonkey:.1f} ms'} (mean), {summary['fps']:.2f} FPS")
 
 
@@ -401,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave out the strip of class colours under each frame")
     sg.add_argument("--max-frames", type=int, help="stop after this many frames (default: all)")
     sg.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    sg.add_argument("--policy", type=policy_arg, metavar="SIGNAL:THRESHOLD",
+                    help="adaptive keyframes: also force a keyframe once SIGNAL summed since the last one passes "
+                         "THRESHOLD (e.g. flow:2.5; `gsv eval --policy` lists thresholds with their accuracy); "
+                         "--interval still bounds every run")
     sg.add_argument("--compile", action="store_true", help="torch.compile the model and the fused output step: "
                                                            "faster from the third frame on, after a one-off compile")
     sg.set_defaults(func=cmd_segment)

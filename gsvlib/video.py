@@ -209,7 +209,7 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
                 t0 = time.perf_counter()
                 step = segmenter.step(torch.tensor(frame).permute(2, 0, 1), labels=True)  # a writable copy
                 labels = step.labels[0].cpu().numpy()
-                timings.append({"frame": i, "keyframe": step.is_keyframe,
+                timings.append({"frame": i, "keyframe": step.is_keyframe, "forced": step.forced,
                                 "ms": round((time.perf_counter() - t0) * 1000, 2)})
                 behind.put((i, frame, labels))
         finally:

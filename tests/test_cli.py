@@ -94,6 +94,21 @@ def test_segment_a_frame_folder_and_an_mp4(trained, tmp_path, capsys):
     assert len(list((tmp_path / "ov2").glob("*.png"))) == 4
 
 
+def test_segment_with_a_keyframe_policy(trained, tmp_path, capsys):
+    frames = tmp_path / "frames"
+    for i in range(4):
+        write_png(frames / f"f_{i}.png", np.roll(np.arange(40 * 72 * 3, dtype=np.uint8).reshape(40, 72, 3), 4 * i, 1))
+    out = tmp_path / "ov"
+    assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(out), "--interval", "8",
+                 "--policy", "flow:1e-9"]) == 0  # any motion at all passes this threshold
+    timings = json.loads((out / "timings.json").read_text())["per_frame"]
+    assert [(t["keyframe"], t["forced"]) for t in timings] == [(True, False)] + [(True, True)] * 3
+    assert "4 keyframes (3 forced by the policy)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(out), "--policy", "motion:2"])
+    assert "--policy takes SIGNAL:THRESHOLD, e.g. flow:2.5" in capsys.readouterr().err
+
+
 def test_tour_quick_writes_the_results_table(tmp_path, capsys):
     assert main(["tour", "--quick", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r"), "--figures",
                  str(tmp_path / "f")]) == 0
