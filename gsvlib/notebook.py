@@ -17,9 +17,9 @@ from gsvlib.checkpoint import load_model
 from gsvlib.data import CamVid
 from gsvlib.data.camvid import HELD_OUT
 from gsvlib.data.io import read_label, read_rgb
-from gsvlib.data.labels import CITYSCAPES, IGNORE, LabelTable
+from gsvlib.data.labels import CITYSCAPES, LabelTable
 from gsvlib.data.snippets import frames_to_tensor
-from gsvlib.data.synthetic import SynthConfig, first_val_snippet, load_snippet
+from gsvlib.data.synthetic import SynthConfig, first_val_snippet, load_snippet, scored_labels
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.tour import TourConfig, prepare
 
@@ -92,9 +92,8 @@ def _synthetic(tour: TourConfig, progress: bool) -> Footage:
     model, _ = load_model(paths["gsv"])
     seq = first_val_snippet(tour.data)
     snippet = load_snippet(tour.data, "val", seq)
-    labels = np.where(snippet["labels"] < CITYSCAPES.num_classes, snippet["labels"], IGNORE).astype(np.uint8)
     return Footage(f"synthetic street, validation snippet {seq}", "synthetic", model.eval(), CITYSCAPES,
-                   snippet["frames"], labels, tour.key_scale, snippet["flow"], snippet["valid"])
+                   snippet["frames"], scored_labels(snippet["labels"]), tour.key_scale, snippet["flow"], snippet["valid"])
 
 
 def tour_config(root: str, runs: str, figures: str, snippets: int, val_snippets: int, height: int, width: int,

@@ -407,9 +407,13 @@ def analysis_labels(root: str | Path, split: str, seq: int) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def _frame_labels(root: Path, split: str, seq: int, k: int) -> np.ndarray:
-    labels = np.asarray(analysis_labels(root, split, seq)[k])
+def scored_labels(labels: np.ndarray) -> np.ndarray:
+    """Stored trainIds as they are scored: values outside the 19 classes become the ignore label 255."""
     return np.where(labels < CITYSCAPES.num_classes, labels, IGNORE).astype(np.uint8)
+
+
+def _frame_labels(root: Path, split: str, seq: int, k: int) -> np.ndarray:
+    return scored_labels(np.asarray(analysis_labels(root, split, seq)[k]))
 
 
 class SyntheticStreet(CityscapesSequences):
