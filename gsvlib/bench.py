@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm.auto import tqdm
 
 from gsvlib.deploy import OnnxSegmenter, export_onnx
 from gsvlib.device import PRECISIONS
@@ -24,6 +23,7 @@ from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.layers import downscale8
 from gsvlib.models.resnet import normalize
 from gsvlib.models.warp import warp
+from gsvlib.progress import progress_bar
 from gsvlib.segmenter import VideoSegmenter, eager_labels, padded_size
 
 
@@ -88,7 +88,7 @@ def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: 
     _sync(seg.device)
     ms, keys = [], []
     label = label or f"GSVNet l={interval}"
-    for _ in tqdm(range(intervals * interval), desc=f"timing {label} at {size[0]}x{size[1]}", disable=not progress):
+    for _ in progress_bar(range(intervals * interval), desc=f"timing {label} at {size[0]}x{size[1]}", disable=not progress):
         t0 = time.perf_counter()
         out = seg.step(frame, labels=True)
         _sync(seg.device)

@@ -22,11 +22,11 @@ import time
 from typing import Iterable
 
 import torch
-from tqdm.auto import tqdm
 
 from gsvlib.data import IGNORE, open_dataset
 from gsvlib.device import PRECISIONS
 from gsvlib.models.gsvnet import GSVNet
+from gsvlib.progress import progress_bar
 from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
 
 
@@ -82,7 +82,7 @@ def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key
                                amp_dtype=PRECISIONS[precision], propagation=propagation)
     what = (f"image-only x{key_scale:g}" if offsets == 1 else
             f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}")
-    for k in tqdm(range(len(data)), desc=f"{what}: {split} snippets", disable=not progress, leave=False):
+    for k in progress_bar(range(len(data)), desc=f"{what}: {split} snippets", disable=not progress, leave=False):
         sample = data[k]  # frames a - (offsets-1) .. a
         for i, matrix in enumerate(matrices):
             segmenter.reset()
@@ -211,7 +211,7 @@ def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=
     model = model.eval()
     runs = [(f"l={l}", l, None) for l in intervals] + [(f"{s} calibration", longest, KeyframePolicy(s, math.inf))
                                                        for s in signals]
-    bar = tqdm(total=len(runs) + len(signals) * len(factors), desc="keyframe schedules", disable=not progress)
+    bar = progress_bar(total=len(runs) + len(signals) * len(factors), desc="keyframe schedules", disable=not progress)
     results = {}
 
     def run(name, interval, policy):

@@ -36,7 +36,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, load_torchvision_weights, read_checkpoint
 from gsvlib.config import PATHS, STARTING_POINTS, TrainConfig
@@ -47,6 +46,7 @@ from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last, resize
 from gsvlib.models.resnet import normalize
+from gsvlib.progress import progress_bar
 
 BATCHES = 2  # how TrainBatches draws batch k from (seed, k); 2: one generator per sample, so that ranks can share it
 
@@ -284,7 +284,7 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
                          "classes": list(dataset.table.classes), "dataset": cfg.dataset}, out / "checkpoint.pt")
 
     losses, t0 = [], time.perf_counter()
-    bar = tqdm(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start, total=cfg.iterations,
+    bar = progress_bar(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start, total=cfg.iterations,
                desc=f"train {cfg.stage} ({cfg.keyframe_net if cfg.stage == 'keyframe' else 'propagation'})"
                     + (f" on {ranks.world} processes" if ranks.world > 1 else ""), disable=not progress)
     with (log_path.open("a") if ranks.main else contextlib.nullcontext()) as log:

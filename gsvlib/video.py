@@ -15,12 +15,12 @@ import imageio.v2 as iio2
 import imageio.v3 as iio
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import LabelTable
 from gsvlib.files import move_into_place, remove, write_json_atomic
 from gsvlib.pictures import legend_strip, overlay
+from gsvlib.progress import progress_bar
 from gsvlib.segmenter import VideoSegmenter
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -202,7 +202,7 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
         behind = WriteBehind(write)
         decoded = read_ahead(frames)
         try:
-            for i, frame in enumerate(tqdm(decoded, total=total, desc=f"segmenting {Path(source).name}",
+            for i, frame in enumerate(progress_bar(decoded, total=total, desc=f"segmenting {Path(source).name}",
                                            disable=not progress, unit="frame")):
                 if max_frames is not None and i >= max_frames:
                     break

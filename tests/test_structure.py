@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gsvlib"
 # bottom to top, as in CONTRIBUTING.md; modules of one subpackage (models/, data/) may import each other
-LAYERS = [("device", "files", "distributed"), ("models",), ("data",), ("config",), ("checkpoint",), ("segmenter", "pictures"),
+LAYERS = [("device", "files", "distributed", "progress"), ("models",), ("data",), ("config",), ("checkpoint",), ("segmenter", "pictures"),
           ("video", "deploy"), ("train", "evaluate", "bench"), ("reports",), ("viz",), ("tour",), ("notebook", "cli")]
 EXTRAS = ("plotly", "ipywidgets", "IPython", "matplotlib", "kaleido", "jupyterlab", "papermill", "nbformat", "onnx",
           "onnxruntime", "onnxscript")
@@ -89,3 +89,26 @@ print("loaded:", sorted(m for m in sys.modules if m.split(".")[0] in {EXTRAS!r})
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "loaded: []" in done.stdout and len(list((tmp_path / "ov").glob("*.png"))) == 3
+
+
+def test_every_progress_bar_is_rate_limited():
+    """Bars come from gsvlib.progress (at most one redraw a second), in the package and in the notebooks: a long
+    notebook cell with tqdm's default rate overflows the kernel's output queue before nbval reads it."""
+    direct = [f"gsvlib/{name}.py" for name, tree in modules() if name != "progress"
+              for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+              and any(m.startswith("tqdm") for m in ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                                                     else [a.name for a in node.names]))]
+    notebooks = [p.name for p in sorted((PACKAGE.parent / "notebooks").glob("*.ipynb")) if "import tqdm" in p.read_text()
+                 or "from tqdm" in p.read_text()]
+    assert not direct and not notebooks, direct + notebooks
+
+
+def test_a_progress_bar_redraws_at_most_once_a_second(capsys):
+    import time
+
+    from gsvlib.progress import progress_bar
+
+    for _ in progress_bar(range(30), file=sys.stderr, ascii=True):  # 1.5 s; tqdm's default rate draws ~15 times
+        time.sleep(0.05)
+    redraws = capsys.readouterr().err.count("\r")
+    assert 2 <= redraws <= 5, redraws  # the first draw, one a second, the final one

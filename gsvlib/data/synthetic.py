@@ -22,13 +22,13 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from gsvlib.data.cityscapes import CityscapesSequences
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import CITYSCAPES, CITYSCAPES_TRAINID_TO_ID, IGNORE
 from gsvlib.data.snippets import Video, frames_to_tensor
 from gsvlib.files import move_into_place, remove, write_json_atomic
+from gsvlib.progress import progress_bar
 
 FPS = 17.0  # Cityscapes' frame rate
 CITY = "synth"
@@ -361,7 +361,7 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), force: bool =
         table[train_id] = label_id
     jobs = [("train", i) for i in range(config.snippets)] + [("val", config.snippets + i)
                                                               for i in range(config.val_snippets)]
-    bar = tqdm(total=len(jobs) * config.frames, desc="rendering synthetic street video", disable=not progress)
+    bar = progress_bar(total=len(jobs) * config.frames, desc="rendering synthetic street video", disable=not progress)
     for split, seq in jobs:
         img_dir = out / "leftImg8bit_sequence" / split / CITY
         all_labels, all_flow, all_valid = [], [], []
