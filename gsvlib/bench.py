@@ -20,8 +20,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from gsvlib.deploy import OnnxSegmenter, export_onnx
 from gsvlib.device import PRECISIONS
 from gsvlib.models.gsvnet import GSVNet
-from gsvlib.models.layers import downscale8
-from gsvlib.models.resnet import normalize
 from gsvlib.models.warp import warp
 from gsvlib.progress import progress_bar
 from gsvlib.segmenter import VideoSegmenter, eager_labels, padded_size
@@ -130,12 +128,12 @@ def nonkey_parts(model: GSVNet, size=(1024, 2048), repeats: int = 5) -> dict[str
     model = model.eval()
     device = next(model.parameters()).device
     h, w = padded_size(size)
-    small = normalize(downscale8(torch.rand(1, 3, h, w, device=device)))  # (1, 3, H/8, W/8)
+    small = model.small_frame(torch.rand(1, 3, h, w, device=device))  # (1, 3, H/8, W/8)
     seg = torch.randn(1, model.config.num_classes, h // 8, w // 8, device=device)
     flow = model.flow_net(small, small)
     return {"flow": round(time_call(model.flow_net, small, small, repeats=repeats), 1),
             "warp + GSV conv": round(time_call(lambda: model.gsv(warp(seg, flow), small), repeats=repeats), 1),
-            "labels": round(time_call(eager_labels, seg, (h, w), repeats=repeats), 1)}
+            "labels": round(time_call(eager_labels, seg, (h, w), model.conventions.align_corners, repeats=repeats), 1)}
 
 
 def count_flops(fn, *args) -> int:
@@ -151,7 +149,7 @@ def flops_per_frame(model: GSVNet, size=(1024, 2048), key_scale: float = 0.75) -
     model = model.eval()
     device = next(model.parameters()).device
     frame = torch.rand(1, 3, size[0] // 32 * 32, size[1] // 32 * 32, device=device)
-    small = normalize(downscale8(frame))  # (1, 3, H/8, W/8)
+    small = model.small_frame(frame)  # (1, 3, H/8, W/8)
     seg = torch.randn(1, model.config.num_classes, *small.shape[-2:], device=device)
     return {"keyframe": count_flops(model.segment_keyframe, frame, key_scale),
             "non-keyframe": count_flops(model.propagate, seg, small, small)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -21,18 +22,22 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model it is loaded into."""
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint file onto the CPU (tensors and plain containers only)."""
+def read_checkpoint(path: str | Path, allowed_globals=()) -> dict:
+    """Load a checkpoint file onto the CPU: tensors and plain containers only, and the types in ``allowed_globals``
+    (``torch.serialization.safe_globals`` entries, e.g. the argparse options an official GSVNet checkpoint holds)."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"checkpoint {path} is a folder; pass the checkpoint file, e.g. {path / 'checkpoint.pt'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (or train one with `gsv train`)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
         # torch's own message may suggest weights_only=False, which would run code from the file: never quote that
-        detail = "it holds objects other than tensors" if "weights_only" in str(e) else str(e).splitlines()[0]
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        detail = (f"it holds objects other than tensors{f', e.g. {refused[1]}' if refused else ''}"
+                  if "weights_only" in str(e) else str(e).splitlines()[0])
         raise CheckpointError(f"checkpoint {path} could not be read ({type(e).__name__}: {detail}); "
                               "the file is truncated or not a PyTorch checkpoint") from e
 
@@ -111,7 +116,7 @@ def load_torchvision_weights(backbone: ResNet18, weights: str | Path | dict) -> 
 
 def require_propagation(ckpt: dict, path: str | Path) -> None:
     """Refuse to run GSVNet's propagation from a checkpoint of stage ``keyframe``, whose propagation is untrained."""
-    if ckpt.get("train_config", {}).get("stage") == "keyframe":
+    if ckpt.get("stage", ckpt.get("train_config", {}).get("stage")) == "keyframe":  # "stage": converted files
         raise CheckpointError(f"{path} holds a keyframe net only (stage keyframe): its propagation was never trained. "
                               f"Train it with `gsv train --stage gsv --init {path}`, or use --variants image "
                               "(gsv segment: --interval 1) to run the keyframe net alone")

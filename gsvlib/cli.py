@@ -25,6 +25,7 @@ from gsvlib.evaluate import IMAGE_ONLY, THRESHOLD_FACTORS, evaluate_variants, ke
 from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
+from gsvlib.official import write_converted
 from gsvlib.reports import schedule_markdown, write_tables
 from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
 from gsvlib.tour import QUICK, TourConfig, run_tour
@@ -223,6 +224,17 @@ def cmd_export_onnx(args) -> None:
           f"(opset {meta['opset']}, checked); run them with `gsv segment --onnx {args.out}` or OnnxSegmenter")
 
 
+def cmd_convert_official(args) -> None:
+    ckpt = write_converted(args.checkpoints, args.out, args.dataset)
+    cfg = ckpt["model_config"]
+    what = ("GSVNet with its keyframe net" if ckpt["stage"] == "gsv" else
+            "the keyframe net alone (its propagation is untrained: evaluate it with --variants image)")
+    print(f"{args.out}: {what}, {KEYFRAME_NETS[cfg['keyframe_net']].title}, {cfg['num_classes']} {ckpt['dataset']} "
+          f"classes, official conventions; evaluate it with\n  gsv eval --checkpoint {args.out} --dataset "
+          f"{ckpt['dataset']} --root DATA --split val --key-scale 0.75"
+          + (" --variants image" if ckpt["stage"] == "keyframe" else ""))
+
+
 def cmd_tables(args) -> None:
     print(write_tables(args.folder))
     print(f"written to {Path(args.folder) / 'results.md'}")
@@ -387,6 +399,20 @@ def build_parser() -> argparse.ArgumentParser:
     ox.add_argument("--key-scale", type=float, default=0.75, help="keyframe input scale, fixed in the graph (0.75)")
     ox.add_argument("--propagation", choices=list(PROPAGATIONS), default="gsv", help="the non-keyframe path (gsv)")
     ox.set_defaults(func=cmd_export_onnx)
+
+    co = sub.add_parser("convert-official", help="the authors' released checkpoints (robert80203/GSVNet) as a gsvkit "
+                                                 "checkpoint that runs under the official conventions",
+                        epilog="examples:\n  gsv convert-official weights/gsvnet_swiftnet.pth.tar weights/swiftnet.pth "
+                               "--out weights/official_sn_r18.pt\n"
+                               "  gsv convert-official weights/bisenet.pth --out weights/official_bn_r18_image.pt",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    co.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                    help="an official GSVNet checkpoint and the SwiftNet or BiSeNet checkpoint it was trained with, "
+                         "in any order, or a keyframe net's checkpoint alone")
+    co.add_argument("--out", required=True, help="the gsvkit checkpoint to write")
+    co.add_argument("--dataset", choices=sorted(DATASETS), default="cityscapes",
+                    help="the dataset the weights were trained on: its class names go in the checkpoint (cityscapes)")
+    co.set_defaults(func=cmd_convert_official)
 
     tb = sub.add_parser("tables", help="render a CamVid results folder (what `make camvid` writes) as markdown tables",
                         epilog="example: gsv tables figures/camvid    (writes figures/camvid/results.md)")

@@ -3,7 +3,7 @@
     keyframe.onnx     frame (1, 3, H, W) RGB in [0, 1] -> S (1, C, H/8, W/8): N at the exported keyframe scale
     propagation.onnx  S_{t-1}, the normalised 1/8 frames I_{t-1}, I_t (1, 3, H/8, W/8) -> S_t: flow, eq. (1), eq. (2)
     labels.onnx       S (1, C, H/8, W/8) -> (1, H, W) uint8: bilinear upsampling and argmax
-    onnx.json         size, keyframe scale, classes, dataset, propagation, torch version
+    onnx.json         size, keyframe scale, classes, dataset, propagation, conventions, keyframe net, torch version
 
 :class:`OnnxSegmenter` is :class:`~gsvlib.segmenter.VideoSegmenter` with these graphs in place of the torch paths:
 the same frame checks, schedule, padding and :class:`~gsvlib.segmenter.Step`. Needs the ``onnx`` extra
@@ -15,12 +15,14 @@ import contextlib
 import json
 import logging
 import warnings
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from gsvlib.files import write_json_atomic
+from gsvlib.models.conventions import CONVENTIONS, small_frames
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter, check_interval, padded_size, upsample_argmax
 
@@ -49,12 +51,13 @@ class _Propagation(nn.Module):
 
 
 class _Labels(nn.Module):
-    def __init__(self, size: tuple[int, int]):
+    def __init__(self, size: tuple[int, int], align_corners: bool):
         super().__init__()
         self.size = size
+        self.align_corners = align_corners
 
     def forward(self, seg: torch.Tensor) -> torch.Tensor:
-        return upsample_argmax(seg, self.size)  # (1, H, W) uint8
+        return upsample_argmax(seg, self.size, self.align_corners)  # (1, H, W) uint8
 
 
 @contextlib.contextmanager
@@ -95,7 +98,7 @@ def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale
     graphs = {"keyframe": (_Keyframe(model, key_scale), (frame,), ["frame"], ["seg"]),
               "propagation": (_Propagation(model, propagation), (seg, prev_small, cur_small),
                               ["seg", "prev_small", "cur_small"], ["seg_out"]),
-              "labels": (_Labels((h, w)), (seg,), ["seg"], ["labels"])}
+              "labels": (_Labels((h, w), model.conventions.align_corners), (seg,), ["seg"], ["labels"])}
     for name, (module, args, inputs, outputs) in graphs.items():
         path = out / f"{name}.onnx"
         with _exporter_quiet():
@@ -103,7 +106,8 @@ def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale
                               output_names=outputs, verbose=False)
         onnx.checker.check_model(path)
     meta = {"size": [h, w], "key_scale": key_scale, "num_classes": c, "dataset": dataset,
-            "propagation": propagation, "opset": OPSET, "torch": torch.__version__}
+            "propagation": propagation, "conventions": model.config.conventions,
+            "keyframe_net": model.config.keyframe_net, "opset": OPSET, "torch": torch.__version__}
     write_json_atomic(out / "onnx.json", meta)
     return meta
 
@@ -135,6 +139,9 @@ class OnnxSegmenter(VideoSegmenter):
         self._sessions = sessions
         self._propagate = lambda seg, prev, cur: self._run("propagation", seg, prev, cur)
         self._labels = lambda seg, size: self._run("labels", seg)
+        # graphs exported before the conventions were recorded are gsvkit's
+        self._small = partial(small_frames, conventions=CONVENTIONS[self.meta.get("conventions", "gsvkit")],
+                              keyframe_net=self.meta.get("keyframe_net", "swiftnet"))
         self.reset()
 
     def _keyframe(self, frame: torch.Tensor, scale: float) -> torch.Tensor:

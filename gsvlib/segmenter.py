@@ -23,8 +23,6 @@ import torch.nn.functional as F
 
 from gsvlib.device import check_device
 from gsvlib.models.gsvnet import GSVNet, Propagation, full_resolution_labels
-from gsvlib.models.layers import downscale8
-from gsvlib.models.resnet import normalize
 
 
 class Propagator(NamedTuple):
@@ -106,16 +104,16 @@ def label_dtype(num_classes: int) -> torch.dtype:
     return torch.uint8 if num_classes <= 256 else torch.int16
 
 
-def upsample_argmax(seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsample_argmax(seg: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
     """The paper's output step written for the compiler: (B, C, h, w) logits -> (B, H, W) labels of bilinear upsampling
     and argmax. Under torch.compile, inductor fuses both into one pass that never holds the (B, C, H, W) scores."""
-    up = F.interpolate(seg.float(), size=size, mode="bilinear", align_corners=False)  # (B, C, H, W), fused away
+    up = F.interpolate(seg.float(), size=size, mode="bilinear", align_corners=align_corners)  # (B, C, H, W), fused
     return up.argmax(1).to(label_dtype(seg.shape[1]))
 
 
-def eager_labels(seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def eager_labels(seg: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
     """The output step without a compiler (:func:`full_resolution_labels`, channels-last), in Step's label dtype."""
-    return full_resolution_labels(seg, size).to(label_dtype(seg.shape[1]))
+    return full_resolution_labels(seg, size, align_corners).to(label_dtype(seg.shape[1]))
 
 
 class VideoSegmenter:
@@ -165,7 +163,10 @@ class VideoSegmenter:
             keyframe, propagate = (torch.compile(f, dynamic=False) for f in (keyframe, propagate))
         self._keyframe = keyframe
         self._propagate = propagate
-        self._labels = torch.compile(upsample_argmax, dynamic=False) if compile else eager_labels
+        corners = self.model.conventions.align_corners
+        self._labels = partial(torch.compile(upsample_argmax, dynamic=False) if compile else eager_labels,
+                               align_corners=corners)
+        self._small = self.model.small_frame
         self.reset()
 
     def reset(self) -> None:
@@ -221,7 +222,7 @@ class VideoSegmenter:
         is_key = self._since_key is None or self._since_key + 1 >= self.interval
         signal, forced = None, False
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            cur_small = normalize(downscale8(x))  # (B, 3, H'/8, W'/8)
+            cur_small = self._small(x)  # (B, 3, H'/8, W'/8)
             if not is_key and self.policy is None:
                 seg = self._propagate(self._seg, self._prev_small, cur_small)
             elif not is_key:

@@ -45,7 +45,6 @@ from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, ran
 from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last, resize
-from gsvlib.models.resnet import normalize
 from gsvlib.progress import progress_bar
 
 BATCHES = 2  # how TrainBatches draws batch k from (seed, k); 2: one generator per sample, so that ranks can share it
@@ -93,7 +92,7 @@ def loss_terms(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: T
     the ranks and divided by the global counts, the terms give the mean over the whole batch (:func:`batch_loss`)."""
     valid = (labels != 255).sum()
     if cfg.stage == "keyframe":
-        logits = model.keyframe_net(normalize(frames[:, -1]))  # (B, C, H/s, W/s)
+        logits = model.keyframe_net(model.normalize(frames[:, -1]))  # (B, C, H/s, W/s)
         return [(1.0, F.cross_entropy(resize(logits, labels.shape[-2:]), labels, ignore_index=255,
                                       reduction="sum"), valid)]
     seg = model(frames, key_scale=cfg.key_scale)  # (B, C, H/8, W/8)

@@ -104,3 +104,18 @@ def test_one_bench_run_over_backends_and_precisions_skips_what_cannot_run(tmp_pa
     assert "| onnx | fp32 |" in table and "Not run: eager fp16 (fp16 autocast needs CUDA" in table
     ratio = report["runs"][2]["gsvnet"]["2"]["fps"] / report["runs"][2]["image_only"]["0.75"]["fps"]
     assert f"| {ratio:.2f}x |" in table
+
+
+def test_onnx_graphs_of_an_official_model_run_its_conventions(tmp_path):
+    """onnx.json records the conventions, so the segmenter feeds the graphs BGR, Cityscapes-normalised 1/8 frames."""
+    from gsvlib.deploy import OnnxSegmenter, export_onnx
+    from gsvlib.models import GSVNet
+
+    torch.manual_seed(0)
+    model = GSVNet(num_classes=5, conventions="official").eval()
+    meta = export_onnx(model, tmp_path, (64, 128))
+    assert meta["conventions"] == "official"
+    torch_seg, onnx_seg = VideoSegmenter(model, interval=3), OnnxSegmenter(tmp_path, interval=3)
+    for frame in torch.rand(4, 3, 64, 128):
+        a, b = torch_seg.step(frame, labels=True), onnx_seg.step(frame, labels=True)
+        torch.testing.assert_close(b.logits, a.logits, atol=1e-4, rtol=1e-4)

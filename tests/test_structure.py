@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gsvlib"
 # bottom to top, as in CONTRIBUTING.md; modules of one subpackage (models/, data/) may import each other
-LAYERS = [("device", "files", "distributed", "progress"), ("models",), ("data",), ("config",), ("checkpoint",), ("segmenter", "pictures"),
+LAYERS = [("device", "files", "distributed", "progress"), ("models",), ("data",), ("config",), ("checkpoint",), ("segmenter", "pictures", "official"),
           ("video", "deploy"), ("train", "evaluate", "bench"), ("reports",), ("viz",), ("tour",), ("notebook", "cli")]
 EXTRAS = ("plotly", "ipywidgets", "IPython", "matplotlib", "kaleido", "jupyterlab", "papermill", "nbformat", "onnx",
           "onnxruntime", "onnxscript")

@@ -1,5 +1,6 @@
 """The parts of GSVNet, one module each: resnet, swiftnet, bisenet (keyframe nets N), flow (O), warp (eq. 1),
-gsv (guided spatially-varying convolution, eq. 2), gsvnet (their composition and the registries of nets).
+gsv (guided spatially-varying convolution, eq. 2), gsvnet (their composition and the registries of nets),
+conventions (the official code's variants of these parts, one switch each).
 Pure modules and tensor functions: no files, no devices, no streaming (that is :mod:`gsvlib.segmenter`)."""
 from gsvlib.models.bisenet import BiSeNet
 from gsvlib.models.flow import FlowLight, FlowNetS

@@ -2,13 +2,15 @@
 
 Both take the current and previous frames already downscaled to 1/8, (B, 3, H/8, W/8) each, and return the backward
 flow m_t (B, 2, H/8, W/8) in pixels of the 1/8 grid: channel 0 is x (right), channel 1 is y (down), and pixel p of
-frame t was at p + m_t(p) in frame t-1 (the convention of :func:`gsvlib.models.warp.warp`).
+frame t was at p + m_t(p) in frame t-1 (the convention of :func:`gsvlib.models.warp.warp`). Under the official
+conventions FlowLight's output is 4 times that; GSVNet scales it (:mod:`gsvlib.models.conventions`).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from gsvlib.models.conventions import GSVKIT, Conventions
 from gsvlib.models.layers import ConvBNReLU, downscale8, resize
 
 
@@ -26,8 +28,9 @@ class FlowLight(nn.Module):
 
     title = "FlowLight"
 
-    def __init__(self, channels: int = 32):
+    def __init__(self, channels: int = 32, conventions: Conventions = GSVKIT):
         super().__init__()
+        self.align_corners = conventions.align_corners  # of the upsampling back to the 1/8 grid
         c = 2 * channels
         self.down = nn.Sequential(ConvBNReLU(6, channels, 3, 2, act=_leaky()), ConvBNReLU(channels, c, 3, 2, act=_leaky()))
         self.dilated = nn.ModuleList(ConvBNReLU(c, c, 3, dilation=d, act=_leaky()) for d in (1, 2, 4, 8))
@@ -41,7 +44,7 @@ class FlowLight(nn.Module):
             acc = conv(x) + acc  # hierarchical fusion: d=1, d=1+2, d=1+2+4, d=1+2+4+8
             sums.append(acc)
         x = self.merge(torch.cat(sums, 1)) + x
-        return resize(self.to_flow(x), current.shape[-2:])  # (B, 2, H/8, W/8)
+        return resize(self.to_flow(x), current.shape[-2:], align_corners=self.align_corners)  # (B, 2, H/8, W/8)
 
 
 class FlowNetS(nn.Module):

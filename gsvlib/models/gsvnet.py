@@ -15,10 +15,13 @@ The registries ``KEYFRAME_NETS`` and ``FLOW_NETS`` are the single list of the ne
 - a **flow net** is built as ``cls()``; ``forward(current, previous)`` takes the normalised 1/8 frames (B, 3, h, w)
   and returns the backward flow (B, 2, h, w) in pixels of that grid (the convention of :func:`warp`).
 
-Both carry a class attribute ``title``, the name tables print.
+Both carry a class attribute ``title``, the name tables print. A net with a variant for the official code's
+conventions (:mod:`gsvlib.models.conventions`) takes a keyword argument ``conventions``; a net without one is built
+under the default conventions only.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -26,10 +29,10 @@ import torch
 from torch import nn
 
 from gsvlib.models.bisenet import BiSeNet
+from gsvlib.models.conventions import CONVENTIONS, Conventions, normalized, small_frames
 from gsvlib.models.flow import FlowLight, FlowNetS
 from gsvlib.models.gsv import GuidedSpatiallyVaryingConv
-from gsvlib.models.layers import downscale8, resize
-from gsvlib.models.resnet import normalize
+from gsvlib.models.layers import resize
 from gsvlib.models.swiftnet import SwiftNet
 from gsvlib.models.warp import warp
 
@@ -46,11 +49,18 @@ class GSVNetConfig:
     use_intra: bool = True  # False: the "without intra features" ablation
     learnable_delays: bool = False
     freeze_keyframe: bool = True  # N is pre-trained and frozen while PF trains (sec. 4.1)
+    conventions: str = "gsvkit"  # a name in CONVENTIONS: "gsvkit", or "official" to run the authors' released weights
 
     def __post_init__(self):
-        for name, table in (("keyframe_net", KEYFRAME_NETS), ("flow_net", FLOW_NETS)):
+        for name, table in (("keyframe_net", KEYFRAME_NETS), ("flow_net", FLOW_NETS), ("conventions", CONVENTIONS)):
             if getattr(self, name) not in table:
                 raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(self, name)!r}")
+        for name, table in (("keyframe_net", KEYFRAME_NETS), ("flow_net", FLOW_NETS)):
+            net = table[getattr(self, name)]
+            if self.conventions != "gsvkit" and "conventions" not in inspect.signature(net).parameters:
+                raise ValueError(f"{name} {getattr(self, name)!r} ({net.title}) has no variant for the "
+                                 f"{self.conventions!r} conventions; the official code's released weights use "
+                                 f"{'swiftnet or bisenet' if name == 'keyframe_net' else 'light'}")
         if not isinstance(self.num_classes, int) or not 2 <= self.num_classes <= 1024:
             raise ValueError(f"num_classes must be an integer in 2..1024, got {self.num_classes!r}")
         if not isinstance(self.kernel_size, int) or self.kernel_size not in (3, 5, 7, 9):
@@ -66,13 +76,20 @@ class Propagation(NamedTuple):
     intra: torch.Tensor | None  # (B, C, H/8, W/8)
 
 
-def full_resolution_labels(seg: torch.Tensor, size) -> torch.Tensor:
+def full_resolution_labels(seg: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
     """The paper's final step: bilinear upsample of the 1/8 logits to ``size`` and argmax -> (B, H, W) int64.
 
     Channels-last keeps each pixel's C scores together, which halves the CPU time of this step at 2048x1024.
     """
-    up = resize(seg.float().contiguous(memory_format=torch.channels_last), size)
+    up = resize(seg.float().contiguous(memory_format=torch.channels_last), size, align_corners=align_corners)
     return up.argmax(1)
+
+
+def _build(net: type[nn.Module], conventions: Conventions, *args) -> nn.Module:
+    """``net(*args)``, with the conventions for a net that has variants (checked by GSVNetConfig)."""
+    if "conventions" in inspect.signature(net).parameters:
+        return net(*args, conventions=conventions)
+    return net(*args)
 
 
 class GSVNet(nn.Module):
@@ -82,10 +99,11 @@ class GSVNet(nn.Module):
     def __init__(self, config: GSVNetConfig | None = None, **overrides):
         super().__init__()
         self.config = config = GSVNetConfig(**{**(asdict(config) if config else {}), **overrides})
-        self.keyframe_net = KEYFRAME_NETS[config.keyframe_net](config.num_classes)
-        self.flow_net = FLOW_NETS[config.flow_net]()
+        self.conventions = conventions = CONVENTIONS[config.conventions]
+        self.keyframe_net = _build(KEYFRAME_NETS[config.keyframe_net], conventions, config.num_classes)
+        self.flow_net = _build(FLOW_NETS[config.flow_net], conventions)
         self.gsv = GuidedSpatiallyVaryingConv(config.num_classes, config.kernel_size, config.use_intra,
-                                              config.learnable_delays)
+                                              config.learnable_delays, conventions=conventions)
         self.frozen: set[str] = set()
         self.freeze("keyframe_net", config.freeze_keyframe)
 
@@ -105,19 +123,34 @@ class GSVNet(nn.Module):
             getattr(self, part).eval()  # frozen BN statistics too
         return self
 
+    def normalize(self, frame: torch.Tensor) -> torch.Tensor:
+        """RGB frames in [0, 1] (B, 3, H, W) -> the normalised input of the keyframe net N."""
+        return normalized(frame, self.conventions, self.config.keyframe_net)
+
+    def small_frame(self, frame: torch.Tensor) -> torch.Tensor:
+        """RGB frames in [0, 1] (B, 3, H, W) -> the normalised 1/8 frames I_t (B, 3, H/8, W/8) of O and phi."""
+        return small_frames(frame, self.conventions, self.config.keyframe_net)
+
     def segment_keyframe(self, frame: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         """N on the frame rescaled by ``scale``: (B, 3, H, W) -> logits on the 1/8 grid (B, C, H/8, W/8)."""
         h, w = frame.shape[-2:]
-        x = normalize(frame if scale == 1.0 else resize(frame, (round(h * scale), round(w * scale))))
+        corners = self.conventions.align_corners
+        x = frame if scale == 1.0 else resize(frame, (round(h * scale), round(w * scale)), align_corners=corners)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.keyframe_frozen):
-            logits = self.keyframe_net(x)
-        return resize(logits, (h // 8, w // 8))
+            logits = self.keyframe_net(self.normalize(x))
+        return resize(logits, (h // 8, w // 8), align_corners=corners)
+
+    def labels(self, seg: torch.Tensor, size) -> torch.Tensor:
+        """The output step (:func:`full_resolution_labels`) under this model's conventions: (B, H, W) int64."""
+        return full_resolution_labels(seg, size, self.conventions.align_corners)
 
     def warp_previous(self, prev_seg: torch.Tensor, prev_small: torch.Tensor,
                       cur_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """O and eq. (1): S_{t-1} warped to frame t, and the flow m_t (B, 2, H/8, W/8) that moved it."""
         flow = self.flow_net(cur_small, prev_small)  # (B, 2, H/8, W/8) m_t, backward
-        return warp(prev_seg, flow), flow
+        if self.conventions.flow_scale != 1:
+            flow = flow * self.conventions.flow_scale  # into 1/8-grid pixels
+        return warp(prev_seg, flow, self.conventions.warp_fill), flow
 
     def propagate(self, prev_seg: torch.Tensor, prev_small: torch.Tensor, cur_small: torch.Tensor) -> Propagation:
         """PF: S_{t-1} and the normalised 1/8 frames I_{t-1}, I_t (B, 3, H/8, W/8) -> S_t with its intermediates."""
@@ -130,10 +163,10 @@ class GSVNet(nn.Module):
         if clip.dim() != 5 or clip.shape[2] != 3:
             raise ValueError(f"clip must be (B, T, 3, H, W), got {tuple(clip.shape)}")
         seg = self.segment_keyframe(clip[:, 0], key_scale)
-        prev_small = normalize(downscale8(clip[:, 0]))  # (B, 3, H/8, W/8)
+        prev_small = self.small_frame(clip[:, 0])  # (B, 3, H/8, W/8)
         steps = []
         for t in range(1, clip.shape[1]):
-            cur_small = normalize(downscale8(clip[:, t]))
+            cur_small = self.small_frame(clip[:, t])
             steps.append(self.propagate(steps[-1].seg if steps else seg, prev_small, cur_small))
             prev_small = cur_small
         return seg, steps

@@ -20,8 +20,8 @@ class ConvBNReLU(nn.Sequential):
 class BNReLUConv(nn.Sequential):
     """BatchNorm -> ReLU -> Conv, SwiftNet's pre-activation block."""
 
-    def __init__(self, c_in: int, c_out: int, k: int = 3):
-        super().__init__(nn.BatchNorm2d(c_in), nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False))
+    def __init__(self, c_in: int, c_out: int, k: int = 3, bias: bool = False):
+        super().__init__(nn.BatchNorm2d(c_in), nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=bias))
 
 
 def downscale8(x):
@@ -29,11 +29,12 @@ def downscale8(x):
     return F.avg_pool2d(x, 8)
 
 
-def resize(x, size, mode: str = "bilinear"):
-    """Resize (B, C, h, w) to ``size`` = (H, W); bilinear with align_corners=False, the kit's one convention."""
+def resize(x, size, mode: str = "bilinear", align_corners: bool = False):
+    """Resize (B, C, h, w) to ``size`` = (H, W); bilinear with align_corners=False, the kit's convention (True: the
+    official code's, :mod:`gsvlib.models.conventions`)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=tuple(size), mode=mode, align_corners=False if mode == "bilinear" else None)
+    return F.interpolate(x, size=tuple(size), mode=mode, align_corners=align_corners if mode == "bilinear" else None)
 
 
 def channels_last(model: nn.Module) -> nn.Module:

@@ -14,11 +14,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def normalize(frames: torch.Tensor) -> torch.Tensor:
-    """RGB frames in [0, 1], (B, 3, H, W) -> ImageNet-normalised frames."""
-    mean = frames.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = frames.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (frames - mean) / std
+def normalize(frames: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, scale: float = 1.0) -> torch.Tensor:
+    """RGB frames in [0, 1], (B, 3, H, W) -> ``(frames * scale - mean) / std`` per channel: ImageNet-normalised by
+    default (other statistics: :mod:`gsvlib.models.conventions`)."""
+    mean = frames.new_tensor(mean).view(1, 3, 1, 1)
+    std = frames.new_tensor(std).view(1, 3, 1, 1)
+    return ((frames * scale if scale != 1 else frames) - mean) / std
 
 
 class BasicBlock(nn.Module):
