@@ -31,7 +31,8 @@ def setting(default: Any, help: str, flag: str | None = None, choices: Callable[
 @dataclass
 class TrainConfig:
     stage: str = setting("gsv", "keyframe: train the keyframe net N alone; gsv: train GSVNet's propagation with N "
-                         "frozen", choices=lambda: list(STAGES))
+                         "frozen; flow: train the flow net O alone on the exact flow of the synthetic set",
+                         choices=lambda: list(STAGES))
     dataset: str = setting("synthetic", "dataset name", choices=lambda: sorted(DATASETS))
     root: str = setting("data/synthetic", "dataset folder (layouts in data/README.md)", path=True)
     split: str = setting("train", "dataset split to train on")
@@ -45,6 +46,8 @@ class TrainConfig:
     train_flow: bool = setting(True, "keep the flow net fixed while the rest of the propagation trains",
                                flag="--freeze-flow")
     init: str | None = setting(None, "gsvkit checkpoint to start from (stage gsv: its keyframe net is used)", path=True)
+    init_flow: str | None = setting(None, "stage gsv: start the flow net O from this checkpoint's (e.g. a stage flow "
+                                          "run on the synthetic set)", path=True)
     imagenet: str | None = setting(None, "ImageNet ResNet-18 weights in torchvision format for N's backbone",
                                    path=True)
     iterations: int = setting(2000, "total training iterations (a resumed run continues up to this)")
@@ -87,6 +90,12 @@ class TrainConfig:
         if not (2 if self.stage == "gsv" else 1) <= self.max_interval <= 30:
             raise ValueError(f"max_interval must be in 2..30 for stage gsv (interval 1 has no non-keyframe to train; a "
                              f"Cityscapes snippet has 30 frames), got {self.max_interval}")
+        if self.stage == "flow" and not hasattr(DATASETS[self.dataset], "exact_flow"):
+            raise ValueError(f"stage flow trains on exact flow, which dataset {self.dataset} does not have; use "
+                             "--dataset synthetic (then start stage gsv from it with --init-flow)")
+        if self.init_flow is not None and self.stage != "gsv":
+            raise ValueError("--init-flow starts the flow net of a stage gsv run; for stage "
+                             f"{self.stage} use --init")
         for name in ("iterations", "batch_size", "checkpoint_every", "lr_decay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -119,7 +128,7 @@ class TrainConfig:
 
 
 PATHS = tuple(f.name for f in fields(TrainConfig) if f.metadata["path"])  # stored absolute, printed relative
-STARTING_POINTS = ("init", "imagenet")  # read when a run starts, never when it resumes
+STARTING_POINTS = ("init", "init_flow", "imagenet")  # read when a run starts, never when it resumes
 
 
 class Recipe(NamedTuple):
@@ -150,6 +159,10 @@ RECIPES: dict[str, Recipe] = {
                          "keyframes at 0.75, 1500 iterations",
                          {**_SHORT_ADAM, "dataset": "camvid", "root": "data/camvid", "split": "val",
                           "span": (0.0, 0.667), "key_scale": 0.75, "iterations": 1500, "checkpoint_every": 100}),
+    "synthetic-flow": Recipe("the flow net alone on the synthetic set's exact flow: end-point error on the 1/8 grid, "
+                             "dis-occluded cells left out; AdamW lr 1e-3 x0.9 every 100 of 1500 iterations",
+                             {"stage": "flow", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "lr_decay": 0.9,
+                              "max_interval": 2, "iterations": 1500, "checkpoint_every": 100}),
     "cityscapes-keyframe": Recipe("SwiftNet-R18 or BiSeNet-R18 on Cityscapes train from ImageNet weights (give "
                                   "--imagenet), SwiftNet's schedule in steps: Adam lr 4e-4 x0.9 every 4000 of 60000 "
                                   "iterations, scales 0.5-2, crops of 3/8 (768 px wide)",
@@ -163,7 +176,7 @@ RECIPES: dict[str, Recipe] = {
                              {"stage": "gsv", "dataset": "cityscapes", "root": "data/cityscapes", "split": "train",
                               "key_scale": 0.75, "iterations": 40000, "checkpoint_every": 1000}),
 }
-STAGES = {"keyframe": "from-scratch", "gsv": "paper"}  # each stage's default recipe
+STAGES = {"keyframe": "from-scratch", "gsv": "paper", "flow": "synthetic-flow"}  # each stage's default recipe
 
 
 def config_for(stage: str | None = None, recipe: str | None = None, **given) -> TrainConfig:

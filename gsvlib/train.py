@@ -43,6 +43,7 @@ from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
 from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
+from gsvlib.models.flow import endpoint_error, flow_to_eighth
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last, resize
 from gsvlib.progress import progress_bar
@@ -50,17 +51,21 @@ from gsvlib.progress import progress_bar
 BATCHES = 2  # how TrainBatches draws batch k from (seed, k); 2: one generator per sample, so that ranks can share it
 
 
-def _collate(samples: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+def _collate(samples: list[dict], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frames (B, T, 3, H, W), targets): labels (B, H, W), or for stage flow the last frame's flow and where it is
+    valid, (B, 3, H, W)."""
     sizes = {tuple(s["frames"].shape) for s in samples}
     if len(sizes) > 1:
         raise ValueError(f"samples of one batch differ in size {sorted(sizes)}; the dataset's frames must share a size "
                          "(or use --batch-size 1)")
-    return torch.stack([s["frames"] for s in samples]), torch.stack([s["label"] for s in samples])
+    targets = [torch.cat((s["flow"][-1], s["valid"][None].float())) if stage == "flow" else s["label"]
+               for s in samples]
+    return torch.stack([s["frames"] for s in samples]), torch.stack(targets)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
     model = GSVNet(GSVNetConfig(num_classes, cfg.keyframe_net, cfg.flow_net, use_intra=cfg.use_intra,
-                                freeze_keyframe=cfg.stage == "gsv"))
+                                freeze_keyframe=cfg.stage != "keyframe"))
     if cfg.imagenet:
         if model.keyframe_net.backbone is None:
             raise ValueError(f"keyframe net {cfg.keyframe_net} has no ResNet-18 backbone to load --imagenet into")
@@ -76,13 +81,21 @@ def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
             load_state_dict_checked(model.keyframe_net, state, cfg.init, hint="its keyframe net")
         else:
             load_state_dict_checked(model, state, cfg.init)
+    if cfg.init_flow:
+        init = read_checkpoint(cfg.init_flow)
+        state = init.get("model") if isinstance(init, dict) else None
+        if state is None:
+            raise CheckpointError(f"{cfg.init_flow} is not a gsvkit checkpoint (no 'model' entry); train one with "
+                                  "`gsv train --stage flow`")
+        state = {k.removeprefix("flow_net."): v for k, v in state.items() if k.startswith("flow_net.")}
+        load_state_dict_checked(model.flow_net, state, cfg.init_flow, hint=f"its flow net, {cfg.flow_net}")
     if cfg.stage == "gsv" and not cfg.train_flow:
         model.freeze("flow_net")
     return model
 
 
 def trainable(model: GSVNet, cfg: TrainConfig) -> list[torch.nn.Parameter]:
-    part = model.keyframe_net if cfg.stage == "keyframe" else model
+    part = {"keyframe": model.keyframe_net, "flow": model.flow_net}.get(cfg.stage, model)
     return [p for p in part.parameters() if p.requires_grad]
 
 
@@ -90,6 +103,12 @@ def loss_terms(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: T
     """The loss as (weight, sum over these samples, how many elements the sum holds) per term: the cross-entropy
     (255 ignored) of the last frame's prediction upsampled to the label size, and the distillation KL. Summed over
     the ranks and divided by the global counts, the terms give the mean over the whole batch (:func:`batch_loss`)."""
+    if cfg.stage == "flow":  # labels: the last frame's exact flow (x, y) and where it is valid, (B, 3, H, W)
+        prev, cur = model.small_frame(frames[:, -2]), model.small_frame(frames[:, -1])
+        truth = flow_to_eighth(labels[:, :2])  # (B, 2, H/8, W/8) in 1/8-grid pixels
+        known = -F.max_pool2d(-labels[:, 2:], 8)[:, 0] > 0.5  # (B, H/8, W/8): every pixel of the cell valid
+        epe = endpoint_error(model.flow_net(cur, prev), truth)[known]
+        return [(1.0, epe.sum(), known.sum())]
     valid = (labels != 255).sum()
     if cfg.stage == "keyframe":
         logits = model.keyframe_net(model.normalize(frames[:, -1]))  # (B, C, H/s, W/s)
@@ -116,7 +135,7 @@ def training_data(cfg: TrainConfig) -> SnippetDataset:
     """The snippets a run trains on: for stage gsv each reaches back up to max_interval - 1 frames, for stage keyframe
     only the labelled frame."""
     return open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None,
-                        max_offset=cfg.max_interval - 1 if cfg.stage == "gsv" else 0)
+                        max_offset={"gsv": cfg.max_interval - 1, "flow": 1}.get(cfg.stage, 0))
 
 
 class TrainBatches(Dataset):
@@ -144,8 +163,16 @@ class TrainBatches(Dataset):
         indices = torch.randint(len(self.dataset), (cfg.batch_size,), generator=g).tolist()
         seeds = torch.randint(2**31, (cfg.batch_size,), generator=g).tolist()
         mine = range(self.ranks.rank, cfg.batch_size, self.ranks.world)
-        frames, labels = _collate([self._augment(seeds[j], self.dataset.sample(indices[j], offset)) for j in mine])
+        frames, labels = _collate([self._augment(seeds[j], self._sample(indices[j], offset)) for j in mine],
+                                  self.cfg.stage)
         return frames, labels, offset
+
+    def _sample(self, index: int, offset: int) -> dict:
+        sample = self.dataset.sample(index, offset)
+        if self.cfg.stage == "flow":
+            flow, valid = self.dataset.exact_flow(index)  # (2, H, W), (H, W)
+            sample = {**sample, "flow": flow[None], "valid": valid}
+        return sample
 
     def _augment(self, seed: int, sample: dict) -> dict:
         cfg = self.cfg
@@ -283,8 +310,9 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
                          "classes": list(dataset.table.classes), "dataset": cfg.dataset}, out / "checkpoint.pt")
 
     losses, t0 = [], time.perf_counter()
+    part = {"keyframe": cfg.keyframe_net, "flow": cfg.flow_net}.get(cfg.stage, "propagation")
     bar = progress_bar(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start, total=cfg.iterations,
-               desc=f"train {cfg.stage} ({cfg.keyframe_net if cfg.stage == 'keyframe' else 'propagation'})"
+               desc=f"train {cfg.stage} ({part})"
                     + (f" on {ranks.world} processes" if ranks.world > 1 else ""), disable=not progress)
     with (log_path.open("a") if ranks.main else contextlib.nullcontext()) as log:
         for it, (frames, labels, offset) in bar:

@@ -171,10 +171,11 @@ def test_transform_keeps_frames_labels_and_flow_aligned():
     flow[:, 0], flow[:, 1] = 4.0, -2.0
     t = RandomScaleCropFlip(rng=__import__("random").Random(0))
     for _ in range(20):
-        out = t({"frames": frames, "label": label, "flow": flow})
-        assert out["frames"].shape[-2:] == out["label"].shape == (48, 72)
+        out = t({"frames": frames, "label": label, "flow": flow, "valid": label == 5})  # flow known on the marker
+        assert out["frames"].shape[-2:] == out["label"].shape == out["valid"].shape == (48, 72)
         marker = out["frames"][-1, 1] > 0.5
         labelled = out["label"] == 5
+        assert torch.equal(out["valid"], labelled)  # resized, cropped, padded (not valid) and flipped alike
         if labelled.sum() > 4:
             iou = (marker & labelled).sum() / (marker | labelled).sum()
             assert iou > 0.8

@@ -299,3 +299,41 @@ def test_adaptive_keyframes_against_fixed_intervals_on_the_same_frames(tiny_synt
     assert every["keyframes"] == 8 and every["forced"] == 7 and every["miou"] == fixed1["miou"]
     with pytest.raises(ValueError, match="predicts 5 classes but the videos have 19"):
         keyframe_schedules(GSVNet(num_classes=5), videos, 19, progress=False)
+
+
+def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, tmp_path):
+    """Stage flow: the loss is the end-point error on the 1/8 grid over cells seen in both frames; its flow net is
+    where stage gsv starts with --init-flow."""
+    from gsvlib.config import TrainConfig
+    from gsvlib.models.flow import flow_to_eighth
+    from gsvlib.train import TrainBatches, loss_terms, training_data
+
+    cfg = config_for("flow", root=str(tiny_synth), out=str(tmp_path / "f"), iterations=15, batch_size=4)
+    batches = TrainBatches(training_data(cfg), cfg)
+    frames, target, offset = batches[0]
+    assert offset == 1 and frames.shape[1] == 2 and target.shape == (4, 3, *frames.shape[-2:])
+    model = GSVNet(num_classes=19)
+    model.flow_net = Zero()
+    (_, total, cells), = loss_terms(model, frames, target, cfg)
+    truth = flow_to_eighth(target[:, :2]).norm(dim=1)  # zero prediction: EPE = |truth| ...
+    known = torch.nn.functional.avg_pool2d(target[:, 2:], 8)[:, 0] == 1  # ... on cells valid in every pixel
+    assert cells == known.sum() > 0 and torch.allclose(total, truth[known].sum())
+    flow = train(cfg, progress=False)
+    assert sum(flow["losses"][-3:]) < sum(flow["losses"][:3])
+    gsv = train(config_for(recipe="short-adam", root=str(tiny_synth), out=str(tmp_path / "g"), iterations=1,
+                           batch_size=2, init_flow=flow["checkpoint"], lr=1e-12), progress=False)
+    trained = torch.load(flow["checkpoint"], weights_only=True)["model"]
+    started = torch.load(gsv["checkpoint"], weights_only=True)["model"]
+    conv = "flow_net.down.0.0.weight"
+    assert torch.allclose(started[conv], trained[conv], atol=1e-8)  # one step at lr 1e-12 from the flow run's
+    with pytest.raises(ValueError, match="exact flow, which dataset camvid does not have"):
+        TrainConfig(stage="flow", dataset="camvid").check()
+    with pytest.raises(ValueError, match="--init-flow starts the flow net of a stage gsv run"):
+        config_for("keyframe", init_flow=flow["checkpoint"]).check()
+
+
+class Zero(torch.nn.Module):
+    """A flow net that predicts no motion."""
+
+    def forward(self, current, previous):
+        return torch.zeros_like(current[:, :2])

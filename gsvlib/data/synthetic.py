@@ -22,6 +22,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gsvlib.data.cityscapes import CityscapesSequences
 from gsvlib.data.io import DatasetError, read_rgb, write_png
@@ -422,6 +423,20 @@ class SyntheticStreet(CityscapesSequences):
     def __init__(self, root: str | Path, split: str = "val", *args, **kwargs):
         super().__init__(root, split, *args, **kwargs)
         self.split = split
+
+    def exact_flow(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exact backward flow of snippet ``index``'s labelled frame to the frame before it, (2, H, W) float32 in
+        pixels (x, y), and where it is valid, (H, W) bool: seen in both frames (dis-occlusions are not)."""
+        _, seq, k = self.items[index].name.split("_")  # synth_<seq>_<frame>
+        base = Path(self.root) / "analysis" / self.split
+        arrays = {}
+        for name in ("flow", "valid"):
+            path = base / f"{CITY}_{int(seq):06d}_{name}.npy"
+            if not path.is_file():
+                raise DatasetError(f"{path} does not exist; generate the set with `gsv data synth --out {self.root}`")
+            arrays[name] = np.load(path, mmap_mode="r")[int(k)]  # one frame of the snippet's array
+        flow = torch.from_numpy(np.array(arrays["flow"], dtype=np.float32)).permute(2, 0, 1)
+        return flow, torch.from_numpy(np.array(arrays["valid"], dtype=bool))
 
     def videos(self) -> list[Video]:
         out = []
