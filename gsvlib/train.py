@@ -63,6 +63,21 @@ def _collate(samples: list[dict], stage: str) -> tuple[torch.Tensor, torch.Tenso
     return torch.stack([s["frames"] for s in samples]), torch.stack(targets)
 
 
+def _saved_model(path: str, stage: str) -> dict:
+    """The model state of a gsvkit checkpoint that a run starts from."""
+    ckpt = read_checkpoint(path)
+    state = ckpt.get("model") if isinstance(ckpt, dict) else None
+    if state is None:
+        raise CheckpointError(f"{path} is not a gsvkit checkpoint (no 'model' entry); train one with "
+                              f"`gsv train --stage {stage}`")
+    return state
+
+
+def _part(state: dict, name: str) -> dict:
+    """The entries of one sub-network ("keyframe_net", "flow_net") of a model state, without its prefix."""
+    return {k.removeprefix(f"{name}."): v for k, v in state.items() if k.startswith(f"{name}.")}
+
+
 def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
     model = GSVNet(GSVNetConfig(num_classes, cfg.keyframe_net, cfg.flow_net, use_intra=cfg.use_intra,
                                 freeze_keyframe=cfg.stage != "keyframe"))
@@ -71,24 +86,14 @@ def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
             raise ValueError(f"keyframe net {cfg.keyframe_net} has no ResNet-18 backbone to load --imagenet into")
         load_torchvision_weights(model.keyframe_net.backbone, cfg.imagenet)
     if cfg.init:
-        init = read_checkpoint(cfg.init)
-        state = init.get("model") if isinstance(init, dict) else None
-        if state is None:
-            raise CheckpointError(f"{cfg.init} is not a gsvkit checkpoint (no 'model' entry); train one with "
-                                  "`gsv train --stage keyframe`")
+        state = _saved_model(cfg.init, "keyframe")
         if cfg.stage == "gsv":  # only N comes from the keyframe stage
-            state = {k.removeprefix("keyframe_net."): v for k, v in state.items() if k.startswith("keyframe_net.")}
-            load_state_dict_checked(model.keyframe_net, state, cfg.init, hint="its keyframe net")
+            load_state_dict_checked(model.keyframe_net, _part(state, "keyframe_net"), cfg.init, hint="its keyframe net")
         else:
             load_state_dict_checked(model, state, cfg.init)
     if cfg.init_flow:
-        init = read_checkpoint(cfg.init_flow)
-        state = init.get("model") if isinstance(init, dict) else None
-        if state is None:
-            raise CheckpointError(f"{cfg.init_flow} is not a gsvkit checkpoint (no 'model' entry); train one with "
-                                  "`gsv train --stage flow`")
-        state = {k.removeprefix("flow_net."): v for k, v in state.items() if k.startswith("flow_net.")}
-        load_state_dict_checked(model.flow_net, state, cfg.init_flow, hint=f"its flow net, {cfg.flow_net}")
+        load_state_dict_checked(model.flow_net, _part(_saved_model(cfg.init_flow, "flow"), "flow_net"), cfg.init_flow,
+                                hint=f"its flow net, {cfg.flow_net}")
     if cfg.stage == "gsv" and not cfg.train_flow:
         model.freeze("flow_net")
     return model
