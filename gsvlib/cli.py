@@ -21,7 +21,8 @@ from gsvlib.data import DATASETS, open_dataset
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.deploy import OnnxSegmenter, export_onnx
 from gsvlib.device import PRECISIONS, check_device
-from gsvlib.evaluate import IMAGE_ONLY, THRESHOLD_FACTORS, evaluate_variants, keyframe_schedules, known_variants
+from gsvlib.evaluate import (FLOW_ERROR, IMAGE_ONLY, THRESHOLD_FACTORS, evaluate_variants, keyframe_schedules,
+                             known_variants)
 from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
@@ -191,7 +192,7 @@ def cmd_eval(args) -> None:
 
 
 def _protocol(model, ckpt, args) -> dict:
-    if set(args.variants) - {IMAGE_ONLY}:
+    if set(args.variants) - {IMAGE_ONLY, FLOW_ERROR}:
         require_propagation(ckpt, args.checkpoint)
     report = evaluate_variants(model, args.variants, args.dataset, args.root, args.split, tuple(args.span),
                                args.intervals, args.key_scale, args.image_scales, args.device,
@@ -200,6 +201,9 @@ def _protocol(model, ckpt, args) -> dict:
         if variant == IMAGE_ONLY:
             for s, r in res.items():
                 print(f"image-only x{s}: mIoU {r['miou']:.2f}")
+        elif variant == FLOW_ERROR:
+            print(f"flow net: end-point error {res['epe']:.3f} px of the 1/8 grid on {res['pairs']} pairs (predicting "
+                  f"no motion: {res['zero_flow_epe']:.3f})")
         else:
             print(f"{variant}: " + ", ".join(f"l={l} avg {v['avg']:.2f} min {v['min']:.2f}"
                                              for l, v in res["intervals"].items()))
@@ -359,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--key-scale", type=float, default=0.75)
     ev.add_argument("--variants", nargs="+", choices=known_variants(), default=["gsv"],
                     help="the propagations (gsv: GSVNet; warp: no GSV conv; copy: the previous segmentation) scored "
-                         "with the protocol; image: the keyframe net alone at --image-scales (default gsv)")
+                         "with the protocol; image: the keyframe net alone at --image-scales; flow: the flow net's "
+                         "end-point error against the synthetic set's exact flow (default gsv)")
     ev.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
     ev.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                     help="autocast of the nets: bf16 (CPU or CUDA) or fp16 (CUDA); the protocol only (default fp32)")

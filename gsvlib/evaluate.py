@@ -25,6 +25,8 @@ import torch
 
 from gsvlib.data import IGNORE, open_dataset
 from gsvlib.device import PRECISIONS
+from gsvlib.data.synthetic import load_snippet, snippet_ids
+from gsvlib.models.flow import eighth_grid_error
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.progress import progress_bar
 from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
@@ -125,12 +127,36 @@ def evaluate_image_only(model: GSVNet, dataset: str, root, split: str = "val", s
     return {"scale": scale, "miou": round(cm.miou(), 2), "per_class": cm.per_class(classes), "frames": frames}
 
 
-IMAGE_ONLY = "image"  # the evaluation variant that runs the keyframe net alone; every other one is a propagation
+IMAGE_ONLY = "image"  # the evaluation variant that runs the keyframe net alone
+FLOW_ERROR = "flow"  # the variant that scores the flow net O against exact flow (the synthetic set)
 
 
 def known_variants() -> list[str]:
-    """What ``gsv eval --variants`` accepts: the registered propagations and image-only."""
-    return [*PROPAGATIONS, IMAGE_ONLY]
+    """What ``gsv eval --variants`` accepts: the registered propagations, image-only and the flow error."""
+    return [*PROPAGATIONS, IMAGE_ONLY, FLOW_ERROR]
+
+
+@torch.inference_mode()
+def flow_error(model: GSVNet, root, split: str = "val", device: str = "cpu", progress: bool = True) -> dict:
+    """The flow net O on every consecutive pair of the synthetic set's ``split`` against the exact flow: mean
+    end-point error in 1/8-grid pixels over the cells seen in both frames, and that of predicting no motion."""
+    model = model.eval().to(device)
+    errors, zero, cells, pairs = 0.0, 0.0, 0, 0
+    for seq in progress_bar(snippet_ids(root, split), desc=f"flow error: {split} snippets", disable=not progress):
+        snippet = load_snippet(root, split, seq)
+        frames = snippet["frames"].to(device)  # (T, 3, H, W)
+        flow = torch.from_numpy(snippet["flow"][1:]).permute(0, 3, 1, 2).to(device)  # (T-1, 2, H, W) to frame t-1
+        valid = torch.from_numpy(snippet["valid"][1:]).to(device)  # (T-1, H, W)
+        small = model.small_frame(frames)  # (T, 3, H/8, W/8)
+        pred = model.flow_net(small[1:], small[:-1]) * model.conventions.flow_scale  # (T-1, 2, H/8, W/8)
+        total, count = eighth_grid_error(pred, flow, valid)
+        errors += total.item()
+        zero += eighth_grid_error(torch.zeros_like(pred), flow, valid)[0].item()
+        cells += count.item()
+        pairs += len(pred)
+    if cells == 0:
+        raise ValueError(f"no cell of {root} ({split}) has known flow in both frames")
+    return {"epe": errors / cells, "zero_flow_epe": zero / cells, "cells": cells, "pairs": pairs, "split": split}
 
 
 def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = "val",
@@ -144,10 +170,15 @@ def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = 
         raise ValueError(f"variants must be among {known_variants()}, got {bad}")
     common = dict(dataset=dataset, root=root, split=split, span=span, device=device, progress=progress,
                   precision=precision)
+    if FLOW_ERROR in variants and dataset != "synthetic":
+        raise ValueError(f"variant {FLOW_ERROR} scores the flow net against exact flow, which only the synthetic set "
+                         f"has; evaluate it with --dataset synthetic")
     report = {}
     for variant in variants:
         if variant == IMAGE_ONLY:
             report[IMAGE_ONLY] = {str(s): evaluate_image_only(model, scale=s, **common) for s in image_scales}
+        elif variant == FLOW_ERROR:
+            report[FLOW_ERROR] = flow_error(model, root, split, device, progress)
         else:
             report[variant] = evaluate(model, intervals=intervals, key_scale=key_scale, propagation=variant, **common)
     return report

@@ -43,7 +43,7 @@ from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
 from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
-from gsvlib.models.flow import endpoint_error, flow_to_eighth
+from gsvlib.models.flow import eighth_grid_error
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last, resize
 from gsvlib.progress import progress_bar
@@ -110,10 +110,7 @@ def loss_terms(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: T
     the ranks and divided by the global counts, the terms give the mean over the whole batch (:func:`batch_loss`)."""
     if cfg.stage == "flow":  # labels: the last frame's exact flow (x, y) and where it is valid, (B, 3, H, W)
         prev, cur = model.small_frame(frames[:, -2]), model.small_frame(frames[:, -1])
-        truth = flow_to_eighth(labels[:, :2])  # (B, 2, H/8, W/8) in 1/8-grid pixels
-        known = -F.max_pool2d(-labels[:, 2:], 8)[:, 0] > 0.5  # (B, H/8, W/8): every pixel of the cell valid
-        epe = endpoint_error(model.flow_net(cur, prev), truth)[known]
-        return [(1.0, epe.sum(), known.sum())]
+        return [(1.0, *eighth_grid_error(model.flow_net(cur, prev), labels[:, :2], labels[:, 2] > 0.5))]
     valid = (labels != 255).sum()
     if cfg.stage == "keyframe":
         logits = model.keyframe_net(model.normalize(frames[:, -1]))  # (B, C, H/s, W/s)

@@ -337,3 +337,24 @@ class Zero(torch.nn.Module):
 
     def forward(self, current, previous):
         return torch.zeros_like(current[:, :2])
+
+
+def test_flow_error_scores_the_flow_net_on_every_pair_of_the_split(tiny_synth, tmp_path, capsys):
+    from gsvlib.cli import main
+    from gsvlib.evaluate import evaluate_variants, flow_error
+    from gsvlib.models.flow import flow_to_eighth
+
+    model = GSVNet(num_classes=19)
+    model.flow_net = Zero()
+    res = flow_error(model, tiny_synth, "val", progress=False)
+    assert res["pairs"] == 7 and res["epe"] == pytest.approx(res["zero_flow_epe"]) and res["epe"] > 0
+    snippet = load_analysis(tiny_synth, "val", 2)  # the one val snippet: a hand count of the zero-flow error
+    flow = torch.from_numpy(snippet["flow"][1:]).permute(0, 3, 1, 2)
+    known = torch.nn.functional.avg_pool2d(torch.from_numpy(snippet["valid"][1:]).float()[:, None], 8)[:, 0] == 1
+    assert res["cells"] == known.sum() and res["zero_flow_epe"] == pytest.approx(
+        flow_to_eighth(flow).norm(dim=1)[known].mean().item(), rel=1e-5)
+    with pytest.raises(ValueError, match="only the synthetic set has"):
+        evaluate_variants(model, ["flow"], "camvid", tiny_synth)
+    torch.save({"model": GSVNet(num_classes=19).state_dict(), "model_config": {"num_classes": 19}}, tmp_path / "m.pt")
+    assert main(["eval", "--checkpoint", str(tmp_path / "m.pt"), "--root", str(tiny_synth), "--variants", "flow"]) == 0
+    assert "flow net: end-point error" in capsys.readouterr().out

@@ -462,9 +462,21 @@ def load_snippet(root: str | Path, split: str, seq: int) -> dict:
     return out
 
 
+def snippet_ids(root: str | Path, split: str) -> range:
+    """The snippet numbers of a split of a generated set: training snippets first, validation snippets after."""
+    meta_path = Path(root) / "meta.json"
+    if not meta_path.is_file():
+        raise DatasetError(f"{meta_path} does not exist; generate the set with `gsv data synth --out {root}`")
+    meta = json.loads(meta_path.read_text())
+    ids = {"train": range(meta["snippets"]), "val": range(meta["snippets"], meta["snippets"] + meta["val_snippets"])}
+    if split not in ids:
+        raise DatasetError(f"the synthetic set has splits train and val, not {split!r}")
+    return ids[split]
+
+
 def first_val_snippet(root: str | Path) -> int:
     """Index of the first validation snippet of a generated set (they follow the training snippets)."""
-    meta = json.loads((Path(root) / "meta.json").read_text())
-    if meta["val_snippets"] < 1:
+    val = snippet_ids(root, "val")
+    if not val:
         raise DatasetError(f"{root} has no validation snippets; generate it with --val-snippets 1 or more")
-    return meta["snippets"]
+    return val[0]

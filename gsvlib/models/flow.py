@@ -8,6 +8,7 @@ conventions FlowLight's output is 4 times that; GSVNet scales it (:mod:`gsvlib.m
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gsvlib.models.conventions import GSVKIT, Conventions
@@ -95,3 +96,11 @@ def flow_to_eighth(flow: torch.Tensor) -> torch.Tensor:
 def endpoint_error(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Per-pixel end-point error |pred - truth| of flows (B, 2, H, W) -> (B, H, W)."""
     return (pred - truth).norm(dim=1)
+
+
+def eighth_grid_error(pred: torch.Tensor, flow: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 1/8-grid flow (B, 2, H/8, W/8) against the exact full-resolution flow (B, 2, H, W), known where ``valid``
+    (B, H, W): (the end-point errors summed over the cells whose every pixel is valid, how many cells those are)."""
+    known = -F.max_pool2d(-valid[:, None].float(), 8)[:, 0] > 0.5  # (B, H/8, W/8): dis-occluded cells left out
+    epe = endpoint_error(pred, flow_to_eighth(flow))[known]
+    return epe.sum(), known.sum()
