@@ -86,7 +86,8 @@ def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: 
     _sync(seg.device)
     ms, keys = [], []
     label = label or f"GSVNet l={interval}"
-    for _ in progress_bar(range(intervals * interval), desc=f"timing {label} at {size[0]}x{size[1]}", disable=not progress):
+    for _ in progress_bar(range(intervals * interval), desc=f"timing {label} at {size[0]}x{size[1]}",
+                          disable=not progress):
         t0 = time.perf_counter()
         out = seg.step(frame, labels=True)
         _sync(seg.device)

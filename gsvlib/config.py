@@ -62,6 +62,8 @@ class TrainConfig:
     scale_min: float = setting(0.5, "random scale range, low end")
     scale_max: float = setting(1.5, "random scale range, high end")
     max_interval: int = setting(5, "train keyframe intervals up to this: samples propagate 1..max_interval-1 steps")
+    max_frame_step: int = setting(1, "frame-rate jitter (stage gsv): each sample takes every s-th frame, s drawn from "
+                                     "1..N (2: half the frame rate, twice the motion between frames)")
     key_scale: float = setting(1.0, "keyframe input scale while training (stage gsv)")
     distill: float = setting(0.0, "weight of a KL term towards N's prediction on the last frame (stage gsv)")
     device: str = setting("cpu", "cpu, cuda or cuda:N")
@@ -93,6 +95,9 @@ class TrainConfig:
         if self.stage == "flow" and not hasattr(DATASETS[self.dataset], "exact_flow"):
             raise ValueError(f"stage flow trains on exact flow, which dataset {self.dataset} does not have; use "
                              "--dataset synthetic (then start stage gsv from it with --init-flow)")
+        if not 1 <= self.max_frame_step <= (8 if self.stage == "gsv" else 1):
+            raise ValueError(f"max_frame_step must be in 1..8 for stage gsv and 1 for the other stages, got "
+                             f"{self.max_frame_step}")
         if self.init_flow is not None and self.stage != "gsv":
             raise ValueError("--init-flow starts the flow net of a stage gsv run; for stage "
                              f"{self.stage} use --init")

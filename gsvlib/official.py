@@ -274,7 +274,8 @@ def convert_official(paths: list[str | Path], dataset: str = "cityscapes") -> di
             problems.append(f"  {m.source}: keys that map to nothing in gsvkit ({len(unmapped)}): "
                             f"{', '.join(unmapped[:12])}")
     if problems:
-        raise CheckpointError("the official checkpoint does not have the layout gsvkit converts:\n" + "\n".join(problems))
+        raise CheckpointError("the official checkpoint does not have the layout gsvkit converts:\n"
+                              + "\n".join(problems))
     config = GSVNetConfig(num_classes=num_classes, keyframe_net=keyframe, conventions="official")
     model = GSVNet(config)
     state = {k: v for m in mappings for k, v in m.out.items()}

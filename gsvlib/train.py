@@ -137,14 +137,14 @@ def training_data(cfg: TrainConfig) -> SnippetDataset:
     """The snippets a run trains on: for stage gsv each reaches back up to max_interval - 1 frames, for stage keyframe
     only the labelled frame."""
     return open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None,
-                        max_offset={"gsv": cfg.max_interval - 1, "flow": 1}.get(cfg.stage, 0))
+                        max_offset={"gsv": (cfg.max_interval - 1) * cfg.max_frame_step, "flow": 1}.get(cfg.stage, 0))
 
 
 class TrainBatches(Dataset):
     """Iteration k -> this rank's share of its batch: (frames (B/N, T, 3, H, W), labels (B/N, H, W), keyframe offset
-    T-1). The offset, the sample indices and one augmentation seed per sample are drawn from a generator seeded by
-    (seed, k), so batch k is the same whichever process builds it and whenever; rank r of N takes the samples
-    r, r + N, r + 2N, ... of it."""
+    T-1). The offset, the sample indices, one augmentation seed and one frame step per sample are drawn from a
+    generator seeded by (seed, k), so batch k is the same whichever process builds it and whenever; rank r of N takes
+    the samples r, r + N, r + 2N, ... of it."""
 
     def __init__(self, dataset: SnippetDataset, cfg: TrainConfig, ranks: Ranks = Ranks()):
         if cfg.batch_size % ranks.world:
@@ -153,7 +153,7 @@ class TrainBatches(Dataset):
         self.dataset = dataset
         self.cfg = cfg
         self.ranks = ranks
-        self.max_offset = dataset.max_offset
+        self.max_offset = dataset.max_offset // cfg.max_frame_step  # in sampled frames
 
     def __len__(self) -> int:
         return self.cfg.iterations
@@ -164,13 +164,19 @@ class TrainBatches(Dataset):
         offset = int(torch.randint(min(1, self.max_offset), self.max_offset + 1, (1,), generator=g))
         indices = torch.randint(len(self.dataset), (cfg.batch_size,), generator=g).tolist()
         seeds = torch.randint(2**31, (cfg.batch_size,), generator=g).tolist()
+        # drawn last, and only when asked for: with step 1 the batches stay what they were
+        steps = (torch.randint(1, cfg.max_frame_step + 1, (cfg.batch_size,), generator=g).tolist()
+                 if cfg.max_frame_step > 1 else [1] * cfg.batch_size)
         mine = range(self.ranks.rank, cfg.batch_size, self.ranks.world)
-        frames, labels = _collate([self._augment(seeds[j], self._sample(indices[j], offset)) for j in mine],
+        frames, labels = _collate([self._augment(seeds[j], self._sample(indices[j], offset, steps[j])) for j in mine],
                                   self.cfg.stage)
         return frames, labels, offset
 
-    def _sample(self, index: int, offset: int) -> dict:
-        sample = self.dataset.sample(index, offset)
+    def _sample(self, index: int, offset: int, step: int) -> dict:
+        """Snippet ``index`` from ``offset`` sampled frames before its labelled one, ``step`` frames apart."""
+        sample = self.dataset.sample(index, offset * step)
+        if step > 1:
+            sample = {**sample, "frames": sample["frames"][::step], "offset": offset}
         if self.cfg.stage == "flow":
             flow, valid = self.dataset.exact_flow(index)  # (2, H, W), (H, W)
             sample = {**sample, "flow": flow[None], "valid": valid}
@@ -313,9 +319,9 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
 
     losses, t0 = [], time.perf_counter()
     part = {"keyframe": cfg.keyframe_net, "flow": cfg.flow_net}.get(cfg.stage, "propagation")
-    bar = progress_bar(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start, total=cfg.iterations,
-               desc=f"train {cfg.stage} ({part})"
-                    + (f" on {ranks.world} processes" if ranks.world > 1 else ""), disable=not progress)
+    bar = progress_bar(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start,
+                       total=cfg.iterations, disable=not progress,
+                       desc=f"train {cfg.stage} ({part})" + (f" on {ranks.world} processes" if ranks.world > 1 else ""))
     with (log_path.open("a") if ranks.main else contextlib.nullcontext()) as log:
         for it, (frames, labels, offset) in bar:
             frames, labels = frames.to(cfg.device), labels.to(cfg.device)

@@ -203,7 +203,7 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
         decoded = read_ahead(frames)
         try:
             for i, frame in enumerate(progress_bar(decoded, total=total, desc=f"segmenting {Path(source).name}",
-                                           disable=not progress, unit="frame")):
+                                                   disable=not progress, unit="frame")):
                 if max_frames is not None and i >= max_frames:
                     break
                 t0 = time.perf_counter()

@@ -358,3 +358,19 @@ def test_flow_error_scores_the_flow_net_on_every_pair_of_the_split(tiny_synth, t
     torch.save({"model": GSVNet(num_classes=19).state_dict(), "model_config": {"num_classes": 19}}, tmp_path / "m.pt")
     assert main(["eval", "--checkpoint", str(tmp_path / "m.pt"), "--root", str(tiny_synth), "--variants", "flow"]) == 0
     assert "flow net: end-point error" in capsys.readouterr().out
+
+
+def test_frame_rate_jitter_takes_every_s_th_frame_and_keeps_the_other_draws(tiny_synth):
+    from gsvlib.train import TrainBatches, training_data
+
+    plain = config_for(recipe="short-adam", root=str(tiny_synth), max_interval=3, batch_size=4)
+    jitter = config_for(recipe="short-adam", root=str(tiny_synth), max_interval=3, batch_size=4, max_frame_step=2)
+    a, b = TrainBatches(training_data(plain), plain), TrainBatches(training_data(jitter), jitter)
+    assert b.max_offset == a.max_offset == 2 and b.dataset.max_offset == 4  # room for 2 steps of 2 frames
+    for k in range(6):
+        (fa, la, oa), (fb, lb, ob) = a[k], b[k]
+        assert oa == ob and fa.shape == fb.shape  # the offset is drawn as before, in sampled frames
+    sample = b._sample(3, 2, 2)
+    assert torch.equal(sample["frames"], b.dataset.sample(3, 4)["frames"][::2]) and len(sample["frames"]) == 3
+    with pytest.raises(ValueError, match="max_frame_step must be in 1..8 for stage gsv and 1 for the other"):
+        config_for("keyframe", max_frame_step=2).check()
