@@ -22,15 +22,29 @@ from gsvlib.models.gsvnet import KEYFRAME_NETS, GSVNet
 from gsvlib.segmenter import PROPAGATIONS
 
 
+# The rows of the propagation ablation (`make camvid-ablation`, files ablation/<name>.json): each adds one ingredient.
+ABLATION = {
+    "base": "`camvid-gsv` recipe: FlowLight learns through the segmentation loss alone",
+    "flowinit": "+ FlowLight pre-trained on the synthetic set's exact flow (`--init-flow`)",
+    "distill": "+ distillation from the keyframe net (`--distill 1`)",
+    "jitter": "+ frame-rate jitter (`--max-frame-step 2`)",
+    "committed": "the committed weights (`make camvid`: trained on frames 0-33, so frame 33 was seen)",
+}
+
+
 def read_results(folder: str | Path) -> dict:
-    """{"image": {net: report}, "propagation": report or None, "bench": [report, ...]} from a results folder."""
+    """{"image": {net: report}, "propagation": report or None, "bench": [report, ...], "ablation": {row: report},
+    "flow_error": report or None} from a results folder (the last two from its ablation/ folder, if any)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist: run `make camvid` (or the commands in the README) first")
-    prop = folder / "propagation.json"
+    prop, flow = folder / "propagation.json", folder / "ablation" / "flow_error.json"
     return {"image": {p.stem.removeprefix("image_"): _load(p) for p in sorted(folder.glob("image_*.json"))},
             "propagation": _load(prop) if prop.is_file() else None,
-            "bench": sorted((_load(p) for p in folder.glob("bench_*.json")), key=lambda b: b["size"][0] * b["size"][1])}
+            "bench": sorted((_load(p) for p in folder.glob("bench_*.json")), key=lambda b: b["size"][0] * b["size"][1]),
+            "ablation": {row: _load(folder / "ablation" / f"{row}.json") for row in ABLATION
+                         if (folder / "ablation" / f"{row}.json").is_file()},
+            "flow_error": _load(flow) if flow.is_file() else None}
 
 
 def _load(path: Path) -> dict:
@@ -135,10 +149,34 @@ def camvid_markdown(results: dict) -> str:
             lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
                           f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
         lines.append("")
+    lines += ablation_markdown(results.get("ablation") or {}, results.get("flow_error"))
     for b in results["bench"]:
         lines += [f"### Throughput at {b['size'][1]}x{b['size'][0]} (W x H), batch 1, {b['precision']}, {b['device']}, "
                   f"torch {b['torch']}, keyframe input x{b['key_scale']}", "", *throughput_table(b), ""]
     return "\n".join(lines)
+
+
+def ablation_markdown(rows: dict[str, dict], flow_error: dict | None = None) -> list[str]:
+    """The propagation ablation: per row of :data:`ABLATION`, GSVNet at l = 3 and 5, its margin over warp-only, and
+    the keyframe net on the same frames."""
+    if not rows:
+        return []
+    g = next(iter(rows.values()))["gsv"]
+    a, b = g.get("span", (0, 1))
+    lines = [f"### What each source of supervision adds (held out: fraction {a:.3g} to {b:g} of the val/ run, "
+             f"{g['snippets']} scored frames; mIoU % average / minimum)", "",
+             "| propagation trained with | l=3 | l=5 | GSVNet - warp, l=3 avg | GSVNet - warp, l=5 min | keyframe net |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row, rep in rows.items():
+        gsv, warp = rep["gsv"]["intervals"], rep["warp"]["intervals"]
+        lines.append(f"| {ABLATION[row]} | {gsv['3']['avg']:.1f} / {gsv['3']['min']:.1f} | "
+                     f"{gsv['5']['avg']:.1f} / {gsv['5']['min']:.1f} | {gsv['3']['avg'] - warp['3']['avg']:+.1f} | "
+                     f"{gsv['5']['min'] - warp['5']['min']:+.1f} | {gsv['1']['avg']:.1f} |")
+    if flow_error:
+        lines += ["", f"FlowLight pre-trained on the synthetic set: end-point error {flow_error['flow']['epe']:.2f} "
+                      f"px of the 1/8 grid on its {flow_error['flow']['pairs']} validation pairs (predicting no motion: "
+                      f"{flow_error['flow']['zero_flow_epe']:.2f})."]
+    return lines + [""]
 
 
 def write_tables(folder: str | Path) -> str:

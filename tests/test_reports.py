@@ -185,3 +185,23 @@ def test_the_schedule_table_compares_a_policy_with_the_fixed_curve_at_its_fps():
     assert "| fixed l=2 |  | 0.50 | 58.0 | 18.0 |  |" in table
     assert "| flow, l <= 4 | 2 (2 x median) | 0.35 | 56.0 | 24.0 | +2.0 |" in table
     assert "| 49.0 | 40.0 | n/a |" in table and "10 scored frames of 20 streamed" in table
+
+
+def test_the_ablation_table_reads_the_margins_over_warp_only(tmp_path):
+    from gsvlib.reports import ABLATION, write_tables
+
+    def report(gsv, warp):  # (avg, min) at l = 1, 3, 5
+        return {v: {"span": [0.65, 1.0], "snippets": 14, "intervals": {l: {"avg": a, "min": m} for l, (a, m) in
+                                                                         zip(("1", "3", "5"), x)}}
+                for v, x in (("gsv", gsv), ("warp", warp), ("copy", warp))}
+
+    folder = tmp_path / "results" / "ablation"
+    folder.mkdir(parents=True)
+    (folder / "base.json").write_text(json.dumps(report([(60, 60), (57, 55), (55, 50)], [(60, 60), (56, 53), (52, 44)])))
+    (folder / "distill.json").write_text(json.dumps(report([(60, 60), (58.5, 57), (57, 54)], [(60, 60), (56, 53), (52, 45)])))
+    (folder / "flow_error.json").write_text(json.dumps({"flow": {"epe": 0.314, "zero_flow_epe": 1.24, "pairs": 116}}))
+    text = write_tables(tmp_path / "results")
+    assert f"| {ABLATION['base']} | 57.0 / 55.0 | 55.0 / 50.0 | +1.0 | +6.0 | 60.0 |" in text
+    assert f"| {ABLATION['distill']} | 58.5 / 57.0 | 57.0 / 54.0 | +2.5 | +9.0 | 60.0 |" in text
+    assert "fraction 0.65 to 1 of the val/ run, 14 scored frames" in text and "error 0.31 px" in text
+    assert ABLATION["flowinit"] not in text  # rows without a file are left out
