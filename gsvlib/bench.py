@@ -131,9 +131,10 @@ def nonkey_parts(model: GSVNet, size=(1024, 2048), repeats: int = 5) -> dict[str
     h, w = padded_size(size)
     small = model.small_frame(torch.rand(1, 3, h, w, device=device))  # (1, 3, H/8, W/8)
     seg = torch.randn(1, model.config.num_classes, h // 8, w // 8, device=device)
-    flow = model.flow_net(small, small)
-    return {"flow": round(time_call(model.flow_net, small, small, repeats=repeats), 1),
-            "warp + GSV conv": round(time_call(lambda: model.gsv(warp(seg, flow), small), repeats=repeats), 1),
+    flow = model.flow(small, small)
+    return {"flow": round(time_call(model.flow, small, small, repeats=repeats), 1),
+            "warp + GSV conv": round(time_call(lambda: model.gsv(warp(seg, flow, model.conventions.warp_fill), small),
+                                              repeats=repeats), 1),
             "labels": round(time_call(eager_labels, seg, (h, w), model.conventions.align_corners, repeats=repeats), 1)}
 
 

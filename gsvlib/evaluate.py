@@ -148,7 +148,7 @@ def flow_error(model: GSVNet, root, split: str = "val", device: str = "cpu", pro
         flow = torch.from_numpy(snippet["flow"][1:]).permute(0, 3, 1, 2).to(device)  # (T-1, 2, H, W) to frame t-1
         valid = torch.from_numpy(snippet["valid"][1:]).to(device)  # (T-1, H, W)
         small = model.small_frame(frames)  # (T, 3, H/8, W/8)
-        pred = model.flow_net(small[1:], small[:-1]) * model.conventions.flow_scale  # (T-1, 2, H/8, W/8)
+        pred = model.flow(small[1:], small[:-1])  # (T-1, 2, H/8, W/8)
         total, count = eighth_grid_error(pred, flow, valid)
         errors += total.item()
         zero += eighth_grid_error(torch.zeros_like(pred), flow, valid)[0].item()

@@ -110,7 +110,7 @@ def loss_terms(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: T
     the ranks and divided by the global counts, the terms give the mean over the whole batch (:func:`batch_loss`)."""
     if cfg.stage == "flow":  # labels: the last frame's exact flow (x, y) and where it is valid, (B, 3, H, W)
         prev, cur = model.small_frame(frames[:, -2]), model.small_frame(frames[:, -1])
-        return [(1.0, *eighth_grid_error(model.flow_net(cur, prev), labels[:, :2], labels[:, 2] > 0.5))]
+        return [(1.0, *eighth_grid_error(model.flow(cur, prev), labels[:, :2], labels[:, 2] > 0.5))]
     valid = (labels != 255).sum()
     if cfg.stage == "keyframe":
         logits = model.keyframe_net(model.normalize(frames[:, -1]))  # (B, C, H/s, W/s)

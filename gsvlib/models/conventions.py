@@ -22,7 +22,6 @@ from gsvlib.models.resnet import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 @dataclass(frozen=True)
 class Conventions:
-    title: str
     # frames to the 1/8 grid of the flow and intra nets: "average" (8x8 mean, anti-aliased) or "bilinear"
     small_frames: str
     # bilinear resizes of GSVNet's own steps (keyframe input, logits to 1/8, output upsample), of FlowLight's output,
@@ -44,10 +43,10 @@ class Conventions:
 
 
 CONVENTIONS: dict[str, Conventions] = {
-    "gsvkit": Conventions("gsvkit", small_frames="average", align_corners=False, flow_scale=1.0, warp_fill="border",
+    "gsvkit": Conventions(small_frames="average", align_corners=False, flow_scale=1.0, warp_fill="border",
                           delay_padding="replicate", zero_tap=False, edge_map="sigmoid", kernel_norm="softmax",
                           swiftnet="gsvkit", bisenet="gsvkit", normalization="imagenet"),
-    "official": Conventions("official GSVNet code", small_frames="bilinear", align_corners=True, flow_scale=0.25,
+    "official": Conventions(small_frames="bilinear", align_corners=True, flow_scale=0.25,
                             warp_fill="zeros", delay_padding="zeros", zero_tap=True, edge_map="binary",
                             kernel_norm="relu-sum", swiftnet="official", bisenet="official", normalization="official"),
 }

@@ -144,12 +144,15 @@ class GSVNet(nn.Module):
         """The output step (:func:`full_resolution_labels`) under this model's conventions: (B, H, W) int64."""
         return full_resolution_labels(seg, size, self.conventions.align_corners)
 
+    def flow(self, cur_small: torch.Tensor, prev_small: torch.Tensor) -> torch.Tensor:
+        """O: the backward flow m_t (B, 2, H/8, W/8) in 1/8-grid pixels from the normalised 1/8 frames I_t, I_{t-1}."""
+        flow = self.flow_net(cur_small, prev_small)
+        return flow * self.conventions.flow_scale if self.conventions.flow_scale != 1 else flow
+
     def warp_previous(self, prev_seg: torch.Tensor, prev_small: torch.Tensor,
                       cur_small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """O and eq. (1): S_{t-1} warped to frame t, and the flow m_t (B, 2, H/8, W/8) that moved it."""
-        flow = self.flow_net(cur_small, prev_small)  # (B, 2, H/8, W/8) m_t, backward
-        if self.conventions.flow_scale != 1:
-            flow = flow * self.conventions.flow_scale  # into 1/8-grid pixels
+        flow = self.flow(cur_small, prev_small)
         return warp(prev_seg, flow, self.conventions.warp_fill), flow
 
     def propagate(self, prev_seg: torch.Tensor, prev_small: torch.Tensor, cur_small: torch.Tensor) -> Propagation:
