@@ -86,7 +86,7 @@ FLOW_INIT = --init-flow $(ABLATION)/flow/checkpoint.pt
 
 camvid-ablation: $(STAMP)
 	$(GSV) data synth --out data/synthetic
-	$(GSV) train --stage flow --out $(ABLATION)/flow --iterations 600 $(call resume,$(ABLATION)/flow)
+	$(GSV) train --stage flow --out $(ABLATION)/flow $(call resume,$(ABLATION)/flow)
 	$(GSV) eval --checkpoint $(ABLATION)/flow/checkpoint.pt --variants flow --out $(ABLATION_OUT)/flow_error.json
 	$(GSV) train $(HONEST_TRAIN) --out $(ABLATION)/base $(call resume,$(ABLATION)/base)
 	$(GSV) train $(HONEST_TRAIN) $(FLOW_INIT) --out $(ABLATION)/flowinit $(call resume,$(ABLATION)/flowinit)
