@@ -8,11 +8,14 @@ under fixed names:
     image_<net>.json     the keyframe net alone on test/ at input scales 0.5 / 0.75 / 1.0 (net: swiftnet, bisenet)
     propagation.json     the protocol on the held-out last third of the 15 Hz val/ run: gsv, warp, copy
     bench_<H>x<W>.json   throughput of l = 1..5 and image-only baselines at one input size
+    ablation/<row>.json  `make camvid-ablation`: the protocol on frames no propagation run trained on, per row of
+                         ``ABLATION``; ablation/flow_error.json: the pre-trained flow net on the synthetic set
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from gsvlib.bench import throughput_table
 from gsvlib.data.camvid import HELD_OUT
@@ -22,13 +25,21 @@ from gsvlib.models.gsvnet import KEYFRAME_NETS, GSVNet
 from gsvlib.segmenter import PROPAGATIONS
 
 
+class AblationRow(NamedTuple):
+    legend: str  # the name in plots
+    description: str  # the first column of the table
+
+
 # The rows of the propagation ablation (`make camvid-ablation`, files ablation/<name>.json): each adds one ingredient.
 ABLATION = {
-    "base": "`camvid-gsv` recipe: FlowLight learns through the segmentation loss alone",
-    "flowinit": "+ FlowLight pre-trained on the synthetic set's exact flow (`--init-flow`)",
-    "distill": "+ distillation from the keyframe net (`--distill 1`)",
-    "jitter": "+ frame-rate jitter (`--max-frame-step 2`)",
-    "committed": "the committed weights (`make camvid`: trained on frames 0-33, so frame 33 was seen)",
+    "base": AblationRow("camvid-gsv recipe", "`camvid-gsv` recipe: FlowLight learns through the segmentation loss "
+                                             "alone"),
+    "flowinit": AblationRow("+ flow pre-training", "+ FlowLight pre-trained on the synthetic set's exact flow "
+                                                   "(`--init-flow`)"),
+    "distill": AblationRow("+ distillation", "+ distillation from the keyframe net (`--distill 1`)"),
+    "jitter": AblationRow("+ frame-rate jitter", "+ frame-rate jitter (`--max-frame-step 2`)"),
+    "committed": AblationRow("committed weights", "the committed weights (`make camvid`: trained on frames 0-33, so "
+                                                  "frame 33 was seen)"),
 }
 
 
@@ -169,7 +180,7 @@ def ablation_markdown(rows: dict[str, dict], flow_error: dict | None = None) -> 
              "|---|---:|---:|---:|---:|---:|"]
     for row, rep in rows.items():
         gsv, warp = rep["gsv"]["intervals"], rep["warp"]["intervals"]
-        lines.append(f"| {ABLATION[row]} | {gsv['3']['avg']:.1f} / {gsv['3']['min']:.1f} | "
+        lines.append(f"| {ABLATION[row].description} | {gsv['3']['avg']:.1f} / {gsv['3']['min']:.1f} | "
                      f"{gsv['5']['avg']:.1f} / {gsv['5']['min']:.1f} | {gsv['3']['avg'] - warp['3']['avg']:+.1f} | "
                      f"{gsv['5']['min'] - warp['5']['min']:+.1f} | {gsv['1']['avg']:.1f} |")
     if flow_error:

@@ -201,7 +201,7 @@ def test_the_ablation_table_reads_the_margins_over_warp_only(tmp_path):
     (folder / "distill.json").write_text(json.dumps(report([(60, 60), (58.5, 57), (57, 54)], [(60, 60), (56, 53), (52, 45)])))
     (folder / "flow_error.json").write_text(json.dumps({"flow": {"epe": 0.314, "zero_flow_epe": 1.24, "pairs": 116}}))
     text = write_tables(tmp_path / "results")
-    assert f"| {ABLATION['base']} | 57.0 / 55.0 | 55.0 / 50.0 | +1.0 | +6.0 | 60.0 |" in text
-    assert f"| {ABLATION['distill']} | 58.5 / 57.0 | 57.0 / 54.0 | +2.5 | +9.0 | 60.0 |" in text
+    assert f"| {ABLATION['base'].description} | 57.0 / 55.0 | 55.0 / 50.0 | +1.0 | +6.0 | 60.0 |" in text
+    assert f"| {ABLATION['distill'].description} | 58.5 / 57.0 | 57.0 / 54.0 | +2.5 | +9.0 | 60.0 |" in text
     assert "fraction 0.65 to 1 of the val/ run, 14 scored frames" in text and "error 0.31 px" in text
-    assert ABLATION["flowinit"] not in text  # rows without a file are left out
+    assert ABLATION["flowinit"].description not in text  # rows without a file are left out
