@@ -390,19 +390,16 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), force: bool =
 def load_analysis(root: str | Path, split: str, seq: int) -> dict[str, np.ndarray]:
     """Every frame's ground truth of one snippet: labels (T, H, W) uint8 trainIds, flow (T, H, W, 2) float32 (x, y)
     backward to the previous frame, valid (T, H, W) bool (frame 0 has no previous frame: all False)."""
-    base = Path(root) / "analysis" / split
-    paths = {name: base / f"{CITY}_{seq:06d}_{name}.npy" for name in ("labels", "flow", "valid")}
-    for p in paths.values():
-        if not p.is_file():
-            raise DatasetError(f"{p} does not exist; generate the set with `gsv data synth --out {root}`")
-    out = {name: np.load(p) for name, p in paths.items()}
+    arrays = {name: analysis_array(root, split, seq, name) for name in ("labels", "flow", "valid")}
+    out = {name: np.array(a) for name, a in arrays.items()}  # read into memory
     out["flow"] = out["flow"].astype(np.float32)
     return out
 
 
-def analysis_labels(root: str | Path, split: str, seq: int) -> np.ndarray:
-    """(T, H, W) uint8 trainIds of every frame of one snippet as stored (memory-mapped: frames are read as used)."""
-    path = Path(root) / "analysis" / split / f"{CITY}_{seq:06d}_labels.npy"
+def analysis_array(root: str | Path, split: str, seq: int, name: str) -> np.ndarray:
+    """One stored ground truth ("labels", "flow" or "valid") of every frame of one snippet, memory-mapped: frames are
+    read as used."""
+    path = Path(root) / "analysis" / split / f"{CITY}_{seq:06d}_{name}.npy"
     if not path.is_file():
         raise DatasetError(f"{path} does not exist; generate the set with `gsv data synth --out {root}`")
     return np.load(path, mmap_mode="r")
@@ -414,7 +411,7 @@ def scored_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def _frame_labels(root: Path, split: str, seq: int, k: int) -> np.ndarray:
-    return scored_labels(np.asarray(analysis_labels(root, split, seq)[k]))
+    return scored_labels(np.asarray(analysis_array(root, split, seq, "labels")[k]))
 
 
 class SyntheticStreet(CityscapesSequences):
@@ -428,22 +425,16 @@ class SyntheticStreet(CityscapesSequences):
         """The exact backward flow of snippet ``index``'s labelled frame to the frame before it, (2, H, W) float32 in
         pixels (x, y), and where it is valid, (H, W) bool: seen in both frames (dis-occlusions are not)."""
         _, seq, k = self.items[index].name.split("_")  # synth_<seq>_<frame>
-        base = Path(self.root) / "analysis" / self.split
-        arrays = {}
-        for name in ("flow", "valid"):
-            path = base / f"{CITY}_{int(seq):06d}_{name}.npy"
-            if not path.is_file():
-                raise DatasetError(f"{path} does not exist; generate the set with `gsv data synth --out {self.root}`")
-            arrays[name] = np.load(path, mmap_mode="r")[int(k)]  # one frame of the snippet's array
-        flow = torch.from_numpy(np.array(arrays["flow"], dtype=np.float32)).permute(2, 0, 1)
-        return flow, torch.from_numpy(np.array(arrays["valid"], dtype=bool))
+        flow, valid = (analysis_array(self.root, self.split, int(seq), name)[int(k)] for name in ("flow", "valid"))
+        return (torch.from_numpy(np.array(flow, dtype=np.float32)).permute(2, 0, 1),
+                torch.from_numpy(np.array(valid, dtype=bool)))
 
     def videos(self) -> list[Video]:
         out = []
         for video in super().videos():
             seq = int(video.frames[0].name.split("_")[1])  # synth_<seq>_<frame>_leftImg8bit.png
             frames = tuple(sorted(video.frames[0].parent.glob(f"{CITY}_{seq:06d}_*_leftImg8bit.png")))
-            count = len(analysis_labels(self.root, self.split, seq))
+            count = len(analysis_array(self.root, self.split, seq, "labels"))
             if count != len(frames):
                 raise DatasetError(f"{video.frames[0].parent} holds {len(frames)} frames of snippet {seq} but its "
                                    f"analysis labels hold {count}; regenerate the set with `gsv data synth --force`")
