@@ -25,10 +25,11 @@ figures: $(STAMP)
 	$(VENV)/bin/gsv tour --figures figures
 
 # Unit tests and every notebook under papermill (small parameters), then nbval on the executed notebooks; then the
-# runtime on a base install (no extras) in a throwaway venv.
+# runtime on a base install (no extras) in a throwaway venv. nbval reads a cell's output only after the cell, so its
+# progress bars redraw every 10 s (TQDM_MININTERVAL): fewer messages than the kernel's output queue holds.
 test: $(STAMP) browser
 	$(PY) -m pytest
-	$(PY) -m pytest --nbval-lax -p no:cacheprovider build/notebooks
+	TQDM_MININTERVAL=10 $(PY) -m pytest --nbval-lax -p no:cacheprovider build/notebooks
 	$(MAKE) base-check
 
 base-check:

@@ -1,6 +1,7 @@
 """The package's layers: every module imports only from the layers below it, no gsvlib import hides inside a
 function, and the runtime needs only the base dependencies."""
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,17 @@ def test_a_progress_bar_redraws_at_most_once_a_second(capsys):
         time.sleep(0.05)
     redraws = capsys.readouterr().err.count("\r")
     assert 2 <= redraws <= 5, redraws  # the first draw, one a second, the final one
+
+
+def test_tqdms_own_environment_variable_sets_the_redraw_limit():
+    """`make test` runs nbval with TQDM_MININTERVAL=10: a bar of 3 s then draws only its first and final frames."""
+    script = """
+import sys, time
+from gsvlib.progress import progress_bar
+for _ in progress_bar(range(30), file=sys.stderr, ascii=True):
+    time.sleep(0.1)
+"""
+    env = {**os.environ, "TQDM_MININTERVAL": "10"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, env=env)  # bytes: keep \r
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count(b"\r") == 2, done.stderr  # the first draw and the final one
