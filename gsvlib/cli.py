@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--root", default="data/synthetic")
     ev.add_argument("--split", default="val")
     ev.add_argument("--span", type=float, nargs=2, metavar=("A", "B"), default=(0.0, 1.0),
-                    help="CamVid: evaluate fraction A..B of each sequence in time, e.g. 0.667 1 (default 0 1)")
+                    help="CamVid: evaluate fraction A..B of each sequence in time, e.g. 0.65 1 (default 0 1)")
     ev.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
     ev.add_argument("--key-scale", type=float, default=0.75)
     ev.add_argument("--variants", nargs="+", choices=known_variants(), default=["gsv"],

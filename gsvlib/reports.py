@@ -6,10 +6,11 @@ again on saved weights (notebook 06). A CamVid results folder holds ``gsv eval -
 under fixed names:
 
     image_<net>.json     the keyframe net alone on test/ at input scales 0.5 / 0.75 / 1.0 (net: swiftnet, bisenet)
-    propagation.json     the protocol on the held-out last third of the 15 Hz val/ run: gsv, warp, copy
+    propagation.json     the protocol on the held-out frames of the 15 Hz val/ run (``HELD_OUT``): gsv, warp, copy
+    flow_error.json      the pre-trained flow net's end-point error on the synthetic set's exact flow
     bench_<H>x<W>.json   throughput of l = 1..5 and image-only baselines at one input size
-    ablation/<row>.json  `make camvid-ablation`: the protocol on frames no propagation run trained on, per row of
-                         ``ABLATION``; ablation/flow_error.json: the pre-trained flow net on the synthetic set
+    ablation/<row>.json  `make camvid-ablation`: the same protocol for propagations trained otherwise, per row of
+                         ``ABLATION``
 """
 from __future__ import annotations
 
@@ -35,21 +36,19 @@ ABLATION = {
     "base": AblationRow("camvid-gsv recipe", "`camvid-gsv` recipe: FlowLight learns through the segmentation loss "
                                              "alone"),
     "flowinit": AblationRow("+ flow pre-training", "+ FlowLight pre-trained on the synthetic set's exact flow "
-                                                   "(`--init-flow`)"),
+                                                   "(`--init-flow`): the committed weights"),
     "distill": AblationRow("+ distillation", "+ distillation from the keyframe net (`--distill 1`)"),
     "jitter": AblationRow("+ frame-rate jitter", "+ frame-rate jitter (`--max-frame-step 2`)"),
-    "committed": AblationRow("committed weights", "the committed weights (`make camvid`: trained on frames 0-33, so "
-                                                  "frame 33 was seen)"),
 }
 
 
 def read_results(folder: str | Path) -> dict:
     """{"image": {net: report}, "propagation": report or None, "bench": [report, ...], "ablation": {row: report},
-    "flow_error": report or None} from a results folder (the last two from its ablation/ folder, if any)."""
+    "flow_error": report or None} from a results folder (the ablation from its ablation/ folder, if any)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist: run `make camvid` (or the commands in the README) first")
-    prop, flow = folder / "propagation.json", folder / "ablation" / "flow_error.json"
+    prop, flow = folder / "propagation.json", folder / "flow_error.json"
     return {"image": {p.stem.removeprefix("image_"): _load(p) for p in sorted(folder.glob("image_*.json"))},
             "propagation": _load(prop) if prop.is_file() else None,
             "bench": sorted((_load(p) for p in folder.glob("bench_*.json")), key=lambda b: b["size"][0] * b["size"][1]),

@@ -199,7 +199,7 @@ def test_the_ablation_table_reads_the_margins_over_warp_only(tmp_path):
     folder.mkdir(parents=True)
     (folder / "base.json").write_text(json.dumps(report([(60, 60), (57, 55), (55, 50)], [(60, 60), (56, 53), (52, 44)])))
     (folder / "distill.json").write_text(json.dumps(report([(60, 60), (58.5, 57), (57, 54)], [(60, 60), (56, 53), (52, 45)])))
-    (folder / "flow_error.json").write_text(json.dumps({"flow": {"epe": 0.314, "zero_flow_epe": 1.24, "pairs": 116}}))
+    (folder.parent / "flow_error.json").write_text(json.dumps({"flow": {"epe": 0.314, "zero_flow_epe": 1.24, "pairs": 116}}))
     text = write_tables(tmp_path / "results")
     assert f"| {ABLATION['base'].description} | 57.0 / 55.0 | 55.0 / 50.0 | +1.0 | +6.0 | 60.0 |" in text
     assert f"| {ABLATION['distill'].description} | 58.5 / 57.0 | 57.0 / 54.0 | +2.5 | +9.0 | 60.0 |" in text

@@ -21,7 +21,10 @@ from gsvlib.data.labels import CAMVID, CAMVID_VOID, IGNORE
 from gsvlib.data.snippets import Snippet, SnippetDataset, check_root
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-HELD_OUT = (2 / 3, 1.0)  # the last third of each val/ sequence in time; the propagation trains on the first two thirds
+# The 15 Hz val/ run split in time (fractions of each sequence): the propagation trains on frames 0-27, frames 28-32
+# are a gap that nothing uses (so no scored frame has a training neighbour), frames 33-50 are scored.
+PROPAGATION_TRAIN = (0.0, 0.55)
+HELD_OUT = (0.65, 1.0)
 
 
 def frame_number(path: Path) -> tuple[str, int]:
@@ -76,8 +79,8 @@ class CamVid(SnippetDataset):
 
     ``split`` is "train", "val" or "test" (any folder name with its "<split>annot" twin works). In the SegNet release
     only val/ is video at a usable rate (15 Hz); train/ and test/ are 1 Hz, so use them with ``offset=0``.
-    ``span=(a, b)`` keeps the frames from fraction a to b of each sequence in time, e.g. (0, 2/3) to train and
-    (2/3, 1) to evaluate on one run: no snippet reaches across the cut.
+    ``span=(a, b)`` keeps the frames from fraction a to b of each sequence in time, e.g. ``PROPAGATION_TRAIN`` to
+    train and ``HELD_OUT`` to evaluate on one run: no snippet reaches across a cut.
     """
 
     table = CAMVID
