@@ -1,9 +1,10 @@
 """What every notebook starts with: one call that opens the footage it looks at and the model that segments it.
 
-``open_footage("camvid", ...)`` gives the held-out end of CamVid's 15 Hz val/ run (``HELD_OUT``: every frame labelled,
-five frames after the last one the propagation trained on) with the committed CamVid weights. Where that data or those weights are missing it
-says so and falls back to the built-in synthetic street video with the model of ``make tour`` (generated and trained
-briefly, with progress bars, when missing). Both come as one :class:`Footage`, so a notebook is written once.
+``open_footage("camvid", ...)`` gives the held-out end of CamVid's 15 Hz val/ run (``HELD_OUT``: every frame
+labelled, five frames after the last one the propagation trained on) with the committed CamVid weights. Where that
+data or those weights are missing it says so and falls back to the built-in synthetic street video with the model of
+``make tour`` (generated and trained briefly, with progress bars, when missing). Both come as one :class:`Footage`,
+so a notebook is written once.
 """
 from __future__ import annotations
 

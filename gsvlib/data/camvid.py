@@ -22,7 +22,8 @@ from gsvlib.data.snippets import Snippet, SnippetDataset, check_root
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # The 15 Hz val/ run split in time (fractions of each sequence): the propagation trains on frames 0-27, frames 28-32
-# are a gap that nothing uses (so no scored frame has a training neighbour), frames 33-50 are scored.
+# are a gap that nothing uses (so no scored frame has a training neighbour), frames 33-50 are held out (the protocol
+# scores 37-50, each with the 4 frames before it).
 PROPAGATION_TRAIN = (0.0, 0.55)
 HELD_OUT = (0.65, 1.0)
 
