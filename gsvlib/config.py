@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 from gsvlib.data import DATASETS
+from gsvlib.data.balance import CLASS_WEIGHTS
 from gsvlib.data.camvid import PROPAGATION_TRAIN
 from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS
@@ -66,7 +67,13 @@ class TrainConfig:
     max_frame_step: int = setting(1, "frame-rate jitter (stage gsv): each sample takes every s-th frame, s drawn from "
                                      "1..N (2: half the frame rate, twice the motion between frames)")
     key_scale: float = setting(1.0, "keyframe input scale while training (stage gsv)")
+    class_weights: str = setting("none", "weigh the cross-entropy per class (stages keyframe and gsv): "
+                                 "median-frequency gives thin classes more weight (SegNet's CamVid recipe)",
+                                 choices=lambda: list(CLASS_WEIGHTS))
     distill: float = setting(0.0, "weight of a KL term towards N's prediction on the last frame (stage gsv)")
+    photometric: float = setting(0.0, "weight of a photometric loss on every frame pair of a sample (stage gsv): "
+                                      "each frame against the one before it warped by O's flow, plus an edge-aware "
+                                      "smoothness term; unlabelled frames teach the flow net too")
     device: str = setting("cpu", "cpu, cuda or cuda:N")
     precision: str = setting("fp32", "mixed precision on CUDA: bf16 autocast, or fp16 autocast with a gradient scaler",
                              choices=lambda: list(PRECISIONS))
@@ -99,6 +106,9 @@ class TrainConfig:
         if not 1 <= self.max_frame_step <= (8 if self.stage == "gsv" else 1):
             raise ValueError(f"max_frame_step must be in 1..8 for stage gsv and 1 for the other stages, got "
                              f"{self.max_frame_step}")
+        if self.class_weights != "none" and self.stage == "flow":
+            raise ValueError("--class-weights weighs the cross-entropy of stages keyframe and gsv; stage flow has "
+                             "no classes")
         if self.init_flow is not None and self.stage != "gsv":
             raise ValueError("--init-flow starts the flow net of a stage gsv run; for stage "
                              f"{self.stage} use --init")
@@ -108,14 +118,14 @@ class TrainConfig:
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         for name in ("lr", "momentum", "weight_decay", "lr_decay", "crop", "scale_min", "scale_max", "key_scale",
-                     "distill"):
+                     "distill", "photometric"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         ranges = {"lr": (self.lr > 0, "> 0"), "momentum": (0 <= self.momentum < 1, "in [0, 1)"),
                   "weight_decay": (self.weight_decay >= 0, ">= 0"), "lr_decay": (0 < self.lr_decay <= 1, "in (0, 1]"),
                   "crop": (0 < self.crop <= 1, "in (0, 1]"), "key_scale": (0 < self.key_scale <= 2, "in (0, 2]"),
                   "scale_min": (0 < self.scale_min <= self.scale_max, f"in (0, scale_max = {self.scale_max}]"),
-                  "distill": (self.distill >= 0, ">= 0")}
+                  "distill": (self.distill >= 0, ">= 0"), "photometric": (self.photometric >= 0, ">= 0")}
         for name, (ok, allowed) in ranges.items():
             if not ok:
                 raise ValueError(f"{name} must be {allowed}, got {getattr(self, name)}")

@@ -40,14 +40,16 @@ from torch.utils.data import DataLoader, Dataset
 from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, load_torchvision_weights, read_checkpoint
 from gsvlib.config import PATHS, STARTING_POINTS, TrainConfig
 from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
+from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
 from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
-from gsvlib.models.flow import eighth_grid_error
+from gsvlib.models.flow import edge_aware_smoothness, eighth_grid_error, photometric_error
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last, resize
 from gsvlib.progress import progress_bar
 
+SMOOTHNESS = 0.1  # weight of the flow's smoothness relative to the photometric term (--photometric)
 BATCHES = 2  # how TrainBatches draws batch k from (seed, k); 2: one generator per sample, so that ranks can share it
 
 
@@ -104,20 +106,39 @@ def trainable(model: GSVNet, cfg: TrainConfig) -> list[torch.nn.Parameter]:
     return [p for p in part.parameters() if p.requires_grad]
 
 
-def loss_terms(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig) -> list[tuple]:
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, class_weight: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (B, C, h, w) upsampled to labels (B, H, W) -> (the cross-entropy summed over the labelled pixels, 255
+    ignored, each weighted by its class's ``class_weight``; the sum of those weights, the pixel count without them):
+    their ratio is F.cross_entropy's weighted mean."""
+    total = F.cross_entropy(resize(logits, labels.shape[-2:]), labels, weight=class_weight, ignore_index=255,
+                            reduction="sum")
+    valid = labels != 255  # (B, H, W)
+    return total, valid.sum() if class_weight is None else class_weight[labels[valid]].sum()
+
+
+def loss_terms(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
+               class_weight: torch.Tensor | None = None) -> list[tuple]:
     """The loss as (weight, sum over these samples, how many elements the sum holds) per term: the cross-entropy
-    (255 ignored) of the last frame's prediction upsampled to the label size, and the distillation KL. Summed over
+    (255 ignored, weighted per class by ``class_weight`` (C,) where given) of the last frame's prediction upsampled to
+    the label size, the photometric and smoothness terms of every step's flow, and the distillation KL. Summed over
     the ranks and divided by the global counts, the terms give the mean over the whole batch (:func:`batch_loss`)."""
     if cfg.stage == "flow":  # labels: the last frame's exact flow (x, y) and where it is valid, (B, 3, H, W)
         prev, cur = model.small_frame(frames[:, -2]), model.small_frame(frames[:, -1])
         return [(1.0, *eighth_grid_error(model.flow(cur, prev), labels[:, :2], labels[:, 2] > 0.5))]
-    valid = (labels != 255).sum()
     if cfg.stage == "keyframe":
         logits = model.keyframe_net(model.normalize(frames[:, -1]))  # (B, C, H/s, W/s)
-        return [(1.0, F.cross_entropy(resize(logits, labels.shape[-2:]), labels, ignore_index=255,
-                                      reduction="sum"), valid)]
-    seg = model(frames, key_scale=cfg.key_scale)  # (B, C, H/8, W/8)
-    terms = [(1.0, F.cross_entropy(resize(seg, labels.shape[-2:]), labels, ignore_index=255, reduction="sum"), valid)]
+        return [(1.0, *cross_entropy(logits, labels, class_weight))]
+    key, steps = model.unroll(frames, key_scale=cfg.key_scale)
+    seg = steps[-1].seg if steps else key  # (B, C, H/8, W/8)
+    terms = [(1.0, *cross_entropy(seg, labels, class_weight))]
+    if cfg.photometric > 0 and steps:
+        smalls = [model.small_frame(frames[:, t]) for t in range(frames.shape[1])]  # (B, 3, H/8, W/8) each
+        pairs = list(zip(smalls[1:], smalls[:-1], (s.flow for s in steps)))
+        photo = [photometric_error(cur, prev, flow) for cur, prev, flow in pairs]
+        smooth = [edge_aware_smoothness(flow, cur) for cur, _, flow in pairs]
+        terms += [(cfg.photometric, sum(t for t, _ in photo), sum(n for _, n in photo)),
+                  (cfg.photometric * SMOOTHNESS, sum(t for t, _ in smooth), sum(n for _, n in smooth))]
     if cfg.distill > 0:
         with torch.no_grad():
             teacher = model.segment_keyframe(frames[:, -1], cfg.key_scale).softmax(1)
@@ -138,6 +159,17 @@ def training_data(cfg: TrainConfig) -> SnippetDataset:
     only the labelled frame."""
     return open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None,
                         max_offset={"gsv": (cfg.max_interval - 1) * cfg.max_frame_step, "flow": 1}.get(cfg.stage, 0))
+
+
+def balance_weights(cfg: TrainConfig, dataset: SnippetDataset, progress: bool = True) -> torch.Tensor | None:
+    """The (C,) cross-entropy weights of rule ``cfg.class_weights`` (:data:`CLASS_WEIGHTS`) from every training
+    label's pixel counts, or None for the plain mean."""
+    rule = CLASS_WEIGHTS[cfg.class_weights]
+    if rule is None:
+        return None
+    items = progress_bar(dataset.items, desc="count class pixels", disable=not progress)
+    pixels = class_pixels((dataset.read_label(s.label) for s in items), dataset.table.num_classes)
+    return torch.tensor(rule(*pixels), dtype=torch.float32)
 
 
 class TrainBatches(Dataset):
@@ -285,6 +317,8 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
         convert_sync_batchnorm(model)
     model = (channels_last(model) if cfg.channels_last else model).to(cfg.device)
     params = trainable(model, cfg)
+    weight = balance_weights(cfg, dataset, progress)
+    weight = None if weight is None else weight.to(cfg.device)
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:
@@ -315,6 +349,7 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
             save_atomic({"model": model.state_dict(), "model_config": asdict(model.config),
                          "train_config": asdict(cfg), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                          "scaler": scaler.state_dict(), "iteration": iteration, "batches": BATCHES,
+                         "class_weights": None if weight is None else weight.tolist(),
                          "classes": list(dataset.table.classes), "dataset": cfg.dataset}, out / "checkpoint.pt")
 
     losses, t0 = [], time.perf_counter()
@@ -327,7 +362,7 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
             frames, labels = frames.to(cfg.device), labels.to(cfg.device)
             model.train()
             with torch.autocast("cuda", PRECISIONS[cfg.precision], enabled=cfg.precision != "fp32"):
-                loss = batch_loss(loss_terms(model, frames, labels, cfg))
+                loss = batch_loss(loss_terms(model, frames, labels, cfg, weight))
             total = sum_over_ranks(loss.detach().clone()).item()  # the global batch's loss, the same on every rank
             if not math.isfinite(total):
                 saved = (out / "checkpoint.pt").is_file()

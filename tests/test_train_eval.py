@@ -374,3 +374,66 @@ def test_frame_rate_jitter_takes_every_s_th_frame_and_keeps_the_other_draws(tiny
     assert torch.equal(sample["frames"], b.dataset.sample(3, 4)["frames"][::2]) and len(sample["frames"]) == 3
     with pytest.raises(ValueError, match="max_frame_step must be in 1..8 for stage gsv and 1 for the other"):
         config_for("keyframe", max_frame_step=2).check()
+
+
+def test_median_frequency_weights_match_a_hand_computation():
+    """Class 0 covers 6 of the 8 labelled pixels of the one image it is in (f = 3/4), class 1 8 of 18 in three images
+    (f = 4/9), class 2 4 of 6 (f = 2/3), class 3 none: median 2/3, weights 8/9, 3/2, 1 and 0. Ignored pixels count
+    nowhere."""
+    from gsvlib.data.balance import class_pixels, median_frequency
+
+    a = np.array([[0, 0, 0, 0, 255], [0, 0, 1, 1, 255]])
+    b = np.array([[1, 1, 2, 2], [255, 255, 2, 2]])
+    c = np.array([[1, 1], [1, 1]])
+    pixels, image_pixels = class_pixels([a, b, c], 4)
+    assert pixels.tolist() == [6, 8, 4, 0] and image_pixels.tolist() == [8, 18, 6, 0]
+    assert np.allclose(median_frequency(pixels, image_pixels), [8 / 9, 3 / 2, 1, 0])
+    with pytest.raises(ValueError, match="no labelled pixel"):
+        median_frequency(np.zeros(3, np.int64), np.zeros(3, np.int64))
+
+
+def test_class_weighted_loss_is_the_weighted_mean_and_trains(tiny_synth, tmp_path):
+    """--class-weights: the loss terms give F.cross_entropy's weighted mean, the weights come from the training labels
+    and are kept in the checkpoint; stage flow, which has no classes, refuses them."""
+    from gsvlib.data.balance import class_pixels, median_frequency
+    from gsvlib.train import balance_weights, cross_entropy, training_data
+
+    logits, labels = torch.randn(2, 4, 3, 5), torch.randint(0, 4, (2, 3, 5))
+    labels[0, 0] = 255
+    weight = torch.tensor([0.5, 2.0, 1.0, 4.0])
+    total, count = cross_entropy(logits, labels, weight)
+    assert torch.allclose(total / count, torch.nn.functional.cross_entropy(logits, labels, weight, ignore_index=255))
+    cfg = config_for("keyframe", root=str(tiny_synth), out=str(tmp_path / "k"), iterations=2, batch_size=2,
+                     class_weights="median-frequency")
+    data = training_data(cfg)
+    expected = median_frequency(*class_pixels([data.read_label(s.label) for s in data.items], 19))
+    assert torch.allclose(balance_weights(cfg, data, progress=False), torch.tensor(expected, dtype=torch.float32))
+    run = train(cfg, progress=False)
+    assert np.allclose(torch.load(run["checkpoint"], weights_only=True)["class_weights"], expected)
+    with pytest.raises(ValueError, match="stage flow has no classes"):
+        config_for("flow", class_weights="median-frequency").check()
+
+
+def test_the_photometric_loss_teaches_the_flow_net_from_unlabelled_frames(tiny_synth):
+    """--photometric adds, for every step of a sample, the photometric and smoothness terms of its flow: with every
+    label ignored, the flow net still gets a gradient, and without the option it gets none."""
+    from gsvlib.models.flow import edge_aware_smoothness, photometric_error
+    from gsvlib.train import SMOOTHNESS, TrainBatches, batch_loss, loss_terms, training_data
+
+    cfg = config_for(recipe="short-adam", root=str(tiny_synth), batch_size=2, photometric=0.5)
+    frames, labels, offset = TrainBatches(training_data(cfg), cfg)[3]
+    model = GSVNet(num_classes=19)
+    terms = loss_terms(model, frames, torch.full_like(labels, 255), cfg)
+    assert [w for w, _, _ in terms] == [1.0, 0.5, 0.5 * SMOOTHNESS] and terms[0][2] == 0
+    with torch.no_grad():
+        _, steps = model.unroll(frames)
+        smalls = [model.small_frame(frames[:, t]) for t in range(offset + 1)]
+    photo = [photometric_error(smalls[t + 1], smalls[t], s.flow) for t, s in enumerate(steps)]
+    assert torch.isclose(terms[1][1].detach(), sum(p for p, _ in photo)) and terms[1][2] == sum(n for _, n in photo)
+    assert torch.isclose(terms[2][1].detach(), sum(edge_aware_smoothness(s.flow, smalls[t + 1])[0]
+                                                   for t, s in enumerate(steps)))
+    batch_loss(terms).backward()
+    assert model.flow_net.to_flow.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    batch_loss(loss_terms(model, frames, torch.full_like(labels, 255), config_for(recipe="short-adam"))).backward()
+    assert model.flow_net.to_flow.weight.grad is None or model.flow_net.to_flow.weight.grad.abs().sum() == 0

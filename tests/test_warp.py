@@ -51,3 +51,32 @@ def test_out_of_frame_marks_only_samples_outside():
 def test_wrong_flow_shape_is_reported():
     with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
         warp(torch.randn(1, 3, 4, 4), torch.zeros(1, 2, 4, 5))
+
+
+def test_the_photometric_error_of_the_true_shift_is_zero_and_counts_only_pixels_seen_before():
+    """Frame t is frame t-1 moved 2 px right: flow -2 in x explains it exactly except in the 2 columns that came in
+    from outside (left out); no motion leaves the error of every moved edge."""
+    from gsvlib.models.flow import photometric_error
+
+    previous = torch.rand(1, 3, 6, 10)
+    current = torch.zeros_like(previous)
+    current[..., 2:] = previous[..., :-2]
+    shift = torch.zeros(1, 2, 6, 10)
+    shift[:, 0] = -2
+    total, count = photometric_error(current, previous, shift)
+    assert count == 6 * 8 and total.abs() < 1e-5
+    still, everywhere = photometric_error(current, previous, torch.zeros_like(shift))
+    assert everywhere == 60 and torch.isclose(still, (current - previous).abs().mean(1).sum())
+
+
+def test_smoothness_is_zero_for_a_constant_flow_and_damped_at_image_edges():
+    from gsvlib.models.flow import edge_aware_smoothness
+
+    image = torch.zeros(1, 3, 4, 6)
+    constant = torch.full((1, 2, 4, 6), 1.5)
+    assert edge_aware_smoothness(constant, image) == (0, 4 * 5 + 3 * 6)
+    step = torch.zeros(1, 2, 4, 6)
+    step[:, 0, :, 3:] = 1.0  # a jump of 1 in x between columns 2 and 3, on every row
+    assert torch.isclose(edge_aware_smoothness(step, image)[0], torch.tensor(4.0))
+    image[..., 3:] = 2.0  # an image edge at the same place damps it by exp(-2)
+    assert torch.isclose(edge_aware_smoothness(step, image)[0], torch.tensor(4.0) * torch.exp(torch.tensor(-2.0)))

@@ -13,6 +13,7 @@ from torch import nn
 
 from gsvlib.models.conventions import GSVKIT, Conventions
 from gsvlib.models.layers import ConvBNReLU, downscale8, resize
+from gsvlib.models.warp import out_of_frame, warp
 
 
 def _leaky() -> nn.Module:
@@ -104,3 +105,24 @@ def eighth_grid_error(pred: torch.Tensor, flow: torch.Tensor, valid: torch.Tenso
     known = -F.max_pool2d(-valid[:, None].float(), 8)[:, 0] > 0.5  # (B, H/8, W/8): dis-occluded cells left out
     epe = endpoint_error(pred, flow_to_eighth(flow))[known]
     return epe.sum(), known.sum()
+
+
+def photometric_error(current: torch.Tensor, previous: torch.Tensor, flow: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """How well the backward flow m_t explains frame t from frame t-1, on frames without labels or true flow:
+    |I_t(p) - I_{t-1}(p + m_t(p))| averaged over the channels of the 1/8 frames (B, 3, h, w), summed over the pixels
+    whose sample lies inside I_{t-1} -> (that sum, how many pixels it holds)."""
+    inside = ~out_of_frame(flow)  # (B, h, w)
+    error = (current - warp(previous, flow)).abs().mean(1)  # (B, h, w)
+    return error[inside].sum(), inside.sum()
+
+
+def edge_aware_smoothness(flow: torch.Tensor, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first differences of the flow (B, 2, h, w) between neighbouring pixels, each damped by exp(-|the image's
+    difference there|) (B, 3, h, w) so that the flow may jump at edges -> (their sum, how many differences)."""
+    def damped(d_flow: torch.Tensor, d_image: torch.Tensor) -> torch.Tensor:
+        return d_flow.abs().sum(1) * torch.exp(-d_image.abs().mean(1))  # (B, h', w')
+
+    dx = damped(flow.diff(dim=-1), image.diff(dim=-1))  # (B, h, w-1)
+    dy = damped(flow.diff(dim=-2), image.diff(dim=-2))  # (B, h-1, w)
+    return dx.sum() + dy.sum(), torch.tensor(dx.numel() + dy.numel(), device=flow.device)
