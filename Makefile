@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # index with CPU wheels of torch 2.13.0 for your platform, go in PIP_ARGS.
 PIP_ARGS ?=
 
-.PHONY: install tour figures test base-check browser clean camvid camvid-ablation
+.PHONY: install tour figures test base-check browser clean camvid camvid-ablation camvid-balance
 
 install: $(STAMP)
 
@@ -43,7 +43,7 @@ browser:
 	  echo "no chromium: figures will be exported with matplotlib"
 
 # The CamVid results of the README (CAMVID: a folder in the SegNet layout, see data/README.md). Both keyframe
-# nets from scratch on train/ (the keyframe scale chosen on val/), FlowLight pre-trained on the synthetic
+# nets from scratch on train/ (the keyframe scale chosen on frames 0-27 of val/), FlowLight pre-trained on the synthetic
 # set's exact flow, GSVNet's propagation on frames 0-27 of the 15 Hz val/ run, the protocol on frames 33-50 (frames
 # 28-32 are a gap), throughput, fp16 weights and their manifest, figures/camvid/results.md. Interrupted steps resume.
 CAMVID ?= ../shared/camvid
@@ -63,9 +63,9 @@ FLOW = $(CAMVID_RUNS)/flow/checkpoint.pt
 camvid: $(STAMP)
 	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --out $(CAMVID_RUNS)/swiftnet $(call resume,$(CAMVID_RUNS)/swiftnet)
 	$(GSV) train $(KEY_TRAIN) --keyframe-net bisenet --out $(CAMVID_RUNS)/bisenet $(call resume,$(CAMVID_RUNS)/bisenet)
-	# the keyframe scale is chosen on val/, never on test/
+	# the keyframe scale is chosen on the propagation's training part of val/, never on test/ or the held-out frames
 	for net in swiftnet bisenet; do \
-	  $(GSV) eval --checkpoint $(CAMVID_RUNS)/$$net/checkpoint.pt $(EVAL) --split val --variants image \
+	  $(GSV) eval --checkpoint $(CAMVID_RUNS)/$$net/checkpoint.pt $(EVAL) --split val --span 0 0.55 --variants image \
 	    --out $(CAMVID_OUT)/selection/val_$$net.json || exit 1; \
 	done
 	$(GSV) data synth --out data/synthetic
@@ -87,7 +87,9 @@ camvid: $(STAMP)
 # What each source of supervision adds to the propagation on the held-out frames 33-50 (README, CamVid); run after
 # `make camvid`, whose propagation (FlowLight pre-trained on the synthetic flow) is the row flowinit. Each other row
 # trains the camvid-gsv recipe on the same keyframe net: without the pre-trained flow net, then with distillation from
-# the keyframe net and with frame-rate jitter added to flowinit. About 35 min on 2 cores; each step resumes.
+# the keyframe net and with frame-rate jitter added to flowinit; then flowinit with a photometric loss, and flowinit
+# after the whole propagation trained on the synthetic set in CamVid's classes. About 75 min on 2 cores; each step
+# resumes.
 ABLATION ?= runs/ablation
 ABLATION_OUT ?= $(CAMVID_OUT)/ablation
 ROW_TRAIN = --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCALE) --init $(KEYFRAME)
@@ -97,9 +99,32 @@ camvid-ablation: $(STAMP)
 	$(GSV) train $(ROW_TRAIN) --init-flow $(FLOW) --distill 1 --out $(ABLATION)/distill $(call resume,$(ABLATION)/distill)
 	$(GSV) train $(ROW_TRAIN) --init-flow $(FLOW) --distill 1 --max-frame-step 2 --out $(ABLATION)/jitter \
 	  $(call resume,$(ABLATION)/jitter)
+	$(GSV) train $(ROW_TRAIN) --init-flow $(FLOW) --photometric 1 --out $(ABLATION)/photometric \
+	  $(call resume,$(ABLATION)/photometric)
+	$(GSV) train --recipe synthetic-gsv --init $(KEYFRAME) --init-flow $(FLOW) --out $(ABLATION)/synthetic-gsv \
+	  $(call resume,$(ABLATION)/synthetic-gsv)
+	$(GSV) train $(ROW_TRAIN) --init-propagation $(ABLATION)/synthetic-gsv/checkpoint.pt --out $(ABLATION)/synthprop \
+	  $(call resume,$(ABLATION)/synthprop)
 	$(GSV) eval --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt $(HELD_OUT) --out $(ABLATION_OUT)/flowinit.json
-	for run in base distill jitter; do \
+	for run in base distill jitter photometric synthprop; do \
 	  $(GSV) eval --checkpoint $(ABLATION)/$$run/checkpoint.pt $(HELD_OUT) --out $(ABLATION_OUT)/$$run.json || exit 1; \
+	done
+	$(GSV) tables $(CAMVID_OUT)
+
+# Class balancing of the keyframe net (README, CamVid): SwiftNet-R18 on the camvid-keyframe recipe with each
+# --class-weights rule, scored like the committed one (val/ frames 0-27 at each scale, then test/). About 35 min per
+# rule on 2 cores; each step resumes.
+BALANCE_RULES ?= median-frequency sqrt-median-frequency
+
+camvid-balance: $(STAMP)
+	for rule in $(BALANCE_RULES); do \
+	  run=$(CAMVID_RUNS)/swiftnet_$$rule; \
+	  $(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $$rule --out $$run \
+	    $$([ -f $$run/checkpoint.pt ] && echo --resume) || exit 1; \
+	  $(GSV) eval --checkpoint $$run/checkpoint.pt $(EVAL) --split val --span 0 0.55 --variants image \
+	    --out $(CAMVID_OUT)/balance/$$rule/val_swiftnet.json || exit 1; \
+	  $(GSV) eval --checkpoint $$run/checkpoint.pt $(EVAL) --split test --variants image \
+	    --out $(CAMVID_OUT)/balance/$$rule/test_swiftnet.json || exit 1; \
 	done
 	$(GSV) tables $(CAMVID_OUT)
 

@@ -50,6 +50,9 @@ class TrainConfig:
     init: str | None = setting(None, "gsvkit checkpoint to start from (stage gsv: its keyframe net is used)", path=True)
     init_flow: str | None = setting(None, "stage gsv: start the flow net O from this checkpoint's (e.g. a stage flow "
                                           "run on the synthetic set)", path=True)
+    init_propagation: str | None = setting(None, "stage gsv: start the whole propagation (O and the GSV conv) from "
+                                                 "this checkpoint's, e.g. a stage gsv run on --dataset "
+                                                 "synthetic-camvid", path=True)
     imagenet: str | None = setting(None, "ImageNet ResNet-18 weights in torchvision format for N's backbone",
                                    path=True)
     iterations: int = setting(2000, "total training iterations (a resumed run continues up to this)")
@@ -109,9 +112,12 @@ class TrainConfig:
         if self.class_weights != "none" and self.stage == "flow":
             raise ValueError("--class-weights weighs the cross-entropy of stages keyframe and gsv; stage flow has "
                              "no classes")
-        if self.init_flow is not None and self.stage != "gsv":
-            raise ValueError("--init-flow starts the flow net of a stage gsv run; for stage "
-                             f"{self.stage} use --init")
+        for name in ("init_flow", "init_propagation"):
+            if getattr(self, name) is not None and self.stage != "gsv":
+                raise ValueError(f"--{name.replace('_', '-')} starts the propagation of a stage gsv run; for stage "
+                                 f"{self.stage} use --init")
+        if self.init_flow is not None and self.init_propagation is not None:
+            raise ValueError("--init-propagation starts the flow net too; give it or --init-flow, not both")
         for name in ("iterations", "batch_size", "checkpoint_every", "lr_decay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -144,7 +150,7 @@ class TrainConfig:
 
 
 PATHS = tuple(f.name for f in fields(TrainConfig) if f.metadata["path"])  # stored absolute, printed relative
-STARTING_POINTS = ("init", "init_flow", "imagenet")  # read when a run starts, never when it resumes
+STARTING_POINTS = ("init", "init_flow", "init_propagation", "imagenet")  # read when a run starts, never when it resumes
 
 
 class Recipe(NamedTuple):
@@ -176,6 +182,11 @@ RECIPES: dict[str, Recipe] = {
                          "flow with --init-flow",
                          {**_SHORT_ADAM, "dataset": "camvid", "root": "data/camvid", "split": "val",
                           "span": PROPAGATION_TRAIN, "key_scale": 0.75, "iterations": 800, "checkpoint_every": 100}),
+    "synthetic-gsv": Recipe("GSVNet's propagation on the synthetic set in CamVid's classes, on a CamVid keyframe net "
+                            "(--init) and the flow net of stage flow (--init-flow): what --init-propagation starts "
+                            "camvid-gsv from; AdamW lr 1e-3, keyframes at 0.75, 600 iterations",
+                            {**_SHORT_ADAM, "dataset": "synthetic-camvid", "root": "data/synthetic", "split": "train",
+                             "key_scale": 0.75, "iterations": 600, "checkpoint_every": 100}),
     "synthetic-flow": Recipe("the flow net alone on the synthetic set's exact flow: end-point error on the 1/8 grid, "
                              "dis-occluded cells left out; AdamW lr 1e-3 x0.9 every 100 of 600 iterations (2 min on 2 cores)",
                              {"stage": "flow", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "lr_decay": 0.9,

@@ -11,6 +11,10 @@ under fixed names:
     bench_<H>x<W>.json   throughput of l = 1..5 and image-only baselines at one input size
     ablation/<row>.json  `make camvid-ablation`: the same protocol for propagations trained otherwise, per row of
                          ``ABLATION``
+    selection/val_<net>.json          the keyframe net alone on the propagation's training part of val/ (the choice
+                                      of keyframe scale)
+    balance/<rule>/{val,test}_swiftnet.json  SwiftNet-R18 trained with ``--class-weights <rule>``, on the same frames
+                                      as selection/ and image_swiftnet.json
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from gsvlib.bench import throughput_table
+from gsvlib.data.balance import CLASS_WEIGHTS
 from gsvlib.data.camvid import HELD_OUT
 from gsvlib.evaluate import IMAGE_ONLY, evaluate_variants
 from gsvlib.files import write_text_atomic
@@ -31,7 +36,8 @@ class AblationRow(NamedTuple):
     description: str  # the first column of the table
 
 
-# The rows of the propagation ablation (`make camvid-ablation`, files ablation/<name>.json): each adds one ingredient.
+# The rows of the propagation ablation (`make camvid-ablation`, files ablation/<name>.json): each adds one ingredient to
+# the row it names or, without a name, to the row above it.
 ABLATION = {
     "base": AblationRow("camvid-gsv recipe", "`camvid-gsv` recipe: FlowLight learns through the segmentation loss "
                                              "alone"),
@@ -39,6 +45,11 @@ ABLATION = {
                                                    "(`--init-flow`): the committed weights"),
     "distill": AblationRow("+ distillation", "+ distillation from the keyframe net (`--distill 1`)"),
     "jitter": AblationRow("+ frame-rate jitter", "+ frame-rate jitter (`--max-frame-step 2`)"),
+    "photometric": AblationRow("+ photometric loss", "flow pre-training row + a photometric and smoothness loss on "
+                                                     "every frame pair (`--photometric 1`)"),
+    "synthprop": AblationRow("+ synthetic pre-training", "flow pre-training row + the whole propagation pre-trained "
+                                                         "on the synthetic set in CamVid's classes (recipe "
+                                                         "`synthetic-gsv`, `--init-propagation`)"),
 }
 
 
@@ -54,7 +65,18 @@ def read_results(folder: str | Path) -> dict:
             "bench": sorted((_load(p) for p in folder.glob("bench_*.json")), key=lambda b: b["size"][0] * b["size"][1]),
             "ablation": {row: _load(folder / "ablation" / f"{row}.json") for row in ABLATION
                          if (folder / "ablation" / f"{row}.json").is_file()},
-            "flow_error": _load(flow) if flow.is_file() else None}
+            "flow_error": _load(flow) if flow.is_file() else None, "balance": _balance(folder)}
+
+
+def _balance(folder: Path) -> dict:
+    """{rule: {"val": report, "test": report}} for each rule of :data:`CLASS_WEIGHTS` with files in balance/, and the
+    plain cross-entropy ("none": the committed SwiftNet-R18's selection and test files) beside them; {} without any."""
+    rules = {r: {split: _load(folder / "balance" / r / f"{split}_swiftnet.json") for split in ("val", "test")}
+             for r in CLASS_WEIGHTS if (folder / "balance" / r / "test_swiftnet.json").is_file()}
+    plain = {"val": folder / "selection" / "val_swiftnet.json", "test": folder / "image_swiftnet.json"}
+    if not rules or not all(p.is_file() for p in plain.values()):
+        return {}
+    return {"none": {split: _load(p) for split, p in plain.items()}, **rules}
 
 
 def _load(path: Path) -> dict:
@@ -159,11 +181,35 @@ def camvid_markdown(results: dict) -> str:
             lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
                           f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
         lines.append("")
+    lines += balance_markdown(results.get("balance") or {})
     lines += ablation_markdown(results.get("ablation") or {}, results.get("flow_error"))
     for b in results["bench"]:
         lines += [f"### Throughput at {b['size'][1]}x{b['size'][0]} (W x H), batch 1, {b['precision']}, {b['device']}, "
                   f"torch {b['torch']}, keyframe input x{b['key_scale']}", "", *throughput_table(b), ""]
     return "\n".join(lines)
+
+
+THIN_CLASSES = ("pole", "sign symbol", "fence", "pedestrian", "bicyclist")  # CamVid's classes below 25 IoU
+
+
+def balance_markdown(rules: dict[str, dict], scale: str = "0.75") -> list[str]:
+    """SwiftNet-R18 by class weighting (``--class-weights``): mIoU by input scale on val/'s training part and on
+    test/, and the thin classes' IoU on test/ at ``scale``."""
+    if not rules:
+        return []
+    scales = list(rules["none"]["test"]["image"])
+    frames = {split: next(iter(rules["none"][split]["image"].values())).get("frames", "?") for split in ("val", "test")}
+    lines = [f"### Class balancing of SwiftNet-R18 (`--class-weights`; mIoU % at input x{' / '.join(scales)} on "
+             f"{frames['val']} frames of val/ and {frames['test']} of test/, IoU % of the thin classes on test/ at "
+             f"x{scale})", "",
+             "| class weights | val/ | test/ | " + " | ".join(THIN_CLASSES) + " |",
+             "|---|---:|---:|" + "---:|" * len(THIN_CLASSES)]
+    for rule, rep in rules.items():
+        miou = {split: " / ".join(f"{rep[split]['image'][s]['miou']:.1f}" for s in scales) for split in rep}
+        thin = rep["test"]["image"][scale]["per_class"]
+        lines.append(f"| {rule} | {miou['val']} | {miou['test']} | " +
+                     " | ".join(f"{thin[c]:.1f}" for c in THIN_CLASSES) + " |")
+    return lines + [""]
 
 
 def ablation_markdown(rows: dict[str, dict], flow_error: dict | None = None) -> list[str]:

@@ -96,6 +96,12 @@ def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
     if cfg.init_flow:
         load_state_dict_checked(model.flow_net, _part(_saved_model(cfg.init_flow, "flow"), "flow_net"), cfg.init_flow,
                                 hint=f"its flow net, {cfg.flow_net}")
+    if cfg.init_propagation:
+        state = _saved_model(cfg.init_propagation, "gsv")
+        for part in ("flow_net", "gsv"):
+            load_state_dict_checked(getattr(model, part), _part(state, part), cfg.init_propagation,
+                                    hint=f"its propagation ({part}); it must be a stage gsv run with the same classes, "
+                                         "flow net and intra setting")
     if cfg.stage == "gsv" and not cfg.train_flow:
         model.freeze("flow_net")
     return model

@@ -328,7 +328,7 @@ def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, tmp_p
     assert torch.allclose(started[conv], trained[conv], atol=1e-8)  # one step at lr 1e-12 from the flow run's
     with pytest.raises(ValueError, match="exact flow, which dataset camvid does not have"):
         TrainConfig(stage="flow", dataset="camvid").check()
-    with pytest.raises(ValueError, match="--init-flow starts the flow net of a stage gsv run"):
+    with pytest.raises(ValueError, match="--init-flow starts the propagation of a stage gsv run"):
         config_for("keyframe", init_flow=flow["checkpoint"]).check()
 
 
@@ -380,7 +380,7 @@ def test_median_frequency_weights_match_a_hand_computation():
     """Class 0 covers 6 of the 8 labelled pixels of the one image it is in (f = 3/4), class 1 8 of 18 in three images
     (f = 4/9), class 2 4 of 6 (f = 2/3), class 3 none: median 2/3, weights 8/9, 3/2, 1 and 0. Ignored pixels count
     nowhere."""
-    from gsvlib.data.balance import class_pixels, median_frequency
+    from gsvlib.data.balance import class_pixels, median_frequency, sqrt_median_frequency
 
     a = np.array([[0, 0, 0, 0, 255], [0, 0, 1, 1, 255]])
     b = np.array([[1, 1, 2, 2], [255, 255, 2, 2]])
@@ -388,6 +388,7 @@ def test_median_frequency_weights_match_a_hand_computation():
     pixels, image_pixels = class_pixels([a, b, c], 4)
     assert pixels.tolist() == [6, 8, 4, 0] and image_pixels.tolist() == [8, 18, 6, 0]
     assert np.allclose(median_frequency(pixels, image_pixels), [8 / 9, 3 / 2, 1, 0])
+    assert np.allclose(sqrt_median_frequency(pixels, image_pixels), [(8 / 9) ** 0.5, 1.5 ** 0.5, 1, 0])
     with pytest.raises(ValueError, match="no labelled pixel"):
         median_frequency(np.zeros(3, np.int64), np.zeros(3, np.int64))
 
@@ -437,3 +438,36 @@ def test_the_photometric_loss_teaches_the_flow_net_from_unlabelled_frames(tiny_s
     model.zero_grad()
     batch_loss(loss_terms(model, frames, torch.full_like(labels, 255), config_for(recipe="short-adam"))).backward()
     assert model.flow_net.to_flow.weight.grad is None or model.flow_net.to_flow.weight.grad.abs().sum() == 0
+
+
+def test_the_synthetic_set_in_camvid_classes_pre_trains_a_whole_propagation(tiny_synth, tmp_path):
+    """Dataset synthetic-camvid: the same frames, labels through CITYSCAPES_TO_CAMVID (snippets and whole videos).
+    A stage gsv run on it starts a CamVid run's flow net and GSV conv with --init-propagation."""
+    from gsvlib.config import TrainConfig
+    from gsvlib.data.labels import CAMVID, CITYSCAPES_TO_CAMVID
+
+    city, camvid = open_dataset("synthetic", tiny_synth, "train"), open_dataset("synthetic-camvid", tiny_synth, "train")
+    assert camvid.table == CAMVID and camvid.table.classes.index("pavement") == 4
+    plain, mapped = city[0]["label"].numpy(), camvid[0]["label"].numpy()
+    assert (mapped == CITYSCAPES_TO_CAMVID[plain]).all() and set(np.unique(mapped)) - {255} <= set(range(11))
+    assert ((plain == 1) == (mapped == 4)).all()  # sidewalk is CamVid's pavement
+    video, video_city = camvid.videos()[0], city.videos()[0]
+    assert (video.labels[3]() == CITYSCAPES_TO_CAMVID[video_city.labels[3]()]).all()
+
+    common = dict(dataset="synthetic-camvid", root=str(tiny_synth), batch_size=2)
+    key = train(config_for("keyframe", out=str(tmp_path / "k"), iterations=1, **common), progress=False)
+    synth = train(config_for(recipe="short-adam", out=str(tmp_path / "s"), iterations=3, init=key["checkpoint"],
+                             **common), progress=False)
+    started = train(config_for(recipe="short-adam", out=str(tmp_path / "c"), iterations=1, init=key["checkpoint"],
+                               init_propagation=synth["checkpoint"], lr=1e-12, **common), progress=False)
+    before = torch.load(synth["checkpoint"], weights_only=True)["model"]
+    after = torch.load(started["checkpoint"], weights_only=True)["model"]
+    for name in ("flow_net.down.0.0.weight", "gsv.guiding_net.stem.0.weight", "gsv.intra_net.net.2.weight"):
+        assert torch.allclose(after[name], before[name], atol=1e-8), name
+    with pytest.raises(ValueError, match="give it or --init-flow, not both"):
+        TrainConfig(init_flow="a.pt", init_propagation="b.pt").check()
+    with pytest.raises(ValueError, match="--init-propagation starts the propagation of a stage gsv run"):
+        TrainConfig(stage="keyframe", init_propagation="b.pt").check()
+    with pytest.raises(Exception, match="its propagation"):  # 19 classes into 11
+        train(config_for(recipe="short-adam", root=str(tiny_synth), out=str(tmp_path / "x"), iterations=1,
+                         init_propagation=synth["checkpoint"]), progress=False)

@@ -8,13 +8,14 @@ from gsvlib.data.cityscapes import CityscapesSequences
 from gsvlib.data.io import DatasetError
 from gsvlib.data.labels import CAMVID, CITYSCAPES, IGNORE, LabelTable
 from gsvlib.data.snippets import SnippetDataset, Video
-from gsvlib.data.synthetic import SyntheticStreet
+from gsvlib.data.synthetic import SyntheticStreet, SyntheticStreetCamVid
 from gsvlib.data.transforms import RandomScaleCropFlip
 
 # The registry of datasets (name -> a SnippetDataset subclass): the CLI's choices and every loader read it.
-# "synthetic" is the built-in street video, written in the Cityscapes layout (read by the Cityscapes reader).
+# "synthetic" is the built-in street video, written in the Cityscapes layout (read by the Cityscapes reader);
+# "synthetic-camvid" is the same set with its labels in CamVid's classes.
 DATASETS: dict[str, type[SnippetDataset]] = {"cityscapes": CityscapesSequences, "camvid": CamVid,
-                                             "synthetic": SyntheticStreet}
+                                             "synthetic": SyntheticStreet, "synthetic-camvid": SyntheticStreetCamVid}
 
 
 def open_dataset(name: str, root: str | Path, split: str, span: tuple[float, float] = (0.0, 1.0),
@@ -26,4 +27,5 @@ def open_dataset(name: str, root: str | Path, split: str, span: tuple[float, flo
 
 
 __all__ = ["CamVid", "CityscapesSequences", "DatasetError", "CAMVID", "CITYSCAPES", "IGNORE", "LabelTable",
-           "SnippetDataset", "SyntheticStreet", "Video", "RandomScaleCropFlip", "DATASETS", "open_dataset"]
+           "SnippetDataset", "SyntheticStreet", "SyntheticStreetCamVid", "Video", "RandomScaleCropFlip", "DATASETS",
+           "open_dataset"]

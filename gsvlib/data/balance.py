@@ -35,7 +35,13 @@ def median_frequency(pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray
     return np.where(present, np.median(freq[present]) / np.where(present, freq, 1.0), 0.0)
 
 
+def sqrt_median_frequency(pixels: np.ndarray, image_pixels: np.ndarray) -> np.ndarray:
+    """(C,) pixel counts -> (C,) weights sqrt(median(f) / f_c): the same order, half the spread in log scale (on
+    CamVid pole 2.2 and road 0.39 in place of 4.8 and 0.15)."""
+    return np.sqrt(median_frequency(pixels, image_pixels))
+
+
 # The registry of balancing rules (name -> (pixels, image_pixels) -> weights, or None for the plain mean); `gsv
 # train --class-weights` offers its names.
 CLASS_WEIGHTS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray] | None] = {
-    "none": None, "median-frequency": median_frequency}
+    "none": None, "median-frequency": median_frequency, "sqrt-median-frequency": sqrt_median_frequency}

@@ -69,3 +69,14 @@ CAMVID = LabelTable(
      (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192)),
 )
 CAMVID_VOID = 11
+
+# Cityscapes trainIds -> CamVid's 11 classes, grouped as SegNet's release groups CamVid's 32 (wall with building,
+# terrain with tree, traffic lights with signs, trucks and buses with cars, riders and motorcycles with bicyclists);
+# train has no CamVid class. It puts the synthetic set's labels in CamVid's classes (dataset "synthetic-camvid").
+CITYSCAPES_TO_CAMVID = np.full(256, IGNORE, np.uint8)
+for _city, _camvid in {"road": "road", "sidewalk": "pavement", "building": "building", "wall": "building",
+                       "fence": "fence", "pole": "pole", "traffic light": "sign symbol", "traffic sign": "sign symbol",
+                       "vegetation": "tree", "terrain": "tree", "sky": "sky", "person": "pedestrian",
+                       "rider": "bicyclist", "car": "car", "truck": "car", "bus": "car", "motorcycle": "bicyclist",
+                       "bicycle": "bicyclist"}.items():
+    CITYSCAPES_TO_CAMVID[CITYSCAPES.classes.index(_city)] = CAMVID.classes.index(_camvid)

@@ -26,7 +26,7 @@ import torch
 
 from gsvlib.data.cityscapes import CityscapesSequences
 from gsvlib.data.io import DatasetError, read_rgb, write_png
-from gsvlib.data.labels import CITYSCAPES, CITYSCAPES_TRAINID_TO_ID, IGNORE
+from gsvlib.data.labels import CAMVID, CITYSCAPES, CITYSCAPES_TO_CAMVID, CITYSCAPES_TRAINID_TO_ID, IGNORE
 from gsvlib.data.snippets import Video, frames_to_tensor
 from gsvlib.files import move_into_place, remove, write_json_atomic
 from gsvlib.progress import progress_bar
@@ -441,6 +441,24 @@ class SyntheticStreet(CityscapesSequences):
             out.append(Video(video.name, frames, {k: partial(_frame_labels, self.root, self.split, seq, k)
                                                   for k in range(count)}))
         return out
+
+
+class SyntheticStreetCamVid(SyntheticStreet):
+    """The synthetic set with its labels in CamVid's 11 classes (:data:`CITYSCAPES_TO_CAMVID`), so that a CamVid
+    keyframe net and propagation can train on it (the propagation's pre-training before CamVid)."""
+
+    table = CAMVID
+
+    def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        return CITYSCAPES_TO_CAMVID[super().map_labels(raw, path)]
+
+    def videos(self) -> list[Video]:
+        return [Video(v.name, v.frames, {k: partial(_in_camvid_classes, read) for k, read in v.labels.items()})
+                for v in super().videos()]
+
+
+def _in_camvid_classes(read) -> np.ndarray:
+    return CITYSCAPES_TO_CAMVID[read()]
 
 
 def load_snippet(root: str | Path, split: str, seq: int) -> dict:
