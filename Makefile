@@ -54,7 +54,7 @@ GSV := $(VENV)/bin/gsv
 resume = $$([ -f $(1)/checkpoint.pt ] && echo --resume)
 KEY_TRAIN = --recipe camvid-keyframe --root $(CAMVID)
 EVAL = --dataset camvid --root $(CAMVID)
-HELD_OUT = $(EVAL) --split val --span 0.65 1 --key-scale $(CAMVID_KEY_SCALE) --variants gsv warp copy
+HELD_OUT = $(EVAL) --split val --span held-out --key-scale $(CAMVID_KEY_SCALE) --variants gsv warp copy
 WEIGHTS = weights/camvid_swiftnet_gsvnet.pt
 # The keyframe net the propagation is trained on (frozen); the committed weights hold it too.
 KEYFRAME ?= $(CAMVID_RUNS)/swiftnet/checkpoint.pt
@@ -65,7 +65,7 @@ camvid: $(STAMP)
 	$(GSV) train $(KEY_TRAIN) --keyframe-net bisenet --out $(CAMVID_RUNS)/bisenet $(call resume,$(CAMVID_RUNS)/bisenet)
 	# the keyframe scale is chosen on the propagation's training part of val/, never on test/ or the held-out frames
 	for net in swiftnet bisenet; do \
-	  $(GSV) eval --checkpoint $(CAMVID_RUNS)/$$net/checkpoint.pt $(EVAL) --split val --span 0 0.55 --variants image \
+	  $(GSV) eval --checkpoint $(CAMVID_RUNS)/$$net/checkpoint.pt $(EVAL) --split val --span propagation-train --variants image \
 	    --out $(CAMVID_OUT)/selection/val_$$net.json || exit 1; \
 	done
 	$(GSV) data synth --out data/synthetic
@@ -121,7 +121,7 @@ camvid-balance: $(STAMP)
 	  run=$(CAMVID_RUNS)/swiftnet_$$rule; \
 	  $(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $$rule --out $$run \
 	    $$([ -f $$run/checkpoint.pt ] && echo --resume) || exit 1; \
-	  $(GSV) eval --checkpoint $$run/checkpoint.pt $(EVAL) --split val --span 0 0.55 --variants image \
+	  $(GSV) eval --checkpoint $$run/checkpoint.pt $(EVAL) --split val --span propagation-train --variants image \
 	    --out $(CAMVID_OUT)/balance/$$rule/val_swiftnet.json || exit 1; \
 	  $(GSV) eval --checkpoint $$run/checkpoint.pt $(EVAL) --split test --variants image \
 	    --out $(CAMVID_OUT)/balance/$$rule/test_swiftnet.json || exit 1; \

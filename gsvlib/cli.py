@@ -16,7 +16,7 @@ from gsvlib import __version__
 from gsvlib.bench import (BACKENDS, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame, matrix_table,
                           nonkey_parts, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
-from gsvlib.config import add_train_options, config_from_options
+from gsvlib.config import SpanOption, add_train_options, config_from_options
 from gsvlib.data import DATASETS, open_dataset
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.deploy import OnnxSegmenter, export_onnx
@@ -357,8 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
     ev.add_argument("--root", default="data/synthetic")
     ev.add_argument("--split", default="val")
-    ev.add_argument("--span", type=float, nargs=2, metavar=("A", "B"), default=(0.0, 1.0),
-                    help="CamVid: evaluate fraction A..B of each sequence in time, e.g. 0.65 1 (default 0 1)")
+    ev.add_argument("--span", action=SpanOption, nargs="+", metavar="SPAN", default=(0.0, 1.0),
+                    help="CamVid: evaluate fraction A..B of each sequence in time (SPAN: A B, e.g. 0.65 1), or a named "
+                         f"part of the 15 Hz run (SPAN: NAME): {SpanOption.names()} (default 0 1)")
     ev.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
     ev.add_argument("--key-scale", type=float, default=0.75)
     ev.add_argument("--variants", nargs="+", choices=known_variants(), default=["gsv"],

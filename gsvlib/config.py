@@ -17,7 +17,7 @@ from typing import Any, Callable, NamedTuple
 
 from gsvlib.data import DATASETS
 from gsvlib.data.balance import CLASS_WEIGHTS
-from gsvlib.data.camvid import PROPAGATION_TRAIN
+from gsvlib.data.camvid import PROPAGATION_TRAIN, SPANS
 from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS
 
@@ -239,12 +239,36 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(meta["flag"], dest=f.name, action="store_const", const=not f.default,
                                 help=meta["help"])
         elif f.name == "span":
-            parser.add_argument(_option(f.name), type=float, nargs=2, metavar=("A", "B"),
-                                help=f"{meta['help']} (default 0 1)")
+            parser.add_argument(_option(f.name), action=SpanOption, nargs="+", metavar="SPAN",
+                                help=f"{meta['help']} (SPAN: A B), or a named part of the 15 Hz run (SPAN: NAME): "
+                                     f"{SpanOption.names()} (default 0 1)")
         else:
             kind = type(f.default) if f.default is not None else str
             parser.add_argument(_option(f.name), type=kind, choices=meta["choices"]() if meta["choices"] else None,
                                 help=f"{meta['help']} ({default})")
+
+
+class SpanOption(argparse.Action):
+    """``--span A B`` (fractions of each sequence in time) or ``--span NAME``, a named part of CamVid's 15 Hz run
+    (:data:`gsvlib.data.camvid.SPANS`), stored as the tuple (A, B)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if len(values) == 1 and values[0] in SPANS:
+            span = SPANS[values[0]]
+        else:
+            try:
+                span = tuple(float(v) for v in values)
+            except ValueError:
+                span = ()
+            if len(span) != 2:
+                parser.error(f"{option_string} takes two fractions A B or one of {', '.join(SPANS)}, got "
+                             f"{' '.join(values)!r}")
+        setattr(namespace, self.dest, span)
+
+    @staticmethod
+    def names() -> str:
+        """The named spans for a help text: "propagation-train (0 0.55), held-out (0.65 1)"."""
+        return ", ".join(f"{k} ({a:g} {b:g})" for k, (a, b) in SPANS.items())
 
 
 def train_command(config: dict, cwd: str | Path | None = None) -> str:

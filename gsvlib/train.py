@@ -5,7 +5,8 @@
 - stage "gsv": GSVNet end-to-end with N frozen (loaded from ``init``), the paper's recipe as defaults: SGD, momentum
   0.9, lr 0.002 decayed x0.992 every 100 iterations, batch 8, weight decay 5e-4, crops of 3/4 of the input, keyframe
   intervals 1..5 (a sample propagates 1..4 steps from its keyframe; interval 1 has no non-keyframe to train on),
-  cross-entropy on the last frame, optional distillation from N.
+  cross-entropy on the last frame, optional distillation from N and a photometric loss on every frame pair.
+- either stage may weigh the cross-entropy per class (``class_weights``, :mod:`gsvlib.data.balance`).
 
 Every random choice of iteration k (batch indices, keyframe offset, augmentation) is drawn from a generator seeded
 by (seed, k): :class:`TrainBatches` maps k to its batch. A run resumed from its checkpoint therefore repeats exactly the

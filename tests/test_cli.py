@@ -228,3 +228,17 @@ def test_bench_warns_when_repeats_disagree_or_the_cpu_is_busy(monkeypatch, capsy
     assert main(["bench", "--size", "64x96", "--interval", "2", "--intervals-timed", "1", "--classes", "5",
                  "--threads", "2"]) == 0
     assert "gsv bench: warning: the CPU is busy (load average 9.0 for 2 threads)" in capsys.readouterr().err
+
+
+def test_span_takes_two_fractions_or_the_name_of_a_part_of_the_15_hz_run(capsys):
+    from gsvlib.cli import build_parser
+    from gsvlib.data.camvid import HELD_OUT, PROPAGATION_TRAIN
+
+    parser = build_parser()
+    assert parser.parse_args(["eval", "--checkpoint", "c.pt", "--span", "held-out"]).span == HELD_OUT
+    assert parser.parse_args(["eval", "--checkpoint", "c.pt", "--span", "0.2", "0.4"]).span == (0.2, 0.4)
+    assert parser.parse_args(["train", "--span", "propagation-train"]).span == PROPAGATION_TRAIN
+    for bad in (["held"], ["0.2"], ["0.2", "x"], ["0", "0.5", "1"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["eval", "--checkpoint", "c.pt", "--span", *bad])
+        assert "--span takes two fractions A B or one of propagation-train, held-out" in capsys.readouterr().err

@@ -26,6 +26,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # scores 37-50, each with the 4 frames before it).
 PROPAGATION_TRAIN = (0.0, 0.55)
 HELD_OUT = (0.65, 1.0)
+SPANS = {"propagation-train": PROPAGATION_TRAIN, "held-out": HELD_OUT}  # their names for `--span`
 
 
 def frame_number(path: Path) -> tuple[str, int]:
