@@ -49,25 +49,29 @@ browser:
 CAMVID ?= ../shared/camvid
 CAMVID_RUNS ?= runs/camvid
 CAMVID_OUT ?= figures/camvid
-CAMVID_KEY_SCALE ?= 0.75
+CAMVID_KEY_SCALE ?= 0.5
 GSV := $(VENV)/bin/gsv
 resume = $$([ -f $(1)/checkpoint.pt ] && echo --resume)
 KEY_TRAIN = --recipe camvid-keyframe --root $(CAMVID)
 EVAL = --dataset camvid --root $(CAMVID)
 HELD_OUT = $(EVAL) --split val --span held-out --key-scale $(CAMVID_KEY_SCALE) --variants gsv warp copy
 WEIGHTS = weights/camvid_swiftnet_gsvnet.pt
-# The keyframe net the propagation is trained on (frozen); the committed weights hold it too.
-KEYFRAME ?= $(CAMVID_RUNS)/swiftnet/checkpoint.pt
+# SwiftNet-R18's class weighting (chosen on val/ frames 0-27 among the rules of `make camvid-balance`), its run
+# folder, and the keyframe net the propagation is trained on (frozen; the committed weights hold it too).
+SWIFTNET_WEIGHTS ?= sqrt-median-frequency
+SWIFTNET = $(CAMVID_RUNS)/swiftnet_$(SWIFTNET_WEIGHTS)
+KEYFRAME ?= $(SWIFTNET)/checkpoint.pt
 FLOW = $(CAMVID_RUNS)/flow/checkpoint.pt
 
 camvid: $(STAMP)
-	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --out $(CAMVID_RUNS)/swiftnet $(call resume,$(CAMVID_RUNS)/swiftnet)
+	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $(SWIFTNET_WEIGHTS) --out $(SWIFTNET) \
+	  $(call resume,$(SWIFTNET))
 	$(GSV) train $(KEY_TRAIN) --keyframe-net bisenet --out $(CAMVID_RUNS)/bisenet $(call resume,$(CAMVID_RUNS)/bisenet)
 	# the keyframe scale is chosen on the propagation's training part of val/, never on test/ or the held-out frames
-	for net in swiftnet bisenet; do \
-	  $(GSV) eval --checkpoint $(CAMVID_RUNS)/$$net/checkpoint.pt $(EVAL) --split val --span propagation-train --variants image \
-	    --out $(CAMVID_OUT)/selection/val_$$net.json || exit 1; \
-	done
+	$(GSV) eval --checkpoint $(KEYFRAME) $(EVAL) --split val --span propagation-train --variants image \
+	  --out $(CAMVID_OUT)/selection/val_swiftnet.json
+	$(GSV) eval --checkpoint $(CAMVID_RUNS)/bisenet/checkpoint.pt $(EVAL) --split val --span propagation-train \
+	  --variants image --out $(CAMVID_OUT)/selection/val_bisenet.json
 	$(GSV) data synth --out data/synthetic
 	$(GSV) train --stage flow --out $(CAMVID_RUNS)/flow $(call resume,$(CAMVID_RUNS)/flow)
 	$(GSV) eval --checkpoint $(FLOW) --variants flow --out $(CAMVID_OUT)/flow_error.json
@@ -84,37 +88,43 @@ camvid: $(STAMP)
 	$(GSV) bench --checkpoint $(WEIGHTS) --key-scale $(CAMVID_KEY_SCALE) --size 1024x2048 --json $(CAMVID_OUT)/bench_1024x2048.json
 	$(GSV) tables $(CAMVID_OUT)
 
-# What each source of supervision adds to the propagation on the held-out frames 33-50 (README, CamVid); run after
-# `make camvid`, whose propagation (FlowLight pre-trained on the synthetic flow) is the row flowinit. Each other row
-# trains the camvid-gsv recipe on the same keyframe net: without the pre-trained flow net, then with distillation from
-# the keyframe net and with frame-rate jitter added to flowinit; then flowinit with a photometric loss, and flowinit
-# after the whole propagation trained on the synthetic set in CamVid's classes. About 75 min on 2 cores; each step
-# resumes.
+# What each source of supervision adds to the propagation on the held-out frames 33-50 (README, CamVid), on
+# SwiftNet-R18 without class weights at its keyframe scale x0.75 (both chosen on val/ frames 0-27 before class
+# weighting was tried). Each row trains the camvid-gsv recipe on that keyframe net: without the pre-trained flow net
+# (base), with it (flowinit), then with distillation from the keyframe net and with frame-rate jitter added to
+# flowinit; then flowinit with a photometric loss, and flowinit after the whole propagation trained on the synthetic
+# set in CamVid's classes (synthprop). Run after `make camvid` (for the flow net); about 2 h on 2 cores, 35 min of it
+# the keyframe net (shared with `make camvid-balance`); each step resumes.
 ABLATION ?= runs/ablation
 ABLATION_OUT ?= $(CAMVID_OUT)/ablation
-ROW_TRAIN = --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCALE) --init $(KEYFRAME)
+ABLATION_KEY_SCALE ?= 0.75
+ABLATION_KEYFRAME = $(CAMVID_RUNS)/swiftnet_none
+ROW_TRAIN = --recipe camvid-gsv --root $(CAMVID) --key-scale $(ABLATION_KEY_SCALE) --init $(ABLATION_KEYFRAME)/checkpoint.pt
+ROW_EVAL = $(EVAL) --split val --span held-out --key-scale $(ABLATION_KEY_SCALE) --variants gsv warp copy
 
 camvid-ablation: $(STAMP)
+	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights none --out $(ABLATION_KEYFRAME) \
+	  $(call resume,$(ABLATION_KEYFRAME))
 	$(GSV) train $(ROW_TRAIN) --out $(ABLATION)/base $(call resume,$(ABLATION)/base)
+	$(GSV) train $(ROW_TRAIN) --init-flow $(FLOW) --out $(ABLATION)/flowinit $(call resume,$(ABLATION)/flowinit)
 	$(GSV) train $(ROW_TRAIN) --init-flow $(FLOW) --distill 1 --out $(ABLATION)/distill $(call resume,$(ABLATION)/distill)
 	$(GSV) train $(ROW_TRAIN) --init-flow $(FLOW) --distill 1 --max-frame-step 2 --out $(ABLATION)/jitter \
 	  $(call resume,$(ABLATION)/jitter)
 	$(GSV) train $(ROW_TRAIN) --init-flow $(FLOW) --photometric 1 --out $(ABLATION)/photometric \
 	  $(call resume,$(ABLATION)/photometric)
-	$(GSV) train --recipe synthetic-gsv --init $(KEYFRAME) --init-flow $(FLOW) --out $(ABLATION)/synthetic-gsv \
-	  $(call resume,$(ABLATION)/synthetic-gsv)
+	$(GSV) train --recipe synthetic-gsv --init $(ABLATION_KEYFRAME)/checkpoint.pt --init-flow $(FLOW) \
+	  --out $(ABLATION)/synthetic-gsv $(call resume,$(ABLATION)/synthetic-gsv)
 	$(GSV) train $(ROW_TRAIN) --init-propagation $(ABLATION)/synthetic-gsv/checkpoint.pt --out $(ABLATION)/synthprop \
 	  $(call resume,$(ABLATION)/synthprop)
-	$(GSV) eval --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt $(HELD_OUT) --out $(ABLATION_OUT)/flowinit.json
-	for run in base distill jitter photometric synthprop; do \
-	  $(GSV) eval --checkpoint $(ABLATION)/$$run/checkpoint.pt $(HELD_OUT) --out $(ABLATION_OUT)/$$run.json || exit 1; \
+	for run in base flowinit distill jitter photometric synthprop; do \
+	  $(GSV) eval --checkpoint $(ABLATION)/$$run/checkpoint.pt $(ROW_EVAL) --out $(ABLATION_OUT)/$$run.json || exit 1; \
 	done
 	$(GSV) tables $(CAMVID_OUT)
 
 # Class balancing of the keyframe net (README, CamVid): SwiftNet-R18 on the camvid-keyframe recipe with each
 # --class-weights rule, scored like the committed one (val/ frames 0-27 at each scale, then test/). About 35 min per
 # rule on 2 cores; each step resumes.
-BALANCE_RULES ?= median-frequency sqrt-median-frequency
+BALANCE_RULES ?= none median-frequency sqrt-median-frequency
 
 camvid-balance: $(STAMP)
 	for rule in $(BALANCE_RULES); do \

@@ -178,10 +178,10 @@ RECIPES: dict[str, Recipe] = {
                                "crop": 0.5, "scale_min": 0.5, "scale_max": 1.0, "lr_decay": 0.93, "iterations": 2000,
                                "checkpoint_every": 100}),
     "camvid-gsv": Recipe("GSVNet's propagation on frames 0-27 of CamVid's 15 Hz val/ run (frames 33-50 are held "
-                         "out): AdamW lr 1e-3, keyframes at 0.75, 800 iterations; start the flow net from stage "
-                         "flow with --init-flow",
+                         "out): AdamW lr 1e-3, keyframes at 0.5 (the committed SwiftNet-R18's scale on those frames), "
+                         "800 iterations; start the flow net from stage flow with --init-flow",
                          {**_SHORT_ADAM, "dataset": "camvid", "root": "data/camvid", "split": "val",
-                          "span": PROPAGATION_TRAIN, "key_scale": 0.75, "iterations": 800, "checkpoint_every": 100}),
+                          "span": PROPAGATION_TRAIN, "key_scale": 0.5, "iterations": 800, "checkpoint_every": 100}),
     "synthetic-gsv": Recipe("GSVNet's propagation on the synthetic set in CamVid's classes, on a CamVid keyframe net "
                             "(--init) and the flow net of stage flow (--init-flow): what --init-propagation starts "
                             "camvid-gsv from; AdamW lr 1e-3, keyframes at 0.75, 600 iterations",

@@ -13,8 +13,8 @@ under fixed names:
                          ``ABLATION``
     selection/val_<net>.json          the keyframe net alone on the propagation's training part of val/ (the choice
                                       of keyframe scale)
-    balance/<rule>/{val,test}_swiftnet.json  SwiftNet-R18 trained with ``--class-weights <rule>``, on the same frames
-                                      as selection/ and image_swiftnet.json
+    balance/<rule>/{val,test}_swiftnet.json  SwiftNet-R18 trained with ``--class-weights <rule>`` (`make
+                                      camvid-balance`), on the same frames as selection/ and image_swiftnet.json
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ ABLATION = {
     "base": AblationRow("camvid-gsv recipe", "`camvid-gsv` recipe: FlowLight learns through the segmentation loss "
                                              "alone"),
     "flowinit": AblationRow("+ flow pre-training", "+ FlowLight pre-trained on the synthetic set's exact flow "
-                                                   "(`--init-flow`): the committed weights"),
+                                                   "(`--init-flow`): the committed weights' recipe"),
     "distill": AblationRow("+ distillation", "+ distillation from the keyframe net (`--distill 1`)"),
     "jitter": AblationRow("+ frame-rate jitter", "+ frame-rate jitter (`--max-frame-step 2`)"),
     "photometric": AblationRow("+ photometric loss", "flow pre-training row + a photometric and smoothness loss on "
@@ -69,14 +69,9 @@ def read_results(folder: str | Path) -> dict:
 
 
 def _balance(folder: Path) -> dict:
-    """{rule: {"val": report, "test": report}} for each rule of :data:`CLASS_WEIGHTS` with files in balance/, and the
-    plain cross-entropy ("none": the committed SwiftNet-R18's selection and test files) beside them; {} without any."""
-    rules = {r: {split: _load(folder / "balance" / r / f"{split}_swiftnet.json") for split in ("val", "test")}
-             for r in CLASS_WEIGHTS if (folder / "balance" / r / "test_swiftnet.json").is_file()}
-    plain = {"val": folder / "selection" / "val_swiftnet.json", "test": folder / "image_swiftnet.json"}
-    if not rules or not all(p.is_file() for p in plain.values()):
-        return {}
-    return {"none": {split: _load(p) for split, p in plain.items()}, **rules}
+    """{rule: {"val": report, "test": report}} for each rule of :data:`CLASS_WEIGHTS` with files in balance/."""
+    return {r: {split: _load(folder / "balance" / r / f"{split}_swiftnet.json") for split in ("val", "test")}
+            for r in CLASS_WEIGHTS if (folder / "balance" / r / "test_swiftnet.json").is_file()}
 
 
 def _load(path: Path) -> dict:
@@ -197,8 +192,9 @@ def balance_markdown(rules: dict[str, dict], scale: str = "0.75") -> list[str]:
     test/, and the thin classes' IoU on test/ at ``scale``."""
     if not rules:
         return []
-    scales = list(rules["none"]["test"]["image"])
-    frames = {split: next(iter(rules["none"][split]["image"].values())).get("frames", "?") for split in ("val", "test")}
+    first = next(iter(rules.values()))
+    scales = list(first["test"]["image"])
+    frames = {split: next(iter(first[split]["image"].values())).get("frames", "?") for split in ("val", "test")}
     lines = [f"### Class balancing of SwiftNet-R18 (`--class-weights`; mIoU % at input x{' / '.join(scales)} on "
              f"{frames['val']} frames of val/ and {frames['test']} of test/, IoU % of the thin classes on test/ at "
              f"x{scale})", "",
@@ -220,7 +216,7 @@ def ablation_markdown(rows: dict[str, dict], flow_error: dict | None = None) -> 
     g = next(iter(rows.values()))["gsv"]
     a, b = g.get("span", (0, 1))
     lines = [f"### What each source of supervision adds (held out: fraction {a:.3g} to {b:g} of the val/ run, "
-             f"{g['snippets']} scored frames; mIoU % average / minimum)", "",
+             f"{g['snippets']} scored frames; keyframe input x{g.get('key_scale', '?')}; mIoU % average / minimum)", "",
              "| propagation trained with | l=3 | l=5 | GSVNet - warp, l=3 avg | GSVNet - warp, l=5 min | keyframe net |",
              "|---|---:|---:|---:|---:|---:|"]
     for row, rep in rows.items():

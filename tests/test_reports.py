@@ -207,7 +207,7 @@ def test_the_ablation_table_reads_the_margins_over_warp_only(tmp_path):
     assert ABLATION["flowinit"].description not in text  # rows without a file are left out
 
 
-def test_the_class_balancing_table_sets_each_rule_beside_the_plain_cross_entropy(tmp_path):
+def test_the_class_balancing_table_has_a_row_per_rule_in_registry_order(tmp_path):
     from gsvlib.reports import THIN_CLASSES, write_tables
 
     def image(frames, miou, pole):
@@ -216,14 +216,12 @@ def test_the_class_balancing_table_sets_each_rule_beside_the_plain_cross_entropy
                           for s, d in (("0.5", 1), ("0.75", 0), ("1.0", -1))}}
 
     folder = tmp_path / "results"
-    (folder / "balance" / "median-frequency").mkdir(parents=True)
-    (folder / "selection").mkdir()
-    (folder / "balance" / "median-frequency" / "val_swiftnet.json").write_text(json.dumps(image(28, 50, 9.0)))
-    (folder / "balance" / "median-frequency" / "test_swiftnet.json").write_text(json.dumps(image(233, 40, 9.5)))
-    assert "Class balancing" not in write_tables(folder)  # without the plain net's files there is nothing to compare
-    (folder / "selection" / "val_swiftnet.json").write_text(json.dumps(image(28, 55, 0.0)))
-    (folder / "image_swiftnet.json").write_text(json.dumps(image(233, 45, 4.8)))
+    for rule, (val, test, pole) in {"median-frequency": (50, 40, 9.5), "none": (55, 45, 4.8)}.items():
+        (folder / "balance" / rule).mkdir(parents=True)
+        (folder / "balance" / rule / "val_swiftnet.json").write_text(json.dumps(image(28, val, 0.0)))
+        (folder / "balance" / rule / "test_swiftnet.json").write_text(json.dumps(image(233, test, pole)))
     text = write_tables(folder)
     assert "on 28 frames of val/ and 233 of test/" in text
     assert "| none | 56.0 / 55.0 / 54.0 | 46.0 / 45.0 / 44.0 | 4.8 | 10.0 | 10.0 | 10.0 | 10.0 |" in text
     assert "| median-frequency | 51.0 / 50.0 / 49.0 | 41.0 / 40.0 / 39.0 | 9.5 | 10.0 |" in text
+    assert text.index("| none |") < text.index("| median-frequency |")  # CLASS_WEIGHTS' order, not the files'
