@@ -184,9 +184,9 @@ RECIPES: dict[str, Recipe] = {
                           "span": PROPAGATION_TRAIN, "key_scale": 0.5, "iterations": 800, "checkpoint_every": 100}),
     "synthetic-gsv": Recipe("GSVNet's propagation on the synthetic set in CamVid's classes, on a CamVid keyframe net "
                             "(--init) and the flow net of stage flow (--init-flow): what --init-propagation starts "
-                            "camvid-gsv from; AdamW lr 1e-3, keyframes at 0.75, 600 iterations",
+                            "camvid-gsv from; AdamW lr 1e-3, keyframes at 0.5 (as in camvid-gsv), 600 iterations",
                             {**_SHORT_ADAM, "dataset": "synthetic-camvid", "root": "data/synthetic", "split": "train",
-                             "key_scale": 0.75, "iterations": 600, "checkpoint_every": 100}),
+                             "key_scale": 0.5, "iterations": 600, "checkpoint_every": 100}),
     "synthetic-flow": Recipe("the flow net alone on the synthetic set's exact flow: end-point error on the 1/8 grid, "
                              "dis-occluded cells left out; AdamW lr 1e-3 x0.9 every 100 of 600 iterations (2 min on 2 cores)",
                              {"stage": "flow", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4, "lr_decay": 0.9,

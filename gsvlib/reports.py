@@ -15,12 +15,14 @@ under fixed names:
                                       of keyframe scale)
     balance/<rule>/{val,test}_swiftnet.json  SwiftNet-R18 trained with ``--class-weights <rule>`` (`make
                                       camvid-balance`), on the same frames as selection/ and image_swiftnet.json
+    longer/{val,test}_swiftnet.json   the committed SwiftNet-R18 trained 2000 iterations more (`make camvid-longer`)
+    longer/<row>.json                 rows of the ablation trained on that SwiftNet-R18 instead (`make camvid-longer`)
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from gsvlib.bench import throughput_table
 from gsvlib.data.balance import CLASS_WEIGHTS
@@ -55,7 +57,8 @@ ABLATION = {
 
 def read_results(folder: str | Path) -> dict:
     """{"image": {net: report}, "propagation": report or None, "bench": [report, ...], "ablation": {row: report},
-    "flow_error": report or None} from a results folder (the ablation from its ablation/ folder, if any)."""
+    "flow_error": report or None, "keyframe_training": {row: {"val", "test"}}, "longer": {row: report}} from a results
+    folder (the ablation rows from its ablation/ folder, those on the longer-schedule SwiftNet-R18 from longer/)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist: run `make camvid` (or the commands in the README) first")
@@ -63,15 +66,24 @@ def read_results(folder: str | Path) -> dict:
     return {"image": {p.stem.removeprefix("image_"): _load(p) for p in sorted(folder.glob("image_*.json"))},
             "propagation": _load(prop) if prop.is_file() else None,
             "bench": sorted((_load(p) for p in folder.glob("bench_*.json")), key=lambda b: b["size"][0] * b["size"][1]),
-            "ablation": {row: _load(folder / "ablation" / f"{row}.json") for row in ABLATION
-                         if (folder / "ablation" / f"{row}.json").is_file()},
-            "flow_error": _load(flow) if flow.is_file() else None, "balance": _balance(folder)}
+            "ablation": _rows(folder / "ablation"), "longer": _rows(folder / "longer"),
+            "flow_error": _load(flow) if flow.is_file() else None, "keyframe_training": _keyframe_training(folder)}
 
 
-def _balance(folder: Path) -> dict:
-    """{rule: {"val": report, "test": report}} for each rule of :data:`CLASS_WEIGHTS` with files in balance/."""
-    return {r: {split: _load(folder / "balance" / r / f"{split}_swiftnet.json") for split in ("val", "test")}
-            for r in CLASS_WEIGHTS if (folder / "balance" / r / "test_swiftnet.json").is_file()}
+def _rows(folder: Path) -> dict:
+    """{row: report} for each row of :data:`ABLATION` with a file <row>.json in ``folder``."""
+    return {row: _load(folder / f"{row}.json") for row in ABLATION if (folder / f"{row}.json").is_file()}
+
+
+# The rows of the SwiftNet-R18 training table: a results sub-folder holding {val,test}_swiftnet.json -> the row's name.
+KEYFRAME_TRAINING = {**{f"balance/{rule}": rule for rule in CLASS_WEIGHTS},
+                     "longer": "sqrt-median-frequency, 2000 iterations more (4000 in all)"}
+
+
+def _keyframe_training(folder: Path) -> dict:
+    """{row name: {"val": report, "test": report}} for each row of :data:`KEYFRAME_TRAINING` with files."""
+    return {name: {split: _load(folder / sub / f"{split}_swiftnet.json") for split in ("val", "test")}
+            for sub, name in KEYFRAME_TRAINING.items() if (folder / sub / "test_swiftnet.json").is_file()}
 
 
 def _load(path: Path) -> dict:
@@ -117,6 +129,39 @@ def cost_of_propagation(prop: dict, l: str = "3") -> dict:
     return {"keyframe": keyframe, **avg, "gap": round(keyframe - avg["gsv"], 2)}
 
 
+class Target(NamedTuple):
+    text: str
+    value: Callable[[dict], float]  # of a protocol report with gsv and warp
+    least: float  # met when the value is at least this
+
+
+def _interval(rep: dict, variant: str, l: str, stat: str) -> float:
+    return rep[variant]["intervals"][l][stat]
+
+
+# What propagation should reach on real frames it never trained on (the README's CamVid section). The keyframe net on
+# the same frames is GSVNet's l = 1.
+TARGETS = (
+    Target("GSVNet - keyframe net, l=3 avg",
+           lambda r: _interval(r, "gsv", "3", "avg") - _interval(r, "gsv", "1", "avg"), -2.0),
+    Target("GSVNet - warp only, l=3 avg",
+           lambda r: _interval(r, "gsv", "3", "avg") - _interval(r, "warp", "3", "avg"), 2.0),
+    Target("GSVNet - warp only, l=5 min",
+           lambda r: _interval(r, "gsv", "5", "min") - _interval(r, "warp", "5", "min"), 5.0),
+)
+
+
+def target_lines(rep: dict) -> str:
+    """Each of the :data:`TARGETS` with its value in ``rep`` and whether it is met."""
+    return "; ".join(f"{t.text} {t.value(rep):+.1f} (target >= {t.least:+.1f}: "
+                     f"{'met' if t.value(rep) >= t.least - 1e-9 else 'missed'})" for t in TARGETS)
+
+
+def targets_met(rep: dict) -> str:
+    """The numbers of the :data:`TARGETS` that a protocol report meets, e.g. "1, 3", or "none"."""
+    return ", ".join(str(i) for i, t in enumerate(TARGETS, 1) if t.value(rep) >= t.least - 1e-9) or "none"
+
+
 def fixed_at(schedules: dict, fps: float) -> float | None:
     """The mIoU of the fixed-interval curve at ``fps``, interpolated linearly between its neighbouring l (None
     outside the curve's range)."""
@@ -160,45 +205,55 @@ def camvid_markdown(results: dict) -> str:
         for net, rep in results["image"].items():
             lines.append(f"| {keyframe_title(net)} | " + " | ".join(f"{rep['image'][s]['miou']:.1f}" for s in scales) + " |")
         lines.append("")
-    prop = results["propagation"]
-    if prop:
-        g = prop["gsv"]
-        ls = list(g["intervals"])
-        a, b = g.get("span", (0, 1))
-        lines += [f"### Propagation on the 15 Hz val/ run (held out: fraction {a:.3g} to {b:g} of it in time, "
-                  f"{g['snippets']} scored frames; keyframe at t, frame t+2k scored; keyframe input x{g['key_scale']}; "
-                  "mIoU % average / minimum)", ""]
-        methods = {PROPAGATIONS[v].title: prop[v]["intervals"] for v in PROPAGATIONS if v in prop}
-        lines += interval_table(methods, ls, {"keyframe net on every frame": g["intervals"]["1"]["avg"]})
-        if "3" in g["intervals"]:
-            c = cost_of_propagation(prop)
-            others = ", ".join(f"{PROPAGATIONS[v].title} {c[v]:.1f}" for v in PROPAGATIONS if v in c and v != "gsv")
-            lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
-                          f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
-        lines.append("")
-    lines += balance_markdown(results.get("balance") or {})
-    lines += ablation_markdown(results.get("ablation") or {}, results.get("flow_error"))
+    if results["propagation"]:
+        lines += propagation_markdown(results["propagation"])
+    lines += keyframe_training_markdown(results.get("keyframe_training") or {})
+    lines += ablation_markdown(results.get("ablation") or {}, "What each source of supervision adds",
+                               results.get("flow_error"))
+    lines += ablation_markdown(results.get("longer") or {}, "Rows of the ablation on the longer-schedule SwiftNet-R18")
     for b in results["bench"]:
         lines += [f"### Throughput at {b['size'][1]}x{b['size'][0]} (W x H), batch 1, {b['precision']}, {b['device']}, "
                   f"torch {b['torch']}, keyframe input x{b['key_scale']}", "", *throughput_table(b), ""]
     return "\n".join(lines)
 
 
+def propagation_markdown(prop: dict) -> list[str]:
+    """The protocol on the held-out frames: GSVNet, warp-only and copy by l against the keyframe net, the cost of
+    propagation at l = 3 and the :data:`TARGETS`."""
+    g = prop["gsv"]
+    ls = list(g["intervals"])
+    a, b = g.get("span", (0, 1))
+    lines = [f"### Propagation on the 15 Hz val/ run (held out: fraction {a:.3g} to {b:g} of it in time, "
+             f"{g['snippets']} scored frames; keyframe at t, frame t+2k scored; keyframe input x{g['key_scale']}; "
+             "mIoU % average / minimum)", ""]
+    methods = {PROPAGATIONS[v].title: prop[v]["intervals"] for v in PROPAGATIONS if v in prop}
+    lines += interval_table(methods, ls, {"keyframe net on every frame": g["intervals"]["1"]["avg"]})
+    if "3" in g["intervals"]:
+        c = cost_of_propagation(prop)
+        others = ", ".join(f"{PROPAGATIONS[v].title} {c[v]:.1f}" for v in PROPAGATIONS if v in c and v != "gsv")
+        lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
+                      f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
+    if "5" in g["intervals"] and "warp" in prop:
+        lines += ["", f"Targets: {target_lines(prop)}."]
+    return lines + [""]
+
+
 THIN_CLASSES = ("pole", "sign symbol", "fence", "pedestrian", "bicyclist")  # CamVid's classes below 25 IoU
 
 
-def balance_markdown(rules: dict[str, dict], scale: str = "0.75") -> list[str]:
-    """SwiftNet-R18 by class weighting (``--class-weights``): mIoU by input scale on val/'s training part and on
-    test/, and the thin classes' IoU on test/ at ``scale``."""
+def keyframe_training_markdown(rules: dict[str, dict], scale: str = "0.75") -> list[str]:
+    """SwiftNet-R18 by class weighting (``--class-weights``) and schedule: mIoU by input scale on val/'s training part
+    and on test/, and the thin classes' IoU on test/ at ``scale``."""
     if not rules:
         return []
     first = next(iter(rules.values()))
     scales = list(first["test"]["image"])
     frames = {split: next(iter(first[split]["image"].values())).get("frames", "?") for split in ("val", "test")}
-    lines = [f"### Class balancing of SwiftNet-R18 (`--class-weights`; mIoU % at input x{' / '.join(scales)} on "
+    lines = [f"### SwiftNet-R18 by class weighting and schedule (`--class-weights`, `make camvid-longer`; mIoU % at "
+             f"input x{' / '.join(scales)} on "
              f"{frames['val']} frames of val/ and {frames['test']} of test/, IoU % of the thin classes on test/ at "
              f"x{scale})", "",
-             "| class weights | val/ | test/ | " + " | ".join(THIN_CLASSES) + " |",
+             "| SwiftNet-R18 trained with | val/ | test/ | " + " | ".join(THIN_CLASSES) + " |",
              "|---|---:|---:|" + "---:|" * len(THIN_CLASSES)]
     for rule, rep in rules.items():
         miou = {split: " / ".join(f"{rep[split]['image'][s]['miou']:.1f}" for s in scales) for split in rep}
@@ -208,22 +263,25 @@ def balance_markdown(rules: dict[str, dict], scale: str = "0.75") -> list[str]:
     return lines + [""]
 
 
-def ablation_markdown(rows: dict[str, dict], flow_error: dict | None = None) -> list[str]:
-    """The propagation ablation: per row of :data:`ABLATION`, GSVNet at l = 3 and 5, its margin over warp-only, and
-    the keyframe net on the same frames."""
+def ablation_markdown(rows: dict[str, dict], title: str, flow_error: dict | None = None) -> list[str]:
+    """The propagation ablation: per row of :data:`ABLATION`, GSVNet and warp-only at l = 3 and 5, GSVNet's margins
+    over warp-only (:data:`TARGETS` 2 and 3) and the targets it meets; the keyframe net on the same frames in the
+    title."""
     if not rows:
         return []
     g = next(iter(rows.values()))["gsv"]
     a, b = g.get("span", (0, 1))
-    lines = [f"### What each source of supervision adds (held out: fraction {a:.3g} to {b:g} of the val/ run, "
-             f"{g['snippets']} scored frames; keyframe input x{g.get('key_scale', '?')}; mIoU % average / minimum)", "",
-             "| propagation trained with | l=3 | l=5 | GSVNet - warp, l=3 avg | GSVNet - warp, l=5 min | keyframe net |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"### {title} (held out: fraction {a:.3g} to {b:g} of the val/ run, "
+             f"{g['snippets']} scored frames; keyframe input x{g.get('key_scale', '?')}; keyframe net on every frame "
+             f"{g['intervals']['1']['avg']:.1f}; mIoU % average / minimum)", "",
+             "| propagation trained with | l=3 | l=5 | warp only, l=3 | warp only, l=5 | GSVNet - warp, l=3 avg "
+             "| GSVNet - warp, l=5 min | targets met |", "|---|" + "---:|" * 7]
     for row, rep in rows.items():
         gsv, warp = rep["gsv"]["intervals"], rep["warp"]["intervals"]
-        lines.append(f"| {ABLATION[row].description} | {gsv['3']['avg']:.1f} / {gsv['3']['min']:.1f} | "
-                     f"{gsv['5']['avg']:.1f} / {gsv['5']['min']:.1f} | {gsv['3']['avg'] - warp['3']['avg']:+.1f} | "
-                     f"{gsv['5']['min'] - warp['5']['min']:+.1f} | {gsv['1']['avg']:.1f} |")
+        cells = [f"{iv[l]['avg']:.1f} / {iv[l]['min']:.1f}" for iv in (gsv, warp) for l in ("3", "5")]
+        cells += [f"{t.value(rep):+.1f}" for t in TARGETS[1:]] + [targets_met(rep)]
+        lines.append(f"| {ABLATION[row].description} | " + " | ".join(cells) + " |")
+    lines += ["", "Targets: " + "; ".join(f"{i} {t.text} >= {t.least:+.1f}" for i, t in enumerate(TARGETS, 1)) + "."]
     if flow_error:
         lines += ["", f"FlowLight pre-trained on the synthetic set: end-point error {flow_error['flow']['epe']:.2f} "
                       f"px of the 1/8 grid on its {flow_error['flow']['pairs']} validation pairs (predicting no motion: "

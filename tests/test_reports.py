@@ -201,14 +201,57 @@ def test_the_ablation_table_reads_the_margins_over_warp_only(tmp_path):
     (folder / "distill.json").write_text(json.dumps(report([(60, 60), (58.5, 57), (57, 54)], [(60, 60), (56, 53), (52, 45)])))
     (folder.parent / "flow_error.json").write_text(json.dumps({"flow": {"epe": 0.314, "zero_flow_epe": 1.24, "pairs": 116}}))
     text = write_tables(tmp_path / "results")
-    assert f"| {ABLATION['base'].description} | 57.0 / 55.0 | 55.0 / 50.0 | +1.0 | +6.0 | 60.0 |" in text
-    assert f"| {ABLATION['distill'].description} | 58.5 / 57.0 | 57.0 / 54.0 | +2.5 | +9.0 | 60.0 |" in text
+    # targets: 1 GSVNet within 2.0 of the keyframe net at l=3 (avg), 2 >= +2.0 over warp at l=3 (avg), 3 >= +5.0 over
+    # warp at l=5 (min)
+    assert (f"| {ABLATION['base'].description} | 57.0 / 55.0 | 55.0 / 50.0 | 56.0 / 53.0 | 52.0 / 44.0 | +1.0 | +6.0 "
+            "| 3 |") in text
+    assert (f"| {ABLATION['distill'].description} | 58.5 / 57.0 | 57.0 / 54.0 | 56.0 / 53.0 | 52.0 / 45.0 | +2.5 | "
+            "+9.0 | 1, 2, 3 |") in text
+    assert "keyframe net on every frame 60.0" in text
     assert "fraction 0.65 to 1 of the val/ run, 14 scored frames" in text and "error 0.31 px" in text
     assert ABLATION["flowinit"].description not in text  # rows without a file are left out
 
 
-def test_the_class_balancing_table_has_a_row_per_rule_in_registry_order(tmp_path):
-    from gsvlib.reports import THIN_CLASSES, write_tables
+def test_the_targets_are_met_at_their_bounds_and_missed_below():
+    from gsvlib.reports import target_lines, targets_met
+
+    def prop(key, gsv3, warp3, gsv5, warp5):  # l=3 averages, l=5 minimums
+        return {"gsv": {"intervals": {"1": {"avg": key}, "3": {"avg": gsv3}, "5": {"min": gsv5}}},
+                "warp": {"intervals": {"3": {"avg": warp3}, "5": {"min": warp5}}}}
+
+    assert targets_met(prop(60.0, 58.0, 56.0, 55.0, 50.0)) == "1, 2, 3"  # each exactly at its bound
+    assert targets_met(prop(60.0, 57.9, 56.0, 55.0, 50.1)) == "none"
+    assert targets_met(prop(60.0, 61.0, 59.5, 52.0, 49.0)) == "1"
+    assert target_lines(prop(60.0, 61.0, 59.5, 52.0, 49.0)) == (
+        "GSVNet - keyframe net, l=3 avg +1.0 (target >= -2.0: met); GSVNet - warp only, l=3 avg +1.5 (target >= +2.0: "
+        "missed); GSVNet - warp only, l=5 min +3.0 (target >= +5.0: missed)")
+
+
+def test_the_rows_on_the_longer_schedule_get_their_own_table_and_the_targets_of_the_committed_weights(tmp_path):
+    from gsvlib.reports import ABLATION
+
+    def variant(avg):  # (avg, min) equal, by l = 1..5
+        return {"span": [0.65, 1.0], "snippets": 14, "key_scale": 0.5,
+                "intervals": {str(l): {"avg": a, "min": a} for l, a in enumerate(avg, 1)}}
+
+    folder = tmp_path / "results"
+    (folder / "longer").mkdir(parents=True)
+    met = {"gsv": variant([70, 70, 69, 68, 67]), "warp": variant([70, 69, 67, 64, 61]), "copy": variant([70] * 5)}
+    (folder / "longer" / "synthprop.json").write_text(json.dumps(met))
+    (folder / "propagation.json").write_text(json.dumps(met))
+    text = camvid_markdown(read_results(folder))
+    assert "### What each source of supervision adds" not in text  # no ablation/ folder
+    section = text[text.index("### Rows of the ablation on the longer-schedule SwiftNet-R18"):]
+    assert (f"| {ABLATION['synthprop'].description} | 69.0 / 69.0 | 67.0 / 67.0 | 67.0 / 67.0 | 61.0 / 61.0 | +2.0 | "
+            "+6.0 | 1, 2, 3 |") in section
+    committed = text[text.index("### Propagation on the 15 Hz val/ run"):text.index("### Rows of the ablation")]
+    assert "At l=3: GSVNet 69.0 against 70.0" in committed
+    assert "GSVNet - warp only, l=3 avg +2.0 (target >= +2.0: met)" in committed
+    assert "GSVNet - warp only, l=5 min +6.0 (target >= +5.0: met)" in committed
+
+
+def test_the_keyframe_training_table_has_a_row_per_run_in_registry_order(tmp_path):
+    from gsvlib.reports import KEYFRAME_TRAINING, THIN_CLASSES, write_tables
 
     def image(frames, miou, pole):
         per_class = {c: pole if c == "pole" else 10.0 for c in THIN_CLASSES}
@@ -216,12 +259,16 @@ def test_the_class_balancing_table_has_a_row_per_rule_in_registry_order(tmp_path
                           for s, d in (("0.5", 1), ("0.75", 0), ("1.0", -1))}}
 
     folder = tmp_path / "results"
-    for rule, (val, test, pole) in {"median-frequency": (50, 40, 9.5), "none": (55, 45, 4.8)}.items():
-        (folder / "balance" / rule).mkdir(parents=True)
-        (folder / "balance" / rule / "val_swiftnet.json").write_text(json.dumps(image(28, val, 0.0)))
-        (folder / "balance" / rule / "test_swiftnet.json").write_text(json.dumps(image(233, test, pole)))
+    runs = {"longer": (60, 50, 12.0), "balance/median-frequency": (50, 40, 9.5), "balance/none": (55, 45, 4.8),
+            "balance/sqrt-median-frequency": (58, 48, 10.0)}
+    for sub, (val, test, pole) in runs.items():
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "val_swiftnet.json").write_text(json.dumps(image(28, val, 0.0)))
+        (folder / sub / "test_swiftnet.json").write_text(json.dumps(image(233, test, pole)))
     text = write_tables(folder)
     assert "on 28 frames of val/ and 233 of test/" in text
     assert "| none | 56.0 / 55.0 / 54.0 | 46.0 / 45.0 / 44.0 | 4.8 | 10.0 | 10.0 | 10.0 | 10.0 |" in text
     assert "| median-frequency | 51.0 / 50.0 / 49.0 | 41.0 / 40.0 / 39.0 | 9.5 | 10.0 |" in text
-    assert text.index("| none |") < text.index("| median-frequency |")  # CLASS_WEIGHTS' order, not the files'
+    assert f"| {KEYFRAME_TRAINING['longer']} | 61.0 / 60.0 / 59.0 | 51.0 / 50.0 / 49.0 | 12.0 |" in text
+    rows = [line.split(" |")[0] for line in text.splitlines() if line.startswith("| ") and "/ 5" in line]
+    assert rows == ["| none", "| median-frequency", "| sqrt-median-frequency", f"| {KEYFRAME_TRAINING['longer']}"]
