@@ -17,6 +17,8 @@ under fixed names:
                                       camvid-balance`), on the same frames as selection/ and image_swiftnet.json
     longer/{val,test}_swiftnet.json   the committed SwiftNet-R18 trained 2000 iterations more (`make camvid-longer`)
     longer/<row>.json                 rows of the ablation trained on that SwiftNet-R18 instead (`make camvid-longer`)
+    crop/{val,test}_swiftnet.json     SwiftNet-R18 trained on larger crops, about the same pixels per batch (`make
+                                      camvid-crop`)
 """
 from __future__ import annotations
 
@@ -77,7 +79,8 @@ def _rows(folder: Path) -> dict:
 
 # The rows of the SwiftNet-R18 training table: a results sub-folder holding {val,test}_swiftnet.json -> the row's name.
 KEYFRAME_TRAINING = {**{f"balance/{rule}": rule for rule in CLASS_WEIGHTS},
-                     "longer": "sqrt-median-frequency, 2000 iterations more (4000 in all)"}
+                     "longer": "sqrt-median-frequency, 2000 iterations more (4000 in all)",
+                     "crop": "sqrt-median-frequency, crops of 3/4 at batch 4 (2000 iterations)"}
 
 
 def _keyframe_training(folder: Path) -> dict:
@@ -242,15 +245,15 @@ THIN_CLASSES = ("pole", "sign symbol", "fence", "pedestrian", "bicyclist")  # Ca
 
 
 def keyframe_training_markdown(rules: dict[str, dict], scale: str = "0.75") -> list[str]:
-    """SwiftNet-R18 by class weighting (``--class-weights``) and schedule: mIoU by input scale on val/'s training part
-    and on test/, and the thin classes' IoU on test/ at ``scale``."""
+    """SwiftNet-R18 by class weighting (``--class-weights``), schedule and crop size: mIoU by input scale on val/'s
+    training part and on test/, and the thin classes' IoU on test/ at ``scale``."""
     if not rules:
         return []
     first = next(iter(rules.values()))
     scales = list(first["test"]["image"])
     frames = {split: next(iter(first[split]["image"].values())).get("frames", "?") for split in ("val", "test")}
-    lines = [f"### SwiftNet-R18 by class weighting and schedule (`--class-weights`, `make camvid-longer`; mIoU % at "
-             f"input x{' / '.join(scales)} on "
+    lines = [f"### SwiftNet-R18 by class weighting, schedule and crop size (`--class-weights`, `make camvid-longer`, "
+             f"`make camvid-crop`; mIoU % at input x{' / '.join(scales)} on "
              f"{frames['val']} frames of val/ and {frames['test']} of test/, IoU % of the thin classes on test/ at "
              f"x{scale})", "",
              "| SwiftNet-R18 trained with | val/ | test/ | " + " | ".join(THIN_CLASSES) + " |",
