@@ -62,6 +62,10 @@ SWIFTNET_WEIGHTS ?= sqrt-median-frequency
 SWIFTNET = $(CAMVID_RUNS)/swiftnet_$(SWIFTNET_WEIGHTS)
 KEYFRAME ?= $(SWIFTNET)/checkpoint.pt
 FLOW = $(CAMVID_RUNS)/flow/checkpoint.pt
+# A SwiftNet-R18 run ($(1): its checkpoint) scored alone on val/ frames 0-27 and on test/, into folder $(2)
+keyframe_scores = $(GSV) eval --checkpoint $(1) $(EVAL) --split val --span propagation-train --variants image \
+	  --out $(2)/val_swiftnet.json && $(GSV) eval --checkpoint $(1) $(EVAL) --split test --variants image \
+	  --out $(2)/test_swiftnet.json
 
 camvid: $(STAMP)
 	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $(SWIFTNET_WEIGHTS) --out $(SWIFTNET) \
@@ -125,10 +129,7 @@ LONGER_TRAIN = --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCA
 camvid-longer: $(STAMP)
 	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $(SWIFTNET_WEIGHTS) --init $(WEIGHTS) \
 	  --lr 0.000234 --seed 1 --out $(LONGER) $(call resume,$(LONGER))
-	$(GSV) eval --checkpoint $(LONGER)/checkpoint.pt $(EVAL) --split val --span propagation-train --variants image \
-	  --out $(CAMVID_OUT)/longer/val_swiftnet.json
-	$(GSV) eval --checkpoint $(LONGER)/checkpoint.pt $(EVAL) --split test --variants image \
-	  --out $(CAMVID_OUT)/longer/test_swiftnet.json
+	$(call keyframe_scores,$(LONGER)/checkpoint.pt,$(CAMVID_OUT)/longer)
 	$(GSV) train $(LONGER_TRAIN) --init-flow $(FLOW) --out $(LONGER_ROWS)/flowinit $(call resume,$(LONGER_ROWS)/flowinit)
 	$(GSV) train --recipe synthetic-gsv --init $(LONGER)/checkpoint.pt --init-flow $(FLOW) \
 	  --out $(LONGER_ROWS)/synthetic-gsv $(call resume,$(LONGER_ROWS)/synthetic-gsv)
@@ -147,10 +148,7 @@ CROP = $(CAMVID_RUNS)/swiftnet_crop
 camvid-crop: $(STAMP)
 	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $(SWIFTNET_WEIGHTS) --crop 0.75 --batch-size 4 \
 	  --out $(CROP) $(call resume,$(CROP))
-	$(GSV) eval --checkpoint $(CROP)/checkpoint.pt $(EVAL) --split val --span propagation-train --variants image \
-	  --out $(CAMVID_OUT)/crop/val_swiftnet.json
-	$(GSV) eval --checkpoint $(CROP)/checkpoint.pt $(EVAL) --split test --variants image \
-	  --out $(CAMVID_OUT)/crop/test_swiftnet.json
+	$(call keyframe_scores,$(CROP)/checkpoint.pt,$(CAMVID_OUT)/crop)
 	$(GSV) tables $(CAMVID_OUT)
 
 # Class balancing of the keyframe net (README, CamVid): SwiftNet-R18 on the camvid-keyframe recipe with each
@@ -163,10 +161,7 @@ camvid-balance: $(STAMP)
 	  run=$(CAMVID_RUNS)/swiftnet_$$rule; \
 	  $(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $$rule --out $$run \
 	    $$([ -f $$run/checkpoint.pt ] && echo --resume) || exit 1; \
-	  $(GSV) eval --checkpoint $$run/checkpoint.pt $(EVAL) --split val --span propagation-train --variants image \
-	    --out $(CAMVID_OUT)/balance/$$rule/val_swiftnet.json || exit 1; \
-	  $(GSV) eval --checkpoint $$run/checkpoint.pt $(EVAL) --split test --variants image \
-	    --out $(CAMVID_OUT)/balance/$$rule/test_swiftnet.json || exit 1; \
+	  $(call keyframe_scores,$$run/checkpoint.pt,$(CAMVID_OUT)/balance/$$rule) || exit 1; \
 	done
 	$(GSV) tables $(CAMVID_OUT)
 

@@ -137,6 +137,9 @@ class Target(NamedTuple):
     value: Callable[[dict], float]  # of a protocol report with gsv and warp
     least: float  # met when the value is at least this
 
+    def met(self, rep: dict) -> bool:
+        return self.value(rep) >= self.least - 1e-9  # the figures carry 2 decimals: a bound reached exactly is met
+
 
 def _interval(rep: dict, variant: str, l: str, stat: str) -> float:
     return rep[variant]["intervals"][l][stat]
@@ -157,12 +160,12 @@ TARGETS = (
 def target_lines(rep: dict) -> str:
     """Each of the :data:`TARGETS` with its value in ``rep`` and whether it is met."""
     return "; ".join(f"{t.text} {t.value(rep):+.1f} (target >= {t.least:+.1f}: "
-                     f"{'met' if t.value(rep) >= t.least - 1e-9 else 'missed'})" for t in TARGETS)
+                     f"{'met' if t.met(rep) else 'missed'})" for t in TARGETS)
 
 
 def targets_met(rep: dict) -> str:
     """The numbers of the :data:`TARGETS` that a protocol report meets, e.g. "1, 3", or "none"."""
-    return ", ".join(str(i) for i, t in enumerate(TARGETS, 1) if t.value(rep) >= t.least - 1e-9) or "none"
+    return ", ".join(str(i) for i, t in enumerate(TARGETS, 1) if t.met(rep)) or "none"
 
 
 def fixed_at(schedules: dict, fps: float) -> float | None:
