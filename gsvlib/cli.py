@@ -16,7 +16,7 @@ from gsvlib import __version__
 from gsvlib.bench import (BACKENDS, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame, matrix_table,
                           nonkey_parts, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
-from gsvlib.config import SpanOption, add_train_options, config_from_options
+from gsvlib.config import SpanOption, add_train_options, check_starting_point, config_from_options
 from gsvlib.data import DATASETS, open_dataset
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.deploy import OnnxSegmenter, export_onnx
@@ -145,6 +145,8 @@ def cmd_train(args) -> None:
               f"{rate['size'][1]}) over {rate['batches']} batches with {cfg.workers} worker(s); starting took "
               f"{rate['startup_s']:.1f} s")
         return
+    if not args.resume:
+        check_starting_point(args.recipe, cfg)
     if args.nproc > 1:
         return launch(args.nproc, args.argv)
     result = train(cfg, resume=args.resume)

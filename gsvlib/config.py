@@ -156,6 +156,7 @@ STARTING_POINTS = ("init", "init_flow", "init_propagation", "imagenet")  # read 
 class Recipe(NamedTuple):
     description: str
     values: dict  # TrainConfig fields; "stage" always among them
+    needs: str | None = None  # the starting point (a STARTING_POINTS field) that a fresh run must be given
 
 
 # Stage keyframe trains a whole network from scratch (no ImageNet weights here), for which AdamW converges far faster
@@ -164,6 +165,9 @@ _FROM_SCRATCH = dict(stage="keyframe", optimizer="adam", lr=1e-3, weight_decay=1
 # In a few hundred iterations the paper's SGD (lr 0.002) barely moves a flow net trained from scratch: in the tour's
 # 150 iterations GSVNet l=5 reaches 54.5 avg mIoU (below warp-only's 56.1) with it and 58.9 (warp-only 57.5) with this.
 _SHORT_ADAM = dict(stage="gsv", optimizer="adam", lr=1e-3, weight_decay=1e-4)
+
+_CAMVID_KEYFRAME = {**_FROM_SCRATCH, "dataset": "camvid", "root": "data/camvid", "split": "train", "crop": 0.5,
+                    "scale_min": 0.5, "scale_max": 1.0, "lr_decay": 0.93, "iterations": 2000, "checkpoint_every": 100}
 
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe("GSVNet's propagation, the paper's recipe (sec. 4.1): SGD momentum 0.9, lr 0.002 x0.992 every "
@@ -174,9 +178,10 @@ RECIPES: dict[str, Recipe] = {
                          "weight decay 1e-4", _SHORT_ADAM),
     "camvid-keyframe": Recipe("a keyframe net on CamVid train/ from scratch: crops of 1/2, scales 0.5-1, lr x0.93 "
                               "every 100 of 2000 iterations",
-                              {**_FROM_SCRATCH, "dataset": "camvid", "root": "data/camvid", "split": "train",
-                               "crop": 0.5, "scale_min": 0.5, "scale_max": 1.0, "lr_decay": 0.93, "iterations": 2000,
-                               "checkpoint_every": 100}),
+                              _CAMVID_KEYFRAME),
+    "camvid-keyframe-more": Recipe("2000 iterations more of camvid-keyframe from a net it trained (--init): the lr "
+                                   "goes on from where it ended (1e-3 x 0.93^20, rounded), new crops (seed 1)",
+                                   {**_CAMVID_KEYFRAME, "lr": 2.34e-4, "seed": 1}, needs="init"),
     "camvid-gsv": Recipe("GSVNet's propagation on frames 0-27 of CamVid's 15 Hz val/ run (frames 33-50 are held "
                          "out): AdamW lr 1e-3, keyframes at 0.5 (the committed SwiftNet-R18's scale on those frames), "
                          "800 iterations; start the flow net from stage flow with --init-flow",
@@ -218,6 +223,14 @@ def config_for(stage: str | None = None, recipe: str | None = None, **given) -> 
     if stage is not None and stage != values["stage"]:
         raise ValueError(f"recipe {recipe} trains stage {values['stage']}, not {stage}: leave --stage out")
     return TrainConfig(**{**values, **{k: v for k, v in given.items() if v is not None}})
+
+
+def check_starting_point(recipe: str | None, cfg: TrainConfig) -> None:
+    """A fresh run of a recipe that continues another run must be given that run (:attr:`Recipe.needs`)."""
+    needs = RECIPES[recipe].needs if recipe else None
+    if needs and getattr(cfg, needs) is None:
+        raise ValueError(f"recipe {recipe} continues a trained net: give {_option(needs)} CHECKPOINT (e.g. the "
+                         f"checkpoint.pt of a camvid-keyframe run), or --resume to continue this run")
 
 
 def _option(name: str) -> str:

@@ -131,6 +131,7 @@ def test_tour_quick_writes_the_results_table(tmp_path, capsys):
     (["bench", "--interval", "31"], "interval must be in 1..30"),
     (["bench", "--interval", "0"], "interval must be in 1..30"),
     (["bench", "--size", "1024"], "size must be HxW"),
+    (["train", "--recipe", "camvid-keyframe-more", "--out", "runs/x"], "give --init CHECKPOINT"),
 ])
 def test_bad_arguments_give_clear_errors(argv, message, capsys):
     try:
