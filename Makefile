@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # index with CPU wheels of torch 2.13.0 for your platform, go in PIP_ARGS.
 PIP_ARGS ?=
 
-.PHONY: install tour figures test base-check browser clean camvid camvid-ablation camvid-balance camvid-longer camvid-crop
+.PHONY: install tour figures test base-check browser clean camvid camvid-ablation camvid-balance camvid-crop
 
 install: $(STAMP)
 
@@ -43,9 +43,10 @@ browser:
 	  echo "no chromium: figures will be exported with matplotlib"
 
 # The CamVid results of the README (CAMVID: a folder in the SegNet layout, see data/README.md). Both keyframe
-# nets from scratch on train/ (the keyframe scale chosen on frames 0-27 of val/), FlowLight pre-trained on the synthetic
-# set's exact flow, GSVNet's propagation on frames 0-27 of the 15 Hz val/ run, the protocol on frames 33-50 (frames
-# 28-32 are a gap), throughput, fp16 weights and their manifest, figures/camvid/results.md. Interrupted steps resume.
+# nets from scratch on train/, SwiftNet-R18 then 2000 iterations more (the keyframe net and scale chosen on
+# frames 0-27 of val/), FlowLight pre-trained on the synthetic set's exact flow, GSVNet's propagation on frames 0-27
+# of the 15 Hz val/ run, the protocol on frames 33-50 (frames 28-32 are a gap), throughput, fp16 weights and their
+# manifest, figures/camvid/results.md. Interrupted steps resume.
 CAMVID ?= ../shared/camvid
 CAMVID_RUNS ?= runs/camvid
 CAMVID_OUT ?= figures/camvid
@@ -57,10 +58,13 @@ EVAL = --dataset camvid --root $(CAMVID)
 HELD_OUT = $(EVAL) --split val --span held-out --key-scale $(CAMVID_KEY_SCALE) --variants gsv warp copy
 WEIGHTS = weights/camvid_swiftnet_gsvnet.pt
 # SwiftNet-R18's class weighting (chosen on val/ frames 0-27 among the rules of `make camvid-balance`), its run
-# folder, and the keyframe net the propagation is trained on (frozen; the committed weights hold it too).
+# folder after 2000 iterations and after 2000 more (recipe camvid-keyframe-more), BiSeNet-R18's run folder, and the
+# keyframe net the propagation is trained on (frozen; the committed weights hold it too).
 SWIFTNET_WEIGHTS ?= sqrt-median-frequency
 SWIFTNET = $(CAMVID_RUNS)/swiftnet_$(SWIFTNET_WEIGHTS)
-KEYFRAME ?= $(SWIFTNET)/checkpoint.pt
+LONGER = $(CAMVID_RUNS)/swiftnet_longer
+BISENET = $(CAMVID_RUNS)/bisenet
+KEYFRAME ?= $(LONGER)/checkpoint.pt
 FLOW = $(CAMVID_RUNS)/flow/checkpoint.pt
 # A SwiftNet-R18 run ($(1): its checkpoint) scored alone on val/ frames 0-27 and on test/, into folder $(2)
 keyframe_scores = $(GSV) eval --checkpoint $(1) $(EVAL) --split val --span propagation-train --variants image \
@@ -70,11 +74,13 @@ keyframe_scores = $(GSV) eval --checkpoint $(1) $(EVAL) --split val --span propa
 camvid: $(STAMP)
 	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $(SWIFTNET_WEIGHTS) --out $(SWIFTNET) \
 	  $(call resume,$(SWIFTNET))
-	$(GSV) train $(KEY_TRAIN) --keyframe-net bisenet --out $(CAMVID_RUNS)/bisenet $(call resume,$(CAMVID_RUNS)/bisenet)
-	# the keyframe scale is chosen on the propagation's training part of val/, never on test/ or the held-out frames
-	$(GSV) eval --checkpoint $(KEYFRAME) $(EVAL) --split val --span propagation-train --variants image \
-	  --out $(CAMVID_OUT)/selection/val_swiftnet.json
-	$(GSV) eval --checkpoint $(CAMVID_RUNS)/bisenet/checkpoint.pt $(EVAL) --split val --span propagation-train \
+	$(GSV) train --recipe camvid-keyframe-more --root $(CAMVID) --keyframe-net swiftnet \
+	  --class-weights $(SWIFTNET_WEIGHTS) --init $(SWIFTNET)/checkpoint.pt --out $(LONGER) $(call resume,$(LONGER))
+	$(GSV) train $(KEY_TRAIN) --keyframe-net bisenet --out $(BISENET) $(call resume,$(BISENET))
+	# the keyframe net and its scale are chosen on the propagation's training part of val/, never on test/ or the
+	# held-out frames
+	$(call keyframe_scores,$(KEYFRAME),$(CAMVID_OUT)/longer)
+	$(GSV) eval --checkpoint $(BISENET)/checkpoint.pt $(EVAL) --split val --span propagation-train \
 	  --variants image --out $(CAMVID_OUT)/selection/val_bisenet.json
 	$(GSV) data synth --out data/synthetic
 	$(GSV) train --stage flow --out $(CAMVID_RUNS)/flow $(call resume,$(CAMVID_RUNS)/flow)
@@ -83,7 +89,7 @@ camvid: $(STAMP)
 	  --init-flow $(FLOW) --out $(CAMVID_RUNS)/gsvnet $(call resume,$(CAMVID_RUNS)/gsvnet)
 	$(GSV) export --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt --out $(WEIGHTS) --manifest weights/manifest.json
 	$(GSV) eval --checkpoint $(WEIGHTS) $(EVAL) --split test --variants image --out $(CAMVID_OUT)/image_swiftnet.json
-	$(GSV) eval --checkpoint $(CAMVID_RUNS)/bisenet/checkpoint.pt $(EVAL) --split test --variants image \
+	$(GSV) eval --checkpoint $(BISENET)/checkpoint.pt $(EVAL) --split test --variants image \
 	  --out $(CAMVID_OUT)/image_bisenet.json
 	$(GSV) eval --checkpoint $(WEIGHTS) $(HELD_OUT) --out $(CAMVID_OUT)/propagation.json
 	$(GSV) export --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt --out $(WEIGHTS) --manifest weights/manifest.json \
@@ -93,50 +99,30 @@ camvid: $(STAMP)
 	$(GSV) tables $(CAMVID_OUT)
 
 # What each source of supervision adds to the propagation on the held-out frames 33-50 (README, CamVid), on the
-# keyframe net of the committed weights (SwiftNet-R18 with class weights) at its keyframe scale. Each row trains the
-# camvid-gsv recipe on that keyframe net: without the pre-trained flow net (base); with it (flowinit: the committed
-# weights themselves); then with distillation from the keyframe net, and with frame-rate jitter added to that; then
-# flowinit with a photometric loss, and flowinit after the whole propagation trained on the synthetic set in CamVid's
-# classes (synthprop). Run after `make camvid` (for the flow net); about 80 min on 2 cores; each step resumes.
+# committed keyframe net (KEYFRAME) at its keyframe scale. Each row trains the camvid-gsv recipe on that keyframe net:
+# without the pre-trained flow net (base); with it (flowinit: the committed weights' recipe, the same command as
+# `make camvid`'s propagation); then with distillation from the keyframe net, and with frame-rate jitter added to that;
+# then flowinit with a photometric loss, and flowinit after the whole propagation trained on the synthetic set in
+# CamVid's classes (synthprop). Run after `make camvid` (for the keyframe and flow nets); about 75 min on 2 cores;
+# each step resumes. The README's rows on the 2000-iteration SwiftNet-R18: `make camvid-ablation
+# KEYFRAME=runs/camvid/swiftnet_sqrt-median-frequency/checkpoint.pt ABLATION=runs/ablation-2000
+# ABLATION_OUT=figures/camvid/ablation-2000`.
 ABLATION ?= runs/ablation
 ABLATION_OUT ?= $(CAMVID_OUT)/ablation
-ROW_TRAIN = --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCALE) --init $(WEIGHTS)
+ROW_TRAIN = --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCALE) --init $(KEYFRAME)
 row = $(GSV) train $(ROW_TRAIN)$(if $(2), $(2)) --out $(ABLATION)/$(1) $(call resume,$(ABLATION)/$(1))
 
 camvid-ablation: $(STAMP)
 	$(call row,base,)
+	$(call row,flowinit,--init-flow $(FLOW))
 	$(call row,distill,--init-flow $(FLOW) --distill 1)
 	$(call row,jitter,--init-flow $(FLOW) --distill 1 --max-frame-step 2)
 	$(call row,photometric,--init-flow $(FLOW) --photometric 1)
-	$(GSV) train --recipe synthetic-gsv --init $(WEIGHTS) --init-flow $(FLOW) \
+	$(GSV) train --recipe synthetic-gsv --init $(KEYFRAME) --init-flow $(FLOW) \
 	  --out $(ABLATION)/synthetic-gsv $(call resume,$(ABLATION)/synthetic-gsv)
 	$(call row,synthprop,--init-propagation $(ABLATION)/synthetic-gsv/checkpoint.pt)
-	$(GSV) eval --checkpoint $(WEIGHTS) $(HELD_OUT) --out $(ABLATION_OUT)/flowinit.json
-	for run in base distill jitter photometric synthprop; do \
+	for run in base flowinit distill jitter photometric synthprop; do \
 	  $(GSV) eval --checkpoint $(ABLATION)/$$run/checkpoint.pt $(HELD_OUT) --out $(ABLATION_OUT)/$$run.json || exit 1; \
-	done
-	$(GSV) tables $(CAMVID_OUT)
-
-# A longer schedule for the committed SwiftNet-R18 (README, CamVid): 2000 iterations more of its recipe from the
-# committed weights' keyframe net, the learning rate going on from where the first 2000 ended (1e-3 x 0.93^20) and
-# new crops (seed 1), so 4000 in all; scored like the class-balancing rows. Then two rows of the ablation on it, scored
-# on the held-out frames: flowinit (the committed weights' recipe) and synthprop. Run after `make camvid` (for the
-# flow net); about 65 min on 2 cores; each step resumes.
-LONGER = $(CAMVID_RUNS)/swiftnet_longer
-LONGER_ROWS ?= runs/longer
-LONGER_TRAIN = --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCALE) --init $(LONGER)/checkpoint.pt
-
-camvid-longer: $(STAMP)
-	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $(SWIFTNET_WEIGHTS) --init $(WEIGHTS) \
-	  --lr 0.000234 --seed 1 --out $(LONGER) $(call resume,$(LONGER))
-	$(call keyframe_scores,$(LONGER)/checkpoint.pt,$(CAMVID_OUT)/longer)
-	$(GSV) train $(LONGER_TRAIN) --init-flow $(FLOW) --out $(LONGER_ROWS)/flowinit $(call resume,$(LONGER_ROWS)/flowinit)
-	$(GSV) train --recipe synthetic-gsv --init $(LONGER)/checkpoint.pt --init-flow $(FLOW) \
-	  --out $(LONGER_ROWS)/synthetic-gsv $(call resume,$(LONGER_ROWS)/synthetic-gsv)
-	$(GSV) train $(LONGER_TRAIN) --init-propagation $(LONGER_ROWS)/synthetic-gsv/checkpoint.pt \
-	  --out $(LONGER_ROWS)/synthprop $(call resume,$(LONGER_ROWS)/synthprop)
-	for run in flowinit synthprop; do \
-	  $(GSV) eval --checkpoint $(LONGER_ROWS)/$$run/checkpoint.pt $(HELD_OUT) --out $(CAMVID_OUT)/longer/$$run.json || exit 1; \
 	done
 	$(GSV) tables $(CAMVID_OUT)
 

@@ -9,14 +9,15 @@ under fixed names:
     propagation.json     the protocol on the held-out frames of the 15 Hz val/ run (``HELD_OUT``): gsv, warp, copy
     flow_error.json      the pre-trained flow net's end-point error on the synthetic set's exact flow
     bench_<H>x<W>.json   throughput of l = 1..5 and image-only baselines at one input size
-    ablation/<row>.json  `make camvid-ablation`: the same protocol for propagations trained otherwise, per row of
-                         ``ABLATION``
-    selection/val_<net>.json          the keyframe net alone on the propagation's training part of val/ (the choice
-                                      of keyframe scale)
-    balance/<rule>/{val,test}_swiftnet.json  SwiftNet-R18 trained with ``--class-weights <rule>`` (`make
-                                      camvid-balance`), on the same frames as selection/ and image_swiftnet.json
-    longer/{val,test}_swiftnet.json   the committed SwiftNet-R18 trained 2000 iterations more (`make camvid-longer`)
-    longer/<row>.json                 rows of the ablation trained on that SwiftNet-R18 instead (`make camvid-longer`)
+    ablation/<row>.json  `make camvid-ablation`: the same protocol for propagations trained otherwise on the
+                         committed keyframe net, per row of ``ABLATION``
+    ablation-2000/<row>.json          the same rows on SwiftNet-R18 after its first 2000 iterations
+    longer/{val,test}_swiftnet.json   the committed SwiftNet-R18 (recipe camvid-keyframe, then camvid-keyframe-more)
+                                      alone on the propagation's training part of val/ (the choice of keyframe net
+                                      and scale) and on test/
+    selection/val_bisenet.json        BiSeNet-R18 alone on the same frames of val/ (its keyframe scale)
+    balance/<rule>/{val,test}_swiftnet.json  SwiftNet-R18 after 2000 iterations with ``--class-weights <rule>`` (`make
+                                      camvid-balance`), on the same frames as longer/
     crop/{val,test}_swiftnet.json     SwiftNet-R18 trained on larger crops, about the same pixels per batch (`make
                                       camvid-crop`)
 """
@@ -59,8 +60,9 @@ ABLATION = {
 
 def read_results(folder: str | Path) -> dict:
     """{"image": {net: report}, "propagation": report or None, "bench": [report, ...], "ablation": {row: report},
-    "flow_error": report or None, "keyframe_training": {row: {"val", "test"}}, "longer": {row: report}} from a results
-    folder (the ablation rows from its ablation/ folder, those on the longer-schedule SwiftNet-R18 from longer/)."""
+    "flow_error": report or None, "keyframe_training": {row: {"val", "test"}}, "ablation_2000": {row: report}} from a
+    results folder (the ablation rows from its ablation/ folder, those on the 2000-iteration SwiftNet-R18 from
+    ablation-2000/)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} does not exist: run `make camvid` (or the commands in the README) first")
@@ -68,7 +70,8 @@ def read_results(folder: str | Path) -> dict:
     return {"image": {p.stem.removeprefix("image_"): _load(p) for p in sorted(folder.glob("image_*.json"))},
             "propagation": _load(prop) if prop.is_file() else None,
             "bench": sorted((_load(p) for p in folder.glob("bench_*.json")), key=lambda b: b["size"][0] * b["size"][1]),
-            "ablation": _rows(folder / "ablation"), "longer": _rows(folder / "longer"),
+            "ablation": _rows(folder / "ablation"),
+            "ablation_2000": _rows(folder / "ablation-2000"),
             "flow_error": _load(flow) if flow.is_file() else None, "keyframe_training": _keyframe_training(folder)}
 
 
@@ -79,7 +82,7 @@ def _rows(folder: Path) -> dict:
 
 # The rows of the SwiftNet-R18 training table: a results sub-folder holding {val,test}_swiftnet.json -> the row's name.
 KEYFRAME_TRAINING = {**{f"balance/{rule}": rule for rule in CLASS_WEIGHTS},
-                     "longer": "sqrt-median-frequency, 2000 iterations more (4000 in all)",
+                     "longer": "sqrt-median-frequency, 2000 iterations more (4000 in all): the committed net",
                      "crop": "sqrt-median-frequency, crops of 3/4 at batch 4 (2000 iterations)"}
 
 
@@ -214,9 +217,10 @@ def camvid_markdown(results: dict) -> str:
     if results["propagation"]:
         lines += propagation_markdown(results["propagation"])
     lines += keyframe_training_markdown(results.get("keyframe_training") or {})
-    lines += ablation_markdown(results.get("ablation") or {}, "What each source of supervision adds",
-                               results.get("flow_error"))
-    lines += ablation_markdown(results.get("longer") or {}, "Rows of the ablation on the longer-schedule SwiftNet-R18")
+    lines += ablation_markdown(results.get("ablation") or {}, "What each source of supervision adds, on the committed "
+                               "keyframe net", results.get("flow_error"))
+    lines += ablation_markdown(results.get("ablation_2000") or {}, "The same rows on SwiftNet-R18 after 2000 "
+                               "iterations, the earlier weights' keyframe net")
     for b in results["bench"]:
         lines += [f"### Throughput at {b['size'][1]}x{b['size'][0]} (W x H), batch 1, {b['precision']}, {b['device']}, "
                   f"torch {b['torch']}, keyframe input x{b['key_scale']}", "", *throughput_table(b), ""]
@@ -255,7 +259,7 @@ def keyframe_training_markdown(rules: dict[str, dict], scale: str = "0.75") -> l
     first = next(iter(rules.values()))
     scales = list(first["test"]["image"])
     frames = {split: next(iter(first[split]["image"].values())).get("frames", "?") for split in ("val", "test")}
-    lines = [f"### SwiftNet-R18 by class weighting, schedule and crop size (`--class-weights`, `make camvid-longer`, "
+    lines = [f"### SwiftNet-R18 by class weighting, schedule and crop size (`make camvid-balance`, `make camvid`, "
              f"`make camvid-crop`; mIoU % at input x{' / '.join(scales)} on "
              f"{frames['val']} frames of val/ and {frames['test']} of test/, IoU % of the thin classes on test/ at "
              f"x{scale})", "",

@@ -227,7 +227,7 @@ def test_the_targets_are_met_at_their_bounds_and_missed_below():
         "missed); GSVNet - warp only, l=5 min +3.0 (target >= +5.0: missed)")
 
 
-def test_the_rows_on_the_longer_schedule_get_their_own_table_and_the_targets_of_the_committed_weights(tmp_path):
+def test_the_rows_on_the_2000_iteration_net_get_their_own_table_and_the_targets_of_the_committed_weights(tmp_path):
     from gsvlib.reports import ABLATION
 
     def variant(avg):  # (avg, min) equal, by l = 1..5
@@ -235,16 +235,16 @@ def test_the_rows_on_the_longer_schedule_get_their_own_table_and_the_targets_of_
                 "intervals": {str(l): {"avg": a, "min": a} for l, a in enumerate(avg, 1)}}
 
     folder = tmp_path / "results"
-    (folder / "longer").mkdir(parents=True)
+    (folder / "ablation-2000").mkdir(parents=True)
     met = {"gsv": variant([70, 70, 69, 68, 67]), "warp": variant([70, 69, 67, 64, 61]), "copy": variant([70] * 5)}
-    (folder / "longer" / "synthprop.json").write_text(json.dumps(met))
+    (folder / "ablation-2000" / "synthprop.json").write_text(json.dumps(met))
     (folder / "propagation.json").write_text(json.dumps(met))
     text = camvid_markdown(read_results(folder))
     assert "### What each source of supervision adds" not in text  # no ablation/ folder
-    section = text[text.index("### Rows of the ablation on the longer-schedule SwiftNet-R18"):]
+    section = text[text.index("### The same rows on SwiftNet-R18 after 2000 iterations"):]
     assert (f"| {ABLATION['synthprop'].description} | 69.0 / 69.0 | 67.0 / 67.0 | 67.0 / 67.0 | 61.0 / 61.0 | +2.0 | "
             "+6.0 | 1, 2, 3 |") in section
-    committed = text[text.index("### Propagation on the 15 Hz val/ run"):text.index("### Rows of the ablation")]
+    committed = text[text.index("### Propagation on the 15 Hz val/ run"):text.index("### The same rows")]
     assert "At l=3: GSVNet 69.0 against 70.0" in committed
     assert "GSVNet - warp only, l=3 avg +2.0 (target >= +2.0: met)" in committed
     assert "GSVNet - warp only, l=5 min +6.0 (target >= +5.0: met)" in committed
