@@ -43,8 +43,8 @@ browser:
 	  echo "no chromium: figures will be exported with matplotlib"
 
 # The CamVid results of the README (CAMVID: a folder in the SegNet layout, see data/README.md). Both keyframe
-# nets from scratch on train/, SwiftNet-R18 then 2000 iterations more (the keyframe net and scale chosen on
-# frames 0-27 of val/), FlowLight pre-trained on the synthetic set's exact flow, GSVNet's propagation on frames 0-27
+# nets from scratch on train/, 2000 iterations and then 2000 more (the keyframe net and scale chosen on frames
+# 0-27 of val/), FlowLight pre-trained on the synthetic set's exact flow, GSVNet's propagation on frames 0-27
 # of the 15 Hz val/ run, the protocol on frames 33-50 (frames 28-32 are a gap), throughput, fp16 weights and their
 # manifest, figures/camvid/results.md. Interrupted steps resume.
 CAMVID ?= ../shared/camvid
@@ -58,12 +58,12 @@ EVAL = --dataset camvid --root $(CAMVID)
 HELD_OUT = $(EVAL) --split val --span held-out --key-scale $(CAMVID_KEY_SCALE) --variants gsv warp copy
 WEIGHTS = weights/camvid_swiftnet_gsvnet.pt
 # SwiftNet-R18's class weighting (chosen on val/ frames 0-27 among the rules of `make camvid-balance`), its run
-# folder after 2000 iterations and after 2000 more (recipe camvid-keyframe-more), BiSeNet-R18's run folder, and the
-# keyframe net the propagation is trained on (frozen; the committed weights hold it too).
+# folder after 2000 iterations and after 2000 more (recipe camvid-keyframe-more), BiSeNet-R18's after 2000 more,
+# and the keyframe net the propagation is trained on (frozen; the committed weights hold it too).
 SWIFTNET_WEIGHTS ?= sqrt-median-frequency
 SWIFTNET = $(CAMVID_RUNS)/swiftnet_$(SWIFTNET_WEIGHTS)
 LONGER = $(CAMVID_RUNS)/swiftnet_longer
-BISENET = $(CAMVID_RUNS)/bisenet
+BISENET = $(CAMVID_RUNS)/bisenet_longer
 KEYFRAME ?= $(LONGER)/checkpoint.pt
 FLOW = $(CAMVID_RUNS)/flow/checkpoint.pt
 # A SwiftNet-R18 run ($(1): its checkpoint) scored alone on val/ frames 0-27 and on test/, into folder $(2)
@@ -76,7 +76,9 @@ camvid: $(STAMP)
 	  $(call resume,$(SWIFTNET))
 	$(GSV) train --recipe camvid-keyframe-more --root $(CAMVID) --keyframe-net swiftnet \
 	  --class-weights $(SWIFTNET_WEIGHTS) --init $(SWIFTNET)/checkpoint.pt --out $(LONGER) $(call resume,$(LONGER))
-	$(GSV) train $(KEY_TRAIN) --keyframe-net bisenet --out $(BISENET) $(call resume,$(BISENET))
+	$(GSV) train $(KEY_TRAIN) --keyframe-net bisenet --out $(CAMVID_RUNS)/bisenet $(call resume,$(CAMVID_RUNS)/bisenet)
+	$(GSV) train --recipe camvid-keyframe-more --root $(CAMVID) --keyframe-net bisenet \
+	  --init $(CAMVID_RUNS)/bisenet/checkpoint.pt --out $(BISENET) $(call resume,$(BISENET))
 	# the keyframe net and its scale are chosen on the propagation's training part of val/, never on test/ or the
 	# held-out frames
 	$(call keyframe_scores,$(KEYFRAME),$(CAMVID_OUT)/longer)
