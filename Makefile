@@ -81,7 +81,7 @@ camvid: $(STAMP)
 	  --init $(CAMVID_RUNS)/bisenet/checkpoint.pt --out $(BISENET) $(call resume,$(BISENET))
 	# the keyframe net and its scale are chosen on the propagation's training part of val/, never on test/ or the
 	# held-out frames
-	$(call keyframe_scores,$(KEYFRAME),$(CAMVID_OUT)/longer)
+	$(call keyframe_scores,$(LONGER)/checkpoint.pt,$(CAMVID_OUT)/longer)
 	$(GSV) eval --checkpoint $(BISENET)/checkpoint.pt $(EVAL) --split val --span propagation-train \
 	  --variants image --out $(CAMVID_OUT)/selection/val_bisenet.json
 	$(GSV) data synth --out data/synthetic
@@ -128,8 +128,8 @@ camvid-ablation: $(STAMP)
 	done
 	$(GSV) tables $(CAMVID_OUT)
 
-# Larger crops for SwiftNet-R18 (README, CamVid): the committed keyframe net's recipe and class weights from scratch
-# on crops of 3/4 instead of 1/2 at batch 4 instead of 8 (about the same pixels per batch), scored like the
+# Larger crops for SwiftNet-R18 (README, CamVid): the camvid-keyframe recipe and the committed class weights from
+# scratch on crops of 3/4 instead of 1/2 at batch 4 instead of 8 (about the same pixels per batch), scored like the
 # class-balancing rows. About 35 min on 2 cores; resumes.
 CROP = $(CAMVID_RUNS)/swiftnet_crop
 
@@ -140,7 +140,7 @@ camvid-crop: $(STAMP)
 	$(GSV) tables $(CAMVID_OUT)
 
 # Class balancing of the keyframe net (README, CamVid): SwiftNet-R18 on the camvid-keyframe recipe with each
-# --class-weights rule, scored like the committed one (val/ frames 0-27 at each scale, then test/). About 35 min per
+# --class-weights rule, scored like the committed net (val/ frames 0-27 at each scale, then test/). About 35 min per
 # rule on 2 cores; each step resumes.
 BALANCE_RULES ?= none median-frequency sqrt-median-frequency
 
