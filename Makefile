@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 # index with CPU wheels of torch 2.13.0 for your platform, go in PIP_ARGS.
 PIP_ARGS ?=
 
-.PHONY: install tour figures test base-check browser clean camvid camvid-ablation camvid-balance camvid-crop
+.PHONY: install tour figures test test-fast base-check browser clean camvid camvid-ablation camvid-ablation-2000 \
+	camvid-keyframe
 
 install: $(STAMP)
 
@@ -32,6 +33,10 @@ test: $(STAMP) browser
 	TQDM_MININTERVAL=10 $(PY) -m pytest --nbval-lax -p no:cacheprovider build/notebooks
 	$(MAKE) base-check
 
+# The unit tests without the slow ones (notebooks, browser, ONNX export, several processes): under 2 minutes.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
 base-check:
 	PYTHON=$(PYTHON) PIP_ARGS="$(PIP_ARGS)" bash .ci/base-install-check
 
@@ -42,116 +47,35 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "no chromium: figures will be exported with matplotlib"
 
-# The CamVid results of the README (CAMVID: a folder in the SegNet layout, see data/README.md). Both keyframe
-# nets from scratch on train/, 2000 iterations and then 2000 more (the keyframe net and scale chosen on frames
-# 0-27 of val/), FlowLight pre-trained on the synthetic set's exact flow, GSVNet's propagation on frames 0-27
-# of the 15 Hz val/ run, the protocol on frames 33-50 (frames 28-32 are a gap), throughput, fp16 weights and their
-# manifest, figures/camvid/results.md. Interrupted steps resume.
+# The CamVid results (docs/results/camvid.md): one `gsv run` per folder of experiment files (experiments/camvid/,
+# one .toml per experiment: what it trains, from what, which evaluations it writes where). Each trains what is missing,
+# resumes what was interrupted, skips what is done, and writes its results with its own description; `gsv tables`
+# renders them. CAMVID: a folder in the SegNet layout (data/README.md).
 CAMVID ?= ../shared/camvid
-CAMVID_RUNS ?= runs/camvid
-CAMVID_OUT ?= figures/camvid
-CAMVID_KEY_SCALE ?= 0.5
-GSV := $(VENV)/bin/gsv
-resume = $$([ -f $(1)/checkpoint.pt ] && echo --resume)
-KEY_TRAIN = --recipe camvid-keyframe --root $(CAMVID)
-EVAL = --dataset camvid --root $(CAMVID)
-HELD_OUT = $(EVAL) --split val --span held-out --key-scale $(CAMVID_KEY_SCALE) --variants gsv warp copy
-WEIGHTS = weights/camvid_swiftnet_gsvnet.pt
-# SwiftNet-R18's class weighting (chosen on val/ frames 0-27 among the rules of `make camvid-balance`), its run
-# folder after 2000 iterations and after 2000 more (recipe camvid-keyframe-more), BiSeNet-R18's after 2000 more,
-# and the keyframe net the propagation is trained on (frozen; the committed weights hold it too).
-SWIFTNET_WEIGHTS ?= sqrt-median-frequency
-SWIFTNET = $(CAMVID_RUNS)/swiftnet_$(SWIFTNET_WEIGHTS)
-LONGER = $(CAMVID_RUNS)/swiftnet_longer
-BISENET = $(CAMVID_RUNS)/bisenet_longer
-KEYFRAME ?= $(LONGER)/checkpoint.pt
-FLOW = $(CAMVID_RUNS)/flow/checkpoint.pt
-# A SwiftNet-R18 run ($(1): its checkpoint) scored alone on val/ frames 0-27 and on test/, into folder $(2)
-keyframe_scores = $(GSV) eval --checkpoint $(1) $(EVAL) --split val --span propagation-train --variants image \
-	  --out $(2)/val_swiftnet.json && $(GSV) eval --checkpoint $(1) $(EVAL) --split test --variants image \
-	  --out $(2)/test_swiftnet.json
+RUN = $(VENV)/bin/gsv run --root camvid=$(CAMVID)
+TABLES = $(VENV)/bin/gsv tables figures/camvid --out docs/results/camvid.md
 
+# Both keyframe nets from scratch (2000 iterations, then 2000 more), FlowLight on the synthetic set's exact flow, the
+# propagation on val/ frames 0-27, the committed weights with their manifest, their protocol on the held-out frames
+# and their throughput. About 2 h 40 min on 2 cores.
 camvid: $(STAMP)
-	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $(SWIFTNET_WEIGHTS) --out $(SWIFTNET) \
-	  $(call resume,$(SWIFTNET))
-	$(GSV) train --recipe camvid-keyframe-more --root $(CAMVID) --keyframe-net swiftnet \
-	  --class-weights $(SWIFTNET_WEIGHTS) --init $(SWIFTNET)/checkpoint.pt --out $(LONGER) $(call resume,$(LONGER))
-	$(GSV) train $(KEY_TRAIN) --keyframe-net bisenet --out $(CAMVID_RUNS)/bisenet $(call resume,$(CAMVID_RUNS)/bisenet)
-	$(GSV) train --recipe camvid-keyframe-more --root $(CAMVID) --keyframe-net bisenet \
-	  --init $(CAMVID_RUNS)/bisenet/checkpoint.pt --out $(BISENET) $(call resume,$(BISENET))
-	# the keyframe net and its scale are chosen on the propagation's training part of val/, never on test/ or the
-	# held-out frames
-	$(call keyframe_scores,$(LONGER)/checkpoint.pt,$(CAMVID_OUT)/longer)
-	$(GSV) eval --checkpoint $(BISENET)/checkpoint.pt $(EVAL) --split val --span propagation-train \
-	  --variants image --out $(CAMVID_OUT)/selection/val_bisenet.json
-	$(GSV) data synth --out data/synthetic
-	$(GSV) train --stage flow --out $(CAMVID_RUNS)/flow $(call resume,$(CAMVID_RUNS)/flow)
-	$(GSV) eval --checkpoint $(FLOW) --variants flow --out $(CAMVID_OUT)/flow_error.json
-	$(GSV) train --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCALE) --init $(KEYFRAME) \
-	  --init-flow $(FLOW) --out $(CAMVID_RUNS)/gsvnet $(call resume,$(CAMVID_RUNS)/gsvnet)
-	$(GSV) export --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt --out $(WEIGHTS) --manifest weights/manifest.json
-	$(GSV) eval --checkpoint $(WEIGHTS) $(EVAL) --split test --variants image --out $(CAMVID_OUT)/image_swiftnet.json
-	$(GSV) eval --checkpoint $(BISENET)/checkpoint.pt $(EVAL) --split test --variants image \
-	  --out $(CAMVID_OUT)/image_bisenet.json
-	$(GSV) eval --checkpoint $(WEIGHTS) $(HELD_OUT) --out $(CAMVID_OUT)/propagation.json
-	$(GSV) export --checkpoint $(CAMVID_RUNS)/gsvnet/checkpoint.pt --out $(WEIGHTS) --manifest weights/manifest.json \
-	  --metrics $(CAMVID_OUT)/propagation.json $(CAMVID_OUT)/image_swiftnet.json
-	$(GSV) bench --checkpoint $(WEIGHTS) --key-scale $(CAMVID_KEY_SCALE) --size 720x960 --json $(CAMVID_OUT)/bench_720x960.json
-	$(GSV) bench --checkpoint $(WEIGHTS) --key-scale $(CAMVID_KEY_SCALE) --size 1024x2048 --json $(CAMVID_OUT)/bench_1024x2048.json
-	$(GSV) tables $(CAMVID_OUT)
+	$(RUN) experiments/camvid
+	$(TABLES)
 
-# What each source of supervision adds to the propagation on the held-out frames 33-50 (README, CamVid), on the
-# committed keyframe net (KEYFRAME) at its keyframe scale. Each row trains the camvid-gsv recipe on that keyframe net:
-# without the pre-trained flow net (base); with it (flowinit: the committed weights' recipe, the same command as
-# `make camvid`'s propagation); then with distillation from the keyframe net, and with frame-rate jitter added to that;
-# then flowinit with a photometric loss, and flowinit after the whole propagation trained on the synthetic set in
-# CamVid's classes (synthprop). Run after `make camvid` (for the keyframe and flow nets); about 75 min on 2 cores;
-# each step resumes. The README's rows on the 2000-iteration SwiftNet-R18: `make camvid-ablation
-# KEYFRAME=runs/camvid/swiftnet_sqrt-median-frequency/checkpoint.pt ABLATION=runs/ablation-2000
-# ABLATION_OUT=figures/camvid/ablation-2000`.
-ABLATION ?= runs/ablation
-ABLATION_OUT ?= $(CAMVID_OUT)/ablation
-ROW_TRAIN = --recipe camvid-gsv --root $(CAMVID) --key-scale $(CAMVID_KEY_SCALE) --init $(KEYFRAME)
-row = $(GSV) train $(ROW_TRAIN)$(if $(2), $(2)) --out $(ABLATION)/$(1) $(call resume,$(ABLATION)/$(1))
-
+# What each source of supervision adds to the propagation, on the committed keyframe net (about 75 min after `make
+# camvid`), and on the 2000-iteration SwiftNet-R18 of the earlier weights.
 camvid-ablation: $(STAMP)
-	$(call row,base,)
-	$(call row,flowinit,--init-flow $(FLOW))
-	$(call row,distill,--init-flow $(FLOW) --distill 1)
-	$(call row,jitter,--init-flow $(FLOW) --distill 1 --max-frame-step 2)
-	$(call row,photometric,--init-flow $(FLOW) --photometric 1)
-	$(GSV) train --recipe synthetic-gsv --init $(KEYFRAME) --init-flow $(FLOW) \
-	  --out $(ABLATION)/synthetic-gsv $(call resume,$(ABLATION)/synthetic-gsv)
-	$(call row,synthprop,--init-propagation $(ABLATION)/synthetic-gsv/checkpoint.pt)
-	for run in base flowinit distill jitter photometric synthprop; do \
-	  $(GSV) eval --checkpoint $(ABLATION)/$$run/checkpoint.pt $(HELD_OUT) --out $(ABLATION_OUT)/$$run.json || exit 1; \
-	done
-	$(GSV) tables $(CAMVID_OUT)
+	$(RUN) experiments/camvid/ablation
+	$(TABLES)
 
-# Larger crops for SwiftNet-R18 (README, CamVid): the camvid-keyframe recipe and the committed class weights from
-# scratch on crops of 3/4 instead of 1/2 at batch 4 instead of 8 (about the same pixels per batch), scored like the
-# class-balancing rows. About 35 min on 2 cores; resumes.
-CROP = $(CAMVID_RUNS)/swiftnet_crop
+camvid-ablation-2000: $(STAMP)
+	$(RUN) experiments/camvid/ablation-2000
+	$(TABLES)
 
-camvid-crop: $(STAMP)
-	$(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $(SWIFTNET_WEIGHTS) --crop 0.75 --batch-size 4 \
-	  --out $(CROP) $(call resume,$(CROP))
-	$(call keyframe_scores,$(CROP)/checkpoint.pt,$(CAMVID_OUT)/crop)
-	$(GSV) tables $(CAMVID_OUT)
-
-# Class balancing of the keyframe net (README, CamVid): SwiftNet-R18 on the camvid-keyframe recipe with each
-# --class-weights rule, scored like the committed net (val/ frames 0-27 at each scale, then test/). About 35 min per
-# rule on 2 cores; each step resumes.
-BALANCE_RULES ?= none median-frequency sqrt-median-frequency
-
-camvid-balance: $(STAMP)
-	for rule in $(BALANCE_RULES); do \
-	  run=$(CAMVID_RUNS)/swiftnet_$$rule; \
-	  $(GSV) train $(KEY_TRAIN) --keyframe-net swiftnet --class-weights $$rule --out $$run \
-	    $$([ -f $$run/checkpoint.pt ] && echo --resume) || exit 1; \
-	  $(call keyframe_scores,$$run/checkpoint.pt,$(CAMVID_OUT)/balance/$$rule) || exit 1; \
-	done
-	$(GSV) tables $(CAMVID_OUT)
+# SwiftNet-R18 trained otherwise: each class weighting rule, and larger crops (about 35 min each).
+camvid-keyframe: $(STAMP)
+	$(RUN) experiments/camvid/keyframe
+	$(TABLES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info runs

@@ -9,7 +9,6 @@ import importlib.metadata
 import os
 import platform
 import statistics
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -17,12 +16,67 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gsvlib.deploy import OnnxSegmenter, export_onnx
-from gsvlib.device import PRECISIONS
-from gsvlib.models.gsvnet import GSVNet
+from gsvlib.config import interval_arg, parse_size, setting
+from gsvlib.deploy import RUNTIMES  # with "onnx" registered
+from gsvlib.device import PRECISIONS, check_device
+from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet, full_resolution_labels
 from gsvlib.models.warp import warp
 from gsvlib.progress import progress_bar
-from gsvlib.segmenter import VideoSegmenter, eager_labels, padded_size
+from gsvlib.segmenter import VideoSegmenter, padded_size
+
+BACKENDS = tuple(RUNTIMES)  # eager, compiled, onnx
+
+
+@dataclass
+class BenchConfig:
+    """``gsv bench``: what to time and how. The options of ``gsv bench`` are generated from these fields."""
+
+    checkpoint: str | None = setting(None, "a gsvkit checkpoint (default: random weights, the same speed)", path=True)
+    size: tuple[int, int] = setting((1024, 2048), "input HxW", type=parse_size, many=False, metavar="HxW")
+    interval: int = setting(5, "keyframe interval l of the per-frame timing", type=interval_arg)
+    intervals: tuple[int, ...] = setting((1, 2, 3, 4, 5), "the intervals l of the full benchmark (--json)",
+                                         type=interval_arg)
+    key_scale: float | None = setting(None, "keyframe input scale (default: the checkpoint's, else 0.75)", type=float)
+    image_scales: tuple[float, ...] = setting((0.5, 0.75, 1.0), "input scales of the image-only baselines")
+    backend: tuple[str, ...] = setting(("eager",), "eager PyTorch; compiled: torch.compile of the keyframe path, the "
+                                       "non-keyframe path and the output step (compiled in the warm-up: about a "
+                                       "minute on a CPU); onnx: exported and run by ONNX Runtime (the onnx extra). "
+                                       "Several: the full benchmark of each, one table",
+                                       choices=lambda: list(BACKENDS))
+    precision: tuple[str, ...] = setting(("fp32",), "fp32, fp16 (CUDA) or bf16 autocast; several: one table over "
+                                         "backends x precisions", choices=lambda: list(PRECISIONS))
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    intervals_timed: int = setting(2, "timed keyframe intervals after the warm-up")
+    channels_last: bool = setting(False, "channels-last memory format", flag="--channels-last")
+    threads: int = setting(0, "CPU threads (0: torch's choice)")
+    keyframe_net: str = setting("swiftnet", "keyframe net N without --checkpoint", choices=lambda: list(KEYFRAME_NETS))
+    flow_net: str = setting("light", "flow net O without --checkpoint", choices=lambda: list(FLOW_NETS))
+    classes: int = setting(19, "classes without --checkpoint")
+    json: str | None = setting(None, "write the full benchmark (l = --intervals, image-only at --image-scales) here",
+                               path=True)
+
+    def __post_init__(self):
+        for name in ("size", "intervals", "image_scales", "backend", "precision"):
+            setattr(self, name, tuple(getattr(self, name)))
+
+    def check(self) -> None:
+        check_device(self.device)
+        for name, allowed in (("backend", BACKENDS), ("precision", PRECISIONS)):
+            bad = [v for v in getattr(self, name) if v not in allowed]
+            if bad or not getattr(self, name):
+                raise ValueError(f"{name} must be among {list(allowed)}, got {list(getattr(self, name))}")
+        if len(self.size) != 2 or min(self.size) < 32:
+            raise ValueError(f"size must be HxW with both at least 32 pixels (the keyframe net's stride), got "
+                             f"{'x'.join(map(str, self.size))}")
+        if not 1 <= self.interval <= 30 or not self.intervals or not all(1 <= l <= 30 for l in self.intervals):
+            raise ValueError(f"keyframe intervals must lie in 1..30, got {self.interval} and {list(self.intervals)}")
+        scales = [*self.image_scales, *([self.key_scale] if self.key_scale is not None else [])]
+        if not scales or not all(0 < s <= 2 for s in scales):
+            raise ValueError(f"key_scale and image_scales must lie in (0, 2], got {scales}")
+        if self.intervals_timed < 1:
+            raise ValueError(f"intervals_timed must be >= 1 (the timed keyframe intervals), got {self.intervals_timed}")
+        if self.threads < 0 or self.classes < 2:
+            raise ValueError(f"threads must be >= 0 and classes >= 2, got {self.threads} and {self.classes}")
 
 
 
@@ -67,17 +121,20 @@ def _spread_warning(ms: list[float], what: str, label: str) -> None:
                       "(--intervals-timed)", stacklevel=3)
 
 
-def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: float = 0.75, intervals: int = 2,
-                warmup: int | None = None, device: str = "cpu", precision: str = "fp32", progress: bool = True,
-                label: str | None = None, backend: str = "eager") -> BenchResult:
+def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: float | None = None,
+                intervals: int = 2, warmup: int | None = None, device: str = "cpu", precision: str = "fp32",
+                progress: bool = True, label: str | None = None, backend: str = "eager") -> BenchResult:
     """Stream ``intervals`` whole keyframe intervals of random frames through a :class:`VideoSegmenter` and time
     every frame (in to labels out). ``warmup`` frames (default: one interval) run first and are not counted.
     ``label`` names the run in the progress bar and in a warning when repeats disagree by more than SPREAD.
-    ``backend``: "eager", "compiled" (:class:`VideoSegmenter`'s compiled paths, compiled during the warm-up) or
-    "onnx" (the model exported once per size and keyframe scale, run by ONNX Runtime on the CPU)."""
+    ``backend`` names the runtime (:data:`BACKENDS`): "eager", "compiled" (compiled during the warm-up) or "onnx"
+    (exported during the warm-up, run by ONNX Runtime on the CPU)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    seg = segmenter(model, interval, key_scale, device, precision, backend, size)
+    reason = unsupported(backend, precision, device)
+    if reason:
+        raise ValueError(f"backend {backend} cannot run at {precision} on {device}: {reason}")
+    seg = VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision], runtime=backend)
     frame = torch.rand(3, *size, device=seg.device)
     warmup = interval if warmup is None else warmup
     for _ in range(warmup):
@@ -97,30 +154,8 @@ def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: 
     nonkey_ms = [m for m, k in zip(ms, keys) if not k]
     _spread_warning(key_ms, "keyframe", label)
     _spread_warning(nonkey_ms, "non-keyframe", label)
-    return BenchResult(tuple(size), interval, key_scale, precision, str(seg.device), statistics.median(key_ms),
+    return BenchResult(tuple(size), interval, seg.key_scale, precision, str(seg.device), statistics.median(key_ms),
                        statistics.median(nonkey_ms) if nonkey_ms else float("nan"), 1000 * len(ms) / sum(ms), ms, keys)
-
-
-BACKENDS = ("eager", "compiled", "onnx")
-_EXPORTS: dict[tuple, tempfile.TemporaryDirectory] = {}  # (model, size, key scale) -> its ONNX graphs, made once
-
-
-def segmenter(model: GSVNet, interval: int, key_scale: float, device: str, precision: str, backend: str,
-              size: tuple[int, int]) -> VideoSegmenter:
-    """The streaming segmenter that ``backend`` runs ``model`` with, for frames of ``size``."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    reason = unsupported(backend, precision, device)
-    if reason:
-        raise ValueError(f"backend {backend} cannot run at {precision} on {device}: {reason}")
-    if backend != "onnx":
-        return VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision], compile=backend == "compiled")
-    padded = padded_size(size)
-    key = (id(model), padded, key_scale)
-    if key not in _EXPORTS:
-        _EXPORTS[key] = tempfile.TemporaryDirectory(prefix="gsvkit-onnx-")
-        export_onnx(model, _EXPORTS[key].name, padded, key_scale)
-    return OnnxSegmenter(_EXPORTS[key].name, interval)
 
 
 def nonkey_parts(model: GSVNet, size=(1024, 2048), repeats: int = 5) -> dict[str, float]:
@@ -135,7 +170,8 @@ def nonkey_parts(model: GSVNet, size=(1024, 2048), repeats: int = 5) -> dict[str
     return {"flow": round(time_call(model.flow, small, small, repeats=repeats), 1),
             "warp + GSV conv": round(time_call(lambda: model.gsv(warp(seg, flow, model.conventions.warp_fill), small),
                                               repeats=repeats), 1),
-            "labels": round(time_call(eager_labels, seg, (h, w), model.conventions.align_corners, repeats=repeats), 1)}
+            "labels": round(time_call(full_resolution_labels, seg, (h, w), model.conventions.align_corners,
+                                      repeats=repeats), 1)}
 
 
 def count_flops(fn, *args) -> int:
@@ -162,11 +198,14 @@ def average_flops(flops: dict[str, int], interval: int) -> float:
     return (flops["keyframe"] + (interval - 1) * flops["non-keyframe"]) / interval
 
 
-def benchmark(model: GSVNet, size=(1024, 2048), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
-              image_scales=(0.5, 0.75, 1.0), precision: str = "fp32", device: str = "cpu", repeats: int = 2,
-              progress: bool = True, backend: str = "eager") -> dict:
-    """Throughput of GSVNet for each interval l and of the image-only keyframe net at ``image_scales``, measured in
-    one run, with FLOPs (per keyframe, per non-keyframe, averaged over l) and parameters per part."""
+def benchmark(model: GSVNet, cfg: BenchConfig, backend: str = "eager", precision: str = "fp32",
+              progress: bool = True) -> dict:
+    """Throughput of GSVNet for each interval l of ``cfg.intervals`` and of the image-only keyframe net at
+    ``cfg.image_scales``, measured in one run on ``backend`` at ``precision``, with FLOPs (per keyframe, per
+    non-keyframe, averaged over l) and parameters per part."""
+    size, intervals, image_scales, device = cfg.size, cfg.intervals, cfg.image_scales, cfg.device
+    key_scale = model.config.key_scale if cfg.key_scale is None else cfg.key_scale
+    repeats = cfg.intervals_timed
     common = dict(device=device, precision=precision, progress=progress, backend=backend)
     gsv = {str(l): time_stream(model, size, l, key_scale, repeats, **common).as_dict() for l in intervals}
     image = {str(s): time_stream(model, size, 1, s, repeats, label=f"image-only x{s}", **common).as_dict()
@@ -212,24 +251,21 @@ def unsupported(backend: str, precision: str, device: str) -> str | None:
     return None
 
 
-def bench_matrix(model: GSVNet, backends=BACKENDS, precisions=("fp32", "bf16"), size=(1024, 2048),
-                 intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75, image_scales=(0.5, 0.75, 1.0),
-                 device: str = "cpu", repeats: int = 2, progress: bool = True) -> dict:
-    """:func:`benchmark` for every backend x precision that can run here, in one process, one after the other:
-    {"environment", "runs": [benchmark reports], "skipped": [{"backend", "precision", "reason"}]}."""
+def bench_matrix(model: GSVNet, cfg: BenchConfig, progress: bool = True) -> dict:
+    """:func:`benchmark` for every backend x precision of ``cfg`` that can run here, in one process, one after the
+    other: {"environment", "runs": [benchmark reports], "skipped": [{"backend", "precision", "reason"}]}."""
     runs, skipped = [], []
-    for backend in backends:
-        for precision in precisions:
-            reason = unsupported(backend, precision, device)
+    for backend in cfg.backend:
+        for precision in cfg.precision:
+            reason = unsupported(backend, precision, cfg.device)
             if reason:
                 skipped.append({"backend": backend, "precision": precision, "reason": reason})
                 continue
-            runs.append(benchmark(model, size, intervals, key_scale, image_scales, precision, device, repeats,
-                                  progress, backend))
+            runs.append(benchmark(model, cfg, backend, precision, progress))
     if not runs:
         raise ValueError("none of the backend/precision pairs can run here: " +
                          "; ".join(f"{s['backend']} {s['precision']}: {s['reason']}" for s in skipped))
-    return {"environment": environment(device), "runs": runs, "skipped": skipped}
+    return {"environment": environment(cfg.device), "runs": runs, "skipped": skipped}
 
 
 def matrix_table(m: dict) -> list[str]:

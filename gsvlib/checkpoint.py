@@ -69,13 +69,18 @@ def load_state_dict_checked(module: nn.Module, state: dict, source: str, hint: s
     module.load_state_dict(state, strict=True)
 
 
-def _model_config(given, path):
-    """A checkpoint's model_config checked before anything is built from it: known keys, sane values."""
+def _model_config(ckpt: dict, path):
+    """A checkpoint's model_config checked before anything is built from it: known keys, sane values. A checkpoint
+    written before the model recorded its keyframe scale takes the scale its stage gsv run trained at."""
+    given = ckpt["model_config"]
     known = {f.name for f in fields(GSVNetConfig)}
     if not isinstance(given, dict) or set(given) - known:
         extra = sorted(set(given) - known) if isinstance(given, dict) else type(given).__name__
         raise CheckpointError(f"{path} has a model_config gsvkit does not know ({extra}); was it written by another "
                               "program or a newer gsvkit?")
+    run = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else {}
+    if "key_scale" not in given and run.get("stage") == "gsv" and "key_scale" in run:
+        given = {**given, "key_scale": run["key_scale"]}
     try:
         return GSVNetConfig(**given)
     except (TypeError, ValueError) as e:
@@ -83,14 +88,15 @@ def _model_config(given, path):
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Build the GSVNet a ``gsv train`` checkpoint describes and load its weights; returns (model, checkpoint)."""
+    """Build the GSVNet a ``gsv train`` checkpoint describes and load its weights; returns (model, checkpoint).
+    ``model.config.key_scale`` is the keyframe scale the model runs at by default (its training scale)."""
     device = check_device(device)
     ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
         keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path} is not a gsvkit checkpoint (expected keys 'model' and 'model_config', found "
                               f"{keys}); for ImageNet ResNet-18 weights use `gsv train --imagenet`")
-    model = GSVNet(_model_config(ckpt["model_config"], path))
+    model = GSVNet(_model_config(ckpt, path))
     load_state_dict_checked(model, ckpt["model"], str(path))
     broken = [k for k, v in ckpt["model"].items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken:
@@ -125,22 +131,36 @@ def require_propagation(ckpt: dict, path: str | Path) -> None:
 def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path | None = None,
                    extra: dict | None = None) -> dict:
     """Write a ``gsv train`` checkpoint's model as a half-precision file that :func:`load_model` reads (float tensors
-    to fp16: half the size, no optimizer state) and, with ``manifest``, add or replace its entry in that JSON file:
-    {file: {bytes, sha256, dataset, classes, model_config, iterations, command, **extra}}."""
-    ckpt = read_checkpoint(checkpoint)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
-        raise CheckpointError(f"{checkpoint} is not a gsvkit checkpoint (expected keys 'model' and 'model_config')")
+    to fp16: half the size, no optimizer state) and, with ``manifest``, its entry there (:func:`write_manifest_entry`).
+    Returns the entry."""
+    ckpt = _gsvkit_checkpoint(checkpoint)
     state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep = {k: ckpt[k] for k in ("model_config", "train_config", "iteration", "classes", "dataset") if k in ckpt}
     save_atomic({"model": state, **keep}, out)
-    out = Path(out)
-    entry = {"bytes": out.stat().st_size, "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+    return write_manifest_entry(checkpoint, out, manifest, extra)
+
+
+def _gsvkit_checkpoint(path: str | Path) -> dict:
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
+        raise CheckpointError(f"{path} is not a gsvkit checkpoint (expected keys 'model' and 'model_config')")
+    return ckpt
+
+
+def write_manifest_entry(checkpoint: str | Path, weights: str | Path, manifest: str | Path | None = None,
+                         extra: dict | None = None) -> dict:
+    """The manifest entry of a weights file exported from ``checkpoint``: {bytes, sha256, dataset, classes,
+    model_config, iterations, command, **extra}; with ``manifest``, added to (or replaced in) that JSON file, which
+    maps file names to entries. Returns the entry."""
+    ckpt = _gsvkit_checkpoint(checkpoint)
+    weights = Path(weights)
+    entry = {"bytes": weights.stat().st_size, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
              "dataset": ckpt.get("dataset"), "classes": ckpt.get("classes"), "model_config": ckpt["model_config"],
              "iterations": ckpt.get("iteration"),
              "command": train_command(ckpt["train_config"]) if "train_config" in ckpt else None, **(extra or {})}
     if manifest is not None:
         manifest = Path(manifest)
         entries = json.loads(manifest.read_text()) if manifest.is_file() else {}
-        entries[out.name] = entry
+        entries[weights.name] = entry
         write_json_atomic(manifest, entries)
     return entry

@@ -7,22 +7,24 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 
 import torch
 
 from gsvlib import __version__
-from gsvlib.bench import (BACKENDS, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame, matrix_table,
-                          nonkey_parts, time_stream)
+from gsvlib.bench import (BenchConfig, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame,
+                          matrix_table, nonkey_parts, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
-from gsvlib.config import SpanOption, add_train_options, check_starting_point, config_from_options
-from gsvlib.data import DATASETS, open_dataset
+from gsvlib.config import (add_options, add_train_options, check_starting_point, config_from_options, given_options,
+                           interval_arg, parse_size)
+from gsvlib.data import DATASETS
 from gsvlib.data.synthetic import SynthConfig, generate
-from gsvlib.deploy import OnnxSegmenter, export_onnx
-from gsvlib.device import PRECISIONS, check_device
-from gsvlib.evaluate import (FLOW_ERROR, IMAGE_ONLY, THRESHOLD_FACTORS, evaluate_variants, keyframe_schedules,
-                             known_variants)
+from gsvlib.deploy import OnnxRuntime, export_onnx
+from gsvlib.device import check_device
+from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
+from gsvlib.experiments import Runner, collect, plan_text
 from gsvlib.files import write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
@@ -38,28 +40,6 @@ PAPER_PARAMS = {  # Table 2 lists parameters in bytes (47.2M = 11.8M fp32 values
     "keyframe net N (bisenet)": "12.3M (49.0 MB)",
     "non-keyframe total (O + phi + G + theta)": "0.4M (1.6 MB)",
 }
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'1024x2048' (H x W) -> (1024, 2048)."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 1024x2048, got {text!r}") from None
-    if h < 8 or w < 8:
-        raise argparse.ArgumentTypeError(f"size must be at least 8x8, got {text!r}")
-    return h, w
-
-
-def interval_arg(text: str) -> int:
-    """A keyframe interval: an integer in 1..30."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"interval must be an integer in 1..30, got {text!r}") from None
-    if not 1 <= value <= 30:
-        raise argparse.ArgumentTypeError(f"interval must be in 1..30 (a Cityscapes snippet has 30 frames), got {value}")
-    return value
 
 
 def policy_arg(text: str) -> KeyframePolicy:
@@ -89,50 +69,50 @@ def cmd_info(args) -> None:
                 print(f"| {key} | {size} | {paper} |")
 
 
-def _model(args):
-    """The model of ``--checkpoint``, or a randomly initialised one (timing does not depend on the weights)."""
-    device = check_device(args.device)
-    if getattr(args, "checkpoint", None):
-        return load_model(args.checkpoint, device)[0]
+def _model(cfg: BenchConfig):
+    """The model of ``cfg.checkpoint``, or a randomly initialised one (timing does not depend on the weights)."""
+    device = check_device(cfg.device)
+    if cfg.checkpoint:
+        return load_model(cfg.checkpoint, device)[0]
     torch.manual_seed(0)
-    return GSVNet(num_classes=args.classes, keyframe_net=args.keyframe_net, flow_net=args.flow_net).to(device)
+    return GSVNet(num_classes=cfg.classes, keyframe_net=cfg.keyframe_net, flow_net=cfg.flow_net).to(device)
 
 
 def cmd_bench(args) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    busy_warning(args.device)
-    model = channels_last(_model(args)) if args.channels_last else _model(args)
-    h, w = args.size
-    matrix = len(args.backend) * len(args.precision) > 1
-    if matrix or args.json:
-        if matrix:
-            report = bench_matrix(model, args.backend, args.precision, args.size, args.intervals, args.key_scale,
-                                  args.image_scales, args.device, args.intervals_timed)
-            print("\n".join(matrix_table(report)))
-        else:
-            report = benchmark(model, args.size, args.intervals, args.key_scale, args.image_scales, args.precision[0],
-                               args.device, args.intervals_timed, backend=args.backend[0])
-        if args.json:
-            write_json_atomic(args.json, report)
-            print(f"benchmark written to {args.json}")
+    cfg = BenchConfig(**given_options(args, BenchConfig))
+    cfg.check()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    busy_warning(cfg.device)
+    model = channels_last(_model(cfg)) if cfg.channels_last else _model(cfg)
+    h, w = cfg.size
+    if len(cfg.backend) * len(cfg.precision) > 1:
+        report = bench_matrix(model, cfg)
+        print("\n".join(matrix_table(report)))
+    elif cfg.json:
+        report = benchmark(model, cfg, cfg.backend[0], cfg.precision[0])
+    else:
+        (backend,), (precision,) = cfg.backend, cfg.precision
+        r = time_stream(model, cfg.size, cfg.interval, cfg.key_scale, cfg.intervals_timed, device=cfg.device,
+                        precision=precision, backend=backend)
+        print(f"\n{model.config.keyframe_net} + {model.config.flow_net}, {h}x{w}, l={cfg.interval}, key scale "
+              f"{r.key_scale}, {precision} on {r.device} (torch {torch.__version__}, {torch.get_num_threads()} "
+              "threads)")
+        for i, (ms, key) in enumerate(zip(r.frame_ms, r.frame_is_key)):
+            print(f"  frame {i:2d} {'keyframe    ' if key else 'non-keyframe'} {ms:8.1f} ms")
+        print(f"keyframe {r.key_ms:.1f} ms, non-keyframe {r.nonkey_ms:.1f} ms (median), ratio "
+              f"{r.key_ms / r.nonkey_ms:.1f}x, throughput {r.fps:.2f} FPS ({backend})")
+        parts = nonkey_parts(model, cfg.size)
+        print("parts of an eager non-keyframe (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+        flops = flops_per_frame(model, cfg.size, r.key_scale)
+        avg = average_flops(flops, cfg.interval)
+        print(f"GFLOPs: keyframe {flops['keyframe'] / 1e9:.1f}, non-keyframe {flops['non-keyframe'] / 1e9:.2f}, "
+              f"average over l={cfg.interval}: {avg / 1e9:.1f}  (GMACs, the paper's unit: "
+              f"{flops['keyframe'] / 2e9:.1f} / {flops['non-keyframe'] / 2e9:.2f} / {avg / 2e9:.1f})")
         return
-    (backend,), (precision,) = args.backend, args.precision
-    r = time_stream(model, args.size, args.interval, args.key_scale, args.intervals_timed, device=args.device,
-                    precision=precision, backend=backend)
-    print(f"\n{model.config.keyframe_net} + {model.config.flow_net}, {h}x{w}, l={args.interval}, key scale "
-          f"{args.key_scale}, {precision} on {r.device} (torch {torch.__version__}, {torch.get_num_threads()} threads)")
-    for i, (ms, key) in enumerate(zip(r.frame_ms, r.frame_is_key)):
-        print(f"  frame {i:2d} {'keyframe    ' if key else 'non-keyframe'} {ms:8.1f} ms")
-    print(f"keyframe {r.key_ms:.1f} ms, non-keyframe {r.nonkey_ms:.1f} ms (median), ratio {r.key_ms / r.nonkey_ms:.1f}x, "
-          f"throughput {r.fps:.2f} FPS ({backend})")
-    parts = nonkey_parts(model, args.size)
-    print("parts of an eager non-keyframe (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
-    flops = flops_per_frame(model, args.size, args.key_scale)
-    avg = average_flops(flops, args.interval)
-    print(f"GFLOPs: keyframe {flops['keyframe'] / 1e9:.1f}, non-keyframe {flops['non-keyframe'] / 1e9:.2f}, "
-          f"average over l={args.interval}: {avg / 1e9:.1f}  (GMACs, the paper's unit: "
-          f"{flops['keyframe'] / 2e9:.1f} / {flops['non-keyframe'] / 2e9:.2f} / {avg / 2e9:.1f})")
+    if cfg.json:
+        write_json_atomic(cfg.json, report)
+        print(f"benchmark written to {cfg.json}")
 
 
 def cmd_train(args) -> None:
@@ -175,41 +155,21 @@ def launch(nproc: int, argv: list[str]) -> None:
 
 
 def cmd_eval(args) -> None:
-    model, ckpt = load_model(args.checkpoint, args.device)
-    if args.policy:
-        if args.precision != "fp32":
-            raise ValueError("--precision applies to the protocol; --policy compares keyframe schedules in fp32")
-        require_propagation(ckpt, args.checkpoint)
-        data = open_dataset(args.dataset, args.root, args.split, tuple(args.span))
-        report = keyframe_schedules(model, data.videos(), data.table.num_classes, args.policy,
-                                    range(1, args.max_interval + 1), args.factors, args.key_scale, args.device)
+    cfg = EvalConfig(**given_options(args, EvalConfig))
+    cfg.check()
+    model, ckpt = load_model(cfg.checkpoint, cfg.device)
+    cfg.require(ckpt)
+    report = run_eval(model, cfg)
+    if cfg.policy:
         print(schedule_markdown(report))
     else:
-        report = _protocol(model, ckpt, args)
-    if args.out:
-        write_json_atomic(args.out, report)
-        print(f"results written to {args.out}")
+        for name, res in report.items():
+            print(VARIANTS[name].summary(res))
+    if cfg.out:
+        write_json_atomic(cfg.out, report)
+        print(f"results written to {cfg.out}")
     elif args.json:
         print(json.dumps(report, indent=2))
-
-
-def _protocol(model, ckpt, args) -> dict:
-    if set(args.variants) - {IMAGE_ONLY, FLOW_ERROR}:
-        require_propagation(ckpt, args.checkpoint)
-    report = evaluate_variants(model, args.variants, args.dataset, args.root, args.split, tuple(args.span),
-                               args.intervals, args.key_scale, args.image_scales, args.device,
-                               precision=args.precision)
-    for variant, res in report.items():
-        if variant == IMAGE_ONLY:
-            for s, r in res.items():
-                print(f"image-only x{s}: mIoU {r['miou']:.2f}")
-        elif variant == FLOW_ERROR:
-            print(f"flow net: end-point error {res['epe']:.3f} px of the 1/8 grid on {res['pairs']} pairs (predicting "
-                  f"no motion: {res['zero_flow_epe']:.3f})")
-        else:
-            print(f"{variant}: " + ", ".join(f"l={l} avg {v['avg']:.2f} min {v['min']:.2f}"
-                                             for l, v in res["intervals"].items()))
-    return report
 
 
 def cmd_export(args) -> None:
@@ -225,9 +185,11 @@ def cmd_export_onnx(args) -> None:
     model, ckpt = load_model(args.checkpoint)
     if args.propagation != "copy":
         require_propagation(ckpt, args.checkpoint)
-    meta = export_onnx(model, args.out, args.size, args.key_scale, args.propagation, ckpt.get("dataset"))
+    key_scale = model.config.key_scale if args.key_scale is None else args.key_scale
+    meta = export_onnx(model, args.out, args.size, key_scale, args.propagation, ckpt.get("dataset"))
     print(f"{args.out}: keyframe.onnx, propagation.onnx, labels.onnx for {meta['size'][0]}x{meta['size'][1]} frames "
-          f"(opset {meta['opset']}, checked); run them with `gsv segment --onnx {args.out}` or OnnxSegmenter")
+          f"(opset {meta['opset']}, keyframes at x{key_scale:g}, checked); run them with `gsv segment --onnx "
+          f"{args.out}` or VideoSegmenter(OnnxRuntime(folder))")
 
 
 def cmd_convert_official(args) -> None:
@@ -242,22 +204,52 @@ def cmd_convert_official(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    print(write_tables(args.folder))
-    print(f"written to {Path(args.folder) / 'results.md'}")
+    text, out, left_out = write_tables(args.folder, args.out)
+    print(text)
+    print(f"written to {out}" + (f"; left out (no experiment block naming a table): "
+                                 f"{', '.join(str(p) for p in left_out)}" if left_out else ""))
+
+
+def _pair(item: str, option: str, form: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name or not value:
+        raise ValueError(f"{option} takes {form}; got {item!r}")
+    return name, value
+
+
+def cmd_run(args) -> None:
+    roots = dict(_pair(item, "--root", "DATASET=FOLDER, e.g. camvid=../shared/camvid") for item in args.root or [])
+    overrides = {}
+    for item in args.set or []:
+        name, value = _pair(item, "--set", "SETTING=VALUE, e.g. iterations=2")
+        try:
+            overrides[name] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            overrides[name] = value  # a bare word: a string
+    experiments = collect(args.experiments)
+    if args.list:
+        print("\n".join(plan_text(e) for e in experiments))
+        return
+    runner = Runner(roots, runs=args.runs, dry_run=args.dry_run, overrides=overrides)
+    for exp in experiments:
+        written = runner.run(exp)
+        if not args.dry_run:
+            print(f"[{exp.name}] results: {', '.join(map(str, written)) or 'none (trained only)'}")
 
 
 def cmd_segment(args) -> None:
     if args.onnx and args.policy:
         raise ValueError("--policy reads PF's intermediates, which the ONNX graphs do not output: use --checkpoint")
     if args.onnx:
-        seg = OnnxSegmenter(args.onnx, args.interval)
-        dataset = seg.meta["dataset"]
+        runtime = OnnxRuntime(args.onnx)
+        seg = VideoSegmenter(runtime, args.interval, args.key_scale)
+        dataset = runtime.meta["dataset"]
     elif args.checkpoint:
         model, ckpt = load_model(args.checkpoint, args.device)
         if args.interval > 1:
             require_propagation(ckpt, args.checkpoint)
-        seg = VideoSegmenter(model, args.interval, args.key_scale, args.device, compile=args.compile,
-                             policy=args.policy)
+        seg = VideoSegmenter(model, args.interval, args.key_scale, args.device,
+                             runtime="compiled" if args.compile else "eager", policy=args.policy)
         dataset = ckpt.get("dataset")
     else:
         raise ValueError("give the model: --checkpoint FILE, or --onnx FOLDER (from `gsv export-onnx`)")
@@ -306,27 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "--precision fp16\n  gsv bench --json figures/bench.json --intervals 1 2 3 4 5\n"
                                   "  gsv bench --backend eager compiled onnx --precision fp32 bf16 --json bench.json",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("--checkpoint", help="a gsvkit checkpoint (default: random weights, same speed)")
-    bench.add_argument("--size", type=parse_size, default=(1024, 2048), help="input HxW (default 1024x2048)")
-    bench.add_argument("--interval", type=interval_arg, default=5, help="keyframe interval l (default 5)")
-    bench.add_argument("--key-scale", type=float, default=0.75, help="keyframe input scale (default 0.75)")
-    bench.add_argument("--intervals-timed", type=int, default=2, help="timed keyframe intervals after warm-up")
-    bench.add_argument("--json", help="write the full benchmark (l = --intervals, image-only at --image-scales) here")
-    bench.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
-    bench.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
-    bench.add_argument("--keyframe-net", choices=list(KEYFRAME_NETS), default=next(iter(KEYFRAME_NETS)))
-    bench.add_argument("--flow-net", choices=list(FLOW_NETS), default=next(iter(FLOW_NETS)))
-    bench.add_argument("--classes", type=int, default=19)
-    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    bench.add_argument("--precision", choices=list(PRECISIONS), nargs="+", default=["fp32"],
-                       help="fp32, fp16 (CUDA) or bf16 autocast; several: one table over backends x precisions")
-    bench.add_argument("--backend", choices=BACKENDS, nargs="+", default=["eager"],
-                       help="eager PyTorch; compiled: torch.compile of the keyframe path, the non-keyframe path and "
-                            "the fused output step (compiled in the warm-up: about a minute on a CPU); onnx: exported "
-                            "and run by ONNX Runtime (the onnx extra). Several: the full benchmark of each, one table "
-                            "(default eager)")
-    bench.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    bench.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    add_options(bench, BenchConfig)
     bench.set_defaults(func=cmd_bench)
 
     tr = sub.add_parser("train", help="train the keyframe net (stage keyframe) or GSVNet's propagation (stage gsv)",
@@ -355,34 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
                                "  gsv eval --checkpoint runs/tour/gsv/checkpoint.pt --policy flow kernel intra "
                                "--out runs/tour/policy.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
-    ev.add_argument("--root", default="data/synthetic")
-    ev.add_argument("--split", default="val")
-    ev.add_argument("--span", action=SpanOption, nargs="+", metavar="SPAN", default=(0.0, 1.0),
-                    help="CamVid: evaluate fraction A..B of each sequence in time (SPAN: A B, e.g. 0.65 1), or a named "
-                         f"part of the 15 Hz run (SPAN: NAME): {SpanOption.names()} (default 0 1)")
-    ev.add_argument("--intervals", type=interval_arg, nargs="+", default=[1, 2, 3, 4, 5])
-    ev.add_argument("--key-scale", type=float, default=0.75)
-    ev.add_argument("--variants", nargs="+", choices=known_variants(), default=["gsv"],
-                    help="the propagations (gsv: GSVNet; warp: no GSV conv; copy: the previous segmentation) scored "
-                         "with the protocol; image: the keyframe net alone at --image-scales; flow: the flow net's "
-                         "end-point error against the synthetic set's exact flow (default gsv)")
-    ev.add_argument("--image-scales", type=float, nargs="+", default=[0.5, 0.75, 1.0])
-    ev.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
-                    help="autocast of the nets: bf16 (CPU or CUDA) or fp16 (CUDA); the protocol only (default fp32)")
-    ev.add_argument("--policy", nargs="+", choices=sorted(SIGNALS), metavar="SIGNAL",
-                    help="adaptive keyframes instead of the protocol: stream whole videos and compare keyframes forced "
-                         "by each SIGNAL (" + ", ".join(f"{k}: {v.title}" for k, v in SIGNALS.items()) + ") with "
-                         "fixed l = 1..--max-interval, on the same frames")
-    ev.add_argument("--max-interval", type=interval_arg, default=8,
-                    help="--policy: the longest fixed l, and the bound on every policy's interval (default 8)")
-    ev.add_argument("--factors", type=float, nargs="+", default=list(THRESHOLD_FACTORS),
-                    help="--policy: thresholds in units of the signal's median reading per frame (default "
-                         + " ".join(f"{f:g}" for f in THRESHOLD_FACTORS) + ")")
-    ev.add_argument("--device", default="cpu")
-    ev.add_argument("--out", help="write the results (JSON) here")
-    ev.add_argument("--json", action="store_true", help="print the full results as JSON")
+    add_options(ev, EvalConfig)
+    ev.add_argument("--json", action="store_true", help="print the full results as JSON (without --out)")
     ev.set_defaults(func=cmd_eval)
 
     ex = sub.add_parser("export", help="a training checkpoint as a small fp16 weights file, with a manifest entry",
@@ -404,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     ox.add_argument("--out", required=True, help="folder for keyframe.onnx, propagation.onnx, labels.onnx, onnx.json")
     ox.add_argument("--size", type=parse_size, required=True,
                     help="HxW of the frames as the segmenter pads them: multiples of 32 (384x480 for CamVid's 360x480)")
-    ox.add_argument("--key-scale", type=float, default=0.75, help="keyframe input scale, fixed in the graph (0.75)")
+    ox.add_argument("--key-scale", type=float, help="keyframe input scale, fixed in the graph (default: the "
+                                                     "checkpoint's own)")
     ox.add_argument("--propagation", choices=list(PROPAGATIONS), default="gsv", help="the non-keyframe path (gsv)")
     ox.set_defaults(func=cmd_export_onnx)
 
@@ -422,10 +369,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the dataset the weights were trained on: its class names go in the checkpoint (cityscapes)")
     co.set_defaults(func=cmd_convert_official)
 
-    tb = sub.add_parser("tables", help="render a CamVid results folder (what `make camvid` writes) as markdown tables",
-                        epilog="example: gsv tables figures/camvid    (writes figures/camvid/results.md)")
-    tb.add_argument("folder", help="folder of image_<net>.json, propagation.json and bench_<H>x<W>.json files")
+    tb = sub.add_parser("tables", help="render a folder of experiment results (what `gsv run` writes) as markdown",
+                        epilog="examples:\n  gsv tables figures/camvid    (writes figures/camvid/results.md)\n"
+                               "  gsv tables figures/camvid --out docs/results/camvid.md",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tb.add_argument("folder", help="a folder whose JSON files (in any sub-folder) carry an experiment block")
+    tb.add_argument("--out", help="the markdown file to write (default FOLDER/results.md)")
     tb.set_defaults(func=cmd_tables)
+
+    rn = sub.add_parser("run", help="carry out experiment files: train what is missing, evaluate, write results",
+                        epilog="examples:\n  gsv run experiments/camvid/gsvnet.toml --root camvid=../shared/camvid\n"
+                               "  gsv run experiments/camvid/ablation --root camvid=../shared/camvid\n"
+                               "  gsv run experiments/camvid --dry-run       # what would run, what is done\n"
+                               "The file format: CONTRIBUTING.md (adding an experiment) and gsvlib/experiments.py.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    rn.add_argument("experiments", nargs="+", help="experiment files (.toml), or folders: their .toml files")
+    rn.add_argument("--root", nargs="+", metavar="DATASET=FOLDER",
+                    help="where a dataset lies (default: its folder under data/), e.g. camvid=../shared/camvid")
+    rn.add_argument("--set", nargs="+", metavar="SETTING=VALUE",
+                    help="training settings for every experiment, over their files (e.g. iterations=2 batch_size=2 "
+                         "to try a folder out quickly); values in TOML syntax")
+    rn.add_argument("--runs", default="runs", help="where run folders go by default: RUNS/<experiment name> (runs)")
+    rn.add_argument("--dry-run", action="store_true", help="say what would be trained, exported and evaluated")
+    rn.add_argument("--list", action="store_true", help="list the experiments with their descriptions")
+    rn.set_defaults(func=cmd_run)
 
     sg = sub.add_parser("segment", help="segment a video or a folder of frames; write colour overlays and timings",
                         epilog="examples:\n  gsv segment clip.mp4 --checkpoint weights/camvid_swiftnet_gsvnet.pt "
@@ -443,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--interval", type=interval_arg, default=5,
                     help="keyframe interval l: a keyframe every l frames, 1 = the keyframe net on every frame "
                          "(default 5)")
-    sg.add_argument("--key-scale", type=float, default=0.75, help="keyframe input scale (default 0.75, the paper's)")
+    sg.add_argument("--key-scale", type=float, help="keyframe input scale (default: the checkpoint's own, the scale "
+                                                     "its propagation trained at, else the paper's 0.75)")
     sg.add_argument("--fps", type=float, help="the input's frame rate, for a folder of frames (a video file's own is "
                                               "used otherwise): warns below 10 and sets the output video's rate")
     sg.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours (default 0.5)")

@@ -20,20 +20,25 @@ from gsvlib.data.balance import CLASS_WEIGHTS
 from gsvlib.data.camvid import PROPAGATION_TRAIN, SPANS
 from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS
+from gsvlib.stages import STAGES
 
 
 def setting(default: Any, help: str, flag: str | None = None, choices: Callable[[], list[str]] | None = None,
-            path: bool = False):
-    """A TrainConfig field with its ``gsv train`` option: ``help`` text; ``flag``, the bare option that sets a bool
-    to the opposite of its default; ``choices``, a function listing the allowed values (read from a registry when
-    the parser is built); ``path``, a file or folder (stored absolute, printed relative)."""
-    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "path": path})
+            path: bool = False, type: Callable[[str], Any] | None = None, metavar: str | None = None,
+            many: bool | None = None):
+    """A config field with its command-line option: ``help`` text; ``flag``, the bare option that sets a bool to the
+    opposite of its default; ``choices``, a function listing the allowed values (read from a registry when the parser
+    is built); ``path``, a file or folder (stored absolute, printed relative); ``type``, the parser of one value
+    (default: the type of the default, or of its first element); ``many``, whether the option takes one or more
+    values (default: whether the default is a tuple)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "choices": choices, "path": path,
+                                            "type": type, "metavar": metavar,
+                                            "many": isinstance(default, tuple) if many is None else many})
 
 
 @dataclass
 class TrainConfig:
-    stage: str = setting("gsv", "keyframe: train the keyframe net N alone; gsv: train GSVNet's propagation with N "
-                         "frozen; flow: train the flow net O alone on the exact flow of the synthetic set",
+    stage: str = setting("gsv", "what to train: " + "; ".join(f"{k}: {s.title}" for k, s in STAGES.items()),
                          choices=lambda: list(STAGES))
     dataset: str = setting("synthetic", "dataset name", choices=lambda: sorted(DATASETS))
     root: str = setting("data/synthetic", "dataset folder (layouts in data/README.md)", path=True)
@@ -100,24 +105,17 @@ class TrainConfig:
             allowed = f.metadata["choices"]() if f.metadata["choices"] else None
             if allowed is not None and getattr(self, f.name) not in allowed:
                 raise ValueError(f"{f.name} must be one of {allowed}, got {getattr(self, f.name)!r}")
-        if not (2 if self.stage == "gsv" else 1) <= self.max_interval <= 30:
-            raise ValueError(f"max_interval must be in 2..30 for stage gsv (interval 1 has no non-keyframe to train; a "
-                             f"Cityscapes snippet has 30 frames), got {self.max_interval}")
-        if self.stage == "flow" and not hasattr(DATASETS[self.dataset], "exact_flow"):
-            raise ValueError(f"stage flow trains on exact flow, which dataset {self.dataset} does not have; use "
-                             "--dataset synthetic (then start stage gsv from it with --init-flow)")
-        if not 1 <= self.max_frame_step <= (8 if self.stage == "gsv" else 1):
+        if not 1 <= self.max_interval <= 30:
+            raise ValueError(f"max_interval must be in 1..30 (a Cityscapes snippet has 30 frames), got "
+                             f"{self.max_interval}")
+        if not 1 <= self.max_frame_step <= 8:
             raise ValueError(f"max_frame_step must be in 1..8 for stage gsv and 1 for the other stages, got "
                              f"{self.max_frame_step}")
-        if self.class_weights != "none" and self.stage == "flow":
-            raise ValueError("--class-weights weighs the cross-entropy of stages keyframe and gsv; stage flow has "
-                             "no classes")
         for name in ("init_flow", "init_propagation"):
-            if getattr(self, name) is not None and self.stage != "gsv":
+            if getattr(self, name) is not None and not STAGES[self.stage].starts_propagation:
                 raise ValueError(f"--{name.replace('_', '-')} starts the propagation of a stage gsv run; for stage "
                                  f"{self.stage} use --init")
-        if self.init_flow is not None and self.init_propagation is not None:
-            raise ValueError("--init-propagation starts the flow net too; give it or --init-flow, not both")
+        STAGES[self.stage].check(self)
         for name in ("iterations", "batch_size", "checkpoint_every", "lr_decay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -209,7 +207,6 @@ RECIPES: dict[str, Recipe] = {
                              {"stage": "gsv", "dataset": "cityscapes", "root": "data/cityscapes", "split": "train",
                               "key_scale": 0.75, "iterations": 40000, "checkpoint_every": 1000}),
 }
-STAGES = {"keyframe": "from-scratch", "gsv": "paper", "flow": "synthetic-flow"}  # each stage's default recipe
 
 
 def config_for(stage: str | None = None, recipe: str | None = None, **given) -> TrainConfig:
@@ -219,7 +216,7 @@ def config_for(stage: str | None = None, recipe: str | None = None, **given) -> 
         raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
     if stage is not None and stage not in STAGES:
         raise ValueError(f"stage must be one of {list(STAGES)}, got {stage!r}")
-    values = RECIPES[recipe or STAGES[stage or "gsv"]].values
+    values = RECIPES[recipe or STAGES[stage or "gsv"].recipe].values
     if stage is not None and stage != values["stage"]:
         raise ValueError(f"recipe {recipe} trains stage {values['stage']}, not {stage}: leave --stage out")
     return TrainConfig(**{**values, **{k: v for k, v in given.items() if v is not None}})
@@ -237,28 +234,73 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """One ``gsv train`` option per TrainConfig field, and --recipe. Every option defaults to None (not given), so
-    the recipe's value applies; the help shows TrainConfig's default and, where it differs, the keyframe stage's."""
-    parser.add_argument("--recipe", choices=list(RECIPES), help="named settings that the options below override: "
-                        + "; ".join(f"{n}: {r.description}" for n, r in RECIPES.items())
-                        + f" (default: {STAGES['gsv']} for stage gsv, {STAGES['keyframe']} for stage keyframe)")
-    keyframe = asdict(config_for("keyframe"))
-    for f in fields(TrainConfig):
+def add_options(parser: argparse.ArgumentParser, cls, note: Callable[[Any], str] = lambda f: "") -> None:
+    """One option per field of the config dataclass ``cls`` (fields made with :func:`setting`). Every option defaults
+    to None (not given), so that what lies under the options (a recipe, a checkpoint's own values, the field's
+    default) applies; the help shows the field's default and ``note(field)``."""
+    for f in fields(cls):
         meta = f.metadata
-        default = f"default {f.default}" + (f", stage keyframe {keyframe[f.name]}" if keyframe[f.name] != f.default
-                                             and f.name != "stage" else "")
         if meta["flag"]:
             parser.add_argument(meta["flag"], dest=f.name, action="store_const", const=not f.default,
                                 help=meta["help"])
-        elif f.name == "span":
+            continue
+        shown = f"default {_shown(f.default)}{note(f)}"
+        if f.name == "span":
             parser.add_argument(_option(f.name), action=SpanOption, nargs="+", metavar="SPAN",
                                 help=f"{meta['help']} (SPAN: A B), or a named part of the 15 Hz run (SPAN: NAME): "
-                                     f"{SpanOption.names()} (default 0 1)")
-        else:
-            kind = type(f.default) if f.default is not None else str
-            parser.add_argument(_option(f.name), type=kind, choices=meta["choices"]() if meta["choices"] else None,
-                                help=f"{meta['help']} ({default})")
+                                     f"{SpanOption.names()} ({shown})")
+            continue
+        many = meta["many"]
+        one = f.default[0] if many and f.default else f.default
+        kind = meta["type"] or (type(one) if one is not None else str)
+        parser.add_argument(_option(f.name), type=kind, nargs="+" if many else None, metavar=meta["metavar"],
+                            choices=meta["choices"]() if meta["choices"] else None, help=f"{meta['help']} ({shown})")
+
+
+def _shown(value: Any) -> str:
+    """A default as the command line writes it: (1, 2) -> "1 2", (1024, 2048) sizes -> "1024x2048"."""
+    if isinstance(value, (tuple, list)):
+        return " ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) or "none"
+    return str(value)
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """The ``gsv train`` options: --recipe and one option per TrainConfig field, each overriding the recipe; the help
+    shows TrainConfig's default and, where it differs, the keyframe stage's."""
+    parser.add_argument("--recipe", choices=list(RECIPES), help="named settings that the options below override: "
+                        + "; ".join(f"{n}: {r.description}" for n, r in RECIPES.items())
+                        + " (default: " + ", ".join(f"{s.recipe} for stage {k}" for k, s in STAGES.items()) + ")")
+    keyframe = asdict(config_for("keyframe"))
+    add_options(parser, TrainConfig, lambda f: f", stage keyframe {keyframe[f.name]}"
+                if keyframe[f.name] != f.default and f.name != "stage" else "")
+
+
+def given_options(args: argparse.Namespace, cls) -> dict:
+    """The fields of ``cls`` given on the command line (not None), as the config wants them (tuples for lists)."""
+    return {f.name: tuple(v) if isinstance(v, list) else v for f in fields(cls)
+            if (v := getattr(args, f.name, None)) is not None}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1024x2048' (H x W) -> (1024, 2048)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 1024x2048, got {text!r}") from None
+    if h < 8 or w < 8:
+        raise argparse.ArgumentTypeError(f"size must be at least 8x8, got {text!r}")
+    return h, w
+
+
+def interval_arg(text: str) -> int:
+    """A keyframe interval: an integer in 1..30."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"interval must be an integer in 1..30, got {text!r}") from None
+    if not 1 <= value <= 30:
+        raise argparse.ArgumentTypeError(f"interval must be in 1..30 (a Cityscapes snippet has 30 frames), got {value}")
+    return value
 
 
 class SpanOption(argparse.Action):
@@ -306,5 +348,6 @@ def train_command(config: dict, cwd: str | Path | None = None) -> str:
 
 def config_from_options(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of parsed ``gsv train`` options."""
-    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "stage"}
+    given = given_options(args, TrainConfig)
+    given.pop("stage", None)
     return config_for(args.stage, args.recipe, **given)

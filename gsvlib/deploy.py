@@ -5,26 +5,30 @@
     labels.onnx       S (1, C, H/8, W/8) -> (1, H, W) uint8: bilinear upsampling and argmax
     onnx.json         size, keyframe scale, classes, dataset, propagation, conventions, keyframe net, torch version
 
-:class:`OnnxSegmenter` is :class:`~gsvlib.segmenter.VideoSegmenter` with these graphs in place of the torch paths:
-the same frame checks, schedule, padding and :class:`~gsvlib.segmenter.Step`. Needs the ``onnx`` extra
-(``pip install ".[onnx]"``: onnx, onnxscript, onnxruntime).
+:class:`OnnxRuntime` runs these graphs as a runtime of :class:`~gsvlib.segmenter.VideoSegmenter`
+(``VideoSegmenter(OnnxRuntime(folder))``): the same frame checks, schedule, padding and
+:class:`~gsvlib.segmenter.Step` as the torch paths. Importing this module also registers the runtime "onnx":
+``VideoSegmenter(model, runtime="onnx")`` exports the model for the first frame's size into a temporary folder and
+runs it there. Needs the ``onnx`` extra (``pip install ".[onnx]"``: onnx, onnxscript, onnxruntime).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import tempfile
 import warnings
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
 from gsvlib.files import write_json_atomic
 from gsvlib.models.conventions import CONVENTIONS, small_frames
-from gsvlib.models.gsvnet import GSVNet
-from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter, check_interval, padded_size, upsample_argmax
+from gsvlib.models.gsvnet import GSVNet, full_resolution_labels
+from gsvlib.segmenter import PROPAGATIONS, RUNTIMES, padded_size
 
 GRAPHS = ("keyframe", "propagation", "labels")
 OPSET = 18
@@ -57,7 +61,7 @@ class _Labels(nn.Module):
         self.align_corners = align_corners
 
     def forward(self, seg: torch.Tensor) -> torch.Tensor:
-        return upsample_argmax(seg, self.size, self.align_corners)  # (1, H, W) uint8
+        return full_resolution_labels(seg, self.size, self.align_corners)  # (1, H, W) uint8
 
 
 @contextlib.contextmanager
@@ -112,13 +116,15 @@ def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale
     return meta
 
 
-class OnnxSegmenter(VideoSegmenter):
-    """The streaming API of :class:`VideoSegmenter` on the graphs :func:`export_onnx` wrote to ``folder``, run by
-    ONNX Runtime (``providers``: default CPU; e.g. ("CUDAExecutionProvider", "CPUExecutionProvider")). Frames must
-    pad to the exported size; batch 1."""
+class OnnxRuntime:
+    """The graphs :func:`export_onnx` wrote to ``folder``, run by ONNX Runtime (``providers``: default CPU; e.g.
+    ("CUDAExecutionProvider", "CPUExecutionProvider")) as a :class:`~gsvlib.segmenter.VideoSegmenter` runtime:
+    ``VideoSegmenter(OnnxRuntime(folder), interval)``. The keyframe scale is the exported one; frames must pad to the
+    exported size; batch 1."""
 
-    def __init__(self, folder: str | Path, interval: int = 5, check_finite: bool = True,
-                 providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+    fixed_scale = True
+
+    def __init__(self, folder: str | Path, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
         import onnxruntime  # the onnx extra: needed here only
 
         folder = Path(folder)
@@ -126,34 +132,69 @@ class OnnxSegmenter(VideoSegmenter):
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} does not exist: write the graphs with `gsv export-onnx`")
         self.meta = json.loads(meta_path.read_text())
-        check_interval(interval)
-        sessions = {g: onnxruntime.InferenceSession(str(folder / f"{g}.onnx"), providers=list(providers))
-                    for g in GRAPHS}
         self.device = torch.device("cpu")
-        self.propagation = self.meta["propagation"]
-        self.interval = interval
         self.key_scale = self.meta["key_scale"]
-        self.amp_dtype = None
-        self.check_finite = check_finite
-        self.policy = None  # adaptive keyframes read PF's intermediates, which the propagation graph does not output
-        self._sessions = sessions
-        self._propagate = lambda seg, prev, cur: self._run("propagation", seg, prev, cur)
-        self._labels = lambda seg, size: self._run("labels", seg)
+        self.propagation = self.meta["propagation"]
+        self._sessions = {g: onnxruntime.InferenceSession(str(folder / f"{g}.onnx"), providers=list(providers))
+                          for g in GRAPHS}
         # graphs exported before the conventions were recorded are gsvkit's
-        self._small = partial(small_frames, conventions=CONVENTIONS[self.meta.get("conventions", "gsvkit")],
-                              keyframe_net=self.meta.get("keyframe_net", "swiftnet"))
-        self.reset()
+        self.small = partial(small_frames, conventions=CONVENTIONS[self.meta.get("conventions", "gsvkit")],
+                             keyframe_net=self.meta.get("keyframe_net", "swiftnet"))
 
-    def _keyframe(self, frame: torch.Tensor, scale: float) -> torch.Tensor:
+    def keyframe(self, frame: torch.Tensor, scale: float) -> torch.Tensor:
         """The keyframe graph (its scale was fixed at export) on a padded frame (1, 3, H, W) of the exported size."""
         size = tuple(self.meta["size"])
         if frame.shape[0] != 1 or tuple(frame.shape[-2:]) != size:
             raise ValueError(f"these graphs take one frame that pads to {size[0]}x{size[1]}, got batch "
                              f"{frame.shape[0]} of {frame.shape[-2]}x{frame.shape[-1]}; export again with "
                              "`gsv export-onnx --size`")
-        return self._run("keyframe", frame)
+        return self._run("keyframe", frame)  # (1, C, H/8, W/8)
+
+    def propagate(self, seg: torch.Tensor, prev_small: torch.Tensor, cur_small: torch.Tensor) -> tuple:
+        return self._run("propagation", seg, prev_small, cur_small), None  # no policy signal: PF's inside is fused
+
+    def labels(self, seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return self._run("labels", seg)  # (1, H, W) uint8
 
     def _run(self, graph: str, *tensors: torch.Tensor) -> torch.Tensor:
         session = self._sessions[graph]
         feed = {i.name: t.float().numpy() for i, t in zip(session.get_inputs(), tensors)}
         return torch.from_numpy(session.run(None, feed)[0])
+
+
+class ExportingOnnxRuntime:
+    """Runtime "onnx" of :data:`~gsvlib.segmenter.RUNTIMES`: ``model`` exported by :func:`export_onnx` for the size
+    of the frames it meets (into a temporary folder that lives as long as this object), then run by
+    :class:`OnnxRuntime`. The export (seconds to a minute) happens on the first frame of each size."""
+
+    fixed_scale = False  # the scale is fixed per export: each keyframe scale gets its own graphs
+
+    def __init__(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+        if measure is not None:
+            raise ValueError("a keyframe policy reads PF's intermediates, which the ONNX graphs do not output")
+        self.model = model.cpu()
+        self.propagation = propagation
+        self.device = torch.device("cpu")
+        self.key_scale = model.config.key_scale
+        self.small = model.small_frame
+        self._folder = tempfile.TemporaryDirectory(prefix="gsvkit-onnx-")
+        self._graphs: dict[tuple, OnnxRuntime] = {}
+        self._current: OnnxRuntime | None = None
+
+    def keyframe(self, frame: torch.Tensor, scale: float) -> torch.Tensor:
+        key = (*frame.shape[-2:], scale)
+        if key not in self._graphs:
+            folder = Path(self._folder.name) / f"{key[0]}x{key[1]}_x{scale:g}"
+            export_onnx(self.model, folder, tuple(frame.shape[-2:]), scale, self.propagation)
+            self._graphs[key] = OnnxRuntime(folder)
+        self._current = self._graphs[key]
+        return self._current.keyframe(frame, scale)
+
+    def propagate(self, seg: torch.Tensor, prev_small: torch.Tensor, cur_small: torch.Tensor) -> tuple:
+        return self._current.propagate(seg, prev_small, cur_small)
+
+    def labels(self, seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return self._current.labels(seg, size)
+
+
+RUNTIMES["onnx"] = ExportingOnnxRuntime

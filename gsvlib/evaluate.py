@@ -19,17 +19,103 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 
-from gsvlib.data import IGNORE, open_dataset
-from gsvlib.device import PRECISIONS
+from gsvlib.checkpoint import require_propagation
+from gsvlib.config import interval_arg, setting
+from gsvlib.data import DATASETS, IGNORE, DataSpec
+from gsvlib.data.camvid import SPANS
 from gsvlib.data.synthetic import load_snippet, snippet_ids
+from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.flow import eighth_grid_error
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.progress import progress_bar
 from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
+
+THRESHOLD_FACTORS = (1.0, 2.0, 3.0, 4.0, 6.0)  # policy thresholds in units of the signal's median reading per frame
+
+
+@dataclass
+class EvalConfig:
+    """``gsv eval``: which checkpoint, which frames (:attr:`data`), which variants of :data:`VARIANTS` at which
+    keyframe intervals and scales, or adaptive keyframes (``policy``) instead of the protocol. The options of
+    ``gsv eval`` and an experiment's ``[[eval]]`` tables are these fields."""
+
+    checkpoint: str | None = setting(None, "a gsvkit checkpoint or weights file (gsv train, gsv export)", path=True)
+    dataset: str = setting("synthetic", "dataset name", choices=lambda: sorted(DATASETS))
+    root: str = setting("data/synthetic", "dataset folder (layouts in data/README.md)", path=True)
+    split: str = setting("val", "dataset split")
+    span: tuple[float, float] = setting((0.0, 1.0), "CamVid: evaluate fraction A..B of each sequence in time")
+    variants: tuple[str, ...] = setting(("gsv",), "what to score: the propagations (gsv: GSVNet; warp: no GSV conv; "
+                                        "copy: the previous segmentation) with the protocol; image: the keyframe net "
+                                        "alone at --image-scales; flow: the flow net's end-point error against exact "
+                                        "flow (the synthetic set)", choices=lambda: list(VARIANTS))
+    intervals: tuple[int, ...] = setting((1, 2, 3, 4, 5), "keyframe intervals l of the protocol", type=interval_arg)
+    key_scale: float | None = setting(None, "keyframe input scale (default: the checkpoint's own, the scale its "
+                                            "propagation trained at, else 0.75)", type=float)
+    image_scales: tuple[float, ...] = setting((0.5, 0.75, 1.0), "input scales of variant image")
+    precision: str = setting("fp32", "autocast of the nets: bf16 (CPU or CUDA) or fp16 (CUDA); the protocol only",
+                             choices=lambda: list(PRECISIONS))
+    device: str = setting("cpu", "cpu, cuda or cuda:N")
+    policy: tuple[str, ...] = setting((), "adaptive keyframes instead of the protocol: stream whole videos and "
+                                          "compare keyframes forced by each SIGNAL with fixed l = 1..--max-interval, "
+                                          "on the same frames", type=str, many=True, metavar="SIGNAL",
+                                      choices=lambda: sorted(SIGNALS))
+    max_interval: int = setting(8, "--policy: the longest fixed l, and the bound on every policy's interval",
+                                type=interval_arg)
+    factors: tuple[float, ...] = setting(THRESHOLD_FACTORS, "--policy: thresholds in units of the signal's median "
+                                                            "reading per frame")
+    out: str | None = setting(None, "write the results (JSON) here", path=True)
+
+    def __post_init__(self):
+        if isinstance(self.span, str):  # a named part of the 15 Hz run, as experiment files write it
+            if self.span not in SPANS:
+                raise ValueError(f"span must be two fractions or one of {sorted(SPANS)}, got {self.span!r}")
+            self.span = SPANS[self.span]
+        for name in ("span", "variants", "intervals", "image_scales", "policy", "factors"):
+            setattr(self, name, tuple(getattr(self, name)))
+
+    @property
+    def data(self) -> DataSpec:
+        return DataSpec(self.dataset, self.root, self.split, self.span)
+
+    def require(self, ckpt: dict) -> None:
+        """Refuse a keyframe-only checkpoint (``ckpt``, as loaded) where this evaluation runs its propagation."""
+        if self.policy or any(VARIANTS[v].needs_propagation for v in self.variants):
+            require_propagation(ckpt, self.checkpoint)
+
+    def check(self) -> None:
+        if self.checkpoint is None:
+            raise ValueError("give the checkpoint to evaluate (--checkpoint)")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {self.dataset!r}")
+        if not (len(self.span) == 2 and 0 <= self.span[0] < self.span[1] <= 1):
+            raise ValueError(f"span must be fractions (a, b) with 0 <= a < b <= 1, got {self.span}")
+        bad = [v for v in self.variants if v not in VARIANTS]
+        if bad or not self.variants:
+            raise ValueError(f"variants must be among {list(VARIANTS)}, got {list(self.variants)}")
+        for v in self.variants:
+            VARIANTS[v].check(self)
+        if not self.intervals or not all(1 <= l <= 30 for l in self.intervals):
+            raise ValueError(f"keyframe intervals must lie in 1..30, got {list(self.intervals)}")
+        scales = [*self.image_scales, *([self.key_scale] if self.key_scale is not None else [])]
+        if not all(isinstance(s, (int, float)) and 0 < s <= 2 for s in scales):
+            raise ValueError(f"key_scale and image_scales must lie in (0, 2], got {scales}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
+        check_device(self.device)
+        bad = [s for s in self.policy if s not in SIGNALS]
+        if bad:
+            raise ValueError(f"policy signals must be among {sorted(SIGNALS)}, got {bad}")
+        if self.policy and self.precision != "fp32":
+            raise ValueError("--precision applies to the protocol; --policy compares keyframe schedules in fp32")
+        if not self.factors or not all(math.isfinite(f) and f > 0 for f in self.factors):
+            raise ValueError(f"factors must be positive numbers, got {list(self.factors)}")
 
 
 class ConfusionMatrix:
@@ -67,24 +153,23 @@ class ConfusionMatrix:
         return float(self.iou().nanmean() * 100)
 
 
-def run_offsets(model: GSVNet, dataset: str, root, split: str, offsets: int, key_scale: float = 0.75,
+def run_offsets(model: GSVNet, data: DataSpec, offsets: int, key_scale: float | None = None,
                 propagation: str = "gsv", device: str = "cpu", progress: bool = True,
-                span: tuple[float, float] = (0.0, 1.0),
                 precision: str = "fp32") -> tuple[list[ConfusionMatrix], int, tuple[str, ...]]:
     """Confusion matrix of each offset i = 0..offsets-1 (keyframe at a - i, frame a scored), the snippet count and
-    the class names. Each snippet is read once, at the largest offset; offset i streams its last i + 1 frames.
-    ``span`` keeps a time slice of CamVid's sequences (snippets never reach outside it); ``precision`` names the
-    autocast of the nets (:data:`gsvlib.device.PRECISIONS`)."""
-    data = open_dataset(dataset, root, split, span, offset=offsets - 1)
+    the class names, on the frames of ``data`` (a span of CamVid's sequences: snippets never reach outside it). Each
+    snippet is read once, at the largest offset; offset i streams its last i + 1 frames. ``key_scale`` defaults to
+    the model's; ``precision`` names the autocast of the nets (:data:`gsvlib.device.PRECISIONS`)."""
+    spec, data = data, data.open(offset=offsets - 1)
     num_classes = data.table.num_classes
     if model.config.num_classes != num_classes:
-        raise ValueError(f"the model predicts {model.config.num_classes} classes but {dataset} has {num_classes}")
+        raise ValueError(f"the model predicts {model.config.num_classes} classes but {spec.dataset} has {num_classes}")
     matrices = [ConfusionMatrix(num_classes) for _ in range(offsets)]
     segmenter = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device,
                                amp_dtype=PRECISIONS[precision], propagation=propagation)
-    what = (f"image-only x{key_scale:g}" if offsets == 1 else
+    what = (f"image-only x{segmenter.key_scale:g}" if offsets == 1 else
             f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}")
-    for k in progress_bar(range(len(data)), desc=f"{what}: {split} snippets", disable=not progress, leave=False):
+    for k in progress_bar(range(len(data)), desc=f"{what}: {spec.split} snippets", disable=not progress, leave=False):
         sample = data[k]  # frames a - (offsets-1) .. a
         for i, matrix in enumerate(matrices):
             segmenter.reset()
@@ -104,42 +189,34 @@ def protocol(matrices: list[ConfusionMatrix], intervals, classes) -> dict:
     return out
 
 
-def evaluate(model: GSVNet, dataset: str, root, split: str = "val", intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
-             propagation: str = "gsv", device: str = "cpu", progress: bool = True,
-             span: tuple[float, float] = (0.0, 1.0), precision: str = "fp32") -> dict:
-    """The protocol for l in ``intervals``: {"intervals": {"1": {"avg", "min", "per_class_avg"}, ...}, ...}."""
+def evaluate(model: GSVNet, data: DataSpec, intervals=(1, 2, 3, 4, 5), key_scale: float | None = None,
+             propagation: str = "gsv", device: str = "cpu", progress: bool = True, precision: str = "fp32") -> dict:
+    """The protocol for l in ``intervals`` on ``data`` (keyframes at ``key_scale``, default the model's):
+    {"intervals": {"1": {"avg", "min", "per_class_avg"}, ...}, "key_scale", "snippets", ...}."""
     intervals = sorted(set(intervals))
     if not intervals or intervals[0] < 1 or intervals[-1] > 30:
         raise ValueError(f"keyframe intervals must lie in 1..30, got {intervals}")
     model = model.eval()
-    matrices, snippets, classes = run_offsets(model, dataset, root, split, intervals[-1], key_scale, propagation,
-                                              device, progress, span, precision)
-    return {"dataset": dataset, "split": split, "span": list(span), "key_scale": key_scale, "propagation": propagation,
-            "precision": precision, "snippets": snippets, "intervals": protocol(matrices, intervals, classes)}
+    key_scale = model.config.key_scale if key_scale is None else key_scale
+    matrices, snippets, classes = run_offsets(model, data, intervals[-1], key_scale, propagation, device, progress,
+                                              precision)
+    return {"dataset": data.dataset, "split": data.split, "span": list(data.span), "key_scale": key_scale,
+            "propagation": propagation, "precision": precision, "snippets": snippets,
+            "intervals": protocol(matrices, intervals, classes)}
 
 
-def evaluate_image_only(model: GSVNet, dataset: str, root, split: str = "val", scale: float = 1.0,
-                        device: str = "cpu", progress: bool = True, span: tuple[float, float] = (0.0, 1.0),
-                        precision: str = "fp32") -> dict:
+def evaluate_image_only(model: GSVNet, data: DataSpec, scale: float = 1.0, device: str = "cpu",
+                        progress: bool = True, precision: str = "fp32") -> dict:
     """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "per_class", "frames"}."""
-    (cm,), frames, classes = run_offsets(model.eval(), dataset, root, split, 1, scale, "gsv", device, progress, span,
-                                         precision)
+    (cm,), frames, classes = run_offsets(model.eval(), data, 1, scale, "gsv", device, progress, precision)
     return {"scale": scale, "miou": round(cm.miou(), 2), "per_class": cm.per_class(classes), "frames": frames}
 
 
-IMAGE_ONLY = "image"  # the evaluation variant that runs the keyframe net alone
-FLOW_ERROR = "flow"  # the variant that scores the flow net O against exact flow (the synthetic set)
-
-
-def known_variants() -> list[str]:
-    """What ``gsv eval --variants`` accepts: the registered propagations, image-only and the flow error."""
-    return [*PROPAGATIONS, IMAGE_ONLY, FLOW_ERROR]
-
-
 @torch.inference_mode()
-def flow_error(model: GSVNet, root, split: str = "val", device: str = "cpu", progress: bool = True) -> dict:
-    """The flow net O on every consecutive pair of the synthetic set's ``split`` against the exact flow: mean
+def flow_error(model: GSVNet, data: DataSpec, device: str = "cpu", progress: bool = True) -> dict:
+    """The flow net O on every consecutive pair of a synthetic set's split (``data``) against the exact flow: mean
     end-point error in 1/8-grid pixels over the cells seen in both frames, and that of predicting no motion."""
+    root, split = data.root, data.split
     model = model.eval().to(device)
     errors, zero, cells, pairs = 0.0, 0.0, 0, 0
     for seq in progress_bar(snippet_ids(root, split), desc=f"flow error: {split} snippets", disable=not progress):
@@ -159,38 +236,95 @@ def flow_error(model: GSVNet, root, split: str = "val", device: str = "cpu", pro
     return {"epe": errors / cells, "zero_flow_epe": zero / cells, "cells": cells, "pairs": pairs, "split": split}
 
 
-def evaluate_variants(model: GSVNet, variants, dataset: str, root, split: str = "val",
-                      span: tuple[float, float] = (0.0, 1.0), intervals=(1, 2, 3, 4, 5), key_scale: float = 0.75,
-                      image_scales=(0.5, 0.75, 1.0), device: str = "cpu", progress: bool = True,
-                      precision: str = "fp32") -> dict:
-    """What ``gsv eval --out`` writes: the protocol per propagation variant ("gsv", "warp", "copy") and, for
-    "image", the image-only net per input scale: {"gsv": {...}, "image": {"0.5": {...}, ...}}."""
-    bad = [v for v in variants if v not in known_variants()]
-    if bad:
-        raise ValueError(f"variants must be among {known_variants()}, got {bad}")
-    common = dict(dataset=dataset, root=root, split=split, span=span, device=device, progress=progress,
-                  precision=precision)
-    if FLOW_ERROR in variants and dataset != "synthetic":
-        raise ValueError(f"variant {FLOW_ERROR} scores the flow net against exact flow, which only the synthetic set "
-                         f"has; evaluate it with --dataset synthetic")
-    report = {}
-    for variant in variants:
-        if variant == IMAGE_ONLY:
-            report[IMAGE_ONLY] = {str(s): evaluate_image_only(model, scale=s, **common) for s in image_scales}
-        elif variant == FLOW_ERROR:
-            report[FLOW_ERROR] = flow_error(model, root, split, device, progress)
-        else:
-            report[variant] = evaluate(model, intervals=intervals, key_scale=key_scale, propagation=variant, **common)
-    return report
+class Variant(NamedTuple):
+    """A way ``gsv eval`` scores a checkpoint: ``run(model, cfg, progress)`` -> its report, ``summary(report)`` ->
+    one line for the terminal, ``check(cfg)`` -> None or a ValueError, and whether it runs the trained propagation
+    (a keyframe-only checkpoint is refused for it)."""
+
+    title: str
+    run: Callable[[GSVNet, EvalConfig, bool], dict]
+    summary: Callable[[dict], str]
+    needs_propagation: bool
+    check: Callable[[EvalConfig], None] = lambda cfg: None
 
 
-THRESHOLD_FACTORS = (1.0, 2.0, 3.0, 4.0, 6.0)  # policy thresholds in units of the signal's median reading per frame
+def _protocol(model: GSVNet, cfg: EvalConfig, progress: bool, propagation: str) -> dict:
+    return evaluate(model, cfg.data, cfg.intervals, cfg.key_scale, propagation, cfg.device, progress, cfg.precision)
+
+
+def _protocol_line(report: dict) -> str:
+    return f"{report['propagation']}: " + ", ".join(f"l={l} avg {v['avg']:.2f} min {v['min']:.2f}"
+                                                      for l, v in report["intervals"].items())
+
+
+def _image_only(model: GSVNet, cfg: EvalConfig, progress: bool) -> dict:
+    return {str(s): evaluate_image_only(model, cfg.data, s, cfg.device, progress, cfg.precision)
+            for s in cfg.image_scales}
+
+
+def _flow(model: GSVNet, cfg: EvalConfig, progress: bool) -> dict:
+    return flow_error(model, cfg.data, cfg.device, progress)
+
+
+def _needs_exact_flow(cfg: EvalConfig) -> None:
+    if not hasattr(DATASETS[cfg.dataset], "exact_flow"):
+        raise ValueError(f"variant flow scores the flow net against exact flow, which only the synthetic set has; "
+                         f"evaluate it with --dataset synthetic (got {cfg.dataset})")
+
+
+_OTHER_VARIANTS = {
+    "image": Variant("image-only", _image_only,
+                     lambda r: "; ".join(f"image-only x{s}: mIoU {v['miou']:.2f}" for s, v in r.items()), False),
+    "flow": Variant("flow error", _flow,
+                    lambda r: f"flow net: end-point error {r['epe']:.3f} px of the 1/8 grid on {r['pairs']} pairs "
+                              f"(predicting no motion: {r['zero_flow_epe']:.3f})", True, _needs_exact_flow),
+}
+
+
+class _Variants(Mapping):
+    """The registry of evaluation variants: one per propagation of :data:`gsvlib.segmenter.PROPAGATIONS` (read at
+    each look-up, so that a propagation registered there is a variant at once; "copy" runs no trained part), then
+    "image" (the keyframe net alone) and "flow" (the flow net's end-point error)."""
+
+    def __getitem__(self, name: str) -> Variant:
+        if name in PROPAGATIONS:
+            return Variant(PROPAGATIONS[name].title, partial(_protocol, propagation=name), _protocol_line,
+                           name != "copy")
+        return _OTHER_VARIANTS[name]
+
+    def __iter__(self):
+        return iter([*PROPAGATIONS, *_OTHER_VARIANTS])
+
+    def __len__(self) -> int:
+        return len(PROPAGATIONS) + len(_OTHER_VARIANTS)
+
+
+VARIANTS: Mapping[str, Variant] = _Variants()
+
+
+def evaluate_variants(model: GSVNet, cfg: EvalConfig, progress: bool = True) -> dict:
+    """The report of each variant of ``cfg`` by name, e.g. the protocol per propagation {"gsv": {...}, "warp":
+    {...}} and, for "image", the image-only net per input scale."""
+    cfg.check()
+    return {v: VARIANTS[v].run(model, cfg, progress) for v in cfg.variants}
+
+
+def run_eval(model: GSVNet, cfg: EvalConfig, progress: bool = True) -> dict:
+    """What ``gsv eval --out`` writes: with ``cfg.policy``, adaptive keyframes against fixed intervals on whole videos
+    (:func:`keyframe_schedules`); otherwise :func:`evaluate_variants`."""
+    cfg.check()
+    if not cfg.policy:
+        return evaluate_variants(model, cfg, progress)
+    data = cfg.data.open()
+    return keyframe_schedules(model, data.videos(), data.table.num_classes, cfg.policy, range(1, cfg.max_interval + 1),
+                              cfg.factors, cfg.key_scale, cfg.device, progress)
+
 
 Videos = Iterable[Iterable[tuple[torch.Tensor, "torch.Tensor | None"]]]  # re-iterable; each video yields (frame, label)
 
 
 def stream(model: GSVNet, videos: Videos, num_classes: int, interval: int, policy: KeyframePolicy | None = None,
-           key_scale: float = 0.75, device: str = "cpu") -> dict:
+           key_scale: float | None = None, device: str = "cpu") -> dict:
     """Stream every video from its first frame (a keyframe every ``interval``, earlier where ``policy`` says) and
     score each labelled frame: {"miou", "frames", "keyframes", "forced", "scored", "readings", "step_ms"}.
     ``readings`` are the policy signal of each propagated frame; ``step_ms`` the time of each step by kind."""
@@ -221,7 +355,8 @@ def stream(model: GSVNet, videos: Videos, num_classes: int, interval: int, polic
 
 
 def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=None,
-                       intervals=range(1, 9), factors=THRESHOLD_FACTORS, key_scale: float = 0.75, device: str = "cpu",
+                       intervals=range(1, 9), factors=THRESHOLD_FACTORS, key_scale: float | None = None,
+                       device: str = "cpu",
                        progress: bool = True) -> dict:
     """Adaptive keyframes against fixed intervals on the same frames: mIoU against the keyframe share and the FPS.
 
@@ -240,6 +375,7 @@ def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=
     if bad:
         raise ValueError(f"signals must be among {sorted(SIGNALS)}, got {bad}")
     model = model.eval()
+    key_scale = model.config.key_scale if key_scale is None else key_scale
     runs = [(f"l={l}", l, None) for l in intervals] + [(f"{s} calibration", longest, KeyframePolicy(s, math.inf))
                                                        for s in signals]
     bar = progress_bar(total=len(runs) + len(signals) * len(factors), desc="keyframe schedules", disable=not progress)

@@ -74,7 +74,7 @@ def open_footage(dataset: str = "camvid", camvid_root: str | Path = "../../share
 
 
 def _camvid(root: Path, weights: Path) -> Footage:
-    model, ckpt = load_model(weights)
+    model, _ = load_model(weights)
     dataset = CamVid(root, "val", span=HELD_OUT)
     held_out = dataset.items  # the labelled frames in time order, one per item
     frames = [read_rgb(s.frames[-1]) for s in held_out]
@@ -85,7 +85,7 @@ def _camvid(root: Path, weights: Path) -> Footage:
     return Footage(f"CamVid {seq} {held_out[0].name.rpartition('_')[2]}-{held_out[-1].name.rpartition('_')[2]} "
                    "(held out, 15 Hz)", "camvid", model.eval(), CamVid.table,
                    frames_to_tensor([f[: crop[0], : crop[1]] for f in frames]),
-                   np.stack([lab[: crop[0], : crop[1]] for lab in labels]), ckpt["train_config"]["key_scale"])
+                   np.stack([lab[: crop[0], : crop[1]] for lab in labels]), model.config.key_scale)
 
 
 def _synthetic(tour: TourConfig, progress: bool) -> Footage:

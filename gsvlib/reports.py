@@ -1,115 +1,100 @@
-"""Reports: the markdown tables of the tour (synthetic street video) and of the README's CamVid section.
+"""Reports: markdown tables rendered from result files, and the tour's report.
 
-Both print the paper's protocol with one table function; method names come from the registries (keyframe nets,
-propagations). The CamVid tables are read from the files that `make camvid` writes, or from the same evaluations run
-again on saved weights (notebook 06). A CamVid results folder holds ``gsv eval --out`` / ``gsv bench --json`` files
-under fixed names:
+``gsv tables FOLDER`` renders every result file under FOLDER that ``gsv run`` wrote (:mod:`gsvlib.experiments`):
+each carries an ``experiment`` block naming its experiment, its row text and order, and the settings of the table it
+belongs in (title, layout, targets, classes), so that a folder of results renders without any table being written
+into this module. The layouts:
 
-    image_<net>.json     the keyframe net alone on test/ at input scales 0.5 / 0.75 / 1.0 (net: swiftnet, bisenet)
-    propagation.json     the protocol on the held-out frames of the 15 Hz val/ run (``HELD_OUT``): gsv, warp, copy
-    flow_error.json      the pre-trained flow net's end-point error on the synthetic set's exact flow
-    bench_<H>x<W>.json   throughput of l = 1..5 and image-only baselines at one input size
-    ablation/<row>.json  `make camvid-ablation`: the same protocol for propagations trained otherwise on the
-                         committed keyframe net, per row of ``ABLATION``
-    ablation-2000/<row>.json          the same rows on SwiftNet-R18 after its first 2000 iterations
-    longer/{val,test}_swiftnet.json   the committed SwiftNet-R18 (recipe camvid-keyframe, then camvid-keyframe-more)
-                                      alone on the propagation's training part of val/ (the choice of keyframe net
-                                      and scale) and on test/
-    selection/val_bisenet.json        BiSeNet-R18 alone on the same frames of val/ (its keyframe scale)
-    balance/<rule>/{val,test}_swiftnet.json  SwiftNet-R18 after 2000 iterations with ``--class-weights <rule>`` (`make
-                                      camvid-balance`), on the same frames as longer/
-    crop/{val,test}_swiftnet.json     SwiftNet-R18 trained on larger crops, about the same pixels per batch (`make
-                                      camvid-crop`)
+    image              one row per experiment: the keyframe net alone by input scale
+    intervals          one table per experiment: the protocol (average / minimum mIoU) of each variant by l, the
+                       cost of propagation at l = 3 and the table's targets
+    keyframe-training  one row per experiment: mIoU by scale on the evaluations the table names (e.g. val, test) and
+                       the IoU of the table's classes
+    ablation           one row per experiment: GSVNet and warp-only at l = 3 and 5, the targets' values, those met
+    flow-error         one line per experiment: the flow net's end-point error against exact flow
+    schedules          one table per experiment: adaptive keyframes against fixed intervals at the same FPS
+    throughput         one table per benchmark: FPS, keyframe and non-keyframe ms, GFLOPs
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from gsvlib.bench import throughput_table
-from gsvlib.data.balance import CLASS_WEIGHTS
-from gsvlib.data.camvid import HELD_OUT
-from gsvlib.evaluate import IMAGE_ONLY, evaluate_variants
 from gsvlib.files import write_text_atomic
-from gsvlib.models.gsvnet import KEYFRAME_NETS, GSVNet
 from gsvlib.segmenter import PROPAGATIONS
 
 
-class AblationRow(NamedTuple):
-    legend: str  # the name in plots
-    description: str  # the first column of the table
+class ResultsError(ValueError):
+    """A results folder or file that cannot be rendered; the message names the file and the fix."""
 
 
-# The rows of the propagation ablation (`make camvid-ablation`, files ablation/<name>.json): each adds one ingredient to
-# the row it names or, without a name, to the row above it.
-ABLATION = {
-    "base": AblationRow("camvid-gsv recipe", "`camvid-gsv` recipe: FlowLight learns through the segmentation loss "
-                                             "alone"),
-    "flowinit": AblationRow("+ flow pre-training", "+ FlowLight pre-trained on the synthetic set's exact flow "
-                                                   "(`--init-flow`): the committed weights' recipe"),
-    "distill": AblationRow("+ distillation", "+ distillation from the keyframe net (`--distill 1`)"),
-    "jitter": AblationRow("+ frame-rate jitter", "+ frame-rate jitter (`--max-frame-step 2`)"),
-    "photometric": AblationRow("+ photometric loss", "flow pre-training row + a photometric and smoothness loss on "
-                                                     "every frame pair (`--photometric 1`)"),
-    "synthprop": AblationRow("+ synthetic pre-training", "flow pre-training row + the whole propagation pre-trained "
-                                                         "on the synthetic set in CamVid's classes (recipe "
-                                                         "`synthetic-gsv`, `--init-propagation`)"),
-}
-
-
-def read_results(folder: str | Path) -> dict:
-    """{"image": {net: report}, "propagation": report or None, "bench": [report, ...], "ablation": {row: report},
-    "flow_error": report or None, "keyframe_training": {row: {"val", "test"}}, "ablation_2000": {row: report}} from a
-    results folder (the ablation rows from its ablation/ folder, those on the 2000-iteration SwiftNet-R18 from
-    ablation-2000/)."""
+def read_results(folder: str | Path) -> tuple[list[dict], list[Path]]:
+    """Every result file under ``folder`` that belongs in a table (its ``experiment`` block names one), and the JSON
+    files left out because they do not. An unreadable or empty file is an error that names it."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} does not exist: run `make camvid` (or the commands in the README) first")
-    prop, flow = folder / "propagation.json", folder / "flow_error.json"
-    return {"image": {p.stem.removeprefix("image_"): _load(p) for p in sorted(folder.glob("image_*.json"))},
-            "propagation": _load(prop) if prop.is_file() else None,
-            "bench": sorted((_load(p) for p in folder.glob("bench_*.json")), key=lambda b: b["size"][0] * b["size"][1]),
-            "ablation": _rows(folder / "ablation"),
-            "ablation_2000": _rows(folder / "ablation-2000"),
-            "flow_error": _load(flow) if flow.is_file() else None, "keyframe_training": _keyframe_training(folder)}
+        raise ResultsError(f"{folder} does not exist: run the experiments first (`gsv run experiments/...`, or "
+                           "`make camvid`)")
+    results, left_out = [], []
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            report = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ResultsError(f"{path} is not valid JSON ({e}); run its experiment again (`gsv run`) to write it "
+                               "anew, or move it out of the folder") from None
+        meta = report.get("experiment") if isinstance(report, dict) else None
+        if not isinstance(meta, dict) or not meta.get("table"):
+            left_out.append(path)
+            continue
+        for key in ("name", "evaluation", "row"):
+            if not isinstance(meta.get(key), str):
+                raise ResultsError(f"{path}: its experiment block lacks {key!r}; run its experiment again")
+        results.append({**report, "experiment": {**meta, "file": path}})
+    if not results:
+        raise ResultsError(f"{folder} holds no result files of experiments (JSON with an experiment block that names "
+                           "a table); `gsv run` writes them")
+    return results, left_out
 
 
-def _rows(folder: Path) -> dict:
-    """{row: report} for each row of :data:`ABLATION` with a file <row>.json in ``folder``."""
-    return {row: _load(folder / f"{row}.json") for row in ABLATION if (folder / f"{row}.json").is_file()}
+def render(results: list[dict]) -> str:
+    """The markdown of result files (:func:`read_results`): their tables in the order of their ``order``, each in
+    its layout, rows in the order their experiments give (then by name)."""
+    tables: dict[str, list[dict]] = {}
+    for r in results:
+        tables.setdefault(r["experiment"]["table"]["id"], []).append(r)
+    lines = ["<!-- Written by `gsv tables` from result files: change the experiment files (experiments/) and run "
+             "`gsv run` and `gsv tables` again, rather than this page. -->", ""]
+    for rows in sorted(tables.values(), key=lambda rs: _order(rs[0]["experiment"]["table"].get("order"))):
+        spec = rows[0]["experiment"]["table"]
+        rows.sort(key=lambda r: (_order(r["experiment"]["order"]), r["experiment"]["name"]))
+        lines += LAYOUT_RENDERERS[spec["layout"]](spec, _by_experiment(rows))
+    return "\n".join(lines)
 
 
-# The rows of the SwiftNet-R18 training table: a results sub-folder holding {val,test}_swiftnet.json -> the row's name.
-KEYFRAME_TRAINING = {**{f"balance/{rule}": rule for rule in CLASS_WEIGHTS},
-                     "longer": "sqrt-median-frequency, 2000 iterations more (4000 in all): the committed net",
-                     "crop": "sqrt-median-frequency, crops of 3/4 at batch 4 (2000 iterations)"}
+def _order(value) -> float:
+    return math.inf if value is None else float(value)
 
 
-def _keyframe_training(folder: Path) -> dict:
-    """{row name: {"val": report, "test": report}} for each row of :data:`KEYFRAME_TRAINING` with files."""
-    return {name: {split: _load(folder / sub / f"{split}_swiftnet.json") for split in ("val", "test")}
-            for sub, name in KEYFRAME_TRAINING.items() if (folder / sub / "test_swiftnet.json").is_file()}
+def _by_experiment(rows: list[dict]) -> list[tuple[dict, dict]]:
+    """(experiment block, {evaluation name: report}) per experiment, in the rows' order."""
+    out: dict[str, tuple[dict, dict]] = {}
+    for r in rows:
+        meta = r["experiment"]
+        out.setdefault(meta["name"], (meta, {}))[1][meta["evaluation"]] = r
+    return list(out.values())
 
 
-def _load(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); write it again with the command in the README") from None
-
-
-def regenerate(models: dict[str, GSVNet], root: str | Path, key_scale: float = 0.75,
-               image_scales=(0.5, 0.75, 1.0), progress: bool = True) -> dict:
-    """The evaluations behind the tables, run again: image-only on test/ for every model in ``models`` (net name ->
-    model) and, for "gsvnet", the protocol on the held-out part of val/ (same layout as :func:`read_results`)."""
-    image = {name: evaluate_variants(m, [IMAGE_ONLY], "camvid", root, "test", image_scales=image_scales,
-                                     progress=progress) for name, m in models.items() if name in KEYFRAME_NETS}
-    prop = None
-    if "gsvnet" in models:
-        prop = evaluate_variants(models["gsvnet"], list(PROPAGATIONS), "camvid", root, "val", HELD_OUT,
-                                 key_scale=key_scale, progress=progress)
-    return {"image": image, "propagation": prop, "bench": []}
+def write_tables(folder: str | Path, out: str | Path | None = None) -> tuple[str, Path, list[Path]]:
+    """Render ``folder``'s results into ``out`` (default ``folder/results.md``): (markdown, where it went, the JSON
+    files left out)."""
+    results, left_out = read_results(folder)
+    text = render(results)
+    out = Path(out) if out is not None else Path(folder) / "results.md"
+    write_text_atomic(out, text)
+    return text, out, left_out
 
 
 def interval_table(methods: dict[str, dict], ls: list[str], flat: dict[str, float] | None = None) -> list[str]:
@@ -123,10 +108,6 @@ def interval_table(methods: dict[str, dict], ls: list[str], flat: dict[str, floa
     return lines
 
 
-def keyframe_title(net: str) -> str:
-    return KEYFRAME_NETS[net].title if net in KEYFRAME_NETS else net
-
-
 def cost_of_propagation(prop: dict, l: str = "3") -> dict:
     """Average mIoU at interval ``l`` of each propagation, the keyframe net's on the same frames (l = 1), and ``gap``:
     how much GSVNet loses against running the keyframe net on every frame (negative: it gains)."""
@@ -135,40 +116,30 @@ def cost_of_propagation(prop: dict, l: str = "3") -> dict:
     return {"keyframe": keyframe, **avg, "gap": round(keyframe - avg["gsv"], 2)}
 
 
-class Target(NamedTuple):
-    text: str
-    value: Callable[[dict], float]  # of a protocol report with gsv and warp
-    least: float  # met when the value is at least this
+def target_value(target: dict, rep: dict) -> float:
+    """The value of a table's target in a protocol report: ``value`` minus ``minus``, each [variant, l, "avg" or
+    "min"], e.g. GSVNet at l = 3 minus warp-only at l = 3."""
+    def pick(ref):
+        variant, l, stat = ref
+        return rep[variant]["intervals"][str(l)][stat]
 
-    def met(self, rep: dict) -> bool:
-        return self.value(rep) >= self.least - 1e-9  # the figures carry 2 decimals: a bound reached exactly is met
-
-
-def _interval(rep: dict, variant: str, l: str, stat: str) -> float:
-    return rep[variant]["intervals"][l][stat]
+    return pick(target["value"]) - (pick(target["minus"]) if target.get("minus") else 0.0)
 
 
-# What propagation should reach on real frames it never trained on (the README's CamVid section). The keyframe net on
-# the same frames is GSVNet's l = 1.
-TARGETS = (
-    Target("GSVNet - keyframe net, l=3 avg",
-           lambda r: _interval(r, "gsv", "3", "avg") - _interval(r, "gsv", "1", "avg"), -2.0),
-    Target("GSVNet - warp only, l=3 avg",
-           lambda r: _interval(r, "gsv", "3", "avg") - _interval(r, "warp", "3", "avg"), 2.0),
-    Target("GSVNet - warp only, l=5 min",
-           lambda r: _interval(r, "gsv", "5", "min") - _interval(r, "warp", "5", "min"), 5.0),
-)
+def target_met(target: dict, rep: dict) -> bool:
+    """Met when the value is at least ``least`` (the figures carry 2 decimals: a bound reached exactly is met)."""
+    return target_value(target, rep) >= target["least"] - 1e-9
 
 
-def target_lines(rep: dict) -> str:
-    """Each of the :data:`TARGETS` with its value in ``rep`` and whether it is met."""
-    return "; ".join(f"{t.text} {t.value(rep):+.1f} (target >= {t.least:+.1f}: "
-                     f"{'met' if t.met(rep) else 'missed'})" for t in TARGETS)
+def target_lines(targets: list[dict], rep: dict) -> str:
+    """Each target with its value in ``rep`` and whether it is met."""
+    return "; ".join(f"{t['text']} {target_value(t, rep):+.1f} (target >= {t['least']:+.1f}: "
+                     f"{'met' if target_met(t, rep) else 'missed'})" for t in targets)
 
 
-def targets_met(rep: dict) -> str:
-    """The numbers of the :data:`TARGETS` that a protocol report meets, e.g. "1, 3", or "none"."""
-    return ", ".join(str(i) for i, t in enumerate(TARGETS, 1) if t.met(rep)) or "none"
+def targets_met(targets: list[dict], rep: dict) -> str:
+    """The numbers of the targets that a protocol report meets, e.g. "1, 3", or "none"."""
+    return ", ".join(str(i) for i, t in enumerate(targets, 1) if target_met(t, rep)) or "none"
 
 
 def fixed_at(schedules: dict, fps: float) -> float | None:
@@ -203,107 +174,135 @@ def schedule_markdown(schedules: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def camvid_markdown(results: dict) -> str:
-    """The CamVid tables: image-only by scale, propagation by l, throughput per input size."""
+def _heading(spec: dict, details: str) -> list[str]:
+    """A table's heading, its details in brackets, and its note as a paragraph under it."""
+    return [f"### {spec['title']} ({details})", "", *([spec["note"], ""] if spec.get("note") else [])]
+
+
+def _first(reports: dict) -> dict:
+    return next(iter(reports.values()))
+
+
+def image_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """The keyframe net alone: one row per experiment, mIoU by input scale."""
+    first = _first(rows[0][1])["image"]
+    scales = list(first)
+    frames = _first(first).get("frames", "?")
+    classes = len(_first(first).get("per_class", {})) or "?"
+    lines = _heading(spec, f"{frames} frames, mIoU %, {classes} classes")
+    lines += [f"| {spec.get('column', 'experiment')} | " + " | ".join(f"input x{s}" for s in scales) + " |",
+              "|---|" + "---:|" * len(scales)]
+    for meta, reports in rows:
+        image = _first(reports)["image"]
+        lines.append(f"| {meta['row']} | " + " | ".join(f"{image[s]['miou']:.1f}" for s in scales) + " |")
+    return lines + [""]
+
+
+def intervals_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """The protocol by l for each experiment: every propagation of its report against the keyframe net on every
+    frame (l = 1), the cost of propagation at l = 3 and the table's targets."""
     lines = []
-    if results["image"]:
-        first = next(iter(results["image"].values()))["image"]
-        scales, frames = list(first), next(iter(first.values())).get("frames", "?")
-        lines += [f"### Keyframe nets, image-only (CamVid test/, {frames} frames, mIoU %, 11 classes)", "",
-                  "| keyframe net | " + " | ".join(f"input x{s}" for s in scales) + " |", "|---|" + "---:|" * len(scales)]
-        for net, rep in results["image"].items():
-            lines.append(f"| {keyframe_title(net)} | " + " | ".join(f"{rep['image'][s]['miou']:.1f}" for s in scales) + " |")
+    for meta, reports in rows:
+        prop = _first(reports)
+        g = prop["gsv"]
+        a, b = g.get("span", (0, 1))
+        lines += _heading(spec, f"fraction {a:.3g} to {b:g} of the {g['split']}/ run in time, {g['snippets']} scored "
+                                f"frames; keyframe input x{g['key_scale']}; mIoU % average / minimum")
+        methods = {PROPAGATIONS[v].title: prop[v]["intervals"] for v in PROPAGATIONS if v in prop}
+        keyframe = {"keyframe net on every frame": g["intervals"]["1"]["avg"]}
+        lines += interval_table(methods, list(g["intervals"]), keyframe)
+        if "3" in g["intervals"]:
+            c = cost_of_propagation(prop)
+            others = ", ".join(f"{PROPAGATIONS[v].title} {c[v]:.1f}" for v in PROPAGATIONS if v in c and v != "gsv")
+            lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
+                          f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
+        if spec.get("targets") and "5" in g["intervals"] and "warp" in prop:
+            lines += ["", f"Targets: {target_lines(spec['targets'], prop)}."]
         lines.append("")
-    if results["propagation"]:
-        lines += propagation_markdown(results["propagation"])
-    lines += keyframe_training_markdown(results.get("keyframe_training") or {})
-    lines += ablation_markdown(results.get("ablation") or {}, "What each source of supervision adds, on the committed "
-                               "keyframe net", results.get("flow_error"))
-    lines += ablation_markdown(results.get("ablation_2000") or {}, "The same rows on SwiftNet-R18 after 2000 "
-                               "iterations, the earlier weights' keyframe net")
-    for b in results["bench"]:
-        lines += [f"### Throughput at {b['size'][1]}x{b['size'][0]} (W x H), batch 1, {b['precision']}, {b['device']}, "
-                  f"torch {b['torch']}, keyframe input x{b['key_scale']}", "", *throughput_table(b), ""]
-    return "\n".join(lines)
+    return lines
 
 
-def propagation_markdown(prop: dict) -> list[str]:
-    """The protocol on the held-out frames: GSVNet, warp-only and copy by l against the keyframe net, the cost of
-    propagation at l = 3 and the :data:`TARGETS`."""
-    g = prop["gsv"]
-    ls = list(g["intervals"])
-    a, b = g.get("span", (0, 1))
-    lines = [f"### Propagation on the 15 Hz val/ run (held out: fraction {a:.3g} to {b:g} of it in time, "
-             f"{g['snippets']} scored frames; keyframe at t, frame t+2k scored; keyframe input x{g['key_scale']}; "
-             "mIoU % average / minimum)", ""]
-    methods = {PROPAGATIONS[v].title: prop[v]["intervals"] for v in PROPAGATIONS if v in prop}
-    lines += interval_table(methods, ls, {"keyframe net on every frame": g["intervals"]["1"]["avg"]})
-    if "3" in g["intervals"]:
-        c = cost_of_propagation(prop)
-        others = ", ".join(f"{PROPAGATIONS[v].title} {c[v]:.1f}" for v in PROPAGATIONS if v in c and v != "gsv")
-        lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
-                      f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
-    if "5" in g["intervals"] and "warp" in prop:
-        lines += ["", f"Targets: {target_lines(prop)}."]
+def keyframe_training_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """Keyframe nets trained otherwise: one row per experiment, mIoU by input scale on each evaluation the table
+    names (``columns``, e.g. val and test) and the IoU of the table's ``classes`` on the last of them at ``scale``."""
+    columns, classes, scale = spec["columns"], spec.get("classes", []), spec.get("scale", "0.75")
+    for meta, reports in rows:
+        missing = [c for c in columns if c not in reports]
+        if missing:
+            raise ResultsError(f"{meta['file'].parent}: experiment {meta['name']} has no {missing} results for table "
+                               f"{spec['id']} (it has {sorted(reports)}); run it again with `gsv run`")
+    first = rows[0][1]
+    scales = list(first[columns[-1]]["image"])
+    frames = " and ".join(f"{_first(first[c]['image']).get('frames', '?')} frames of {c}/" for c in columns)
+    lines = _heading(spec, f"mIoU % at input x{' / '.join(scales)} on {frames}; IoU % of "
+                           f"{', '.join(classes) or 'no class'} on {columns[-1]}/ at x{scale}")
+    lines += [f"| {spec.get('column', 'experiment')} | " + " | ".join(f"{c}/" for c in columns) + " | "
+              + " | ".join(classes) + " |", "|---|" + "---:|" * (len(columns) + len(classes))]
+    for meta, reports in rows:
+        miou = [" / ".join(f"{reports[c]['image'][s]['miou']:.1f}" for s in scales) for c in columns]
+        per_class = reports[columns[-1]]["image"][scale]["per_class"]
+        lines.append(f"| {meta['row']} | " + " | ".join(miou) + " | "
+                     + " | ".join(f"{per_class[c]:.1f}" for c in classes) + " |")
     return lines + [""]
 
 
-THIN_CLASSES = ("pole", "sign symbol", "fence", "pedestrian", "bicyclist")  # CamVid's classes below 25 IoU
-
-
-def keyframe_training_markdown(rules: dict[str, dict], scale: str = "0.75") -> list[str]:
-    """SwiftNet-R18 by class weighting (``--class-weights``), schedule and crop size: mIoU by input scale on val/'s
-    training part and on test/, and the thin classes' IoU on test/ at ``scale``."""
-    if not rules:
-        return []
-    first = next(iter(rules.values()))
-    scales = list(first["test"]["image"])
-    frames = {split: next(iter(first[split]["image"].values())).get("frames", "?") for split in ("val", "test")}
-    lines = [f"### SwiftNet-R18 by class weighting, schedule and crop size (`make camvid-balance`, `make camvid`, "
-             f"`make camvid-crop`; mIoU % at input x{' / '.join(scales)} on "
-             f"{frames['val']} frames of val/ and {frames['test']} of test/, IoU % of the thin classes on test/ at "
-             f"x{scale})", "",
-             "| SwiftNet-R18 trained with | val/ | test/ | " + " | ".join(THIN_CLASSES) + " |",
-             "|---|---:|---:|" + "---:|" * len(THIN_CLASSES)]
-    for rule, rep in rules.items():
-        miou = {split: " / ".join(f"{rep[split]['image'][s]['miou']:.1f}" for s in scales) for split in rep}
-        thin = rep["test"]["image"][scale]["per_class"]
-        lines.append(f"| {rule} | {miou['val']} | {miou['test']} | " +
-                     " | ".join(f"{thin[c]:.1f}" for c in THIN_CLASSES) + " |")
-    return lines + [""]
-
-
-def ablation_markdown(rows: dict[str, dict], title: str, flow_error: dict | None = None) -> list[str]:
-    """The propagation ablation: per row of :data:`ABLATION`, GSVNet and warp-only at l = 3 and 5, GSVNet's margins
-    over warp-only (:data:`TARGETS` 2 and 3) and the targets it meets; the keyframe net on the same frames in the
-    title."""
-    if not rows:
-        return []
-    g = next(iter(rows.values()))["gsv"]
+def ablation_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """Propagations trained otherwise: one row per experiment with GSVNet and warp-only at l = 3 and 5, the values
+    of the table's targets that have a ``column``, and the targets met."""
+    targets = spec.get("targets") or []
+    g = _first(rows[0][1])["gsv"]
     a, b = g.get("span", (0, 1))
-    lines = [f"### {title} (held out: fraction {a:.3g} to {b:g} of the val/ run, "
-             f"{g['snippets']} scored frames; keyframe input x{g.get('key_scale', '?')}; keyframe net on every frame "
-             f"{g['intervals']['1']['avg']:.1f}; mIoU % average / minimum)", "",
-             "| propagation trained with | l=3 | l=5 | warp only, l=3 | warp only, l=5 | GSVNet - warp, l=3 avg "
-             "| GSVNet - warp, l=5 min | targets met |", "|---|" + "---:|" * 7]
-    for row, rep in rows.items():
+    margins = [t for t in targets if t.get("column")]
+    lines = _heading(spec, f"fraction {a:.3g} to {b:g} of the {g['split']}/ run, {g['snippets']} scored frames; "
+                           f"keyframe input x{g.get('key_scale', '?')}; keyframe net on every frame "
+                           f"{g['intervals']['1']['avg']:.1f}; mIoU % average / minimum")
+    lines += [f"| {spec.get('column', 'experiment')} | l=3 | l=5 | warp only, l=3 | warp only, l=5 |"
+              + "".join(f" {t['column']} |" for t in margins)
+              + (" targets met |" if targets else ""), "|---|" + "---:|" * (4 + len(margins) + bool(targets))]
+    for meta, reports in rows:
+        rep = _first(reports)
         gsv, warp = rep["gsv"]["intervals"], rep["warp"]["intervals"]
         cells = [f"{iv[l]['avg']:.1f} / {iv[l]['min']:.1f}" for iv in (gsv, warp) for l in ("3", "5")]
-        cells += [f"{t.value(rep):+.1f}" for t in TARGETS[1:]] + [targets_met(rep)]
-        lines.append(f"| {ABLATION[row].description} | " + " | ".join(cells) + " |")
-    lines += ["", "Targets: " + "; ".join(f"{i} {t.text} >= {t.least:+.1f}" for i, t in enumerate(TARGETS, 1)) + "."]
-    if flow_error:
-        lines += ["", f"FlowLight pre-trained on the synthetic set: end-point error {flow_error['flow']['epe']:.2f} "
-                      f"px of the 1/8 grid on its {flow_error['flow']['pairs']} validation pairs (predicting no motion: "
-                      f"{flow_error['flow']['zero_flow_epe']:.2f})."]
+        cells += [f"{target_value(t, rep):+.1f}" for t in margins] + ([targets_met(targets, rep)] if targets else [])
+        lines.append(f"| {meta['row']} | " + " | ".join(cells) + " |")
+    if targets:
+        lines += ["", "Targets: " + "; ".join(f"{i} {t['text']} >= {t['least']:+.1f}"
+                                              for i, t in enumerate(targets, 1)) + "."]
     return lines + [""]
 
 
-def write_tables(folder: str | Path) -> str:
-    """Render ``folder``'s results as ``folder/results.md``; returns the markdown."""
-    text = camvid_markdown(read_results(folder))
-    write_text_atomic(Path(folder) / "results.md", text)
-    return text
+def flow_error_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """The flow net's end-point error: one line per experiment (no heading: a note under the table before it)."""
+    lines = []
+    for meta, reports in rows:
+        f = _first(reports)["flow"]
+        lines += [f"{meta['row']}: end-point error {f['epe']:.2f} px of the 1/8 grid on its {f['pairs']} validation "
+                  f"pairs (predicting no motion: {f['zero_flow_epe']:.2f}).", ""]
+    return lines
+
+
+def schedules_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """Adaptive keyframes against fixed intervals: one table per experiment (:func:`schedule_markdown`)."""
+    lines = []
+    for meta, reports in rows:
+        lines += [f"### {spec['title']} ({meta['row']})", "", schedule_markdown(_first(reports))]
+    return lines
+
+
+def throughput_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """Throughput: one table per benchmark, smaller inputs first."""
+    benches = sorted((b for _, reports in rows for b in reports.values()), key=lambda b: b["size"][0] * b["size"][1])
+    lines = []
+    for b in benches:
+        lines += [f"### {spec['title']} at {b['size'][1]}x{b['size'][0]} (W x H), batch 1, {b['precision']}, "
+                  f"{b['device']}, torch {b['torch']}, keyframe input x{b['key_scale']}", "", *throughput_table(b), ""]
+    return lines
+
+
+LAYOUT_RENDERERS: dict[str, Callable[[dict, list], list[str]]] = {
+    "image": image_layout, "intervals": intervals_layout, "keyframe-training": keyframe_training_layout,
+    "ablation": ablation_layout, "flow-error": flow_error_layout, "schedules": schedules_layout,
+    "throughput": throughput_layout}
 
 
 def tour_markdown(r: dict) -> str:

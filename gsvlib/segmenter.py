@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import partial
 from typing import Callable, NamedTuple
 
 import torch
@@ -75,12 +74,6 @@ class KeyframePolicy:
                              f"{self.threshold!r}")
 
 
-def _propagate_and_read(model: GSVNet, measure, seg, prev_small, cur_small) -> tuple[torch.Tensor, torch.Tensor]:
-    """GSVNet's PF and a policy signal of it: (S_t, (B,) reading)."""
-    p = model.propagate(seg, prev_small, cur_small)
-    return p.seg, measure(model, p).float()
-
-
 def padded_size(size: tuple[int, int]) -> tuple[int, int]:
     """(H, W) rounded up to multiples of 32: the size a frame is padded to before the nets see it."""
     return tuple(math.ceil(v / 32) * 32 for v in size)
@@ -100,73 +93,112 @@ class Step(NamedTuple):
     forced: bool = False  # with a policy: the frame was propagated, then the policy made it a keyframe
 
 
-def label_dtype(num_classes: int) -> torch.dtype:
-    return torch.uint8 if num_classes <= 256 else torch.int16
+class EagerRuntime:
+    """How a :class:`VideoSegmenter` runs ``model``: PyTorch, op by op. The runtime interface: ``small(frame)`` (the
+    normalised 1/8 frame I_t), ``keyframe(frame, scale)`` (N, -> S_t), ``propagate(seg, prev_small, cur_small)`` (->
+    S_t and the policy signal's (B,) reading, or None without ``measure``), ``labels(seg, size)`` (the output step,
+    :func:`full_resolution_labels`), and the attributes ``device`` and ``key_scale`` (its default keyframe scale)
+    and ``fixed_scale`` (True when the keyframe scale cannot change, as in exported graphs)."""
+
+    fixed_scale = False
+
+    def __init__(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.key_scale = model.config.key_scale
+        self.measure = measure
+        self._step = PROPAGATIONS[propagation].step
+        self._corners = model.conventions.align_corners
+
+    def small(self, frame: torch.Tensor) -> torch.Tensor:
+        return self.model.small_frame(frame)  # (B, 3, H/8, W/8)
+
+    def keyframe(self, frame: torch.Tensor, scale: float) -> torch.Tensor:
+        return self.model.segment_keyframe(frame, scale)  # (B, C, H/8, W/8)
+
+    def propagate(self, seg: torch.Tensor, prev_small: torch.Tensor, cur_small: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.measure is None:
+            return self._step(self.model, seg, prev_small, cur_small), None
+        p = self.model.propagate(seg, prev_small, cur_small)  # a policy reads PF's intermediates
+        return p.seg, self.measure(self.model, p).float()
+
+    def labels(self, seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return full_resolution_labels(seg, size, self._corners)  # (B, H, W)
 
 
-def upsample_argmax(seg: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
-    """The paper's output step written for the compiler: (B, C, h, w) logits -> (B, H, W) labels of bilinear upsampling
-    and argmax. Under torch.compile, inductor fuses both into one pass that never holds the (B, C, H, W) scores."""
-    up = F.interpolate(seg.float(), size=size, mode="bilinear", align_corners=align_corners)  # (B, C, H, W), fused
-    return up.argmax(1).to(label_dtype(seg.shape[1]))
+class CompiledRuntime(EagerRuntime):
+    """:class:`EagerRuntime` with the keyframe path, the non-keyframe path and the output step each compiled by
+    torch.compile (static shapes: one compile per frame size, on the first keyframe and the first non-keyframe).
+    Labels equal the eager ones except where two classes tie to float rounding."""
+
+    def __init__(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+        super().__init__(model, propagation, measure)
+        self.keyframe = torch.compile(self.keyframe, dynamic=False)
+        self.propagate = torch.compile(self.propagate, dynamic=False)
+        self.labels = torch.compile(self.labels, dynamic=False)
 
 
-def eager_labels(seg: torch.Tensor, size: tuple[int, int], align_corners: bool = False) -> torch.Tensor:
-    """The output step without a compiler (:func:`full_resolution_labels`, channels-last), in Step's label dtype."""
-    return full_resolution_labels(seg, size, align_corners).to(label_dtype(seg.shape[1]))
+# The runtimes a VideoSegmenter can run a model with: name -> factory(model, propagation, measure) -> runtime.
+# gsvlib.deploy adds "onnx" (ONNX Runtime, exported on the first frame).
+RUNTIMES: dict[str, Callable] = {"eager": EagerRuntime, "compiled": CompiledRuntime}
 
 
 class VideoSegmenter:
     """Streaming GSVNet: ``step(frame)`` segments the next frame of a video, a keyframe every ``interval`` frames.
 
+    ``model`` is a :class:`GSVNet`, run by the runtime named ``runtime`` (:data:`RUNTIMES`: "eager", "compiled";
+    "onnx" with :mod:`gsvlib.deploy` imported), or a runtime itself (e.g. ``gsvlib.deploy.OnnxRuntime(folder)``).
     Frames are (3, H, W) or (B, 3, H, W) RGB tensors, float in [0, 1] or uint8, of any size: frames whose H or W is
     not divisible by 32 are padded (edge replicate) on the bottom/right inside, and every output is cropped back.
-    ``key_scale`` rescales keyframes before N (0.75 is the paper's inference setting). On CUDA, ``amp_dtype``
-    (torch.float16 or torch.bfloat16) runs the nets under autocast; on the CPU only bfloat16 is accepted.
+    ``key_scale`` rescales keyframes before N; by default the model's own (``model.config.key_scale``: the scale its
+    propagation trained at, else the paper's 0.75). On CUDA, ``amp_dtype`` (torch.float16 or torch.bfloat16) runs the
+    nets under autocast; on the CPU only bfloat16 is accepted.
     ``propagation`` names the non-keyframe path in :data:`PROPAGATIONS`: "gsv" (the paper's PF), or the baselines
     "warp" (eq. 1 alone, no GSV conv) and "copy" (repeat the previous segmentation).
-    ``compile=True`` compiles the keyframe path, the non-keyframe path and the fused output step separately with
-    torch.compile (static shapes: one compile per frame size, on the first keyframe and the first non-keyframe, so
-    warm up before timing). Labels then equal the eager ones except where two classes tie to float rounding.
     ``policy`` (a :class:`KeyframePolicy`, "gsv" propagation only) forces a keyframe earlier than ``interval`` when
     its signal says propagation is drifting; ``interval`` still bounds every run of non-keyframes.
     """
 
-    def __init__(self, model: GSVNet, interval: int = 5, key_scale: float = 0.75, device: str | torch.device | None = None,
-                 amp_dtype: torch.dtype | None = None, check_finite: bool = True, propagation: str = "gsv",
-                 compile: bool = False, policy: KeyframePolicy | None = None):
+    def __init__(self, model, interval: int = 5, key_scale: float | None = None,
+                 device: str | torch.device | None = None, amp_dtype: torch.dtype | None = None,
+                 check_finite: bool = True, propagation: str = "gsv", runtime: str = "eager",
+                 policy: KeyframePolicy | None = None):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
         if policy is not None and propagation != "gsv":
             raise ValueError(f"a keyframe policy reads GSVNet's propagation; it cannot run with {propagation!r}")
-        if policy is not None and policy.signal == "intra" and not model.gsv.use_intra:
-            raise ValueError("the 'intra' signal needs a model with the intra-frame net (use_intra=True); use 'flow' "
-                             "or 'kernel'")
         check_interval(interval)
+        measure = SIGNALS[policy.signal].measure if policy is not None else None
+        if isinstance(model, GSVNet):
+            if policy is not None and policy.signal == "intra" and not model.gsv.use_intra:
+                raise ValueError("the 'intra' signal needs a model with the intra-frame net (use_intra=True); use "
+                                 "'flow' or 'kernel'")
+            if runtime not in RUNTIMES:
+                raise ValueError(f"runtime must be one of {sorted(RUNTIMES)}, got {runtime!r}")
+            device = check_device(device) if device is not None else next(model.parameters()).device
+            self.runtime = RUNTIMES[runtime](model.to(device).eval(), propagation, measure)
+        else:
+            if policy is not None:
+                raise ValueError("a keyframe policy reads PF's intermediates, which this runtime does not output: "
+                                 "run the model itself (a GSVNet)")
+            self.runtime = model
+        self.device = self.runtime.device
+        key_scale = self.runtime.key_scale if key_scale is None else key_scale
         if not 0 < key_scale <= 2:
             raise ValueError(f"key_scale must be in (0, 2], got {key_scale}")
-        self.device = check_device(device) if device is not None else next(model.parameters()).device
+        if self.runtime.fixed_scale and key_scale != self.runtime.key_scale:
+            raise ValueError(f"this runtime's keyframe scale is fixed at {self.runtime.key_scale} (exported graphs); "
+                             f"got key_scale {key_scale}")
         allowed = (torch.float16, torch.bfloat16) if self.device.type == "cuda" else (torch.bfloat16,)
         if amp_dtype is not None and amp_dtype not in allowed:
             raise ValueError(f"amp_dtype on {self.device.type} must be None or one of {allowed}, got {amp_dtype}")
-        self.model = model.to(self.device).eval()
         self.propagation = propagation
         self.interval = interval
         self.key_scale = key_scale
         self.amp_dtype = amp_dtype
         self.check_finite = check_finite
         self.policy = policy
-        keyframe = self.model.segment_keyframe
-        propagate = (partial(PROPAGATIONS[propagation].step, self.model) if policy is None else
-                     partial(_propagate_and_read, self.model, SIGNALS[policy.signal].measure))
-        if compile:
-            keyframe, propagate = (torch.compile(f, dynamic=False) for f in (keyframe, propagate))
-        self._keyframe = keyframe
-        self._propagate = propagate
-        corners = self.model.conventions.align_corners
-        self._labels = partial(torch.compile(upsample_argmax, dynamic=False) if compile else eager_labels,
-                               align_corners=corners)
-        self._small = self.model.small_frame
         self.reset()
 
     def reset(self) -> None:
@@ -221,22 +253,22 @@ class VideoSegmenter:
         h, w = self._size[1:]
         is_key = self._since_key is None or self._since_key + 1 >= self.interval
         signal, forced = None, False
+        run = self.runtime
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            cur_small = self._small(x)  # (B, 3, H'/8, W'/8)
-            if not is_key and self.policy is None:
-                seg = self._propagate(self._seg, self._prev_small, cur_small)
-            elif not is_key:
-                seg, reading = self._propagate(self._seg, self._prev_small, cur_small)
-                signal = reading.max().item()  # the batch refreshes together: its worst frame decides
-                self._drift += signal
-                forced = is_key = self._drift > self.policy.threshold
+            cur_small = run.small(x)  # (B, 3, H'/8, W'/8)
+            if not is_key:
+                seg, reading = run.propagate(self._seg, self._prev_small, cur_small)  # (B, C, H'/8, W'/8)
+                if reading is not None:
+                    signal = reading.max().item()  # the batch refreshes together: its worst frame decides
+                    self._drift += signal
+                    forced = is_key = self._drift > self.policy.threshold
             if is_key:
-                seg = self._keyframe(x, self.key_scale)
+                seg = run.keyframe(x, self.key_scale)
         self._seg = seg
         self._prev_small = cur_small
         self._since_key = 0 if is_key else self._since_key + 1
         self._drift = 0.0 if is_key else self._drift
         out = Step(seg[..., : math.ceil(h / 8), : math.ceil(w / 8)].float(), is_key, self.index,
-                   self._labels(seg, tuple(x.shape[-2:]))[..., :h, :w] if labels else None, signal, forced)
+                   run.labels(seg, tuple(x.shape[-2:]))[..., :h, :w] if labels else None, signal, forced)
         self.index += 1
         return out

@@ -15,11 +15,12 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gsvlib.bench import benchmark
+from gsvlib.bench import BenchConfig, benchmark
 from gsvlib.checkpoint import load_model
 from gsvlib.config import config_for
 from gsvlib.data.synthetic import SynthConfig, generate
-from gsvlib.evaluate import IMAGE_ONLY, evaluate, evaluate_variants
+from gsvlib.data import DataSpec
+from gsvlib.evaluate import EvalConfig, evaluate, evaluate_variants
 from gsvlib.files import write_json_atomic, write_text_atomic
 from gsvlib.reports import tour_markdown
 from gsvlib.segmenter import PROPAGATIONS
@@ -136,13 +137,15 @@ def measure(cfg: TourConfig, progress: bool = True, clock: dict | None = None) -
     with _timed(clock, "evaluate"):
         model, _ = load_model(runs / "gsv" / "checkpoint.pt")
         no_intra, _ = load_model(runs / "gsv-no-intra" / "checkpoint.pt")
-        common = dict(dataset="synthetic", root=cfg.data, split="val", intervals=cfg.intervals,
-                      key_scale=cfg.key_scale, progress=progress)
-        ev = evaluate_variants(model, [*PROPAGATIONS, IMAGE_ONLY], image_scales=cfg.image_scales, **common)
-        results = {PROPAGATIONS["gsv"].title: ev["gsv"],
-                   f"{PROPAGATIONS['gsv'].title} without intra": evaluate(no_intra, **common),
+        ev = evaluate_variants(model, EvalConfig(str(runs / "gsv" / "checkpoint.pt"), "synthetic", cfg.data, "val",
+                                                 variants=(*PROPAGATIONS, "image"), intervals=cfg.intervals,
+                                                 key_scale=cfg.key_scale, image_scales=cfg.image_scales), progress)
+        without = evaluate(no_intra, DataSpec("synthetic", cfg.data, "val"), cfg.intervals, cfg.key_scale,
+                           progress=progress)
+        results = {PROPAGATIONS["gsv"].title: ev["gsv"], f"{PROPAGATIONS['gsv'].title} without intra": without,
                    **{PROPAGATIONS[v].title: ev[v] for v in PROPAGATIONS if v != "gsv"}}
     with _timed(clock, "benchmark"):
-        bench = benchmark(model, cfg.bench_size, cfg.intervals, cfg.key_scale, cfg.image_scales,
-                          repeats=cfg.bench_repeats, progress=progress)
-    return {"accuracy": results, "image_only": ev[IMAGE_ONLY], "benchmark": bench}
+        bench = benchmark(model, BenchConfig(size=cfg.bench_size, intervals=cfg.intervals, key_scale=cfg.key_scale,
+                                             image_scales=cfg.image_scales, intervals_timed=cfg.bench_repeats),
+                          progress=progress)
+    return {"accuracy": results, "image_only": ev["image"], "benchmark": bench}

@@ -45,25 +45,24 @@ from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
 from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
-from gsvlib.models.flow import edge_aware_smoothness, eighth_grid_error, photometric_error
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
-from gsvlib.models.layers import channels_last, resize
+from gsvlib.models.layers import channels_last
 from gsvlib.progress import progress_bar
+from gsvlib.stages import STAGES
 
-SMOOTHNESS = 0.1  # weight of the flow's smoothness relative to the photometric term (--photometric)
 BATCHES = 2  # how TrainBatches draws batch k from (seed, k); 2: one generator per sample, so that ranks can share it
 
 
-def _collate(samples: list[dict], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(frames (B, T, 3, H, W), targets): labels (B, H, W), or for stage flow the last frame's flow and where it is
-    valid, (B, 3, H, W)."""
+def _collate(samples: list[dict], targets: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frames (B, T, 3, H, W), targets): "labels" (B, H, W), or "flow": the last frame's flow and where it is valid,
+    (B, 3, H, W)."""
     sizes = {tuple(s["frames"].shape) for s in samples}
     if len(sizes) > 1:
         raise ValueError(f"samples of one batch differ in size {sorted(sizes)}; the dataset's frames must share a size "
                          "(or use --batch-size 1)")
-    targets = [torch.cat((s["flow"][-1], s["valid"][None].float())) if stage == "flow" else s["label"]
-               for s in samples]
-    return torch.stack([s["frames"] for s in samples]), torch.stack(targets)
+    wanted = [torch.cat((s["flow"][-1], s["valid"][None].float())) if targets == "flow" else s["label"]
+              for s in samples]
+    return torch.stack([s["frames"] for s in samples]), torch.stack(wanted)
 
 
 def _saved_model(path: str, stage: str) -> dict:
@@ -82,15 +81,18 @@ def _part(state: dict, name: str) -> dict:
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
+    """The GSVNet a run trains, started from the run's starting points; the parts its stage does not train frozen."""
+    stage = STAGES[cfg.stage]
+    scale = {"key_scale": cfg.key_scale} if stage.starts_propagation else {}  # the scale PF learns to correct at
     model = GSVNet(GSVNetConfig(num_classes, cfg.keyframe_net, cfg.flow_net, use_intra=cfg.use_intra,
-                                freeze_keyframe=cfg.stage != "keyframe"))
+                                freeze_keyframe="keyframe_net" not in stage.trains, **scale))
     if cfg.imagenet:
         if model.keyframe_net.backbone is None:
             raise ValueError(f"keyframe net {cfg.keyframe_net} has no ResNet-18 backbone to load --imagenet into")
         load_torchvision_weights(model.keyframe_net.backbone, cfg.imagenet)
     if cfg.init:
         state = _saved_model(cfg.init, "keyframe")
-        if cfg.stage == "gsv":  # only N comes from the keyframe stage
+        if stage.starts_propagation:  # only N comes from the keyframe stage
             load_state_dict_checked(model.keyframe_net, _part(state, "keyframe_net"), cfg.init, hint="its keyframe net")
         else:
             load_state_dict_checked(model, state, cfg.init)
@@ -103,55 +105,14 @@ def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
             load_state_dict_checked(getattr(model, part), _part(state, part), cfg.init_propagation,
                                     hint=f"its propagation ({part}); it must be a stage gsv run with the same classes, "
                                          "flow net and intra setting")
-    if cfg.stage == "gsv" and not cfg.train_flow:
+    if stage.starts_propagation and not cfg.train_flow:
         model.freeze("flow_net")
     return model
 
 
 def trainable(model: GSVNet, cfg: TrainConfig) -> list[torch.nn.Parameter]:
-    part = {"keyframe": model.keyframe_net, "flow": model.flow_net}.get(cfg.stage, model)
-    return [p for p in part.parameters() if p.requires_grad]
-
-
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, class_weight: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (B, C, h, w) upsampled to labels (B, H, W) -> (the cross-entropy summed over the labelled pixels, 255
-    ignored, each weighted by its class's ``class_weight``; the sum of those weights, the pixel count without them):
-    their ratio is F.cross_entropy's weighted mean."""
-    total = F.cross_entropy(resize(logits, labels.shape[-2:]), labels, weight=class_weight, ignore_index=255,
-                            reduction="sum")
-    valid = labels != 255  # (B, H, W)
-    return total, valid.sum() if class_weight is None else class_weight[labels[valid]].sum()
-
-
-def loss_terms(model: GSVNet, frames: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig,
-               class_weight: torch.Tensor | None = None) -> list[tuple]:
-    """The loss as (weight, sum over these samples, how many elements the sum holds) per term: the cross-entropy
-    (255 ignored, weighted per class by ``class_weight`` (C,) where given) of the last frame's prediction upsampled to
-    the label size, the photometric and smoothness terms of every step's flow, and the distillation KL. Summed over
-    the ranks and divided by the global counts, the terms give the mean over the whole batch (:func:`batch_loss`)."""
-    if cfg.stage == "flow":  # labels: the last frame's exact flow (x, y) and where it is valid, (B, 3, H, W)
-        prev, cur = model.small_frame(frames[:, -2]), model.small_frame(frames[:, -1])
-        return [(1.0, *eighth_grid_error(model.flow(cur, prev), labels[:, :2], labels[:, 2] > 0.5))]
-    if cfg.stage == "keyframe":
-        logits = model.keyframe_net(model.normalize(frames[:, -1]))  # (B, C, H/s, W/s)
-        return [(1.0, *cross_entropy(logits, labels, class_weight))]
-    key, steps = model.unroll(frames, key_scale=cfg.key_scale)
-    seg = steps[-1].seg if steps else key  # (B, C, H/8, W/8)
-    terms = [(1.0, *cross_entropy(seg, labels, class_weight))]
-    if cfg.photometric > 0 and steps:
-        smalls = [model.small_frame(frames[:, t]) for t in range(frames.shape[1])]  # (B, 3, H/8, W/8) each
-        pairs = list(zip(smalls[1:], smalls[:-1], (s.flow for s in steps)))
-        photo = [photometric_error(cur, prev, flow) for cur, prev, flow in pairs]
-        smooth = [edge_aware_smoothness(flow, cur) for cur, _, flow in pairs]
-        terms += [(cfg.photometric, sum(t for t, _ in photo), sum(n for _, n in photo)),
-                  (cfg.photometric * SMOOTHNESS, sum(t for t, _ in smooth), sum(n for _, n in smooth))]
-    if cfg.distill > 0:
-        with torch.no_grad():
-            teacher = model.segment_keyframe(frames[:, -1], cfg.key_scale).softmax(1)
-        kl = F.kl_div(seg.log_softmax(1), teacher, reduction="none").sum(1)  # (B, H/8, W/8)
-        terms.append((cfg.distill, kl.sum(), torch.tensor(kl.numel(), device=kl.device)))
-    return terms
+    """The parameters a run updates: those of its stage's parts that are not frozen."""
+    return [p for part in STAGES[cfg.stage].trains for p in getattr(model, part).parameters() if p.requires_grad]
 
 
 def batch_loss(terms: list[tuple]) -> torch.Tensor:
@@ -165,7 +126,7 @@ def training_data(cfg: TrainConfig) -> SnippetDataset:
     """The snippets a run trains on: for stage gsv each reaches back up to max_interval - 1 frames, for stage keyframe
     only the labelled frame."""
     return open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None,
-                        max_offset={"gsv": (cfg.max_interval - 1) * cfg.max_frame_step, "flow": 1}.get(cfg.stage, 0))
+                        max_offset=STAGES[cfg.stage].reach(cfg))
 
 
 def balance_weights(cfg: TrainConfig, dataset: SnippetDataset, progress: bool = True) -> torch.Tensor | None:
@@ -208,7 +169,7 @@ class TrainBatches(Dataset):
                  if cfg.max_frame_step > 1 else [1] * cfg.batch_size)
         mine = range(self.ranks.rank, cfg.batch_size, self.ranks.world)
         frames, labels = _collate([self._augment(seeds[j], self._sample(indices[j], offset, steps[j])) for j in mine],
-                                  self.cfg.stage)
+                                  STAGES[cfg.stage].targets)
         return frames, labels, offset
 
     def _sample(self, index: int, offset: int, step: int) -> dict:
@@ -216,7 +177,7 @@ class TrainBatches(Dataset):
         sample = self.dataset.sample(index, offset * step)
         if step > 1:
             sample = {**sample, "frames": sample["frames"][::step], "offset": offset}
-        if self.cfg.stage == "flow":
+        if STAGES[self.cfg.stage].targets == "flow":
             flow, valid = self.dataset.exact_flow(index)  # (2, H, W), (H, W)
             sample = {**sample, "flow": flow[None], "valid": valid}
         return sample
@@ -247,30 +208,95 @@ def _differences(saved: dict, cfg: TrainConfig) -> list[str]:
     return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items() if k not in free and saved[k] != v]
 
 
-def _check_resume(out: Path, cfg: TrainConfig, resume: bool) -> dict | None:
-    ckpt_path = out / "checkpoint.pt"
-    if not resume:
-        if ckpt_path.exists():
-            raise FileExistsError(f"{out} already holds a run ({ckpt_path}); pass --resume to continue it, or choose "
-                                  "another --out (nothing was changed)")
-        others = sorted(p.name for p in out.iterdir() if p.name != LOCK and not p.name.endswith(".tmp"))
-        config = out / "config.json"
-        restart = set(others) <= {"config.json", "log.jsonl"} and config.is_file() and \
-            not _differences(json.loads(config.read_text()), cfg)  # stopped before its first checkpoint
-        if others and not restart:
-            raise FileExistsError(f"{out} is not empty and holds no run of these settings ({', '.join(others[:5])}); "
-                                  "choose an empty or new --out (nothing was changed)")
-        return None
-    if not ckpt_path.exists():
-        raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist; run without --resume to start")
-    ckpt = read_checkpoint(ckpt_path)
-    if "optimizer" not in ckpt or "iteration" not in ckpt:
-        raise CheckpointError(f"{ckpt_path} is a weights file (no optimizer state, e.g. from `gsv export`), not a "
-                              "training run to resume: start a new run from it with --init instead of --resume")
-    differ = _differences(ckpt.get("train_config", {}), cfg)
-    if differ:
-        raise ValueError(f"--resume with other settings than the run in {out}: " + "; ".join(differ))
-    return ckpt
+class RunFolder:
+    """A run folder (``--out``): config.json, log.jsonl (one JSON line per iteration) and checkpoint.pt. It owns the
+    lock, the check of what the folder holds against the run asked for, and every write; under several processes
+    only the main one (rank 0) locks and writes."""
+
+    def __init__(self, out: Path, main: bool = True):
+        self.out = out
+        self.main = main
+        self.checkpoint = out / "checkpoint.pt"
+        self.log_path = out / "log.jsonl"
+        self._log = None
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold an exclusive lock on the folder (its file LOCK) while the block runs; a second process is refused,
+        naming the holder. The operating system drops the lock when its holder dies: a stale lock never blocks."""
+        if not self.main:
+            yield
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / LOCK, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise RuntimeError(f"{self.out} is in use by another training run ({holder}); wait for it to finish or "
+                                   "choose another --out") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+            f.flush()
+            yield
+
+    def saved(self, cfg: TrainConfig, resume: bool) -> dict | None:
+        """The checkpoint to resume from (None: a fresh run), after checking that the folder holds what ``resume``
+        says: nothing (or a run of these settings stopped before its first checkpoint), or a run of these settings."""
+        if not resume:
+            if self.checkpoint.exists():
+                raise FileExistsError(f"{self.out} already holds a run ({self.checkpoint}); pass --resume to continue "
+                                      "it, or choose another --out (nothing was changed)")
+            others = sorted(p.name for p in self.out.iterdir() if p.name != LOCK and not p.name.endswith(".tmp"))
+            config = self.out / "config.json"
+            restart = set(others) <= {"config.json", "log.jsonl"} and config.is_file() and \
+                not _differences(json.loads(config.read_text()), cfg)  # stopped before its first checkpoint
+            if others and not restart:
+                raise FileExistsError(f"{self.out} is not empty and holds no run of these settings "
+                                      f"({', '.join(others[:5])}); choose an empty or new --out (nothing was changed)")
+            return None
+        if not self.checkpoint.exists():
+            raise FileNotFoundError(f"nothing to resume: {self.checkpoint} does not exist; run without --resume to "
+                                    "start")
+        ckpt = read_checkpoint(self.checkpoint)
+        if "optimizer" not in ckpt or "iteration" not in ckpt:
+            raise CheckpointError(f"{self.checkpoint} is a weights file (no optimizer state, e.g. from `gsv export`), "
+                                  "not a training run to resume: start a new run from it with --init instead of "
+                                  "--resume")
+        differ = _differences(ckpt.get("train_config", {}), cfg)
+        if differ:
+            raise ValueError(f"--resume with other settings than the run in {self.out}: " + "; ".join(differ))
+        return ckpt
+
+    @contextlib.contextmanager
+    def opened(self, cfg: TrainConfig, start: int, resume: bool):
+        """Ready the folder for iterations ``start``.. of ``cfg``: temporary files of writes cut short removed, the
+        config written, the log cut back to ``start`` (the iterations after the checkpoint are redone). Yields the
+        seconds the log's clock had reached, and keeps the log open for :meth:`log` while the block runs."""
+        kept = [e for e in (parse_log(self.log_path) if self.log_path.exists() and resume and self.main else [])
+                if e["iteration"] <= start]
+        if not self.main:
+            yield 0.0
+            return
+        for stale in self.out.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
+            stale.unlink()
+        if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
+            write_json_atomic(self.out / "config.json", asdict(cfg))
+        write_text_atomic(self.log_path, "".join(json.dumps(e) + "\n" for e in kept))
+        with self.log_path.open("a") as self._log:
+            yield kept[-1]["seconds"] if kept else 0.0  # the log's clock runs on across resumes
+        self._log = None
+
+    def log(self, entry: dict) -> None:
+        if self.main:
+            self._log.write(json.dumps(entry) + "\n")
+            self._log.flush()
+
+    def save(self, state: dict) -> None:
+        if self.main:
+            save_atomic(state, self.checkpoint)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -282,101 +308,81 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     cfg = replace(cfg, **{k: str(Path(v).expanduser().resolve()) for k in PATHS if (v := getattr(cfg, k))})
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    with process_group(cfg.device) as ranks, (run_lock(out) if ranks.main else contextlib.nullcontext()):
-        return _run(replace(cfg, device=rank_device(cfg.device, ranks)), out, resume, progress and ranks.main,
-                    on_log, ranks)
+    with process_group(cfg.device) as ranks:
+        folder = RunFolder(out, ranks.main)
+        with folder.locked():
+            return _run(replace(cfg, device=rank_device(cfg.device, ranks)), folder, resume, progress and ranks.main,
+                        on_log, ranks)
 
 
-@contextlib.contextmanager
-def run_lock(out: Path):
-    """Hold an exclusive lock on the run folder ``out`` (its file LOCK) while the block runs; a second process is
-    refused, naming the holder. The operating system drops the lock when its holder dies: a stale lock never blocks."""
-    with open(out / LOCK, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise RuntimeError(f"{out} is in use by another training run ({holder}); wait for it to finish or choose "
-                               "another --out") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        f.flush()
-        yield
+def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]):
+    """The optimizer, the step-wise lr schedule (x lr_decay every lr_decay_every iterations) and the gradient scaler
+    (fp16 only: its gradients would underflow)."""
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: cfg.lr_decay ** (it // cfg.lr_decay_every))
+    return opt, sched, torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
 
 
-def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, ranks: Ranks) -> dict:
-    ckpt = _check_resume(out, cfg, resume)
+def _diverged(total: float, iteration: int, folder: RunFolder) -> FloatingPointError:
+    state = (f"{folder.checkpoint} (the last checkpoint) is intact. " if folder.checkpoint.is_file() else
+             "No checkpoint had been written yet. ")
+    return FloatingPointError(f"loss became {total} at iteration {iteration}. {state}Train again into a new --out "
+                              "with a lower --lr (--resume keeps the run's settings)")
+
+
+def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_log, ranks: Ranks) -> dict:
+    stage = STAGES[cfg.stage]
+    ckpt = folder.saved(cfg, resume)
     if ckpt is not None:  # the run's own checkpoint holds everything: its starting points need not exist any more
         cfg = replace(cfg, **{k: ckpt.get("train_config", {}).get(k) for k in STARTING_POINTS})
         if ckpt.get("batches", 1) != BATCHES and ranks.main:
-            warnings.warn(f"{out} was trained by an earlier gsvkit, which drew the samples of a batch in another way; "
-                          "it resumes with the current way: as good a run, but not the one it would have been "
-                          "uninterrupted", stacklevel=3)
+            warnings.warn(f"{folder.out} was trained by an earlier gsvkit, which drew the samples of a batch in "
+                          "another way; it resumes with the current way: as good a run, but not the one it would have "
+                          "been uninterrupted", stacklevel=3)
     dataset = training_data(cfg)
     batches = TrainBatches(dataset, cfg, ranks)
     sum_over_ranks(torch.zeros(1, device=cfg.device))  # barrier: all ranks checked the folder before rank 0 writes
     torch.manual_seed(cfg.seed)
-    start_from = replace(cfg, init=None, imagenet=None) if ckpt is not None else cfg
-    model = build_model(start_from, dataset.table.num_classes)
+    model = build_model(replace(cfg, init=None, imagenet=None) if ckpt is not None else cfg, dataset.table.num_classes)
     if cfg.sync_bn:
         convert_sync_batchnorm(model)
     model = (channels_last(model) if cfg.channels_last else model).to(cfg.device)
     params = trainable(model, cfg)
     weight = balance_weights(cfg, dataset, progress)
     weight = None if weight is None else weight.to(cfg.device)
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: cfg.lr_decay ** (it // cfg.lr_decay_every))
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")  # fp16 gradients would underflow
+    opt, sched, scaler = _optimizer(cfg, params)
     start = 0
     if ckpt is not None:
-        load_state_dict_checked(model, ckpt["model"], str(out / "checkpoint.pt"))
+        load_state_dict_checked(model, ckpt["model"], str(folder.checkpoint))
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         if "scaler" in ckpt:
             scaler.load_state_dict(ckpt["scaler"])
         start = ckpt["iteration"]
-    log_path = out / "log.jsonl"
-    kept = [e for e in (parse_log(log_path) if log_path.exists() and resume and ranks.main else [])
-            if e["iteration"] <= start]  # drop iterations after the checkpoint: they are redone (rank 0 logs)
-    elapsed = kept[-1]["seconds"] if kept else 0.0  # the log's clock runs on across resumes
-    if ranks.main:
-        for stale in out.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
-            stale.unlink()
-        if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
-            write_json_atomic(out / "config.json", asdict(cfg))
-        write_text_atomic(log_path, "".join(json.dumps(e) + "\n" for e in kept))
 
-    def save(iteration: int) -> None:
-        if ranks.main:
-            save_atomic({"model": model.state_dict(), "model_config": asdict(model.config),
-                         "train_config": asdict(cfg), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         "scaler": scaler.state_dict(), "iteration": iteration, "batches": BATCHES,
-                         "class_weights": None if weight is None else weight.tolist(),
-                         "classes": list(dataset.table.classes), "dataset": cfg.dataset}, out / "checkpoint.pt")
+    def state(iteration: int) -> dict:
+        return {"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                "iteration": iteration, "batches": BATCHES,
+                "class_weights": None if weight is None else weight.tolist(),
+                "classes": list(dataset.table.classes), "dataset": cfg.dataset}
 
     losses, t0 = [], time.perf_counter()
-    part = {"keyframe": cfg.keyframe_net, "flow": cfg.flow_net}.get(cfg.stage, "propagation")
     bar = progress_bar(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start,
                        total=cfg.iterations, disable=not progress,
-                       desc=f"train {cfg.stage} ({part})" + (f" on {ranks.world} processes" if ranks.world > 1 else ""))
-    with (log_path.open("a") if ranks.main else contextlib.nullcontext()) as log:
-        for it, (frames, labels, offset) in bar:
-            frames, labels = frames.to(cfg.device), labels.to(cfg.device)
+                       desc=f"train {cfg.stage} ({stage.describe(cfg)})"
+                            + (f" on {ranks.world} processes" if ranks.world > 1 else ""))
+    with folder.opened(cfg, start, resume) as elapsed:
+        for it, (frames, targets, offset) in bar:
             model.train()
             with torch.autocast("cuda", PRECISIONS[cfg.precision], enabled=cfg.precision != "fp32"):
-                loss = batch_loss(loss_terms(model, frames, labels, cfg, weight))
+                loss = batch_loss(stage.loss(model, frames.to(cfg.device), targets.to(cfg.device), cfg, weight))
             total = sum_over_ranks(loss.detach().clone()).item()  # the global batch's loss, the same on every rank
             if not math.isfinite(total):
-                saved = (out / "checkpoint.pt").is_file()
-                state = f"{out / 'checkpoint.pt'} (the last checkpoint) is intact. " if saved else \
-                    "No checkpoint had been written yet. "
-                raise FloatingPointError(f"loss became {total} at iteration {it + 1}. {state}Train again into a "
-                                         "new --out with a lower --lr (--resume keeps the run's settings)")
+                raise _diverged(total, it + 1, folder)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             sum_gradients(params)
@@ -386,15 +392,13 @@ def _run(cfg: TrainConfig, out: Path, resume: bool, progress: bool, on_log, rank
             entry = {"iteration": it + 1, "loss": round(total, 5), "lr": opt.param_groups[0]["lr"],
                      "offset": offset, "seconds": round(elapsed + time.perf_counter() - t0, 2)}
             losses.append(entry["loss"])
-            if ranks.main:
-                log.write(json.dumps(entry) + "\n")
-                log.flush()
+            folder.log(entry)
             bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2e}")
             if on_log is not None and ranks.main:
                 on_log(entry)
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
-                save(it + 1)
-    return {"losses": losses, "iteration": max(start, cfg.iterations), "checkpoint": str(out / "checkpoint.pt"),
+                folder.save(state(it + 1))
+    return {"losses": losses, "iteration": max(start, cfg.iterations), "checkpoint": str(folder.checkpoint),
             "seconds": round(time.perf_counter() - t0, 1)}
 
 

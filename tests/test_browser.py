@@ -41,7 +41,7 @@ def _requirements() -> str | None:
 missing = _requirements()
 if missing and os.environ.get("CI") == "true":
     raise RuntimeError(f"CI must run the browser test, but {missing}")
-pytestmark = pytest.mark.skipif(missing is not None, reason=missing or "")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(missing is not None, reason=missing or "")]
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,9 @@ def test_eval_policy_compares_adaptive_keyframes_with_fixed_intervals(trained, t
 def test_bench_prints_key_and_non_key_timings(capsys, tmp_path):
     assert main(["bench", "--size", "64x96", "--interval", "3", "--intervals-timed", "1", "--classes", "5"]) == 0
     out = capsys.readouterr().out
-    assert "keyframe" in out and "non-keyframe" in out and "GFLOPs" in out
+    frames = [line.split()[2] for line in out.splitlines() if line.startswith("  frame ")]
+    assert frames == ["keyframe", "non-keyframe", "non-keyframe"]  # one timed interval of l = 3, frame by frame
+    assert "key scale 0.75" in out and "(median), ratio" in out and "GFLOPs: keyframe" in out
     path = tmp_path / "bench.json"
     assert main(["bench", "--size", "64x96", "--intervals-timed", "1", "--intervals", "1", "2", "--image-scales", "0.5",
                  "--classes", "5", "--json", str(path)]) == 0
@@ -109,6 +111,7 @@ def test_segment_with_a_keyframe_policy(trained, tmp_path, capsys):
     assert "--policy takes SIGNAL:THRESHOLD, e.g. flow:2.5" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tour_quick_writes_the_results_table(tmp_path, capsys):
     assert main(["tour", "--quick", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r"), "--figures",
                  str(tmp_path / "f")]) == 0
@@ -147,6 +150,8 @@ def test_a_keyframe_only_checkpoint_is_not_scored_as_gsvnet(trained, tiny_synth,
     assert "keyframe net only" in capsys.readouterr().err
     assert main(["eval", "--checkpoint", key, "--root", str(tiny_synth), "--variants", "image",
                  "--image-scales", "1.0"]) == 0
+    assert main(["eval", "--checkpoint", key, "--root", str(tiny_synth), "--variants", "copy", "--intervals",
+                 "1", "2"]) == 0  # copying the previous segmentation runs no trained propagation
 
 
 def test_foreign_checkpoint_lists_its_keys(tmp_path, capsys):

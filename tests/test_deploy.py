@@ -11,6 +11,8 @@ from gsvlib.checkpoint import load_model
 from gsvlib.cli import main
 from gsvlib.segmenter import VideoSegmenter
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out; `make test` runs them
+
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights" / "camvid_swiftnet_gsvnet.pt"
 CAMVID = ROOT.parent / "shared" / "camvid"
@@ -38,11 +40,12 @@ def clip() -> torch.Tensor:
 
 
 def test_onnx_runtime_streams_the_pytorch_labels(exported):
-    from gsvlib.deploy import GRAPHS, OnnxSegmenter
+    from gsvlib.deploy import GRAPHS, OnnxRuntime
 
     assert all((exported / f"{g}.onnx").is_file() for g in GRAPHS)
     model = load_model(WEIGHTS)[0]
-    torch_seg, onnx_seg = VideoSegmenter(model, interval=4), OnnxSegmenter(exported, interval=4)
+    torch_seg, onnx_seg = VideoSegmenter(model, interval=4), VideoSegmenter(OnnxRuntime(exported), interval=4)
+    assert torch_seg.key_scale == onnx_seg.key_scale == 0.5  # the weights' own scale, fixed in the graphs
     agree, total = 0, 0
     for frame in clip():
         a, b = torch_seg.step(frame, labels=True), onnx_seg.step(frame, labels=True)
@@ -54,12 +57,14 @@ def test_onnx_runtime_streams_the_pytorch_labels(exported):
 
 
 def test_onnx_errors_say_what_to_do(exported, tmp_path, capsys):
-    from gsvlib.deploy import OnnxSegmenter
+    from gsvlib.deploy import OnnxRuntime
 
     with pytest.raises(ValueError, match=r"pads to 352x480, got batch 1 of 384x512; export again"):
-        OnnxSegmenter(exported).step(torch.rand(3, 370, 500))
+        VideoSegmenter(OnnxRuntime(exported)).step(torch.rand(3, 370, 500))
+    with pytest.raises(ValueError, match="keyframe scale is fixed at 0.5"):
+        VideoSegmenter(OnnxRuntime(exported), key_scale=0.75)
     with pytest.raises(FileNotFoundError, match="gsv export-onnx"):
-        OnnxSegmenter(tmp_path)
+        OnnxRuntime(tmp_path)
     assert main(["export-onnx", "--checkpoint", str(WEIGHTS), "--size", "360x480", "--out", str(tmp_path / "x")]) == 2
     assert "384x480 for 360x480 frames" in capsys.readouterr().err
     frames = tmp_path / "frames"
@@ -108,14 +113,38 @@ def test_one_bench_run_over_backends_and_precisions_skips_what_cannot_run(tmp_pa
 
 def test_onnx_graphs_of_an_official_model_run_its_conventions(tmp_path):
     """onnx.json records the conventions, so the segmenter feeds the graphs BGR, Cityscapes-normalised 1/8 frames."""
-    from gsvlib.deploy import OnnxSegmenter, export_onnx
+    from gsvlib.deploy import OnnxRuntime, export_onnx
     from gsvlib.models import GSVNet
 
     torch.manual_seed(0)
     model = GSVNet(num_classes=5, conventions="official").eval()
     meta = export_onnx(model, tmp_path, (64, 128))
     assert meta["conventions"] == "official"
-    torch_seg, onnx_seg = VideoSegmenter(model, interval=3), OnnxSegmenter(tmp_path, interval=3)
+    torch_seg, onnx_seg = VideoSegmenter(model, interval=3), VideoSegmenter(OnnxRuntime(tmp_path), interval=3)
     for frame in torch.rand(4, 3, 64, 128):
         a, b = torch_seg.step(frame, labels=True), onnx_seg.step(frame, labels=True)
         torch.testing.assert_close(b.logits, a.logits, atol=1e-4, rtol=1e-4)
+
+
+def test_the_onnx_runtime_exports_the_model_for_each_frame_size_it_meets():
+    """VideoSegmenter(model, runtime="onnx"): graphs exported on the first keyframe of each size, then the same
+    labels as PyTorch."""
+    from gsvlib.deploy import ExportingOnnxRuntime
+    from gsvlib.models import GSVNet
+
+    torch.manual_seed(0)
+    model = GSVNet(num_classes=5).eval()
+    torch_seg, onnx_seg = VideoSegmenter(model, interval=2), VideoSegmenter(model, interval=2, runtime="onnx")
+    assert isinstance(onnx_seg.runtime, ExportingOnnxRuntime)
+    for size in ((64, 96), (64, 96), (96, 64)):  # a second size exports again
+        frame = torch.rand(3, *size)
+        if size != (64, 96) or torch_seg.index == 0:
+            torch_seg.reset()
+            onnx_seg.reset()
+        a, b = torch_seg.step(frame, labels=True), onnx_seg.step(frame, labels=True)
+        torch.testing.assert_close(b.logits, a.logits, atol=1e-4, rtol=1e-4)
+    assert len(onnx_seg.runtime._graphs) == 2
+    with pytest.raises(ValueError, match="ONNX graphs do not output"):
+        from gsvlib.segmenter import KeyframePolicy
+
+        VideoSegmenter(model, runtime="onnx", policy=KeyframePolicy("flow", 2.0))

@@ -23,6 +23,8 @@ from gsvlib.config import config_for
 from gsvlib.distributed import Ranks, SyncBatchNorm2d, convert_sync_batchnorm, sum_gradients
 from gsvlib.train import TrainBatches, read_log, training_data
 
+pytestmark = pytest.mark.slow  # `make test-fast` leaves these out; `make test` runs them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

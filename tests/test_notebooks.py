@@ -4,6 +4,7 @@ The executed notebooks land in build/notebooks/, where `make test` then validate
 cells marked NBVAL_CHECK_OUTPUT must reproduce their output exactly).
 """
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -28,8 +29,23 @@ def clean_work():
     return WORK
 
 
-def test_there_are_nine_numbered_notebooks():
-    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(9)]
+def test_the_readme_lists_every_notebook_in_order_with_what_it_builds():
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| \[`(\d\d_\w+)`\]\(notebooks/(\d\d_\w+)\.ipynb\) \| (.+) \|$", readme, re.M)
+    assert [p.stem for p in NOTEBOOKS] == [name for name, _, _ in rows] == [link for _, link, _ in rows]
+    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(len(NOTEBOOKS))]  # numbered without gaps
+    assert all(len(what) > 40 for _, _, what in rows)
+
+
+def test_the_readme_tables_copied_from_generated_files_match_them():
+    """A README table under `<!-- from FILE -->` is a copy of lines of FILE (written by `gsv tables` or the tour):
+    it cannot drift from the numbers."""
+    readme = (ROOT / "README.md").read_text()
+    copies = re.findall(r"<!-- from (\S+) -->\n((?:\|.*\n)+)", readme)
+    assert len(copies) == 2
+    for source, table in copies:
+        lines = (ROOT / source).read_text().splitlines()
+        assert all(line in lines for line in table.splitlines()), source
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -41,6 +57,7 @@ def test_notebook_is_committed_without_outputs_and_has_parameters(path):
     assert "assert " in "".join(code[-1]["source"]), "the last cell checks what the notebook showed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom_with_small_parameters(path, clean_work):
     import papermill as pm
@@ -51,6 +68,7 @@ def test_notebook_runs_top_to_bottom_with_small_parameters(path, clean_work):
                         cwd=str(path.parent), progress_bar=False, execution_timeout=600)
 
 
+@pytest.mark.slow
 def test_the_tour_runs_on_the_synthetic_fallback(clean_work):
     """Without CamVid (a user's fresh machine) the notebooks show the synthetic street video instead."""
     import papermill as pm
@@ -77,6 +95,7 @@ box.children[0].value = 3  # the slider moves: the figure is redrawn from the ca
 """
 
 
+@pytest.mark.slow
 def test_a_scrubber_cell_runs_under_papermill_without_hanging(tmp_path):
     """papermill issue 723: an `interact` cell showing a plotly figure could hang papermill. The scrubber's
     callback only replaces widget state, so a cell that draws and moves it finishes, every time."""

@@ -232,14 +232,16 @@ def ties(seg, size):
     return (top2.values[:, 0] - top2.values[:, 1]) <= 1e-5 * top2.values[:, 0].abs().clamp(min=1)
 
 
+@pytest.mark.slow  # torch.compile
 def test_the_compiled_output_step_gives_the_eager_labels_on_real_logits():
-    """The fused upsample + argmax under torch.compile against the eager step, on the committed CamVid model's logits
-    for real frames at the full 352x480 (random logits where CamVid is absent): equal everywhere but at ties."""
+    """The one output step, compiled (upsample and argmax fused) and eager, against F.interpolate and argmax on the
+    committed CamVid model's logits for real frames at the full 352x480 (random logits where CamVid is absent):
+    equal everywhere but at ties."""
     import math
 
     from gsvlib.checkpoint import load_model
+    from gsvlib.models import full_resolution_labels
     from gsvlib.notebook import open_footage
-    from gsvlib.segmenter import eager_labels, upsample_argmax
 
     root, weights = ROOT.parent / "shared" / "camvid", ROOT / "weights" / "camvid_swiftnet_gsvnet.pt"
     if root.is_dir() and weights.is_file():
@@ -250,18 +252,21 @@ def test_the_compiled_output_step_gives_the_eager_labels_on_real_logits():
     else:
         seg = torch.randn(4, 11, 44, 60)
     size = (seg.shape[-2] * 8, seg.shape[-1] * 8)
-    fused = torch.compile(upsample_argmax, dynamic=False)(seg, size)
-    eager = eager_labels(seg, size)
+    fused = torch.compile(full_resolution_labels, dynamic=False)(seg, size)
+    eager = full_resolution_labels(seg, size)
+    reference = torch.nn.functional.interpolate(seg, size=size, mode="bilinear", align_corners=False).argmax(1)
     assert fused.dtype == eager.dtype == torch.uint8 and fused.shape == (4, *size)
-    differ = fused != eager
-    assert not (differ & ~ties(seg, size)).any()
-    assert differ.float().mean() < 1e-4 and math.isfinite(seg.sum().item())
+    for labels in (fused, eager):
+        differ = labels != reference
+        assert not (differ & ~ties(seg, size)).any()
+        assert differ.float().mean() < 1e-4 and math.isfinite(seg.sum().item())
 
 
+@pytest.mark.slow  # torch.compile
 def test_a_compiled_segmenter_streams_the_eager_labels(small_model):
     frames = [torch.rand(3, 64, 96) for _ in range(3)]
     eager = VideoSegmenter(small_model, interval=2, key_scale=1.0)
-    compiled = VideoSegmenter(small_model, interval=2, key_scale=1.0, compile=True)
+    compiled = VideoSegmenter(small_model, interval=2, key_scale=1.0, runtime="compiled")
     for frame in frames:
         a, b = eager.step(frame, labels=True), compiled.step(frame, labels=True)
         assert a.is_keyframe == b.is_keyframe

@@ -10,8 +10,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gsvlib"
 # bottom to top, as in CONTRIBUTING.md; modules of one subpackage (models/, data/) may import each other
-LAYERS = [("device", "files", "distributed", "progress"), ("models",), ("data",), ("config",), ("checkpoint",), ("segmenter", "pictures", "official"),
-          ("video", "deploy"), ("train", "evaluate", "bench"), ("reports",), ("viz",), ("tour",), ("notebook", "cli")]
+LAYERS = [("device", "files", "distributed", "progress"), ("models",), ("data",), ("stages",), ("config",),
+          ("checkpoint",), ("segmenter", "pictures", "official"), ("video", "deploy"), ("train", "evaluate", "bench"),
+          ("reports",), ("experiments",), ("viz",), ("tour",), ("notebook", "cli")]
 EXTRAS = ("plotly", "ipywidgets", "IPython", "matplotlib", "kaleido", "jupyterlab", "papermill", "nbformat", "onnx",
           "onnxruntime", "onnxscript")
 
@@ -66,6 +67,7 @@ def test_the_layer_check_catches_an_upward_import():
     assert found == [("train", 1, False), ("files", 3, True)] and layer("train") > layer("segmenter")
 
 
+@pytest.mark.slow
 def test_the_runtime_and_the_cli_run_without_the_notebook_extras(tmp_path, tiny_synth):
     """With plotly, Jupyter and matplotlib made unimportable: import the runtime, print `gsv info`, segment frames."""
     frames = next((tiny_synth / "leftImg8bit_sequence" / "val").rglob("*.png")).parent

@@ -10,7 +10,9 @@ from gsvlib.bench import average_flops, count_flops, time_stream
 from gsvlib.config import config_for
 from gsvlib.data import open_dataset
 from gsvlib.data.synthetic import load_analysis
+from gsvlib.data import DataSpec
 from gsvlib.evaluate import ConfusionMatrix, evaluate, keyframe_schedules, protocol, run_offsets, stream
+from gsvlib.stages import SMOOTHNESS, STAGES, cross_entropy
 from gsvlib.segmenter import KeyframePolicy
 from gsvlib.train import read_log, train
 
@@ -60,7 +62,7 @@ def test_protocol_puts_the_keyframe_exactly_at_annotated_minus_i(tiny_synth):
     from gsvlib.data import CityscapesSequences
 
     ds = {i: CityscapesSequences(tiny_synth, "val", offset=i)[0]["frames"] for i in range(5)}
-    run_offsets(model, "synthetic", tiny_synth, "val", 5, key_scale=1.0, progress=False)
+    run_offsets(model, DataSpec("synthetic", tiny_synth, "val"), 5, key_scale=1.0, progress=False)
     assert len(seen) == 5  # one keyframe per offset, every other frame propagated
     for i, frame in enumerate(seen):
         keyframe = ds[i][0]  # frame 6 - i of the snippet
@@ -69,13 +71,15 @@ def test_protocol_puts_the_keyframe_exactly_at_annotated_minus_i(tiny_synth):
 
 
 def test_evaluate_reports_every_interval_and_checks_class_count(tiny_synth):
-    res = evaluate(GSVNet(num_classes=19), "synthetic", tiny_synth, "val", intervals=(1, 3), progress=False)
+    data = DataSpec("synthetic", tiny_synth, "val")
+    res = evaluate(GSVNet(num_classes=19), data, intervals=(1, 3), progress=False)
     assert set(res["intervals"]) == {"1", "3"} and res["snippets"] == 1
     assert 0 <= res["intervals"]["3"]["min"] <= 100
+    assert res["key_scale"] == 0.75  # the model's own keyframe scale when none is given
     with pytest.raises(ValueError, match="predicts 5 classes but synthetic has 19"):
-        evaluate(GSVNet(num_classes=5), "synthetic", tiny_synth, "val", progress=False)
+        evaluate(GSVNet(num_classes=5), data, progress=False)
     with pytest.raises(ValueError, match="1..30"):
-        evaluate(GSVNet(num_classes=19), "synthetic", tiny_synth, "val", intervals=(0, 2), progress=False)
+        evaluate(GSVNet(num_classes=19), data, intervals=(0, 2), progress=False)
 
 
 def test_resume_equals_uninterrupted_training(tiny_synth, tmp_path):
@@ -92,6 +96,7 @@ def test_resume_equals_uninterrupted_training(tiny_synth, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_loader_workers_and_their_resume_repeat_a_single_process_run(tiny_synth, tmp_path):
     """Batch k is drawn from (seed, k) alone: two workers reading ahead, and a resume with workers, give the run of
     one process exactly (stage gsv: random offsets and augmentation in every batch)."""
@@ -249,9 +254,15 @@ def test_flop_count_matches_a_hand_count_for_one_conv():
 
 
 def test_benchmark_times_key_and_non_key_frames():
+    import statistics
+
     r = time_stream(GSVNet(num_classes=4), (64, 96), interval=3, key_scale=1.0, intervals=2, progress=False)
-    assert r.frame_is_key == [True, False, False] * 2
-    assert r.key_ms > 0 and r.nonkey_ms > 0 and r.fps > 0
+    assert r.frame_is_key == [True, False, False] * 2 and len(r.frame_ms) == 6
+    keys = [ms for ms, key in zip(r.frame_ms, r.frame_is_key) if key]
+    others = [ms for ms, key in zip(r.frame_ms, r.frame_is_key) if not key]
+    assert r.key_ms == statistics.median(keys) and r.nonkey_ms == statistics.median(others)  # medians per frame type
+    assert r.fps == pytest.approx(1000 * 6 / sum(r.frame_ms))  # frames over the whole timed time
+    assert r.key_scale == 1.0 and r.interval == 3
     with pytest.raises(ValueError, match="precision"):
         time_stream(GSVNet(num_classes=4), (64, 96), precision="int8")
 
@@ -306,7 +317,7 @@ def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, tmp_p
     where stage gsv starts with --init-flow."""
     from gsvlib.config import TrainConfig
     from gsvlib.models.flow import flow_to_eighth
-    from gsvlib.train import TrainBatches, loss_terms, training_data
+    from gsvlib.train import TrainBatches, training_data
 
     cfg = config_for("flow", root=str(tiny_synth), out=str(tmp_path / "f"), iterations=15, batch_size=4)
     batches = TrainBatches(training_data(cfg), cfg)
@@ -314,7 +325,7 @@ def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, tmp_p
     assert offset == 1 and frames.shape[1] == 2 and target.shape == (4, 3, *frames.shape[-2:])
     model = GSVNet(num_classes=19)
     model.flow_net = Zero()
-    (_, total, cells), = loss_terms(model, frames, target, cfg)
+    (_, total, cells), = STAGES["flow"].loss(model, frames, target, cfg, None)
     truth = flow_to_eighth(target[:, :2]).norm(dim=1)  # zero prediction: EPE = |truth| ...
     known = torch.nn.functional.avg_pool2d(target[:, 2:], 8)[:, 0] == 1  # ... on cells valid in every pixel
     assert cells == known.sum() > 0 and torch.allclose(total, truth[known].sum())
@@ -341,12 +352,12 @@ class Zero(torch.nn.Module):
 
 def test_flow_error_scores_the_flow_net_on_every_pair_of_the_split(tiny_synth, tmp_path, capsys):
     from gsvlib.cli import main
-    from gsvlib.evaluate import evaluate_variants, flow_error
+    from gsvlib.evaluate import EvalConfig, flow_error
     from gsvlib.models.flow import flow_to_eighth
 
     model = GSVNet(num_classes=19)
     model.flow_net = Zero()
-    res = flow_error(model, tiny_synth, "val", progress=False)
+    res = flow_error(model, DataSpec("synthetic", tiny_synth, "val"), progress=False)
     assert res["pairs"] == 7 and res["epe"] == pytest.approx(res["zero_flow_epe"]) and res["epe"] > 0
     snippet = load_analysis(tiny_synth, "val", 2)  # the one val snippet: a hand count of the zero-flow error
     flow = torch.from_numpy(snippet["flow"][1:]).permute(0, 3, 1, 2)
@@ -354,7 +365,7 @@ def test_flow_error_scores_the_flow_net_on_every_pair_of_the_split(tiny_synth, t
     assert res["cells"] == known.sum() and res["zero_flow_epe"] == pytest.approx(
         flow_to_eighth(flow).norm(dim=1)[known].mean().item(), rel=1e-5)
     with pytest.raises(ValueError, match="only the synthetic set has"):
-        evaluate_variants(model, ["flow"], "camvid", tiny_synth)
+        EvalConfig("m.pt", "camvid", str(tiny_synth), variants=("flow",)).check()
     torch.save({"model": GSVNet(num_classes=19).state_dict(), "model_config": {"num_classes": 19}}, tmp_path / "m.pt")
     assert main(["eval", "--checkpoint", str(tmp_path / "m.pt"), "--root", str(tiny_synth), "--variants", "flow"]) == 0
     assert "flow net: end-point error" in capsys.readouterr().out
@@ -397,7 +408,7 @@ def test_class_weighted_loss_is_the_weighted_mean_and_trains(tiny_synth, tmp_pat
     """--class-weights: the loss terms give F.cross_entropy's weighted mean, the weights come from the training labels
     and are kept in the checkpoint; stage flow, which has no classes, refuses them."""
     from gsvlib.data.balance import class_pixels, median_frequency
-    from gsvlib.train import balance_weights, cross_entropy, training_data
+    from gsvlib.train import balance_weights, training_data
 
     logits, labels = torch.randn(2, 4, 3, 5), torch.randint(0, 4, (2, 3, 5))
     labels[0, 0] = 255
@@ -419,12 +430,12 @@ def test_the_photometric_loss_teaches_the_flow_net_from_unlabelled_frames(tiny_s
     """--photometric adds, for every step of a sample, the photometric and smoothness terms of its flow: with every
     label ignored, the flow net still gets a gradient, and without the option it gets none."""
     from gsvlib.models.flow import edge_aware_smoothness, photometric_error
-    from gsvlib.train import SMOOTHNESS, TrainBatches, batch_loss, loss_terms, training_data
+    from gsvlib.train import TrainBatches, batch_loss, training_data
 
     cfg = config_for(recipe="short-adam", root=str(tiny_synth), batch_size=2, photometric=0.5)
     frames, labels, offset = TrainBatches(training_data(cfg), cfg)[3]
     model = GSVNet(num_classes=19)
-    terms = loss_terms(model, frames, torch.full_like(labels, 255), cfg)
+    terms = STAGES["gsv"].loss(model, frames, torch.full_like(labels, 255), cfg, None)
     assert [w for w, _, _ in terms] == [1.0, 0.5, 0.5 * SMOOTHNESS] and terms[0][2] == 0
     with torch.no_grad():
         _, steps = model.unroll(frames)
@@ -436,7 +447,8 @@ def test_the_photometric_loss_teaches_the_flow_net_from_unlabelled_frames(tiny_s
     batch_loss(terms).backward()
     assert model.flow_net.to_flow.weight.grad.abs().sum() > 0
     model.zero_grad()
-    batch_loss(loss_terms(model, frames, torch.full_like(labels, 255), config_for(recipe="short-adam"))).backward()
+    batch_loss(STAGES["gsv"].loss(model, frames, torch.full_like(labels, 255), config_for(recipe="short-adam"),
+                                  None)).backward()
     assert model.flow_net.to_flow.weight.grad is None or model.flow_net.to_flow.weight.grad.abs().sum() == 0
 
 

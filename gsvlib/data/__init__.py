@@ -1,6 +1,7 @@
 """Datasets: Cityscapes sequences, CamVid, the built-in synthetic street video; label tables and transforms."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from gsvlib.data.camvid import CamVid
@@ -26,6 +27,24 @@ def open_dataset(name: str, root: str | Path, split: str, span: tuple[float, flo
     return DATASETS[name](root, split, span=tuple(span), **kwargs)
 
 
-__all__ = ["CamVid", "CityscapesSequences", "DatasetError", "CAMVID", "CITYSCAPES", "IGNORE", "LabelTable",
+@dataclass(frozen=True)
+class DataSpec:
+    """Which frames a command reads: dataset ``dataset`` (a key of :data:`DATASETS`) at ``root``, split ``split``,
+    fraction ``span`` of each sequence in time. Made once from the options and passed along; :meth:`open` reads it."""
+
+    dataset: str
+    root: str | Path
+    split: str = "val"
+    span: tuple[float, float] = (0.0, 1.0)
+
+    def open(self, **kwargs) -> SnippetDataset:
+        return open_dataset(self.dataset, self.root, self.split, self.span, **kwargs)
+
+    def __str__(self) -> str:
+        a, b = self.span
+        return f"{self.dataset} {self.split}/ at {self.root}" + ("" if (a, b) == (0, 1) else f", span {a:g}-{b:g}")
+
+
+__all__ = ["DataSpec", "CamVid", "CityscapesSequences", "DatasetError", "CAMVID", "CITYSCAPES", "IGNORE", "LabelTable",
            "SnippetDataset", "SyntheticStreet", "SyntheticStreetCamVid", "Video", "RandomScaleCropFlip", "DATASETS",
            "open_dataset"]

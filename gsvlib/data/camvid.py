@@ -85,6 +85,7 @@ class CamVid(SnippetDataset):
     train and ``HELD_OUT`` to evaluate on one run: no snippet reaches across a cut.
     """
 
+    default_root = "data/camvid"  # where data/README.md places it
     table = CAMVID
 
     def __init__(self, root: str | Path, split: str = "val", offset: int | None = 0, max_offset: int = 4,

@@ -41,6 +41,7 @@ def cityscapes_snippets(root: Path, split: str) -> list[Snippet]:
 class CityscapesSequences(SnippetDataset):
     """Samples {"frames": (i+1, 3, H, W) float in [0, 1], "label": (H, W) int64 trainIds, "name", "offset"}."""
 
+    default_root = "data/cityscapes"  # where data/README.md places it
     table = CITYSCAPES
 
     def __init__(self, root: str | Path, split: str = "val", offset: int | None = 0, max_offset: int = 4,

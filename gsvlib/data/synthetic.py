@@ -414,8 +414,17 @@ def _frame_labels(root: Path, split: str, seq: int, k: int) -> np.ndarray:
     return scored_labels(np.asarray(analysis_array(root, split, seq, "labels")[k]))
 
 
+def generate_if_missing(out: str | Path, progress: bool = True) -> None:
+    """The default synthetic set in ``out`` unless a complete set (of any settings) is there already."""
+    if not (Path(out) / "meta.json").is_file():
+        generate(out, progress=progress)
+
+
 class SyntheticStreet(CityscapesSequences):
     """The synthetic set through the Cityscapes reader; ``videos()`` are whole snippets with every frame labelled."""
+
+    default_root = "data/synthetic"
+    generate = staticmethod(generate_if_missing)  # a built-in set: `gsv run` makes it where it is missing
 
     def __init__(self, root: str | Path, split: str = "val", *args, **kwargs):
         super().__init__(root, split, *args, **kwargs)

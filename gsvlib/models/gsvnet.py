@@ -50,6 +50,7 @@ class GSVNetConfig:
     learnable_delays: bool = False
     freeze_keyframe: bool = True  # N is pre-trained and frozen while PF trains (sec. 4.1)
     conventions: str = "gsvkit"  # a name in CONVENTIONS: "gsvkit", or "official" to run the authors' released weights
+    key_scale: float = 0.75  # keyframes are segmented at this input scale (sec. 4.1); a stage gsv run records its own
 
     def __post_init__(self):
         for name, table in (("keyframe_net", KEYFRAME_NETS), ("flow_net", FLOW_NETS), ("conventions", CONVENTIONS)):
@@ -65,6 +66,8 @@ class GSVNetConfig:
             raise ValueError(f"num_classes must be an integer in 2..1024, got {self.num_classes!r}")
         if not isinstance(self.kernel_size, int) or self.kernel_size not in (3, 5, 7, 9):
             raise ValueError(f"kernel_size K must be 3, 5, 7 or 9, got {self.kernel_size!r}")
+        if not isinstance(self.key_scale, (int, float)) or not 0 < self.key_scale <= 2:
+            raise ValueError(f"key_scale must be a number in (0, 2], got {self.key_scale!r}")
 
 
 class Propagation(NamedTuple):
@@ -76,13 +79,20 @@ class Propagation(NamedTuple):
     intra: torch.Tensor | None  # (B, C, H/8, W/8)
 
 
-def full_resolution_labels(seg: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
-    """The paper's final step: bilinear upsample of the 1/8 logits to ``size`` and argmax -> (B, H, W) int64.
+def label_dtype(num_classes: int) -> torch.dtype:
+    """The dtype of full-resolution labels: uint8, or int16 above 256 classes."""
+    return torch.uint8 if num_classes <= 256 else torch.int16
 
-    Channels-last keeps each pixel's C scores together, which halves the CPU time of this step at 2048x1024.
+
+def full_resolution_labels(seg: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
+    """The paper's final step, the one output step of every path (eager, compiled, ONNX, evaluation): bilinear
+    upsampling of the 1/8 logits (B, C, h, w) to ``size`` and argmax -> (B, H, W) labels in :func:`label_dtype`.
+
+    Channels-last keeps each pixel's C scores together, which halves the CPU time of this step at 2048x1024; under
+    torch.compile, inductor fuses the upsampling and the argmax into one pass that never holds the (B, C, H, W) scores.
     """
     up = resize(seg.float().contiguous(memory_format=torch.channels_last), size, align_corners=align_corners)
-    return up.argmax(1)
+    return up.argmax(1).to(label_dtype(seg.shape[1]))
 
 
 def _build(net: type[nn.Module], conventions: Conventions, *args) -> nn.Module:
@@ -139,10 +149,6 @@ class GSVNet(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.keyframe_frozen):
             logits = self.keyframe_net(self.normalize(x))
         return resize(logits, (h // 8, w // 8), align_corners=corners)
-
-    def labels(self, seg: torch.Tensor, size) -> torch.Tensor:
-        """The output step (:func:`full_resolution_labels`) under this model's conventions: (B, H, W) int64."""
-        return full_resolution_labels(seg, size, self.conventions.align_corners)
 
     def flow(self, cur_small: torch.Tensor, prev_small: torch.Tensor) -> torch.Tensor:
         """O: the backward flow m_t (B, 2, H/8, W/8) in 1/8-grid pixels from the normalised 1/8 frames I_t, I_{t-1}."""

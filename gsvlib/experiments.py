@@ -1,0 +1,442 @@
+"""Experiments as files: one TOML file under ``experiments/`` describes one experiment, and ``gsv run`` carries it out.
+
+An experiment file holds (every key but ``description`` optional)::
+
+    description = "what this experiment is, in one sentence"   # goes into every result it writes
+    legend = "short name for plots"
+    checkpoint = "../gsvnet"          # instead of [train]: evaluate another experiment's model (or a file)
+
+    [train]                           # a TrainConfig: `recipe` and any of its fields (gsv train --help)
+    recipe = "camvid-gsv"
+    init = "../swiftnet"              # a starting point: another experiment (its checkpoint) or a file
+    out = "runs/camvid/gsvnet"        # default: runs/<experiment name>
+
+    [export]                          # a small fp16 weights file of the run, with a manifest entry
+    out = "weights/w.pt"
+    manifest = "weights/manifest.json"
+    metrics = ["held-out"]            # evaluations recorded in the manifest entry
+
+    [[eval]]                          # an EvalConfig (gsv eval --help) with a name and an `out` file
+    name = "held-out"
+    of = "weights"                    # evaluate the exported weights (default: the run's checkpoint)
+    table = "propagation"             # this result's table and row, where they are not [report]'s
+    split = "val"
+    span = "held-out"
+    variants = ["gsv", "warp", "copy"]
+    out = "figures/camvid/propagation.json"
+
+    [[bench]]                         # a BenchConfig (gsv bench --help) with a name and a `json` file
+
+    [report]                          # where the results go in `gsv tables`
+    table = "ablation"                # a table of tables.toml (in this folder or one above it)
+    row = "the row's text (default: the description)"
+    order = 3                         # the row's place in its table
+
+An experiment's name is its path under the ``experiments`` folder without ``.toml`` ("camvid/ablation/base");
+other experiments are named by their path relative to the file that names them ("../swiftnet"). Datasets are read at
+their default folders (``data/camvid``, ``data/synthetic``) unless ``gsv run --root camvid=PATH`` says otherwise.
+
+``gsv run`` trains what is missing (resuming what was interrupted, first the experiments this one starts from),
+skips what is done, exports, evaluates, and writes each result with an ``experiment`` block: the name, description,
+table settings (copied from tables.toml) and the exact evaluation, so that ``gsv tables`` renders any folder of
+results from the files alone (:mod:`gsvlib.reports`). A result is done when its file records the same evaluation of
+a checkpoint with the same sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from gsvlib.bench import BenchConfig, benchmark
+from gsvlib.checkpoint import export_weights, load_model, read_checkpoint, write_manifest_entry
+from gsvlib.config import RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for
+from gsvlib.data import DATASETS
+from gsvlib.evaluate import EvalConfig, run_eval
+from gsvlib.files import write_json_atomic
+from gsvlib.reports import LAYOUT_RENDERERS
+from gsvlib.train import train
+
+TABLES = "tables.toml"  # the tables of a folder of experiments and of the folders below it
+KEYS = {"description", "legend", "checkpoint", "train", "export", "eval", "bench", "report"}
+
+
+class ExperimentError(ValueError):
+    """An experiment file that cannot be read or does not fit what it names; the message names the file."""
+
+
+@dataclass
+class Experiment:
+    path: Path  # the .toml file
+    name: str  # its path under the experiments folder, without .toml
+    description: str
+    legend: str | None = None
+    checkpoint: str | None = None  # another experiment, or a file, to evaluate instead of training
+    train: dict | None = None  # TrainConfig fields and "recipe"
+    export: dict | None = None  # {"out", "manifest", "metrics"}
+    evals: list[dict] = field(default_factory=list)  # EvalConfig fields, "name", "of"
+    benches: list[dict] = field(default_factory=list)  # BenchConfig fields, "name"
+    report: dict = field(default_factory=dict)  # {"table", "row", "order"}
+
+    def ref(self, text: str) -> Path | None:
+        """The experiment file that ``text`` names ("../swiftnet"), or None when it names a file (".pt")."""
+        if text.endswith((".pt", ".pth", ".tar")):
+            return None
+        return (self.path.parent / f"{text}.toml").resolve()
+
+
+def _root_of(path: Path) -> Path:
+    """The ``experiments`` folder above ``path`` (the file's own folder when there is none)."""
+    return next((p for p in path.parents if p.name == "experiments"), path.parent)
+
+
+def _fail(path: Path, message: str) -> ExperimentError:
+    return ExperimentError(f"{path}: {message}")
+
+
+def _known(path: Path, section: str, given: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise _fail(path, f"[{section}] has unknown keys {unknown}; allowed: {', '.join(sorted(allowed))}")
+
+
+def load(path: str | Path) -> Experiment:
+    """Read and check one experiment file."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ExperimentError(f"experiment {path} does not exist (experiment files end in .toml)")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise _fail(path, f"is not valid TOML ({e})") from None
+    _known(path, "top level", raw, KEYS)
+    if not isinstance(raw.get("description"), str) or not raw["description"].strip():
+        raise _fail(path, 'needs a description = "..." (one sentence: it goes into every result)')
+    if ("train" in raw) == ("checkpoint" in raw):
+        raise _fail(path, "give either [train] (what to train) or checkpoint = ... (what to evaluate), not "
+                          f"{'both' if 'train' in raw else 'neither'}")
+    train_keys = {f.name for f in fields(TrainConfig)} | {"recipe"}
+    eval_keys = {f.name for f in fields(EvalConfig)} | {"name", "of", "table", "row"}
+    bench_keys = {f.name for f in fields(BenchConfig)} | {"name", "table", "row"}
+    _known(path, "train", raw.get("train", {}), train_keys)
+    _known(path, "export", raw.get("export", {}), {"out", "manifest", "metrics"})
+    _known(path, "report", raw.get("report", {}), {"table", "row", "order"})
+    evals, benches = raw.get("eval", []), raw.get("bench", [])
+    for section, items, keys, out in (("eval", evals, eval_keys, "out"), ("bench", benches, bench_keys, "json")):
+        for item in items:
+            _known(path, f"[{section}]", item, keys)
+            if "name" not in item or out not in item:
+                raise _fail(path, f"each [[{section}]] needs a name and an {out} file")
+    names = [e["name"] for e in evals + benches]
+    if len(set(names)) != len(names):
+        raise _fail(path, f"evaluation names repeat: {names}")
+    if "recipe" in raw.get("train", {}) and raw["train"]["recipe"] not in RECIPES:
+        raise _fail(path, f"recipe must be one of {sorted(RECIPES)}, got {raw['train']['recipe']!r}")
+    for e in evals:
+        if e.get("of", "run") not in ("run", "weights"):
+            raise _fail(path, f"[[eval]] {e['name']}: of must be run or weights, got {e['of']!r}")
+        if e.get("of") == "weights" and "export" not in raw:
+            raise _fail(path, f"[[eval]] {e['name']} evaluates the weights, but there is no [export]")
+    unknown = sorted(set(raw.get("export", {}).get("metrics", [])) - set(names))
+    if unknown:
+        raise _fail(path, f"[export] metrics names evaluations that do not exist: {unknown}")
+    return Experiment(path, path.relative_to(_root_of(path)).with_suffix("").as_posix(), raw["description"].strip(),
+                      raw.get("legend"), raw.get("checkpoint"), raw.get("train"), raw.get("export"), evals, benches,
+                      raw.get("report", {}))
+
+
+def collect(paths: list[str | Path]) -> list[Experiment]:
+    """The experiments of ``paths``: files, and folders (their .toml files, not those of their sub-folders)."""
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.glob("*.toml") if f.name != TABLES)
+            if not found:
+                raise ExperimentError(f"{p} holds no experiment files (*.toml)")
+            files += found
+        else:
+            files.append(p)
+    return [load(f) for f in files]
+
+
+def table_of(exp: Experiment, spec: dict) -> dict:
+    """The settings of the table a result of ``exp`` goes in (``spec``, an [[eval]] or [[bench]], names it, else
+    [report] does), from the nearest tables.toml at or above the experiment's folder, with its targets resolved; {}
+    when neither names a table."""
+    name = spec.get("table", exp.report.get("table"))
+    if name is None:
+        return {}
+    top = _root_of(exp.path)
+    for folder in (exp.path.parent, *exp.path.parent.parents):
+        if (folder / TABLES).is_file():
+            tables = tomllib.loads((folder / TABLES).read_text())
+            if name not in tables.get("tables", {}):
+                raise _fail(exp.path, f"names table {name!r}, which {folder / TABLES} does not define (it has "
+                                      f"{sorted(tables.get('tables', {}))})")
+            spec = {"id": name, **tables["tables"][name]}
+            if spec.get("layout") not in LAYOUT_RENDERERS:
+                raise _fail(folder / TABLES, f"table {name}: layout must be one of {list(LAYOUT_RENDERERS)}")
+            if "targets" in spec:
+                spec["targets"] = tables.get("targets", {}).get(spec["targets"])
+                if spec["targets"] is None:
+                    raise _fail(folder / TABLES, f"table {name} names targets that [targets] does not define")
+            return spec
+        if folder == top:
+            break
+    raise _fail(exp.path, f"names table {name!r}, but no {TABLES} lies in its folder or above it up to {top}")
+
+
+class Runner:
+    """Carries out experiments: trains, exports, evaluates and benchmarks what is not done yet. ``roots`` maps
+    dataset names to their folders; ``overrides`` sets training settings in every experiment (e.g. a few iterations
+    to try a folder of experiments out); ``dry_run`` prints the plan and changes nothing."""
+
+    def __init__(self, roots: dict[str, str] | None = None, runs: str | Path = "runs", progress: bool = True,
+                 dry_run: bool = False, say=print, overrides: dict | None = None):
+        self.roots = dict(roots or {})
+        self.overrides = dict(overrides or {})  # TrainConfig fields set in every experiment's [train] (quick runs)
+        unknown = sorted(set(self.overrides) - {f.name for f in fields(TrainConfig)})
+        if unknown:
+            raise ValueError(f"--set names settings TrainConfig does not have: {unknown}")
+        unknown = sorted(set(self.roots) - set(DATASETS))
+        if unknown:
+            raise ValueError(f"--root names datasets that do not exist: {unknown} (datasets: {sorted(DATASETS)})")
+        self.runs = Path(runs)
+        self.progress = progress
+        self.dry_run = dry_run
+        self.say = say
+        self._trained: dict[Path, Path] = {}  # experiment file -> its checkpoint, once made sure of
+
+    def root(self, dataset: str) -> str:
+        """The folder of ``dataset``: given with --root (for it or a dataset read from the same folder), else its
+        default."""
+        default = DATASETS[dataset].default_root
+        shared = [r for name, r in self.roots.items() if DATASETS[name].default_root == default]
+        return self.roots.get(dataset) or (shared[0] if shared else default)
+
+    def config(self, exp: Experiment) -> TrainConfig:
+        """The training config of ``exp``: its recipe, its fields, the dataset's folder, the run folder."""
+        values = {**exp.train, **self.overrides}
+        recipe = values.pop("recipe", None)
+        for name in STARTING_POINTS:
+            if isinstance(values.get(name), str) and exp.ref(values[name]) is not None:
+                values[name] = str(self._checkpoint_of(exp, values[name]))
+        values.setdefault("out", str(self.runs / exp.name))
+        try:
+            cfg = config_for(recipe=recipe, **values)
+            cfg = config_for(recipe=recipe, **{**values, "root": values.get("root", self.root(cfg.dataset))})
+            cfg.check()
+        except (TypeError, ValueError) as e:
+            raise _fail(exp.path, f"[train]: {e}") from None
+        return cfg
+
+    def _checkpoint_of(self, exp: Experiment, text: str) -> Path:
+        """The checkpoint that ``text`` in ``exp`` names: another experiment's (trained first) or a file."""
+        ref = exp.ref(text)
+        if ref is None:
+            return (exp.path.parent / text).resolve() if not Path(text).is_absolute() else Path(text)
+        if not ref.is_file():
+            raise _fail(exp.path, f"names experiment {text!r}, but {ref} does not exist")
+        return self.trained(load(ref))
+
+    def trained(self, exp: Experiment) -> Path:
+        """Make sure ``exp``'s model exists (training it, and what it starts from, where missing or interrupted);
+        returns its checkpoint."""
+        if exp.path in self._trained:
+            return self._trained[exp.path]
+        if exp.train is None:
+            path = self._checkpoint_of(exp, exp.checkpoint)
+        else:
+            cfg = self.config(exp)
+            path = Path(cfg.out) / "checkpoint.pt"
+            done = read_checkpoint(path).get("iteration", 0) if path.is_file() and not self.dry_run else 0
+            if self.dry_run:
+                state = "resume" if path.is_file() else "train"
+                self.say(f"[{exp.name}] would {state}: {cfg.stage} for {cfg.iterations} iterations into {cfg.out}")
+            elif done >= cfg.iterations:
+                self.say(f"[{exp.name}] trained: {path} ({done} iterations)")
+            else:
+                self._ready(cfg.dataset, cfg.root)
+                if not path.is_file():
+                    check_starting_point(exp.train.get("recipe"), cfg)
+                self.say(f"[{exp.name}] {'resuming' if path.is_file() else 'training'} {cfg.stage} into {cfg.out}")
+                train(cfg, resume=path.is_file(), progress=self.progress)
+        self._trained[exp.path] = path
+        return path
+
+    def _ready(self, dataset: str, root: str) -> None:
+        """A built-in dataset (the synthetic set, with its default settings) is made where it is missing."""
+        if hasattr(DATASETS[dataset], "generate"):
+            DATASETS[dataset].generate(root, progress=self.progress)
+
+    def run(self, exp: Experiment) -> list[Path]:
+        """Carry out ``exp``; returns the result files it wrote or found done."""
+        for spec in exp.evals + exp.benches:
+            table_of(exp, spec)  # a misnamed table fails before anything runs
+        checkpoint = self.trained(exp)
+        weights = self._export(exp, checkpoint)
+        written = []
+        for spec in exp.evals:
+            source = weights if spec.get("of") == "weights" else checkpoint
+            written.append(self._evaluate(exp, spec, source))
+        for spec in exp.benches:
+            written.append(self._bench(exp, spec, weights or checkpoint))
+        if exp.export and exp.export.get("manifest") and not self.dry_run:
+            self._manifest(exp, checkpoint, weights)
+        return written
+
+    def _export(self, exp: Experiment, checkpoint: Path) -> Path | None:
+        if not exp.export:
+            return None
+        out = Path(exp.export["out"])
+        if self.dry_run:
+            self.say(f"[{exp.name}] would export {checkpoint} to {out} where it is older than the checkpoint")
+        elif not out.is_file() or out.stat().st_mtime < checkpoint.stat().st_mtime:
+            export_weights(checkpoint, out)
+            self.say(f"[{exp.name}] exported {out}")
+        return out
+
+    def _manifest(self, exp: Experiment, checkpoint: Path, weights: Path) -> None:
+        metrics = {}
+        for name in exp.export.get("metrics", []):
+            spec = next(e for e in exp.evals if e["name"] == name)
+            report = json.loads(Path(spec["out"]).read_text())
+            report.pop("experiment", None)
+            metrics[Path(spec["out"]).name] = report
+        write_manifest_entry(checkpoint, weights, exp.export["manifest"], {"metrics": metrics} if metrics else None)
+        self.say(f"[{exp.name}] manifest entry of {weights.name} written to {exp.export['manifest']}")
+
+    def eval_config(self, exp: Experiment, spec: dict, source: Path) -> EvalConfig:
+        values = {k: v for k, v in spec.items() if k not in ("name", "of", "table", "row")}
+        values.setdefault("dataset", self._dataset(exp))
+        values.setdefault("root", self.root(values["dataset"]))
+        try:
+            cfg = EvalConfig(**{**values, "checkpoint": str(source)})
+            cfg.check()
+        except (TypeError, ValueError) as e:
+            raise _fail(exp.path, f"[[eval]] {spec['name']}: {e}") from None
+        return cfg
+
+    def _dataset(self, exp: Experiment) -> str:
+        """The dataset an experiment's evaluations read by default: the one it trained on (or the experiment it
+        evaluates did)."""
+        if exp.train is not None:
+            return config_for(recipe=exp.train.get("recipe"), **{k: v for k, v in exp.train.items()
+                                                                 if k in ("stage", "dataset")}).dataset
+        ref = exp.ref(exp.checkpoint)
+        return self._dataset(load(ref)) if ref is not None else EvalConfig.dataset
+
+    def _evaluate(self, exp: Experiment, spec: dict, source: Path) -> Path:
+        cfg = self.eval_config(exp, spec, source)
+        out = Path(spec["out"])
+        recorded = {k: v for k, v in spec.items() if k not in ("out",)}
+        if self.dry_run:
+            self.say(f"[{exp.name}] would evaluate {spec['name']} ({', '.join(cfg.variants)}) into {out} unless done")
+            return out
+        meta = experiment_block(exp, spec, recorded, source, sha256(source), cfg)
+        if _done(out, meta):
+            self.say(f"[{exp.name}] {spec['name']}: done ({out})")
+            return out
+        self._ready(cfg.dataset, cfg.root)
+        model, ckpt = load_model(source, cfg.device)
+        cfg.require(ckpt)
+        self.say(f"[{exp.name}] evaluating {spec['name']} on {cfg.data}")
+        write_json_atomic(out, {**run_eval(model, cfg, self.progress), "experiment": meta})
+        return out
+
+    def _bench(self, exp: Experiment, spec: dict, source: Path) -> Path:
+        values = {k: v for k, v in spec.items() if k not in ("name", "table", "row")}
+        try:
+            cfg = BenchConfig(**{**values, "checkpoint": str(source)})
+            cfg.check()
+        except (TypeError, ValueError) as e:
+            raise _fail(exp.path, f"[[bench]] {spec['name']}: {e}") from None
+        out = Path(cfg.json)
+        if self.dry_run:
+            self.say(f"[{exp.name}] would benchmark {spec['name']} into {out} unless done")
+            return out
+        meta = experiment_block(exp, spec, {k: v for k, v in spec.items() if k != "json"}, source, sha256(source))
+        if _done(out, meta):
+            self.say(f"[{exp.name}] {spec['name']}: done ({out})")
+            return out
+        model, _ = load_model(source, cfg.device)
+        self.say(f"[{exp.name}] benchmarking {spec['name']} at {cfg.size[0]}x{cfg.size[1]}")
+        write_json_atomic(out, {**benchmark(model, cfg, cfg.backend[0], cfg.precision[0], self.progress),
+                                "experiment": meta})
+        return out
+
+
+
+def experiment_block(exp: Experiment, spec: dict, recorded: dict, source: Path | None, digest: str | None,
+                     cfg: EvalConfig | None = None) -> dict:
+    """The ``experiment`` block of a result of ``exp``'s evaluation ``spec``: what the experiment is, which of its
+    evaluations this is (``recorded``: its settings as the file gives them; ``config``: the whole EvalConfig they
+    made, less the machine's paths), what it evaluated (``source`` and its sha256), and the table and row it belongs
+    in."""
+    config = None if cfg is None else {k: v for k, v in asdict(cfg).items() if k not in MACHINE_FIELDS}
+    return {"name": exp.name, "description": exp.description, "legend": exp.legend, "evaluation": spec["name"],
+            "spec": recorded, "config": config, "checkpoint": None if source is None else _shown(source),
+            "checkpoint_sha256": digest, "table": table_of(exp, spec),
+            "row": spec.get("row", exp.report.get("row", exp.description)), "order": exp.report.get("order")}
+
+
+MACHINE_FIELDS = ("checkpoint", "root", "out", "device")  # where things lie on one machine: not recorded in results
+
+
+def reevaluate(result: dict, checkpoint: str | Path, roots: dict[str, str], device: str = "cpu",
+               progress: bool = True) -> dict:
+    """A recorded result (a ``gsv run`` evaluation) computed again for ``checkpoint`` with the evaluation it records,
+    on the dataset folders ``roots`` (dataset name -> folder); the experiment block is kept, its checkpoint and
+    sha256 replaced."""
+    meta = result["experiment"]
+    if not meta.get("config"):
+        raise ExperimentError(f"{meta['name']} ({meta['evaluation']}): the result records no evaluation config; run "
+                              "its experiment again with `gsv run`")
+    dataset = meta["config"]["dataset"]
+    cfg = EvalConfig(**meta["config"], checkpoint=str(checkpoint), device=device,
+                     root=roots.get(dataset, DATASETS[dataset].default_root))
+    cfg.check()
+    model, ckpt = load_model(checkpoint, device)
+    cfg.require(ckpt)
+    digest = sha256(Path(checkpoint))
+    return {**run_eval(model, cfg, progress),
+            "experiment": {**meta, "checkpoint": _shown(Path(checkpoint)), "checkpoint_sha256": digest}}
+
+
+def _shown(path: Path) -> str:
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _done(out: Path, meta: dict) -> bool:
+    """Whether ``out`` already holds this evaluation of this checkpoint."""
+    if not out.is_file():
+        return False
+    try:
+        old = json.loads(out.read_text()).get("experiment", {})
+    except (json.JSONDecodeError, AttributeError):
+        return False
+    return all(old.get(k) == meta[k] for k in ("spec", "checkpoint_sha256"))
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def plan_text(exp: Experiment) -> str:
+    """One line of what ``exp`` is, for ``gsv run --list``."""
+    what = (f"trains {exp.train.get('recipe', 'its stage default')}" if exp.train is not None else
+            f"evaluates {exp.checkpoint}")
+    evals = ", ".join(e["name"] for e in exp.evals + exp.benches) or "no evaluation"
+    return f"{exp.name}: {exp.description} ({what}; {evals})"
+
+
