@@ -339,9 +339,10 @@ def _matplotlib_export(fig: go.Figure, path: Path) -> None:
             ax.axis("off")
             if trace.showscale:
                 mfig.colorbar(im, ax=ax, fraction=0.04)
-        elif trace.type == "bar":
-            ax.bar(list(trace.x), list(trace.y), color=[tuple(int(v) / 255 for v in c[4:-1].split(","))
-                                                        for c in trace.marker.color])
+        elif trace.type == "bar":  # per-bar "rgb(r,g,b)" colours (a palette chart), or one colour per trace
+            colors = trace.marker.color
+            ax.bar(list(trace.x), list(trace.y), label=trace.name, alpha=0.6 if colors is None else 1.0,
+                   color=None if colors is None else [tuple(int(v) / 255 for v in c[4:-1].split(",")) for c in colors])
             ax.tick_params(axis="x", labelrotation=60, labelsize=7)
             ax.set_yticks([])
         elif trace.type == "scatter":

@@ -18,6 +18,7 @@ SMALL = dict(snippets=2, val_snippets=1, height=64, width=128, keyframe_iteratio
              root=str(WORK / "data"), runs=str(WORK / "runs"), figures=str(WORK / "figures"),
              camvid_root=str(ROOT.parent / "shared" / "camvid"), camvid_weights=str(ROOT / "weights" /
              "camvid_swiftnet_gsvnet.pt"), camvid_results=str(ROOT / "figures" / "camvid"), camvid_bisenet="",
+             camvid_again=["held-out"],  # the test/ scores at three scales take minutes more
              cost_height=256, cost_width=512, policy_factors=[1, 3], policy_max_interval=5,
              bench_height=64, bench_width=128, bench_repeats=1, iterations=4, log_every=2, out=str(WORK / "nb05"))
 

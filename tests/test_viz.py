@@ -68,3 +68,17 @@ def test_scrubber_redraws_by_replacing_the_output_widget_state(capsys):
     assert out.outputs != first and len(out.outputs) == 1
     assert "application/vnd.plotly.v1+json" in out.outputs[0]["data"]
     assert capsys.readouterr().out == ""  # the callback displays nothing: no output for JupyterLab's Log console
+
+
+def test_the_matplotlib_fallback_draws_grouped_bars_without_per_bar_colours(tmp_path):
+    """Without a browser for kaleido, export draws with matplotlib: grouped bars (one colour per trace, as notebook
+    08's per-class chart) and palette bars (a colour per bar) both come out as a PNG."""
+    import plotly.graph_objects as go
+
+    from gsvlib.viz import _matplotlib_export
+
+    grouped = go.Figure([go.Bar(name=m, x=["road", "car"], y=[80.0 + i, 60.0 - i]) for i, m in enumerate("ab")])
+    palette = go.Figure(go.Bar(x=["road", "car"], y=[1, 1], marker_color=["rgb(128,64,128)", "rgb(0,0,142)"]))
+    for name, fig in (("grouped", grouped), ("palette", palette)):
+        _matplotlib_export(fig, tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
