@@ -61,6 +61,7 @@ from gsvlib.train import train
 
 TABLES = "tables.toml"  # the tables of a folder of experiments and of the folders below it
 KEYS = {"description", "legend", "checkpoint", "train", "export", "eval", "bench", "report"}
+PLACING = ("name", "of", "table", "row")  # keys of an [[eval]] or [[bench]] that say where it goes, not how it runs
 
 
 class ExperimentError(ValueError):
@@ -118,8 +119,8 @@ def load(path: str | Path) -> Experiment:
         raise _fail(path, "give either [train] (what to train) or checkpoint = ... (what to evaluate), not "
                           f"{'both' if 'train' in raw else 'neither'}")
     train_keys = {f.name for f in fields(TrainConfig)} | {"recipe"}
-    eval_keys = {f.name for f in fields(EvalConfig)} | {"name", "of", "table", "row"}
-    bench_keys = {f.name for f in fields(BenchConfig)} | {"name", "table", "row"}
+    eval_keys = {f.name for f in fields(EvalConfig)} | set(PLACING)
+    bench_keys = {f.name for f in fields(BenchConfig)} | set(PLACING) - {"of"}
     _known(path, "train", raw.get("train", {}), train_keys)
     _known(path, "export", raw.get("export", {}), {"out", "manifest", "metrics"})
     _known(path, "report", raw.get("report", {}), {"table", "row", "order"})
@@ -309,7 +310,7 @@ class Runner:
         self.say(f"[{exp.name}] manifest entry of {weights.name} written to {exp.export['manifest']}")
 
     def eval_config(self, exp: Experiment, spec: dict, source: Path) -> EvalConfig:
-        values = {k: v for k, v in spec.items() if k not in ("name", "of", "table", "row")}
+        values = {k: v for k, v in spec.items() if k not in PLACING}
         values.setdefault("dataset", self._dataset(exp))
         values.setdefault("root", self.root(values["dataset"]))
         try:
@@ -347,7 +348,7 @@ class Runner:
         return out
 
     def _bench(self, exp: Experiment, spec: dict, source: Path) -> Path:
-        values = {k: v for k, v in spec.items() if k not in ("name", "table", "row")}
+        values = {k: v for k, v in spec.items() if k not in PLACING}
         try:
             cfg = BenchConfig(**{**values, "checkpoint": str(source)})
             cfg.check()
