@@ -1,7 +1,10 @@
 """Throughput, FLOPs and parameters of the streaming segmenter (sec. 4.1, "Complexity Metrics"; Table 2).
 
 Timing runs batch 1 from frame in to full-resolution labels out, after warm-up, with ``torch.cuda.synchronize`` on
-GPU. FLOPs come from ``torch.utils.flop_counter`` (a multiply-add counts as 2 FLOPs, convs and matmuls only).
+GPU, on a frame of the synthetic street video (the output step's cost depends on how many cells border another
+class, so noise would time a case no footage has). FLOPs come from ``torch.utils.flop_counter`` (a multiply-add
+counts as 2 FLOPs, convs and matmuls only). A roofline measured in the same run, the attainable GFLOP/s of a large
+matmul and the bandwidth of a large copy, says how far each part of a frame is from what the machine can do.
 """
 from __future__ import annotations
 
@@ -12,14 +15,19 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from gsvlib.config import interval_arg, parse_size, setting
+from gsvlib.data.synthetic import render_snippet
 from gsvlib.deploy import RUNTIMES  # with "onnx" registered
 from gsvlib.device import PRECISIONS, check_device
-from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet, full_resolution_labels
+from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
+from gsvlib.models.output import dense_labels, full_resolution_labels, mixed_share
 from gsvlib.models.warp import warp
 from gsvlib.progress import progress_bar
 from gsvlib.segmenter import VideoSegmenter, padded_size
@@ -38,16 +46,19 @@ class BenchConfig:
                                          type=interval_arg)
     key_scale: float | None = setting(None, "keyframe input scale (default: the checkpoint's, else 0.75)", type=float)
     image_scales: tuple[float, ...] = setting((0.5, 0.75, 1.0), "input scales of the image-only baselines")
-    backend: tuple[str, ...] = setting(("eager",), "eager PyTorch; compiled: torch.compile of the keyframe path, the "
-                                       "non-keyframe path and the output step (compiled in the warm-up: about a "
-                                       "minute on a CPU); onnx: exported and run by ONNX Runtime (the onnx extra). "
-                                       "Several: the full benchmark of each, one table",
+    backend: tuple[str, ...] = setting(("eager",), "eager PyTorch; compiled: torch.compile of the keyframe path and "
+                                       "the non-keyframe path (compiled in the warm-up: about a minute on a CPU); "
+                                       "cuda-graphs: compiled and captured as CUDA graphs (CUDA); onnx: exported and "
+                                       "run by ONNX Runtime (the onnx extra). Several: the full benchmark of each, "
+                                       "one table",
                                        choices=lambda: list(BACKENDS))
     precision: tuple[str, ...] = setting(("fp32",), "fp32, fp16 (CUDA) or bf16 autocast; several: one table over "
                                          "backends x precisions", choices=lambda: list(PRECISIONS))
     device: str = setting("cpu", "cpu, cuda or cuda:N")
     intervals_timed: int = setting(2, "timed keyframe intervals after the warm-up")
     channels_last: bool = setting(False, "channels-last memory format", flag="--channels-last")
+    host_frames: bool = setting(False, "frames start in host memory: each frame's time includes its copy to --device "
+                                "(a GPU's real input path)", flag="--host-frames")
     threads: int = setting(0, "CPU threads (0: torch's choice)")
     keyframe_net: str = setting("swiftnet", "keyframe net N without --checkpoint", choices=lambda: list(KEYFRAME_NETS))
     flow_net: str = setting("light", "flow net O without --checkpoint", choices=lambda: list(FLOW_NETS))
@@ -90,6 +101,7 @@ class BenchResult:
     key_ms: float  # median over timed keyframes
     nonkey_ms: float  # median over timed non-keyframes (nan when interval == 1)
     fps: float  # timed frames / total time, over whole intervals
+    warmup_s: float  # the warm-up before timing: where the compiled and onnx runtimes compile or export
     frame_ms: list[float] = field(repr=False)
     frame_is_key: list[bool] = field(repr=False)
 
@@ -123,24 +135,29 @@ def _spread_warning(ms: list[float], what: str, label: str) -> None:
 
 def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: float | None = None,
                 intervals: int = 2, warmup: int | None = None, device: str = "cpu", precision: str = "fp32",
-                progress: bool = True, label: str | None = None, backend: str = "eager") -> BenchResult:
-    """Stream ``intervals`` whole keyframe intervals of random frames through a :class:`VideoSegmenter` and time
-    every frame (in to labels out). ``warmup`` frames (default: one interval) run first and are not counted.
-    ``label`` names the run in the progress bar and in a warning when repeats disagree by more than SPREAD.
-    ``backend`` names the runtime (:data:`BACKENDS`): "eager", "compiled" (compiled during the warm-up) or "onnx"
-    (exported during the warm-up, run by ONNX Runtime on the CPU)."""
+                progress: bool = True, label: str | None = None, backend: str = "eager", host_frames: bool = False,
+                runtime=None) -> BenchResult:
+    """Stream ``intervals`` whole keyframe intervals of the street frame (:func:`street_frame`, uint8) through a
+    :class:`VideoSegmenter` and time every frame (in to labels out). ``warmup`` frames (default: one interval) run
+    first and are not counted. ``label`` names the run in the progress bar and in a warning when repeats disagree by
+    more than SPREAD. ``backend`` names the runtime (:data:`BACKENDS`): "eager", "compiled" (compiled during the
+    warm-up), "cuda-graphs" (CUDA) or "onnx" (exported during the warm-up, run by ONNX Runtime on the CPU);
+    ``runtime``, one built before (:data:`RUNTIMES`), is reused instead, with what it compiled.
+    ``host_frames``: the frame starts in host memory, and each step's time includes its copy to ``device``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     reason = unsupported(backend, precision, device)
     if reason:
         raise ValueError(f"backend {backend} cannot run at {precision} on {device}: {reason}")
-    seg = VideoSegmenter(model, interval, key_scale, device, PRECISIONS[precision], runtime=backend)
-    frame = torch.rand(3, *size, device=seg.device)
+    seg = VideoSegmenter(runtime or model, interval, key_scale, device, PRECISIONS[precision], runtime=backend)
+    frame = street_frame(tuple(size)) if host_frames else street_frame(tuple(size)).to(seg.device)
     warmup = interval if warmup is None else warmup
+    t0 = time.perf_counter()
     for _ in range(warmup):
         seg.step(frame, labels=True)
     seg.force_keyframe()
     _sync(seg.device)
+    warmup_s = time.perf_counter() - t0
     ms, keys = [], []
     label = label or f"GSVNet l={interval}"
     for _ in progress_bar(range(intervals * interval), desc=f"timing {label} at {size[0]}x{size[1]}",
@@ -155,23 +172,97 @@ def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: 
     _spread_warning(key_ms, "keyframe", label)
     _spread_warning(nonkey_ms, "non-keyframe", label)
     return BenchResult(tuple(size), interval, seg.key_scale, precision, str(seg.device), statistics.median(key_ms),
-                       statistics.median(nonkey_ms) if nonkey_ms else float("nan"), 1000 * len(ms) / sum(ms), ms, keys)
+                       statistics.median(nonkey_ms) if nonkey_ms else float("nan"), 1000 * len(ms) / sum(ms),
+                       round(warmup_s, 2), ms, keys)
 
 
-def nonkey_parts(model: GSVNet, size=(1024, 2048), repeats: int = 5) -> dict[str, float]:
-    """Median ms of the parts of an eager non-keyframe at ``size``: the flow net, warping and the GSV conv, and the
-    full-resolution labels (upsampling and argmax)."""
+PARTS = ("keyframe net N", "flow net O", "warp (eq. 1)", "GSV conv (eq. 2)", "labels (output step)",
+         "labels, literal (baseline)")  # the parts of a frame part_timings times, in the order tables show them
+
+
+@lru_cache(maxsize=4)
+def street_frame(size: tuple[int, int]) -> torch.Tensor:
+    """The first frame of synthetic street snippet 0 rendered at ``size`` (H, W): (3, H, W) uint8, the frame timed."""
+    rgb = next(render_snippet(0, 0, size, frames=1))[0]  # (H, W, 3) uint8
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+
+
+def native_precisions(device: str = "cpu") -> list[str]:
+    """The matmul precisions the hardware computes natively: fp32, plus bf16 (CPUs with AVX512-BF16 or AMX; CUDA
+    where supported) and fp16 (CUDA)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
+    return ["fp32"] + (["bf16"] if _cpu_flags() & {"avx512_bf16", "amx_bf16"} else [])
+
+
+def roofline(device: str = "cpu", n: int | None = None, copy_mb: int | None = None, repeats: int = 3) -> dict:
+    """What this machine attains: GFLOP/s of an n x n x n matmul in each native precision and GB/s of a copy of
+    ``copy_mb`` MB (read + write), best of ``repeats`` after one warm-up call. Defaults: 2048 and 256 MB on a CPU,
+    8192 and 2048 MB on a GPU (large enough to leave launch overheads and caches behind)."""
+    dev = check_device(device)
+    gpu = dev.type == "cuda"
+    n, copy_mb = n or (8192 if gpu else 2048), copy_mb or (2048 if gpu else 256)
+
+    def best_ms(fn) -> float:
+        fn()
+        _sync(dev)
+        ms = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            _sync(dev)
+            ms.append((time.perf_counter() - t0) * 1000)
+        return min(ms)
+
+    gflop_s = {}
+    for precision in native_precisions(device):
+        a, b = (torch.randn(n, n, device=dev, dtype=PRECISIONS[precision] or torch.float32) for _ in range(2))
+        gflop_s[precision] = round(2 * n ** 3 / best_ms(lambda: a @ b) / 1e6, 1)
+    src = torch.empty(copy_mb * 2 ** 20 // 4, device=dev)
+    dst = torch.empty_like(src)
+    copy_gb_s = round(2 * src.numel() * 4 / best_ms(lambda: dst.copy_(src)) / 1e6, 1)  # bytes read + written
+    return {"matmul_gflop_s": gflop_s, "copy_gb_s": copy_gb_s, "matmul_size": n, "copy_mb": copy_mb}
+
+
+def part_timings(model: GSVNet, size=(1024, 2048), key_scale: float = 0.75, repeats: int = 5,
+                 peak_gflop_s: float | None = None) -> dict[str, dict]:
+    """Each part of a frame, eager at fp32 on the street frame: median ms, GFLOPs (the output step's nominal 4 C
+    multiply-adds per pixel of the literal upsampling), achieved GFLOP/s and, given ``peak_gflop_s``, its share of
+    that peak. Parts: the keyframe net N, the flow net O, warping (eq. 1), the GSV conv (eq. 2) and the output step
+    (labels; with the share of spans between cells of different classes, which is what it costs), and as a baseline
+    the literal output step (:func:`~gsvlib.models.output.dense_labels`: upsample, then argmax)."""
     model = model.eval()
     device = next(model.parameters()).device
     h, w = padded_size(size)
-    small = model.small_frame(torch.rand(1, 3, h, w, device=device))  # (1, 3, H/8, W/8)
-    seg = torch.randn(1, model.config.num_classes, h // 8, w // 8, device=device)
-    flow = model.flow(small, small)
-    return {"flow": round(time_call(model.flow, small, small, repeats=repeats), 1),
-            "warp + GSV conv": round(time_call(lambda: model.gsv(warp(seg, flow, model.conventions.warp_fill), small),
-                                              repeats=repeats), 1),
-            "labels": round(time_call(full_resolution_labels, seg, (h, w), model.conventions.align_corners,
-                                      repeats=repeats), 1)}
+    frame = torch.nn.functional.pad(street_frame(tuple(size)).float().div(255).to(device)[None],
+                                    (0, w - size[1], 0, h - size[0]), mode="replicate")  # (1, 3, H', W')
+    with torch.inference_mode():
+        small = model.small_frame(frame)  # (1, 3, H/8, W/8)
+        seg = model.segment_keyframe(frame, key_scale)  # (1, C, H/8, W/8)
+        flow = model.flow(small, small)
+        warped = warp(seg, flow, model.conventions.warp_fill)
+    corners = model.conventions.align_corners
+    calls = dict(zip(PARTS, ((model.segment_keyframe, frame, key_scale), (model.flow, small, small),
+                             (warp, seg, flow, model.conventions.warp_fill), (model.gsv, warped, small),
+                             (full_resolution_labels, seg, (h, w), corners), (dense_labels, seg, (h, w), corners))))
+    parts = {}
+    for name, (fn, *args) in calls.items():
+        ms = time_call(fn, *args, repeats=repeats, device=device)
+        flops = 8 * seg.shape[1] * h * w if fn in (full_resolution_labels, dense_labels) else count_flops(fn, *args)
+        parts[name] = {"ms": round(ms, 2), "gflops": round(flops / 1e9, 3), "gflop_s": round(flops / ms / 1e6, 1)}
+        if peak_gflop_s:
+            parts[name]["peak_share"] = round(flops / ms / 1e6 / peak_gflop_s, 3)
+    parts["labels (output step)"]["mixed_share"] = round(mixed_share(seg, (h, w), corners), 3)
+    return parts
 
 
 def count_flops(fn, *args) -> int:
@@ -204,9 +295,15 @@ def benchmark(model: GSVNet, cfg: BenchConfig, backend: str = "eager", precision
     ``cfg.image_scales``, measured in one run on ``backend`` at ``precision``, with FLOPs (per keyframe, per
     non-keyframe, averaged over l) and parameters per part."""
     size, intervals, image_scales, device = cfg.size, cfg.intervals, cfg.image_scales, cfg.device
+    if precision != "fp32" and precision not in native_precisions(device):
+        warnings.warn(f"{precision} is not native on this {'GPU' if 'cuda' in device else 'CPU'} (no AVX512-BF16 or "
+                      f"AMX): autocast emulates it, and this benchmark can take many times longer than fp32",
+                      stacklevel=2)
     key_scale = model.config.key_scale if cfg.key_scale is None else cfg.key_scale
     repeats = cfg.intervals_timed
-    common = dict(device=device, precision=precision, progress=progress, backend=backend)
+    runtime = RUNTIMES[backend](model.to(check_device(device)).eval(), "gsv", None)  # compiled once for every l
+    common = dict(device=device, precision=precision, progress=progress, backend=backend,
+                  host_frames=cfg.host_frames, runtime=runtime)
     gsv = {str(l): time_stream(model, size, l, key_scale, repeats, **common).as_dict() for l in intervals}
     image = {str(s): time_stream(model, size, 1, s, repeats, label=f"image-only x{s}", **common).as_dict()
              for s in image_scales}
@@ -217,10 +314,11 @@ def benchmark(model: GSVNet, cfg: BenchConfig, backend: str = "eager", precision
         r.pop("frame_ms")
         r.pop("frame_is_key")
     env = environment(device)
+    roof = roofline(device)
     return {
         "device": env["device"], "torch": env["torch"], "size": list(size), "key_scale": key_scale,
-        "precision": precision,
-        "backend": backend, "nonkey_parts_ms": nonkey_parts(model, size),
+        "precision": precision, "backend": backend, "host_frames": cfg.host_frames, "roofline": roof,
+        "parts": part_timings(model, size, key_scale, peak_gflop_s=roof["matmul_gflop_s"]["fp32"]),
         "gsvnet": {l: {**r, "gflops_avg": round(average_flops(flops, int(l)) / 1e9, 2)} for l, r in gsv.items()},
         "image_only": {s: {**r, "gflops": round(f / 1e9, 2)} for (s, r), f in zip(image.items(), image_flops.values())},
         "gflops": {k: round(v / 1e9, 2) for k, v in flops.items()},
@@ -246,26 +344,31 @@ def unsupported(backend: str, precision: str, device: str) -> str | None:
     cuda = torch.device(device).type == "cuda"
     if backend == "onnx" and (cuda or precision != "fp32"):
         return "ONNX Runtime is timed on the CPU in fp32"
+    if backend == "cuda-graphs" and not cuda:
+        return "CUDA graphs need CUDA"
     if precision == "fp16" and not cuda:
         return "fp16 autocast needs CUDA (bf16 runs on the CPU)"
     return None
 
 
-def bench_matrix(model: GSVNet, cfg: BenchConfig, progress: bool = True) -> dict:
+def bench_matrix(model: GSVNet, cfg: BenchConfig, progress: bool = True, done: Callable | None = None) -> dict:
     """:func:`benchmark` for every backend x precision of ``cfg`` that can run here, in one process, one after the
-    other: {"environment", "runs": [benchmark reports], "skipped": [{"backend", "precision", "reason"}]}."""
-    runs, skipped = [], []
-    for backend in cfg.backend:
-        for precision in cfg.precision:
-            reason = unsupported(backend, precision, cfg.device)
-            if reason:
-                skipped.append({"backend": backend, "precision": precision, "reason": reason})
-                continue
-            runs.append(benchmark(model, cfg, backend, precision, progress))
-    if not runs:
+    other: {"environment", "runs": [benchmark reports], "skipped": [{"backend", "precision", "reason"}]}.
+    ``done(report)`` is called with the report so far after each run (``gsv bench --json`` writes it: a run stopped
+    by a time limit keeps what it measured)."""
+    pairs = [(b, p) for b in cfg.backend for p in cfg.precision]
+    skipped = [{"backend": b, "precision": p, "reason": unsupported(b, p, cfg.device)} for b, p in pairs
+               if unsupported(b, p, cfg.device)]
+    if len(skipped) == len(pairs):
         raise ValueError("none of the backend/precision pairs can run here: " +
                          "; ".join(f"{s['backend']} {s['precision']}: {s['reason']}" for s in skipped))
-    return {"environment": environment(cfg.device), "runs": runs, "skipped": skipped}
+    report = {"environment": environment(cfg.device), "runs": [], "skipped": skipped}
+    for backend, precision in pairs:
+        if not unsupported(backend, precision, cfg.device):
+            report["runs"].append(benchmark(model, cfg, backend, precision, progress))
+            if done is not None:
+                done(report)
+    return report
 
 
 def matrix_table(m: dict) -> list[str]:
@@ -278,28 +381,53 @@ def matrix_table(m: dict) -> list[str]:
     lines = [f"{first['size'][0]}x{first['size'][1]}, keyframe at x{key}, {env['device']}, torch {env['torch']}"
              + (f", onnxruntime {env['onnxruntime']}" if env["onnxruntime"] else "") + ". FPS from frame in to labels "
              f"out; keyframe and non-keyframe ms are medians at l={l}.", "",
-             "| backend | precision | keyframe ms | non-keyframe ms | " + " | ".join(f"l={k}" for k in first["gsvnet"])
+             "| backend | precision | keyframe ms | non-keyframe ms | key / non-key | "
+             + " | ".join(f"l={k}" for k in first["gsvnet"])
              + " | " + " | ".join(f"image x{s}" for s in scales) + f" | l={l} / image x{key} | l={l} vs first row |",
-             "|---|---|" + "---:|" * (4 + len(first["gsvnet"]) + len(scales))]
+             "|---|---|" + "---:|" * (5 + len(first["gsvnet"]) + len(scales))]
     base = first["gsvnet"][l]["fps"]
     for r in m["runs"]:
         g = r["gsvnet"]
         image = r["image_only"].get(key)
         ratio = f"{g[l]['fps'] / image['fps']:.2f}x" if image else "n/a"
         lines.append(f"| {r['backend']} | {r['precision']} | {g[l]['key_ms']:.0f} | {g[l]['nonkey_ms']:.0f} | "
+                     f"{g[l]['key_ms'] / g[l]['nonkey_ms']:.1f}x | "
                      + " | ".join(f"{v['fps']:.2f}" for v in g.values()) + " | "
                      + " | ".join(f"{r['image_only'][s]['fps']:.2f}" for s in scales)
                      + f" | {ratio} | {g[l]['fps'] / base:.2f}x |")
     for s in m["skipped"]:
         lines.append(f"\nNot run: {s['backend']} {s['precision']} ({s['reason']}).")
-    parts = first["nonkey_parts_ms"]
-    lines.append("\nParts of an eager fp32 non-keyframe (median ms): "
-                 + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()) + ".")
+    return lines + ["", *roofline_lines(first)]
+
+
+def roofline_lines(b: dict) -> list[str]:
+    """Markdown lines of a :func:`benchmark` report's roofline: each part of a frame (eager fp32) in ms, GFLOPs,
+    achieved GFLOP/s and share of the measured matmul peak, and the time ratio beside the FLOPs ratio."""
+    roof, parts = b["roofline"], b["parts"]
+    peaks = ", ".join(f"{p} {v:.0f} GFLOP/s" for p, v in roof["matmul_gflop_s"].items())
+    l = max(b["gsvnet"], key=int)
+    g = b["gsvnet"][l]
+    lines = [f"Roofline measured in the same run: matmul {peaks} ({roof['matmul_size']}^3; other precisions are not "
+             f"native here), copy {roof['copy_gb_s']:.1f} GB/s. Keyframe / non-keyframe at l={l} ({b['backend']} "
+             f"{b['precision']}): {g['key_ms'] / g['nonkey_ms']:.1f}x in time, "
+             f"{b['gflops']['keyframe'] / b['gflops']['non-keyframe']:.1f}x in FLOPs.", "",
+             "| part (eager fp32) | ms | GFLOPs | GFLOP/s | share of the fp32 matmul peak |",
+             "|---|---:|---:|---:|---:|"]
+    for name in PARTS:
+        p = parts[name]
+        counted = p["gflops"] > 0  # grid_sample's arithmetic is not counted by the FLOP counter
+        lines.append(f"| {name} | {p['ms']:.1f} | {p['gflops']:.2f} | {p['gflop_s']:.0f} | {p['peak_share']:.0%} |"
+                     if counted else f"| {name} | {p['ms']:.1f} | - | - | - |")
+    labels, literal = parts["labels (output step)"], parts["labels, literal (baseline)"]
+    lines += ["", f"The output step's GFLOPs are the literal upsampling's (4 C multiply-adds per pixel); it computes "
+              f"scores only in the {labels['mixed_share']:.0%} of spans between cells of different classes, "
+              f"{literal['ms'] / labels['ms']:.1f}x faster than the literal upsample and argmax in this run."]
     return lines
 
 
 def throughput_table(b: dict) -> list[str]:
-    """Markdown lines of a :func:`benchmark` report: FPS, key / non-key ms and GFLOPs for each l and image scale."""
+    """Markdown lines of a :func:`benchmark` report: FPS, key / non-key ms and GFLOPs for each l and image scale, then
+    its roofline (:func:`roofline_lines`)."""
     lines = ["Frame in to full-resolution labels out, median per frame type. GFLOPs from torch.utils.flop_counter "
              "(a multiply-add is 2 FLOPs; the paper counts multiply-adds).", "",
              "| method | FPS | keyframe ms | non-keyframe ms | GFLOPs / frame |", "|---|---:|---:|---:|---:|"]
@@ -309,16 +437,19 @@ def throughput_table(b: dict) -> list[str]:
         lines.append(f"| GSVNet l={l} | {g['fps']:.2f} | {g['key_ms']:.0f} | {nonkey} | {g['gflops_avg']:.1f} |")
     for scale, g in b["image_only"].items():
         lines.append(f"| image-only x{scale} | {g['fps']:.2f} | {g['key_ms']:.0f} | - | {g['gflops']:.1f} |")
-    return lines
+    return lines + (["", *roofline_lines(b)] if "roofline" in b else [])  # benchmarks before the roofline lack it
 
 
-def time_call(fn, *args, repeats: int = 10) -> float:
-    """Median milliseconds of ``fn(*args)`` over ``repeats`` calls after one warm-up call."""
+def time_call(fn, *args, repeats: int = 10, device: str | torch.device = "cpu") -> float:
+    """Median milliseconds of ``fn(*args)`` over ``repeats`` calls after one warm-up call (synchronised on CUDA)."""
+    device = torch.device(device)
     with torch.inference_mode():
         fn(*args)
         ms = []
         for _ in range(repeats):
+            _sync(device)
             t0 = time.perf_counter()
             fn(*args)
+            _sync(device)
             ms.append((time.perf_counter() - t0) * 1000)
     return statistics.median(ms)

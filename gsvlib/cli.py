@@ -15,7 +15,7 @@ import torch
 
 from gsvlib import __version__
 from gsvlib.bench import (BenchConfig, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame,
-                          matrix_table, nonkey_parts, time_stream)
+                          matrix_table, part_timings, throughput_table, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, require_propagation
 from gsvlib.config import (add_options, add_train_options, check_starting_point, config_from_options, given_options,
                            interval_arg, parse_size)
@@ -87,10 +87,11 @@ def cmd_bench(args) -> None:
     model = channels_last(_model(cfg)) if cfg.channels_last else _model(cfg)
     h, w = cfg.size
     if len(cfg.backend) * len(cfg.precision) > 1:
-        report = bench_matrix(model, cfg)
+        report = bench_matrix(model, cfg, done=(lambda r: write_json_atomic(cfg.json, r)) if cfg.json else None)
         print("\n".join(matrix_table(report)))
     elif cfg.json:
         report = benchmark(model, cfg, cfg.backend[0], cfg.precision[0])
+        print("\n".join(throughput_table(report)))
     else:
         (backend,), (precision,) = cfg.backend, cfg.precision
         r = time_stream(model, cfg.size, cfg.interval, cfg.key_scale, cfg.intervals_timed, device=cfg.device,
@@ -102,8 +103,9 @@ def cmd_bench(args) -> None:
             print(f"  frame {i:2d} {'keyframe    ' if key else 'non-keyframe'} {ms:8.1f} ms")
         print(f"keyframe {r.key_ms:.1f} ms, non-keyframe {r.nonkey_ms:.1f} ms (median), ratio "
               f"{r.key_ms / r.nonkey_ms:.1f}x, throughput {r.fps:.2f} FPS ({backend})")
-        parts = nonkey_parts(model, cfg.size)
-        print("parts of an eager non-keyframe (median ms): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+        parts = part_timings(model, cfg.size, r.key_scale)
+        print("parts of a frame, eager fp32 (median ms): " + ", ".join(f"{k} {v['ms']:.1f}" for k, v in parts.items())
+              + f"; the output step computed scores in {parts['labels (output step)']['mixed_share']:.0%} of spans")
         flops = flops_per_frame(model, cfg.size, r.key_scale)
         avg = average_flops(flops, cfg.interval)
         print(f"GFLOPs: keyframe {flops['keyframe'] / 1e9:.1f}, non-keyframe {flops['non-keyframe'] / 1e9:.2f}, "
@@ -260,7 +262,11 @@ def cmd_segment(args) -> None:
     forced = sum(t["forced"] for t in summary["per_frame"])
     print(f"{summary['frames']} frames -> {args.out}: {keys} keyframes" + (f" ({forced} forced by the policy)"
           if args.policy else "") + f", keyframe {summary['keyframe_ms_mean']:.1f} ms, non-keyframe "
-          f"{'n/a' if nonkey is None else f'{nonkey:.1f} ms'} (mean), {summary['fps']:.2f} FPS")
+          f"{'n/a' if nonkey is None else f'{nonkey:.1f} ms'} (mean), {summary['fps']:.2f} FPS on the "
+          f"{seg.runtime.name} path ({seg.device}, keyframes at x{seg.key_scale:g})")
+    if seg.runtime.name == "eager" and seg.device.type == "cpu" and summary["frames"] >= 500:
+        print("for a video this long, --compile (about a minute of compiling, then faster frames) may finish sooner: "
+              "docs/speed.md gives the break-even")
 
 
 def cmd_tour(args) -> None:

@@ -2,11 +2,14 @@
 is renamed into place; a full disk is named. The bottom layer of gsvlib: it imports nothing from the package."""
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import math
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,26 @@ def _atomic_write(path: Path, write) -> None:
 
 def _disk_full(error: BaseException, folder: Path) -> bool:
     return getattr(error, "errno", None) == errno.ENOSPC or shutil.disk_usage(folder).free < 1 << 20
+
+
+@contextlib.contextmanager
+def locked(lock: Path, what: str, advice: str):
+    """Hold an exclusive lock on the file ``lock`` while the block runs; a second process is refused with an error
+    that names ``what`` is in use, the holder and ``advice``. The operating system drops the lock when its holder
+    dies: a stale lock never blocks."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RuntimeError(f"{what} is in use by {holder}; {advice}") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        yield
 
 
 def remove(path: Path) -> None:

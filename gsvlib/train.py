@@ -21,12 +21,9 @@ stay those of one process, and a run saved by N processes resumes on any number.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
-import os
 import random
-import socket
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -44,7 +41,7 @@ from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
-from gsvlib.files import save_atomic, write_json_atomic, write_text_atomic
+from gsvlib.files import locked, save_atomic, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last
 from gsvlib.progress import progress_bar
@@ -227,19 +224,7 @@ class RunFolder:
         if not self.main:
             yield
             return
-        self.out.mkdir(parents=True, exist_ok=True)
-        with open(self.out / LOCK, "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "another process"
-                raise RuntimeError(f"{self.out} is in use by another training run ({holder}); wait for it to finish or "
-                                   "choose another --out") from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()} on {socket.gethostname()}")
-            f.flush()
+        with locked(self.out / LOCK, f"{self.out} (a training run)", "wait for it to finish or choose another --out"):
             yield
 
     def saved(self, cfg: TrainConfig, resume: bool) -> dict | None:

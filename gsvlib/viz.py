@@ -23,7 +23,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from gsvlib.data.labels import LabelTable
-from gsvlib.models.gsvnet import full_resolution_labels
+from gsvlib.models.output import full_resolution_labels
 from gsvlib.pictures import flow_to_rgb, gray, overlay, upsample_nearest, with_flow_key
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")

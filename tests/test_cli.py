@@ -79,6 +79,33 @@ def test_bench_prints_key_and_non_key_timings(capsys, tmp_path):
                  "--classes", "5", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert set(report["gsvnet"]) == {"1", "2"} and report["gsvnet"]["2"]["nonkey_ms"] > 0
+    roof, parts = report["roofline"], report["parts"]
+    assert roof["matmul_gflop_s"]["fp32"] > 0 and roof["copy_gb_s"] > 0
+    assert set(parts) == {"keyframe net N", "flow net O", "warp (eq. 1)", "GSV conv (eq. 2)", "labels (output step)",
+                          "labels, literal (baseline)"}
+    assert all(p["ms"] > 0 and 0 <= p["peak_share"] for p in parts.values())
+    assert 0 < parts["labels (output step)"]["mixed_share"] < 1
+    printed = capsys.readouterr().out
+    assert "| part (eager fp32) | ms | GFLOPs | GFLOP/s | share of the fp32 matmul peak |" in printed
+    assert "| keyframe net N |" in printed and "in FLOPs" in printed
+
+
+def test_bench_writes_each_backend_as_it_finishes_and_skips_cuda_graphs_on_a_cpu(tmp_path, capsys, monkeypatch):
+    """A matrix bench writes its JSON after every run (a run stopped by a time limit keeps what it measured); CUDA
+    graphs and fp16 are skipped on a CPU, with the reason."""
+    import gsvlib.cli as cli
+
+    path, written, write = tmp_path / "m.json", [], cli.write_json_atomic
+    monkeypatch.setattr(cli, "write_json_atomic", lambda p, r: written.append(len(r["runs"])) or write(p, r))
+    assert main(["bench", "--size", "64x96", "--intervals-timed", "1", "--intervals", "2", "--image-scales", "0.75",
+                 "--classes", "5", "--backend", "eager", "cuda-graphs", "--precision", "fp32", "bf16", "fp16",
+                 "--host-frames", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert written == [1, 2, 2] and [(r["backend"], r["precision"]) for r in report["runs"]] == [("eager", "fp32"),
+                                                                                                  ("eager", "bf16")]
+    assert {(s["backend"], s["precision"]): s["reason"] for s in report["skipped"]}[("cuda-graphs", "fp32")] == \
+        "CUDA graphs need CUDA"
+    assert all(r["host_frames"] for r in report["runs"]) and "key / non-key" in capsys.readouterr().out
 
 
 def test_segment_a_frame_folder_and_an_mp4(trained, tmp_path, capsys):
@@ -90,6 +117,7 @@ def test_segment_a_frame_folder_and_an_mp4(trained, tmp_path, capsys):
     assert len(list((tmp_path / "ov").glob("*.png"))) == 4
     timings = json.loads((tmp_path / "ov" / "timings.json").read_text())
     assert [t["keyframe"] for t in timings["per_frame"]] == [True, False, True, False]
+    assert "FPS on the eager path (cpu, keyframes at x" in capsys.readouterr().out
     assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(tmp_path / "ov.mp4")]) == 0
     assert (tmp_path / "ov.mp4").stat().st_size > 0
     assert main(["segment", str(tmp_path / "ov.mp4"), "--checkpoint", str(trained), "--out", str(tmp_path / "ov2")]) == 0

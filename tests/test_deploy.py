@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gsvlib.bench import PARTS
 from gsvlib.checkpoint import load_model
 from gsvlib.cli import main
 from gsvlib.segmenter import VideoSegmenter
@@ -56,6 +57,20 @@ def test_onnx_runtime_streams_the_pytorch_labels(exported):
     assert agree / total >= 0.999
 
 
+def test_the_labels_graph_gives_the_labels_of_the_pytorch_output_step(exported):
+    """labels.onnx (the literal upsampling, for deployments without PyTorch) against the step OnnxRuntime runs on the
+    CPU, on the logits of real frames."""
+    from gsvlib.deploy import OnnxRuntime
+    from gsvlib.models import full_resolution_labels
+
+    runtime = OnnxRuntime(exported)
+    with torch.inference_mode():
+        seg = load_model(WEIGHTS)[0].segment_keyframe(clip()[:1], 0.5)  # (1, 11, 44, 60)
+    graph = runtime._run("labels", seg)
+    assert graph.dtype == torch.uint8 and graph.shape == (1, 352, 480)
+    assert (graph == full_resolution_labels(seg, (352, 480))).float().mean() >= 0.9999
+
+
 def test_onnx_errors_say_what_to_do(exported, tmp_path, capsys):
     from gsvlib.deploy import OnnxRuntime
 
@@ -82,12 +97,12 @@ def test_bench_times_the_onnx_backend_and_the_parts_of_a_non_keyframe(tmp_path, 
     assert main(["bench", "--size", "64x96", "--interval", "2", "--intervals-timed", "1", "--classes", "5",
                  "--backend", "onnx"]) == 0
     out = capsys.readouterr().out
-    assert "FPS (onnx)" in out and "parts of an eager non-keyframe (median ms): flow" in out
+    assert "FPS (onnx)" in out and "parts of a frame, eager fp32 (median ms): keyframe net N" in out
     path = tmp_path / "bench.json"
     assert main(["bench", "--size", "64x96", "--intervals-timed", "1", "--intervals", "1", "2", "--image-scales", "0.5",
                  "--classes", "5", "--backend", "onnx", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
-    assert report["backend"] == "onnx" and set(report["nonkey_parts_ms"]) == {"flow", "warp + GSV conv", "labels"}
+    assert report["backend"] == "onnx" and set(report["parts"]) == set(PARTS)
     assert report["gsvnet"]["2"]["nonkey_ms"] > 0 and report["image_only"]["0.5"]["fps"] > 0
 
 

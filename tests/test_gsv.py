@@ -67,3 +67,48 @@ def test_edge_map_marks_class_boundaries_only():
     e = edge_map(warped)[0, 0]
     assert torch.allclose(e[:, [0, 1, 6, 7]], torch.full((6, 4), 0.5))  # flat regions and frame border: sigmoid(0)
     assert (e[:, 3] > 0.99).all() and (e[:, 4] < 0.01).all()  # the boundary columns respond
+
+
+@pytest.mark.parametrize("kernel_size,use_intra,conventions", [(3, True, "gsvkit"), (5, False, "gsvkit"),
+                                                               (3, True, "official")])
+def test_the_in_place_sum_of_shifted_views_is_eq_2_over_the_stacked_candidates(kernel_size, use_intra, conventions):
+    """mix() adds each shifted view of the padded S^-_t instead of stacking the D + 2 candidates: the same S_t and the
+    same gradients, under both conventions (replicate or zero padding, the official zero tap) and for K = 5."""
+    from gsvlib.models.conventions import CONVENTIONS
+
+    torch.manual_seed(0)
+    gsv = GuidedSpatiallyVaryingConv(6, kernel_size, use_intra, conventions=CONVENTIONS[conventions])
+    taps = len(gsv.offsets) + 1 + CONVENTIONS[conventions].zero_tap + use_intra
+    kernels = torch.softmax(torch.randn(2, taps, 7, 9), 1).requires_grad_()
+    warped = torch.randn(2, 6, 7, 9, requires_grad=True)
+    intra = torch.randn(2, 6, 7, 9, requires_grad=True) if use_intra else None
+    chunks = torch.cat((gsv.candidates(warped), *((intra.unsqueeze(1),) if use_intra else ())), 1)
+    stacked = (kernels.unsqueeze(2) * chunks).sum(1)  # eq. (2) over the stack, (B, C, H, W)
+    fused = gsv.mix(kernels, warped, intra)
+    torch.testing.assert_close(fused, stacked)
+    inputs = [kernels, warped] + ([intra] if use_intra else [])
+    weight = torch.randn_like(stacked)
+    for a, b in zip(torch.autograd.grad((fused * weight).sum(), inputs),
+                    torch.autograd.grad((stacked * weight).sum(), inputs)):
+        torch.testing.assert_close(a, b)
+
+
+def test_learnable_delays_mix_the_stacked_candidates_of_their_trained_kernels():
+    """Delays that train need not stay shifts: mix() then convolves with theta as it is."""
+    gsv = GuidedSpatiallyVaryingConv(3, learnable_delays=True)
+    with torch.no_grad():
+        gsv.theta.mul_(0.5)  # no longer unit impulses
+    kernels = torch.softmax(torch.randn(1, 10, 5, 6), 1)
+    warped, intra = torch.randn(1, 3, 5, 6), torch.randn(1, 3, 5, 6)
+    chunks = torch.cat((gsv.candidates(warped), intra.unsqueeze(1)), 1)
+    torch.testing.assert_close(gsv.mix(kernels, warped, intra), (kernels.unsqueeze(2) * chunks).sum(1))
+
+
+def test_edge_map_breaks_ties_as_argmax_does():
+    """max(1).indices, 4x faster than argmax(1) over NCHW on a CPU, picks the same first maximum where classes tie."""
+    warped = torch.randint(0, 3, (2, 5, 9, 11)).float()  # many ties
+    labels = warped.argmax(1, keepdim=True).float()
+    m = torch.tensor(((1.0, 1.0, 1.0), (1.0, -8.0, 1.0), (1.0, 1.0, 1.0))).view(1, 1, 3, 3)
+    padded = torch.nn.functional.pad(labels, (1, 1, 1, 1), mode="replicate")
+    expected = torch.sigmoid(torch.nn.functional.conv2d(padded, m))
+    assert torch.equal(edge_map(warped), expected)

@@ -340,3 +340,8 @@ def test_the_policy_refreshes_once_the_summed_signal_passes_the_threshold(small_
 def test_policy_misuse_is_refused_with_the_fix(small_model, make, message):
     with pytest.raises(ValueError, match=message):
         make(small_model)
+
+
+def test_cuda_graphs_are_refused_on_a_cpu_with_what_to_use(small_model):
+    with pytest.raises(ValueError, match="cuda-graphs runtime needs the model on a CUDA device.*'compiled' or 'eager'"):
+        VideoSegmenter(small_model, runtime="cuda-graphs")

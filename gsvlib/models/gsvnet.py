@@ -79,22 +79,6 @@ class Propagation(NamedTuple):
     intra: torch.Tensor | None  # (B, C, H/8, W/8)
 
 
-def label_dtype(num_classes: int) -> torch.dtype:
-    """The dtype of full-resolution labels: uint8, or int16 above 256 classes."""
-    return torch.uint8 if num_classes <= 256 else torch.int16
-
-
-def full_resolution_labels(seg: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
-    """The paper's final step, the one output step of every path (eager, compiled, ONNX, evaluation): bilinear
-    upsampling of the 1/8 logits (B, C, h, w) to ``size`` and argmax -> (B, H, W) labels in :func:`label_dtype`.
-
-    Channels-last keeps each pixel's C scores together, which halves the CPU time of this step at 2048x1024; under
-    torch.compile, inductor fuses the upsampling and the argmax into one pass that never holds the (B, C, H, W) scores.
-    """
-    up = resize(seg.float().contiguous(memory_format=torch.channels_last), size, align_corners=align_corners)
-    return up.argmax(1).to(label_dtype(seg.shape[1]))
-
-
 def _build(net: type[nn.Module], conventions: Conventions, *args) -> nn.Module:
     """``net(*args)``, with the conventions for a net that has variants (checked by GSVNetConfig)."""
     if "conventions" in inspect.signature(net).parameters:
