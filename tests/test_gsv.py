@@ -112,3 +112,12 @@ def test_edge_map_breaks_ties_as_argmax_does():
     padded = torch.nn.functional.pad(labels, (1, 1, 1, 1), mode="replicate")
     expected = torch.sigmoid(torch.nn.functional.conv2d(padded, m))
     assert torch.equal(edge_map(warped), expected)
+
+
+def test_the_gsv_conv_takes_inference_tensors_with_gradients_on():
+    """What a notebook does: S^-_t traced under inference_mode, then the GSV conv called with autograd on."""
+    gsv = GuidedSpatiallyVaryingConv(4).eval()
+    with torch.inference_mode():
+        warped = torch.randn(1, 4, 6, 8)
+    out = gsv(warped, torch.randn(1, 3, 6, 8))
+    assert out.seg.requires_grad and out.seg.shape == (1, 4, 6, 8)

@@ -153,7 +153,7 @@ class GuidedSpatiallyVaryingConv(nn.Module):
         mode = "replicate" if self.conventions.delay_padding == "replicate" else "constant"
         padded = F.pad(warped, (r, r, r, r), mode=mode)  # (B, C, H+2r, W+2r)
         k = kernels.unsqueeze(2)  # (B, D+2, 1, H, W)
-        seg = k[:, self.identity_tap] * warped
+        seg = k[:, self.identity_tap] * padded[..., r:r + h, r:r + w]  # S^-_t itself, read from the padded copy
         for d, (dy, dx) in enumerate(self.offsets):  # f^s_{t,d}(y, x) = S^-_t(y + dy, x + dx)
             seg = torch.addcmul(seg, k[:, d], padded[..., r + dy:r + dy + h, r + dx:r + dx + w])
         return seg if intra is None else torch.addcmul(seg, k[:, -1], intra)  # the zero tap adds nothing
