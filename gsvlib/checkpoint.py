@@ -13,7 +13,7 @@ from torch import nn
 
 from gsvlib.config import train_command
 from gsvlib.device import check_device
-from gsvlib.files import save_atomic, write_json_atomic
+from gsvlib.files import refuse_overlap, save_atomic, write_json_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.resnet import ResNet18
 
@@ -133,11 +133,39 @@ def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path
     """Write a ``gsv train`` checkpoint's model as a half-precision file that :func:`load_model` reads (float tensors
     to fp16: half the size, no optimizer state) and, with ``manifest``, its entry there (:func:`write_manifest_entry`).
     Returns the entry."""
+    refuse_overlap(out, {"the checkpoint": checkpoint, "the manifest": manifest})
+    if manifest is not None:
+        refuse_overlap(manifest, {"the checkpoint": checkpoint}, "--manifest")
+        read_manifest(manifest)  # a file that is not a manifest is refused before anything is written
     ckpt = _gsvkit_checkpoint(checkpoint)
+    fp16_max = torch.finfo(torch.float16).max
+    bad = [k for k, v in ckpt["model"].items() if v.is_floating_point() and v.numel() and
+           not (torch.isfinite(v).all() and v.abs().amax() <= fp16_max)]
+    if bad:
+        raise CheckpointError(f"{checkpoint} holds NaN, infinite or values beyond fp16's range (+-{fp16_max:g}) in "
+                              f"{', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}: fp16 weights would be broken; "
+                              "export a checkpoint of a run that did not diverge (nothing was written)")
     state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep = {k: ckpt[k] for k in ("model_config", "train_config", "iteration", "classes", "dataset") if k in ckpt}
     save_atomic({"model": state, **keep}, out)
     return write_manifest_entry(checkpoint, out, manifest, extra)
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The entries of a weights manifest (file name -> entry), {} where there is no file yet; a file that is not one
+    (not JSON, or not an object of objects) is an error that names it."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        entries = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"--manifest {path} is not JSON ({e}), so not a manifest (an object mapping weights "
+                              "files to their entries); name a manifest or a new file (nothing was changed)") from None
+    if not isinstance(entries, dict) or not all(isinstance(v, dict) for v in entries.values()):
+        raise CheckpointError(f"--manifest {path} is JSON but not a manifest (an object mapping weights files to "
+                              "their entries); name a manifest or a new file (nothing was changed)")
+    return entries
 
 
 def _gsvkit_checkpoint(path: str | Path) -> dict:
@@ -159,8 +187,7 @@ def write_manifest_entry(checkpoint: str | Path, weights: str | Path, manifest: 
              "iterations": ckpt.get("iteration"),
              "command": train_command(ckpt["train_config"]) if "train_config" in ckpt else None, **(extra or {})}
     if manifest is not None:
-        manifest = Path(manifest)
-        entries = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        entries = read_manifest(manifest)
         entries[weights.name] = entry
         write_json_atomic(manifest, entries)
     return entry

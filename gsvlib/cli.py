@@ -25,7 +25,7 @@ from gsvlib.deploy import OnnxRuntime, export_onnx
 from gsvlib.device import check_device
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
 from gsvlib.experiments import Runner, collect, plan_text
-from gsvlib.files import write_json_atomic
+from gsvlib.files import refuse_overlap, write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
 from gsvlib.official import write_converted
@@ -184,6 +184,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_export_onnx(args) -> None:
+    refuse_overlap(args.out, {"the checkpoint": args.checkpoint})
     model, ckpt = load_model(args.checkpoint)
     if args.propagation != "copy":
         require_propagation(ckpt, args.checkpoint)
@@ -467,9 +468,13 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = lambda message, *_: print(f"gsv {args.command}: warning: {message}", file=sys.stderr)
         try:
             args.func(args)
-        except (ValueError, RuntimeError, OSError, KeyError) as e:
-            print(f"gsv {args.command}: error: {e}", file=sys.stderr)
+        except (ValueError, RuntimeError, OSError, KeyError, ArithmeticError) as e:  # ArithmeticError: divergence,
+            print(f"gsv {args.command}: error: {e}", file=sys.stderr)  # overflow
             return 2
+        except KeyboardInterrupt:
+            print(f"gsv {args.command}: interrupted; files already complete are kept, and a run folder resumes with "
+                  "--resume", file=sys.stderr)
+            return 130
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gsvlib.files import write_json_atomic
+from gsvlib.files import move_into_place, refuse_foreign, remove, write_json_atomic
 from gsvlib.models.conventions import CONVENTIONS, small_frames
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.output import full_resolution_labels
@@ -84,9 +84,8 @@ def _exporter_quiet():
 def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale: float = 0.75,
                 propagation: str = "gsv", dataset: str | None = None) -> dict:
     """Write the three graphs for frames of ``size`` (H, W, multiples of 32) and onnx.json into the folder ``out``;
-    each graph is checked with ``onnx.checker``. Returns the metadata."""
-    import onnx  # the onnx extra: needed here only
-
+    each graph is checked with ``onnx.checker``. The folder is written beside ``out`` and replaces it whole (an
+    existing ``out`` may hold only such graphs). Returns the metadata."""
     h, w = size
     if padded_size(size) != (h, w):
         ph, pw = padded_size(size)
@@ -95,8 +94,27 @@ def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale
     if propagation not in PROPAGATIONS:
         raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
     model = model.eval().cpu()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out)
+    ours = {"onnx.json", *(f"{g}.onnx{data}" for g in GRAPHS for data in ("", ".data"))}  # graphs, external weights
+    refuse_foreign(final, lambda p: str(p) in ours, "gsv export-onnx")
+    # written beside the folder and moved into place whole: a run cut short leaves the old graphs as they were
+    out = final.parent / f".{final.name}.partial"
+    remove(out)
+    out.mkdir(parents=True)
+    try:
+        meta = _export_graphs(model, out, size, key_scale, propagation, dataset)
+    except BaseException:
+        remove(out)
+        raise
+    move_into_place(out, final)
+    return meta
+
+
+def _export_graphs(model: GSVNet, out: Path, size: tuple[int, int], key_scale: float, propagation: str,
+                   dataset: str | None) -> dict:
+    import onnx  # the onnx extra: needed here only
+
+    h, w = size
     c = model.config.num_classes
     frame = torch.rand(1, 3, h, w)
     seg = torch.randn(1, c, h // 8, w // 8)

@@ -30,8 +30,9 @@ def _atomic_write(path: Path, write) -> None:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the permissions open() would
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never a half-written one
     except BaseException as e:
+        full = isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path.parent)  # before the tmp frees space
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path.parent):  # torch says "unexpected pos"
+        if full:  # torch says "unexpected pos"
             raise OSError(errno.ENOSPC, f"no space left on device while writing {path} ({str(e).strip()[:80]}); free "
                           "some space and run again: the file already there was not changed") from e
         raise
@@ -42,11 +43,13 @@ def _disk_full(error: BaseException, folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def locked(lock: Path, what: str, advice: str):
+def locked(lock: Path, what: str, advice: str, keep: bool = True):
     """Hold an exclusive lock on the file ``lock`` while the block runs; a second process is refused with an error
     that names ``what`` is in use, the holder and ``advice``. The operating system drops the lock when its holder
-    dies: a stale lock never blocks."""
+    dies: a stale lock never blocks. A lock file this call created is removed again when the block fails, and with
+    ``keep=False`` when it ends."""
     lock.parent.mkdir(parents=True, exist_ok=True)
+    created = not lock.exists()
     with open(lock, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,7 +61,14 @@ def locked(lock: Path, what: str, advice: str):
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}")
         f.flush()
-        yield
+        try:
+            yield
+        except BaseException:
+            if created:
+                lock.unlink(missing_ok=True)
+            raise
+        if created and not keep:
+            lock.unlink(missing_ok=True)
 
 
 def remove(path: Path) -> None:
@@ -69,10 +79,24 @@ def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def temporary(target: Path, name: str) -> bool:
+    """Whether ``name`` is a temporary file of an atomic write of ``target`` (:func:`_atomic_write`'s names)."""
+    return name.startswith(f".{target.name}.") and name.endswith(".tmp")
+
+
+def restore_interrupted(target: Path) -> None:
+    """Put back the folder :func:`move_into_place` had moved aside when a process died between its two renames."""
+    old = target.parent / f".{target.name}.old"
+    if old.exists() and not target.exists():
+        os.replace(old, target)
+
+
 def move_into_place(new: Path, target: Path) -> None:
     """Replace ``target`` (a file or a folder) with ``new``, written beside it. A file is replaced atomically; a
-    folder is moved aside first, so that ``target`` is the old or the new one whenever the process stops."""
+    folder is moved aside first (to ``.<name>.old``), and a later call puts it back if the process died before the
+    new one took its place, so that a folder is lost only to its replacement."""
     if new.is_dir():
+        restore_interrupted(target)
         old = target.parent / f".{target.name}.old"
         remove(old)
         if target.exists():
@@ -81,6 +105,33 @@ def move_into_place(new: Path, target: Path) -> None:
         remove(old)
     else:
         os.replace(new, target)
+
+
+def refuse_overlap(out: Path, inputs: dict[str, Path | str | None], option: str = "--out") -> None:
+    """Refuse an output that would replace one of ``inputs`` (named by their keys) or a folder holding one."""
+    target = Path(out).resolve()
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        given = Path(path).resolve()
+        if target == given or target in given.parents:
+            raise FileExistsError(f"{option} {out} would replace {name} {path}" + ("" if target == given else
+                                  ", which it holds") + f"; choose another {option} (nothing was changed)")
+
+
+def refuse_foreign(out: Path, ours, writer: str, option: str = "--out") -> None:
+    """Refuse to replace ``out`` unless it is absent, an empty folder, or a folder whose every file ``ours`` (a test
+    of the path relative to ``out``) says ``writer`` wrote: a user's files are never replaced."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise FileExistsError(f"{option} {out} is a file, which {writer} would replace with a folder; choose a new "
+                              f"name (nothing was changed)")
+    foreign = sorted(str(p.relative_to(out)) for p in out.rglob("*") if not p.is_dir() and not ours(p.relative_to(out)))
+    if foreign:
+        raise FileExistsError(f"{option} {out} holds files that {writer} did not write ({', '.join(foreign[:5])}"
+                              f"{', ...' if len(foreign) > 5 else ''}); it would replace the whole folder, so choose "
+                              "an empty or new folder, or move those files (nothing was changed)")
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:

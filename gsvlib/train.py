@@ -24,6 +24,7 @@ import contextlib
 import json
 import math
 import random
+import re
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -41,7 +42,7 @@ from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
-from gsvlib.files import locked, save_atomic, write_json_atomic, write_text_atomic
+from gsvlib.files import locked, save_atomic, temporary, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last
 from gsvlib.progress import progress_bar
@@ -192,6 +193,7 @@ def _threads(count: int, worker: int) -> None:
 
 
 LOCK = ".lock"  # held by the process training in a run folder
+OWN_LOCK = re.compile(r"(pid \d+ on \S+)?")  # what a lock file of gsvlib.files.locked holds
 
 
 def _differences(saved: dict, cfg: TrainConfig) -> list[str]:
@@ -217,6 +219,26 @@ class RunFolder:
         self.log_path = out / "log.jsonl"
         self._log = None
 
+    def ours(self, name: str) -> bool:
+        """Whether the hidden file ``name`` is the folder's lock or a temporary file of one of its writes (which a
+        resumed run deletes), not a user's."""
+        if name == LOCK:
+            lock = self.out / LOCK
+            return lock.is_file() and lock.stat().st_size < 256 and OWN_LOCK.fullmatch(
+                lock.read_bytes().decode(errors="replace").strip()) is not None
+        return any(temporary(p, name) for p in (self.checkpoint, self.log_path, self.out / "config.json"))
+
+    def refuse_foreign(self) -> None:
+        """Before the lock is taken: a ``.lock`` or ``*.tmp`` file that is not the kit's is the user's, which the lock
+        would overwrite and a resumed run would delete; refuse instead."""
+        if not self.main or not self.out.is_dir():
+            return
+        foreign = sorted(p.name for p in self.out.iterdir() if (p.name == LOCK or p.name.endswith(".tmp"))
+                         and not self.ours(p.name))
+        if foreign:
+            raise FileExistsError(f"{self.out} holds files that gsv train did not write ({', '.join(foreign[:5])}); "
+                                  "choose an empty or new --out, or move them (nothing was changed)")
+
     @contextlib.contextmanager
     def locked(self):
         """Hold an exclusive lock on the folder (its file LOCK) while the block runs; a second process is refused,
@@ -234,7 +256,7 @@ class RunFolder:
             if self.checkpoint.exists():
                 raise FileExistsError(f"{self.out} already holds a run ({self.checkpoint}); pass --resume to continue "
                                       "it, or choose another --out (nothing was changed)")
-            others = sorted(p.name for p in self.out.iterdir() if p.name != LOCK and not p.name.endswith(".tmp"))
+            others = sorted(p.name for p in self.out.iterdir() if not self.ours(p.name))
             config = self.out / "config.json"
             restart = set(others) <= {"config.json", "log.jsonl"} and config.is_file() and \
                 not _differences(json.loads(config.read_text()), cfg)  # stopped before its first checkpoint
@@ -266,7 +288,8 @@ class RunFolder:
             yield 0.0
             return
         for stale in self.out.glob(".*.tmp"):  # temporary files of atomic writes cut short by a kill
-            stale.unlink()
+            if self.ours(stale.name):
+                stale.unlink()
         if start < cfg.iterations:  # a finished run asked for no more iterations stays as it is
             write_json_atomic(self.out / "config.json", asdict(cfg))
         write_text_atomic(self.log_path, "".join(json.dumps(e) + "\n" for e in kept))
@@ -292,9 +315,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     # absolute paths, so that the same run reached from another working directory is recognised on --resume
     cfg = replace(cfg, **{k: str(Path(v).expanduser().resolve()) for k in PATHS if (v := getattr(cfg, k))})
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     with process_group(cfg.device) as ranks:
         folder = RunFolder(out, ranks.main)
+        folder.refuse_foreign()
         with folder.locked():
             return _run(replace(cfg, device=rank_device(cfg.device, ranks)), folder, resume, progress and ranks.main,
                         on_log, ranks)
@@ -421,11 +444,16 @@ def read_log(run: str | Path) -> list[dict]:
 def parse_log(path: Path) -> list[dict]:
     """The JSON lines of ``path``. A torn final line (what a kill during a write leaves) is dropped with a warning;
     a bad line anywhere else is an error that names the file and the line."""
-    lines = [(n, l) for n, l in enumerate(path.read_text().splitlines(), 1) if l.strip()]
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e}); the log is damaged: move it away to resume without "
+                         "it") from None
+    lines = [(n, l) for n, l in enumerate(text.splitlines(), 1) if l.strip()]
     entries = []
     for n, line in lines:
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except json.JSONDecodeError as e:
             if n == lines[-1][0]:
                 warnings.warn(f"{path}: dropping its torn last line {n} (an interrupted write); the run resumes "
@@ -433,5 +461,9 @@ def parse_log(path: Path) -> list[dict]:
                 break
             raise ValueError(f"{path} line {n} is not JSON ({e}); the log is damaged: move it away to resume "
                              "without it") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("iteration"), int):
+            raise ValueError(f"{path} line {n} is no log entry (a JSON object with an integer 'iteration'); the log "
+                             "is damaged: move it away to resume without it")
+        entries.append(entry)
     return entries
 

@@ -18,7 +18,8 @@ import torch
 
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import LabelTable
-from gsvlib.files import move_into_place, remove, write_json_atomic
+from gsvlib.files import (locked, move_into_place, refuse_foreign, refuse_overlap, remove, restore_interrupted,
+                          write_json_atomic)
 from gsvlib.pictures import legend_strip, overlay
 from gsvlib.progress import progress_bar
 from gsvlib.segmenter import VideoSegmenter
@@ -70,6 +71,7 @@ VIDEO_WRITERS = {
     ".gif": lambda path, fps: iio2.get_writer(path, duration=1000 / fps, loop=0),  # pillow; duration in ms
 }
 LOW_FPS = 10  # below this many frames per second, motion between frames is too large for propagation
+OVERLAY_FILE = re.compile(r"\d{6,}\.png|timings\.json")  # what gsv segment writes into an output folder
 
 
 def output_kind(out: Path) -> str:
@@ -166,9 +168,28 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
     ``fps`` is the source's frame rate (a video file's own is used when not given); below LOW_FPS with a keyframe
     interval above 1, a warning says that propagation will not hold up. Frames are decoded ahead and pictures drawn
     and encoded behind, each in a background thread, so that the segmenter seldom waits for either. The summary's
-    ``fps`` counts the segmenter's steps alone, ``fps_end_to_end`` the wall clock from first read to last write."""
+    ``fps`` counts the segmenter's steps alone, ``fps_end_to_end`` the wall clock from first read to last write.
+
+    What a user owns is never replaced: ``out`` may not be the input or hold it, an existing output folder may hold
+    only what gsv segment writes, and a second run into the same ``out`` is refused while the first one writes."""
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha (--alpha) is the overlay's opacity, in [0, 1]; got {alpha}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps (--fps) is the input's frame rate, a positive number; got {fps}")
     out = Path(out)
     kind = output_kind(out)
+    refuse_overlap(out, {"the input": source})
+    if kind == "folder":
+        refuse_foreign(out, lambda p: OVERLAY_FILE.fullmatch(str(p)) is not None, "gsv segment")
+    elif out.is_dir():
+        raise FileExistsError(f"--out {out} is a folder; a {kind} video needs a file name (nothing was changed)")
+    with locked(out.parent / f".{out.name}.lock", f"--out {out}",
+                "wait for the other gsv segment to finish, or choose another --out", keep=False):
+        return _write_overlays(segmenter, source, out, kind, table, alpha, max_frames, progress, legend, fps)
+
+
+def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, table: LabelTable, alpha: float,
+                    max_frames: int | None, progress: bool, legend: bool, fps: float | None) -> dict:
     frames, source_fps, count = read_frames(source)
     fps = fps or source_fps
     if fps is not None and fps < LOW_FPS and segmenter.interval > 1:
@@ -180,7 +201,8 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
     # Everything is written beside ``out`` first and moved into place at the end: a run that fails part way leaves an
     # earlier result at ``out`` as it was.
     partial = out.parent / (f".{out.name}.partial" if kind == "folder" else f".{out.stem}.partial{out.suffix}")
-    remove(partial)  # left by a run that was killed
+    remove(partial)  # left by a run that was killed (the lock keeps a running one's)
+    restore_interrupted(out)
     writer = None if kind == "folder" else VIDEO_WRITERS[kind](partial, fps or 15)
     timings, key = [], None
 
@@ -221,6 +243,9 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
                     writer.close()
         if not timings:
             raise DatasetError(f"{source} holds no frames")
+        if count is not None and len(timings) < min(count, max_frames or count):
+            warnings.warn(f"{source}: its container announces {count} frames but only {len(timings)} could be decoded; "
+                          "the file may be truncated or damaged (the overlays cover the frames read)", stacklevel=3)
     except BaseException:
         remove(partial)
         raise

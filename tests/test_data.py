@@ -236,7 +236,7 @@ def test_force_regenerates_exactly_the_requested_set_and_refuses_a_foreign_folde
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # nothing left beside it
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
-    with pytest.raises(DatasetError, match="holds other files than a synthetic set"):
+    with pytest.raises(FileExistsError, match="holds files that gsv data synth did not write \\(notes.txt\\)"):
         generate(tmp_path / "mine", SynthConfig(snippets=1, val_snippets=1, **small), progress=False)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 

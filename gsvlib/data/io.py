@@ -24,8 +24,15 @@ def _open(path: Path) -> Image.Image:
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    return np.asarray(_open(Path(path)).convert("RGB"))
+    """(H, W, 3) uint8 RGB. 16-bit grayscale (PIL modes I;16 and I) is scaled to 8 bits, not clipped to white."""
+    img = _open(Path(path))
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        gray = np.asarray(img).astype(np.int64)
+        if gray.min(initial=0) < 0 or gray.max(initial=0) > 65535:
+            raise DatasetError(f"{path} is a {img.mode} image with values outside 0..65535; save frames as 8- or "
+                               "16-bit RGB or grayscale")
+        return np.repeat(((gray * 255 + 32767) // 65535).astype(np.uint8)[..., None], 3, axis=-1)
+    return np.asarray(img.convert("RGB"))
 
 
 def read_label(path: str | Path) -> np.ndarray:

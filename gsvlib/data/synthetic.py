@@ -28,7 +28,7 @@ from gsvlib.data.cityscapes import CityscapesSequences
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import CAMVID, CITYSCAPES, CITYSCAPES_TO_CAMVID, CITYSCAPES_TRAINID_TO_ID, IGNORE
 from gsvlib.data.snippets import Video, frames_to_tensor
-from gsvlib.files import move_into_place, remove, write_json_atomic
+from gsvlib.files import move_into_place, refuse_foreign, remove, restore_interrupted, write_json_atomic
 from gsvlib.progress import progress_bar
 
 FPS = 17.0  # Cityscapes' frame rate
@@ -37,6 +37,12 @@ ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = 0,
 SKY_RGB = np.array([0.62, 0.74, 0.90])
 FORMAT_VERSION = 1
 SET_ENTRIES = ("leftImg8bit_sequence", "gtFine", "analysis", "meta.json")  # what a generated set holds
+
+
+def _in_set(path: Path) -> bool:
+    """Whether ``path`` (relative to the set's folder) is a file a generated set holds: its metadata, or a PNG or NPY
+    under one of its folders."""
+    return path == Path("meta.json") or (path.parts[0] in SET_ENTRIES and path.suffix in (".png", ".npy"))
 
 
 def _hash(*coords: np.ndarray) -> np.ndarray:
@@ -342,20 +348,29 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), force: bool =
     out = Path(out)
     meta_path = out / "meta.json"
     meta = {"format": FORMAT_VERSION, **{k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()}}
+    restore_interrupted(out)  # a set moved aside by a run killed while replacing it
     if meta_path.is_file() and not force:
         old = json.loads(meta_path.read_text())
         if {k: v for k, v in old.items() if k in meta} == meta:
             return old
         raise DatasetError(f"{out} already holds a synthetic set made with other settings ({meta_path}); pass "
                            "--force to replace it or choose another --out")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in SET_ENTRIES) if out.is_dir() else []
-    if foreign:
-        raise DatasetError(f"{out} holds other files than a synthetic set ({', '.join(foreign[:5])}); regenerating "
-                           "replaces the whole folder, so choose an empty or new --out")
+    refuse_foreign(out, _in_set, "gsv data synth")
     # The set is written beside ``out`` and moved into place at the end: an interrupted run leaves the old set as it
     # was, and a regenerated set holds exactly the requested snippets (no files of a larger old set stay behind).
     final, out = out, out.parent / f".{out.name}.partial"
     remove(out)
+    try:
+        meta = _render_set(out, config, meta, progress)
+    except BaseException:
+        remove(out)  # a run interrupted or failed part way leaves nothing beside the set
+        raise
+    move_into_place(out, final)
+    return meta
+
+
+def _render_set(out: Path, config: SynthConfig, meta: dict, progress: bool) -> dict:
+    """Render every snippet of ``config`` into the folder ``out``; returns ``meta`` completed, written last."""
     start = time.perf_counter()
     table = np.full(256, 0, np.uint8)
     for train_id, label_id in CITYSCAPES_TRAINID_TO_ID.items():
@@ -383,7 +398,6 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), force: bool =
     meta["classes_present"] = [CITYSCAPES.classes[c] for c in (ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION,
                                                               TERRAIN, SKY, PERSON, CAR)]
     write_json_atomic(out / "meta.json", meta)
-    move_into_place(out, final)
     return meta
 
 

@@ -66,6 +66,9 @@ class GSVNetConfig:
             raise ValueError(f"num_classes must be an integer in 2..1024, got {self.num_classes!r}")
         if not isinstance(self.kernel_size, int) or self.kernel_size not in (3, 5, 7, 9):
             raise ValueError(f"kernel_size K must be 3, 5, 7 or 9, got {self.kernel_size!r}")
+        for name in ("use_intra", "learnable_delays", "freeze_keyframe"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.key_scale, (int, float)) or not 0 < self.key_scale <= 2:
             raise ValueError(f"key_scale must be a number in (0, 2], got {self.key_scale!r}")
 

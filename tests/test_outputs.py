@@ -1,0 +1,283 @@
+"""What a user owns is never destroyed: outputs that would replace an input or a user's files are refused, folders
+are replaced whole and recoverably, and two writers of one output are kept apart."""
+import fcntl
+import importlib.util
+import json
+import os
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from gsvlib import files
+from gsvlib.cli import main
+from gsvlib.data.io import write_png
+from gsvlib.files import move_into_place, save_atomic
+from gsvlib.models import GSVNet
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A stage-gsv checkpoint of an untrained 19-class GSVNet, as training writes it."""
+    path = tmp_path_factory.mktemp("ckpt") / "checkpoint.pt"
+    model = GSVNet()
+    save_atomic({"model": model.state_dict(), "model_config": asdict(model.config), "stage": "gsv",
+                 "optimizer": {}, "iteration": 1}, path)
+    return path
+
+
+@pytest.fixture
+def frames(tmp_path):
+    folder = tmp_path / "frames"
+    for i in range(3):
+        write_png(folder / f"{i:06d}.png", np.full((64, 96, 3), 60 * i, np.uint8))
+    return folder
+
+
+def segment(frames, checkpoint, out, *more):
+    return main(["segment", str(frames), "--checkpoint", str(checkpoint), "--out", str(out), "--fps", "15", *more])
+
+
+def test_segment_refuses_a_folder_holding_a_users_files(frames, checkpoint, tmp_path, capsys):
+    (tmp_path / "mydocs").mkdir()
+    (tmp_path / "mydocs" / "thesis.tex").write_text("years of work")
+    assert segment(frames, checkpoint, tmp_path / "mydocs") == 2
+    assert "holds files that gsv segment did not write (thesis.tex)" in capsys.readouterr().err
+    assert (tmp_path / "mydocs" / "thesis.tex").read_text() == "years of work"
+    assert segment(frames, checkpoint, tmp_path / "ov") == 0  # its own output it replaces
+    assert segment(frames, checkpoint, tmp_path / "ov", "--interval", "1") == 0
+    assert sorted(p.name for p in (tmp_path / "ov").iterdir())[-1] == "timings.json"
+    assert not list(tmp_path.glob(".ov*"))  # no lock, partial or old folder left beside it
+
+
+@pytest.mark.parametrize("case", ["same folder", "folder holding it", "same video"])
+def test_segment_refuses_to_write_over_its_input(case, frames, checkpoint, tmp_path, capsys):
+    if case == "same folder":
+        source, out = frames, frames
+    elif case == "folder holding it":
+        source, out = frames, tmp_path
+    else:
+        source = out = tmp_path / "clip.mp4"
+        assert segment(frames, checkpoint, source) == 0
+    before = sorted((p.name, p.stat().st_size) for p in source.parent.rglob("*") if p.is_file())
+    assert main(["segment", str(source), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    assert sorted((p.name, p.stat().st_size) for p in source.parent.rglob("*") if p.is_file()) == before
+
+
+def test_an_existing_file_is_not_replaced_by_an_output_folder(frames, checkpoint, tmp_path, capsys):
+    mine = tmp_path / "Makefile_mine"
+    mine.write_text("all:")
+    assert segment(frames, checkpoint, mine) == 2
+    assert main(["data", "synth", "--out", str(mine), "--snippets", "1", "--val-snippets", "1"]) == 2
+    assert capsys.readouterr().err.count("is a file, which") == 2 and mine.read_text() == "all:"
+
+
+def test_a_second_segment_into_the_same_output_is_refused_while_the_first_writes(frames, checkpoint, tmp_path,
+                                                                                  capsys):
+    with open(tmp_path / ".ov.lock", "a+") as held:  # another gsv segment is writing ov
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert segment(frames, checkpoint, tmp_path / "ov") == 2
+    assert "--out " + str(tmp_path / "ov") + " is in use by" in capsys.readouterr().err
+    assert not (tmp_path / "ov").exists()
+
+
+def test_export_refuses_to_overwrite_the_checkpoint_or_a_file_that_is_no_manifest(checkpoint, tmp_path, capsys):
+    before = checkpoint.read_bytes()
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(checkpoint)]) == 2
+    assert "would replace the checkpoint" in capsys.readouterr().err and checkpoint.read_bytes() == before
+    for text in ('["a list"]', "{not json", '{"w.pt": 3}'):
+        notes = tmp_path / "notes.json"
+        notes.write_text(text)
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt"), "--manifest",
+                     str(notes)]) == 2
+        assert "not a manifest" in capsys.readouterr().err and notes.read_text() == text
+        assert not (tmp_path / "w.pt").exists()  # refused before anything was written
+    manifest = tmp_path / "manifest.json"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt"), "--manifest",
+                 str(manifest)]) == 0
+    assert set(json.loads(manifest.read_text())) == {"w.pt"}
+
+
+def test_synth_force_refuses_a_users_file_inside_the_sets_folders(tmp_path, capsys):
+    args = ["data", "synth", "--out", str(tmp_path / "s"), "--snippets", "1", "--val-snippets", "1", "--size", "64x128"]
+    assert main(args) == 0
+    note = tmp_path / "s" / "gtFine" / "my_annotation_notes.txt"
+    note.write_text("keep")
+    assert main([*args, "--force"]) == 2
+    assert "did not write (gtFine/my_annotation_notes.txt)" in capsys.readouterr().err and note.read_text() == "keep"
+
+
+def test_train_refuses_a_users_lock_and_tmp_files_and_leaves_no_lock_when_it_refuses(tmp_path, tiny_synth, capsys):
+    common = ["train", "--stage", "keyframe", "--root", str(tiny_synth), "--batch-size", "2", "--iterations", "1"]
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("my lock-in notes")
+    (out / "draft.tmp").write_text("unsaved draft")
+    assert main([*common, "--out", str(out)]) == 2
+    assert "did not write (.lock, draft.tmp)" in capsys.readouterr().err
+    assert (out / ".lock").read_text() == "my lock-in notes" and (out / "draft.tmp").read_text() == "unsaved draft"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main([*common, "--out", str(other)]) == 2
+    assert "nothing was changed" in capsys.readouterr().err and sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_a_folder_moved_aside_by_a_killed_replacement_comes_back(tmp_path, monkeypatch):
+    """A process that dies between move_into_place's two renames leaves only .X.old; the next writer restores it
+    before it does anything, and only its own finished result replaces it."""
+    target, new = tmp_path / "out", tmp_path / ".out.partial"
+    target.mkdir()
+    (target / "a.png").write_text("old")
+    new.mkdir()
+    (new / "a.png").write_text("new")
+    replace, calls = os.replace, []
+
+    def dies_second_time(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the kill
+        replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", dies_second_time)
+    with pytest.raises(KeyboardInterrupt):
+        move_into_place(new, target)
+    monkeypatch.setattr(files.os, "replace", replace)
+    assert not target.exists() and (tmp_path / ".out.old" / "a.png").read_text() == "old"
+    files.restore_interrupted(target)  # what every writer does first
+    assert (target / "a.png").read_text() == "old" and not (tmp_path / ".out.old").exists()
+    move_into_place(new, target)
+    assert (target / "a.png").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.slow  # three ONNX exports
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the onnx extra")
+def test_export_onnx_cut_short_leaves_the_old_graphs_whole(tmp_path, monkeypatch):
+    from gsvlib import deploy
+
+    model = GSVNet(num_classes=3)
+    deploy.export_onnx(model, tmp_path / "onnx", (64, 96))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "onnx").iterdir()}
+    export, calls = torch.onnx.export, []
+
+    def dies_on_the_second_graph(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(deploy.torch.onnx, "export", dies_on_the_second_graph)
+    with pytest.raises(KeyboardInterrupt):
+        deploy.export_onnx(model, tmp_path / "onnx", (96, 128))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "onnx").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"]
+    (tmp_path / "onnx" / "README.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="did not write \\(README.txt\\)"):
+        deploy.export_onnx(model, tmp_path / "onnx", (64, 96))
+
+
+def test_16_bit_grayscale_frames_are_scaled_not_clipped_to_white(tmp_path):
+    """PIL converts mode I;16 to RGB by clipping: a mid-grey 16-bit frame became pure white."""
+    from PIL import Image
+
+    from gsvlib.data.io import read_rgb
+
+    gray = np.array([[0, 257 * 128, 65535]], np.uint16)
+    Image.fromarray(gray).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I")
+    rgb = read_rgb(tmp_path / "g16.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (1, 3, 3)
+    assert rgb[0, :, 0].tolist() == [0, 128, 255] and (rgb[..., 0] == rgb[..., 2]).all()
+
+
+@pytest.mark.parametrize("value", [float("nan"), 1e6])
+def test_export_refuses_weights_that_fp16_cannot_hold(checkpoint, tmp_path, capsys, value):
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["model"]["gsv.guiding_net.head.weight"][0, 0, 0, 0] = value
+    save_atomic(ckpt, tmp_path / "diverged.pt")
+    assert main(["export", "--checkpoint", str(tmp_path / "diverged.pt"), "--out", str(tmp_path / "w.pt"),
+                 "--manifest", str(tmp_path / "m.json")]) == 2
+    assert "beyond fp16's range (+-65504) in gsv.guiding_net.head.weight" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pt"]
+
+
+def test_a_video_shorter_than_its_container_says_is_reported(frames, checkpoint, tmp_path, monkeypatch, capsys):
+    """A truncated file decodes fewer frames than its metadata announce: the run says so instead of passing quietly."""
+    from gsvlib import video
+
+    read = video.read_frames
+    monkeypatch.setattr(video, "read_frames", lambda source: (read(source)[0], 15.0, 30))
+    assert segment(frames, checkpoint, tmp_path / "ov") == 0
+    assert "announces 30 frames but only 3 could be decoded" in capsys.readouterr().err
+
+
+def test_ctrl_c_and_a_model_config_of_the_wrong_type_end_in_a_message(checkpoint, tmp_path, monkeypatch, capsys):
+    import gsvlib.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_info", interrupted)
+    assert main(["info"]) == 130 and "interrupted; files already complete are kept" in capsys.readouterr().err
+    monkeypatch.undo()
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["model_config"]["use_intra"] = "no"
+    save_atomic(ckpt, tmp_path / "typed.pt")
+    assert main(["eval", "--checkpoint", str(tmp_path / "typed.pt"), "--variants", "image"]) == 2
+    assert "invalid model_config: use_intra must be true or false, got 'no'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option,value,message", [("--alpha", "5", "opacity, in [0, 1]"),
+                                                  ("--fps", "-5", "a positive number"),
+                                                  ("--fps", "inf", "a positive number")])
+def test_segment_refuses_an_alpha_or_fps_it_cannot_use(frames, checkpoint, tmp_path, capsys, option, value, message):
+    assert main(["segment", str(frames), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.mp4"),
+                 option, value]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("log", [b'{"iteration": 1, "loss": 1.0}\n{"loss": 2.0}\n{"iteration": 3}\n',
+                                 b'{"iteration": 1}\n\xff\xfe\n{"iteration": 2}\n'])
+def test_a_damaged_log_names_its_line_or_file(tmp_path, log):
+    from gsvlib.train import parse_log
+
+    (tmp_path / "log.jsonl").write_bytes(log)
+    with pytest.raises(ValueError, match="log.jsonl (line 2 is no log entry|is not UTF-8).*move it away"):
+        parse_log(tmp_path / "log.jsonl")
+
+
+def test_a_full_disk_is_named_even_when_deleting_the_partial_file_frees_space(tmp_path, monkeypatch):
+    """On a real tmpfs the partial file fills the disk; free space must be read before it is deleted."""
+    import shutil
+
+    def fills_the_disk(obj, f):
+        f.write(b"x" * 100)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    def usage(folder):  # no space while the partial file is there, plenty once it is gone
+        free = 0 if list(tmp_path.glob(".*.tmp")) else 10 ** 9
+        return shutil._ntuple_diskusage(10 ** 9, 10 ** 9 - free, free)
+
+    monkeypatch.setattr(torch, "save", fills_the_disk)
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    with pytest.raises(OSError, match="no space left on device while writing .*w.pt"):
+        save_atomic({"w": torch.zeros(2)}, tmp_path / "w.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_during_synth_leaves_nothing_beside_the_set(tmp_path, monkeypatch):
+    from gsvlib.data import synthetic
+
+    frames = synthetic.render_snippet
+
+    def interrupted(*args):
+        yield next(frames(*args))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "render_snippet", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synthetic.generate(tmp_path / "s", synthetic.SynthConfig(snippets=1, val_snippets=1, size=(64, 128)),
+                           progress=False)
+    assert list(tmp_path.iterdir()) == []
