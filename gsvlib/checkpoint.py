@@ -13,7 +13,7 @@ from torch import nn
 
 from gsvlib.config import train_command
 from gsvlib.device import check_device
-from gsvlib.files import refuse_overlap, save_atomic, write_json_atomic
+from gsvlib.files import check_file_output, refuse_overlap, save_atomic, write_json_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.resnet import ResNet18
 
@@ -120,12 +120,40 @@ def load_torchvision_weights(backbone: ResNet18, weights: str | Path | dict) -> 
     backbone.load_state_dict(state, strict=True)
 
 
-def require_propagation(ckpt: dict, path: str | Path) -> None:
-    """Refuse to run GSVNet's propagation from a checkpoint of stage ``keyframe``, whose propagation is untrained."""
-    if ckpt.get("stage", ckpt.get("train_config", {}).get("stage")) == "keyframe":  # "stage": converted files
-        raise CheckpointError(f"{path} holds a keyframe net only (stage keyframe): its propagation was never trained. "
-                              f"Train it with `gsv train --stage gsv --init {path}`, or use --variants image "
-                              "(gsv segment: --interval 1) to run the keyframe net alone")
+PARTS = ("keyframe_net", "flow_net", "gsv")  # the parts of GSVNet a checkpoint may or may not have trained
+_TRAIN_PART = {
+    "keyframe_net": "train it with `gsv train --stage keyframe`, then start the propagation from it with --init",
+    "flow_net": "train it with `gsv train --stage flow` and start the propagation from it with --init-flow, or let "
+                "stage gsv train it (without --freeze-flow)",
+    "gsv": "train the propagation with `gsv train --stage gsv --init {path}`, or run the keyframe net alone "
+           "(gsv eval --variants image, gsv segment --interval 1)",
+}
+
+
+def trained_parts(ckpt: dict) -> set[str]:
+    """The parts of GSVNet (:data:`PARTS`) whose weights in ``ckpt`` were trained, not left as built. Checkpoints
+    record them (``"trained"``); for one written before they did, they follow from its stage and starting points."""
+    if isinstance(ckpt.get("trained"), list):
+        return set(ckpt["trained"])
+    run = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else {}
+    stage = ckpt.get("stage", run.get("stage"))  # "stage": files converted from the official code
+    if stage in ("keyframe", "flow"):
+        return {"keyframe_net" if stage == "keyframe" else "flow_net"}
+    flow = run.get("train_flow", True) or run.get("init_flow") or run.get("init_propagation") or not run
+    return {"gsv", *(["flow_net"] if flow else []), *(["keyframe_net"] if run.get("init") or not run else [])}
+
+
+def require_trained(ckpt: dict, path: str | Path, parts, purpose: str) -> None:
+    """Refuse ``ckpt`` (read from ``path``) for ``purpose`` when one of ``parts`` was never trained: an untrained part
+    runs as random weights and its output would pass for GSVNet's."""
+    missing = [p for p in PARTS if p in set(parts) - trained_parts(ckpt)]
+    if missing:
+        names = {"keyframe_net": "keyframe net", "flow_net": "flow net", "gsv": "propagation (GSV conv)"}
+        raise CheckpointError(f"{path}: its {' and '.join(names[p] for p in missing)} "
+                              f"{'was' if len(missing) == 1 else 'were'} never trained (it holds "
+                              f"{', '.join(names[p] for p in PARTS if p in trained_parts(ckpt)) or 'no trained part'})"
+                              f", and {purpose} runs {'it' if len(missing) == 1 else 'them'}: "
+                              + _TRAIN_PART[missing[0]].format(path=path))
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path | None = None,
@@ -134,6 +162,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path
     to fp16: half the size, no optimizer state) and, with ``manifest``, its entry there (:func:`write_manifest_entry`).
     Returns the entry."""
     refuse_overlap(out, {"the checkpoint": checkpoint, "the manifest": manifest})
+    check_file_output(out)
     if manifest is not None:
         refuse_overlap(manifest, {"the checkpoint": checkpoint}, "--manifest")
         read_manifest(manifest)  # a file that is not a manifest is refused before anything is written
@@ -147,6 +176,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path
                               "export a checkpoint of a run that did not diverge (nothing was written)")
     state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep = {k: ckpt[k] for k in ("model_config", "train_config", "iteration", "classes", "dataset") if k in ckpt}
+    keep["trained"] = sorted(trained_parts(ckpt))
     save_atomic({"model": state, **keep}, out)
     return write_manifest_entry(checkpoint, out, manifest, extra)
 

@@ -16,7 +16,7 @@ import torch
 from gsvlib import __version__
 from gsvlib.bench import (BenchConfig, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame,
                           matrix_table, part_timings, throughput_table, time_stream)
-from gsvlib.checkpoint import export_weights, load_model, require_propagation
+from gsvlib.checkpoint import export_weights, load_model, require_trained
 from gsvlib.config import (add_options, add_train_options, check_starting_point, config_from_options, given_options,
                            interval_arg, parse_size)
 from gsvlib.data import DATASETS
@@ -25,7 +25,7 @@ from gsvlib.deploy import OnnxRuntime, export_onnx
 from gsvlib.device import check_device
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
 from gsvlib.experiments import Runner, collect, plan_text
-from gsvlib.files import refuse_overlap, write_json_atomic
+from gsvlib.files import check_file_output, refuse_overlap, write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
 from gsvlib.official import write_converted
@@ -81,6 +81,7 @@ def _model(cfg: BenchConfig):
 def cmd_bench(args) -> None:
     cfg = BenchConfig(**given_options(args, BenchConfig))
     cfg.check()
+    check_file_output(cfg.json, "--json")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     busy_warning(cfg.device)
@@ -159,6 +160,7 @@ def launch(nproc: int, argv: list[str]) -> None:
 def cmd_eval(args) -> None:
     cfg = EvalConfig(**given_options(args, EvalConfig))
     cfg.check()
+    check_file_output(cfg.out)
     model, ckpt = load_model(cfg.checkpoint, cfg.device)
     cfg.require(ckpt)
     report = run_eval(model, cfg)
@@ -186,8 +188,8 @@ def cmd_export(args) -> None:
 def cmd_export_onnx(args) -> None:
     refuse_overlap(args.out, {"the checkpoint": args.checkpoint})
     model, ckpt = load_model(args.checkpoint)
-    if args.propagation != "copy":
-        require_propagation(ckpt, args.checkpoint)
+    require_trained(ckpt, args.checkpoint, ("keyframe_net", *PROPAGATIONS[args.propagation].uses),
+                    f"gsv export-onnx --propagation {args.propagation}")
     key_scale = model.config.key_scale if args.key_scale is None else args.key_scale
     meta = export_onnx(model, args.out, args.size, key_scale, args.propagation, ckpt.get("dataset"))
     print(f"{args.out}: keyframe.onnx, propagation.onnx, labels.onnx for {meta['size'][0]}x{meta['size'][1]} frames "
@@ -207,6 +209,7 @@ def cmd_convert_official(args) -> None:
 
 
 def cmd_tables(args) -> None:
+    check_file_output(args.out)
     text, out, left_out = write_tables(args.folder, args.out)
     print(text)
     print(f"written to {out}" + (f"; left out (no experiment block naming a table): "
@@ -249,8 +252,8 @@ def cmd_segment(args) -> None:
         dataset = runtime.meta["dataset"]
     elif args.checkpoint:
         model, ckpt = load_model(args.checkpoint, args.device)
-        if args.interval > 1:
-            require_propagation(ckpt, args.checkpoint)
+        propagation = PROPAGATIONS["gsv"].uses if args.interval > 1 else ()
+        require_trained(ckpt, args.checkpoint, ("keyframe_net", *propagation), f"gsv segment --interval {args.interval}")
         seg = VideoSegmenter(model, args.interval, args.key_scale, args.device,
                              runtime="compiled" if args.compile else "eager", policy=args.policy)
         dataset = ckpt.get("dataset")

@@ -152,12 +152,23 @@ class OnnxRuntime:
         meta_path = folder / "onnx.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} does not exist: write the graphs with `gsv export-onnx`")
-        self.meta = json.loads(meta_path.read_text())
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except ValueError as e:  # not UTF-8, or not JSON
+            self.meta = {"error": str(e)}
+        if not isinstance(self.meta, dict) or not {"size", "key_scale", "propagation"} <= set(self.meta):
+            raise RuntimeError(f"{meta_path} is damaged (not the JSON object `gsv export-onnx` writes); export the "
+                               "graphs again with `gsv export-onnx`")
         self.device = torch.device("cpu")
         self.key_scale = self.meta["key_scale"]
         self.propagation = self.meta["propagation"]
-        self._sessions = {g: onnxruntime.InferenceSession(str(folder / f"{g}.onnx"), providers=list(providers))
-                          for g in GRAPHS}
+        self._sessions = {}
+        for g in GRAPHS:
+            try:
+                self._sessions[g] = onnxruntime.InferenceSession(str(folder / f"{g}.onnx"), providers=list(providers))
+            except Exception as e:  # ONNX Runtime's own errors (missing, damaged, refused external data) share no base
+                raise RuntimeError(f"{folder / f'{g}.onnx'} cannot be loaded by ONNX Runtime ({str(e).strip()[:200]}); "
+                                   "export the graphs again with `gsv export-onnx`") from None
         # graphs exported before the conventions were recorded are gsvkit's
         conventions = CONVENTIONS[self.meta.get("conventions", "gsvkit")]
         self.small = partial(small_frames, conventions=conventions,

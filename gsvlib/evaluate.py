@@ -26,7 +26,7 @@ from typing import Callable, Iterable, NamedTuple
 
 import torch
 
-from gsvlib.checkpoint import require_propagation
+from gsvlib.checkpoint import require_trained
 from gsvlib.config import interval_arg, setting
 from gsvlib.data import DATASETS, IGNORE, DataSpec
 from gsvlib.data.camvid import SPANS
@@ -85,9 +85,11 @@ class EvalConfig:
         return DataSpec(self.dataset, self.root, self.split, self.span)
 
     def require(self, ckpt: dict) -> None:
-        """Refuse a keyframe-only checkpoint (``ckpt``, as loaded) where this evaluation runs its propagation."""
-        if self.policy or any(VARIANTS[v].needs_propagation for v in self.variants):
-            require_propagation(ckpt, self.checkpoint)
+        """Refuse a checkpoint (``ckpt``, as loaded) one of whose parts this evaluation runs was never trained."""
+        parts = {p for v in self.variants for p in VARIANTS[v].parts} | (set(PROPAGATIONS["gsv"].uses) if self.policy
+                                                                         else set())
+        require_trained(ckpt, self.checkpoint, parts, f"gsv eval --variants {' '.join(self.variants)}"
+                        + (" --policy" if self.policy else ""))
 
     def check(self) -> None:
         if self.checkpoint is None:
@@ -176,6 +178,10 @@ def run_offsets(model: GSVNet, data: DataSpec, offsets: int, key_scale: float | 
             for frame in sample["frames"][-i - 1:]:  # the keyframe a - i, then the frames up to a
                 out = segmenter.step(frame, labels=True)
             matrix.update(out.labels[0], sample["label"])
+    if not int(matrices[0].mat.sum()):
+        raise ValueError(f"no pixel of the {len(data)} scored frames of {spec.dataset} {spec.split} under {spec.root} "
+                         "is labelled: every ground-truth pixel is void (ignored), so no mIoU exists. Check the label "
+                         "files and that --dataset names their layout")
     return matrices, len(data), data.table.classes
 
 
@@ -238,13 +244,13 @@ def flow_error(model: GSVNet, data: DataSpec, device: str = "cpu", progress: boo
 
 class Variant(NamedTuple):
     """A way ``gsv eval`` scores a checkpoint: ``run(model, cfg, progress)`` -> its report, ``summary(report)`` ->
-    one line for the terminal, ``check(cfg)`` -> None or a ValueError, and whether it runs the trained propagation
-    (a keyframe-only checkpoint is refused for it)."""
+    one line for the terminal, ``check(cfg)`` -> None or a ValueError, and the parts of the model it runs
+    (:data:`gsvlib.checkpoint.PARTS`; a checkpoint that never trained one of them is refused)."""
 
     title: str
     run: Callable[[GSVNet, EvalConfig, bool], dict]
     summary: Callable[[dict], str]
-    needs_propagation: bool
+    parts: tuple[str, ...]
     check: Callable[[EvalConfig], None] = lambda cfg: None
 
 
@@ -274,10 +280,11 @@ def _needs_exact_flow(cfg: EvalConfig) -> None:
 
 _OTHER_VARIANTS = {
     "image": Variant("image-only", _image_only,
-                     lambda r: "; ".join(f"image-only x{s}: mIoU {v['miou']:.2f}" for s, v in r.items()), False),
+                     lambda r: "; ".join(f"image-only x{s}: mIoU {v['miou']:.2f}" for s, v in r.items()),
+                     ("keyframe_net",)),
     "flow": Variant("flow error", _flow,
                     lambda r: f"flow net: end-point error {r['epe']:.3f} px of the 1/8 grid on {r['pairs']} pairs "
-                              f"(predicting no motion: {r['zero_flow_epe']:.3f})", True, _needs_exact_flow),
+                              f"(predicting no motion: {r['zero_flow_epe']:.3f})", ("flow_net",), _needs_exact_flow),
 }
 
 
@@ -289,7 +296,7 @@ class _Variants(Mapping):
     def __getitem__(self, name: str) -> Variant:
         if name in PROPAGATIONS:
             return Variant(PROPAGATIONS[name].title, partial(_protocol, propagation=name), _protocol_line,
-                           name != "copy")
+                           ("keyframe_net", *PROPAGATIONS[name].uses))
         return _OTHER_VARIANTS[name]
 
     def __iter__(self):

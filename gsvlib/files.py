@@ -17,7 +17,14 @@ from typing import Any
 import torch
 
 
+def check_file_output(path: str | Path | None, option: str = "--out") -> None:
+    """Refuse, before any work, a file output that names a folder (the write at the end would fail)."""
+    if path is not None and Path(path).is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; give the name of a file to write (nothing was changed)")
+
+
 def _atomic_write(path: Path, write) -> None:
+    check_file_output(path, "the output")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gsvlib.checkpoint import load_model
+from gsvlib.checkpoint import PARTS, load_model, require_trained
 from gsvlib.data import CamVid
 from gsvlib.data.camvid import HELD_OUT
 from gsvlib.data.io import read_label, read_rgb
@@ -73,8 +73,16 @@ def open_footage(dataset: str = "camvid", camvid_root: str | Path = "../../share
     return _synthetic(tour or TourConfig(), progress)
 
 
+def _gsvnet(weights: Path):
+    """The model of ``weights``, refused unless every part of GSVNet in it was trained: the notebooks show it as
+    GSVNet."""
+    model, ckpt = load_model(weights)
+    require_trained(ckpt, weights, PARTS, "a notebook showing GSVNet")
+    return model
+
+
 def _camvid(root: Path, weights: Path) -> Footage:
-    model, _ = load_model(weights)
+    model = _gsvnet(weights)
     dataset = CamVid(root, "val", span=HELD_OUT)
     held_out = dataset.items  # the labelled frames in time order, one per item
     frames = [read_rgb(s.frames[-1]) for s in held_out]
@@ -90,7 +98,7 @@ def _camvid(root: Path, weights: Path) -> Footage:
 
 def _synthetic(tour: TourConfig, progress: bool) -> Footage:
     paths = prepare(tour, progress=progress)  # instant when `make tour` has run
-    model, _ = load_model(paths["gsv"])
+    model = _gsvnet(paths["gsv"])
     seq = first_val_snippet(tour.data)
     snippet = load_snippet(tour.data, "val", seq)
     return Footage(f"synthetic street, validation snippet {seq}", "synthetic", model.eval(), CITYSCAPES,

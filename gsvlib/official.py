@@ -279,7 +279,7 @@ def convert_official(paths: list[str | Path], dataset: str = "cityscapes") -> di
     config = GSVNetConfig(num_classes=num_classes, keyframe_net=keyframe, conventions="official")
     model = GSVNet(config)
     state = {k: v for m in mappings for k, v in m.out.items()}
-    if "gsvnet" not in found:  # keyframe only: the propagation stays as built (and is refused by require_propagation)
+    if "gsvnet" not in found:  # keyframe only: the propagation stays as built (and is refused by require_trained)
         state.update({k: v for k, v in model.state_dict().items() if not k.startswith("keyframe_net.")})
     load_state_dict_checked(model, state, " + ".join(p for p, _ in found.values()),
                             hint="converted from the official layout")

@@ -26,15 +26,20 @@ from gsvlib.models.output import full_resolution_labels
 
 
 class Propagator(NamedTuple):
-    """How a non-keyframe is predicted: ``step(model, prev_seg, prev_small, cur_small)`` -> S_t (B, C, H/8, W/8)."""
+    """How a non-keyframe is predicted: ``step(model, prev_seg, prev_small, cur_small)`` -> S_t (B, C, H/8, W/8),
+    and the trained parts of the model it runs besides the keyframe net (``uses``: names of
+    :data:`gsvlib.checkpoint.PARTS`)."""
 
     title: str  # the name tables and plots print
     step: Callable[[GSVNet, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    uses: tuple[str, ...] = ()
 
 
 PROPAGATIONS: dict[str, Propagator] = {
-    "gsv": Propagator("GSVNet", lambda model, seg, prev, cur: model.propagate(seg, prev, cur).seg),  # eq. (1) + (2)
-    "warp": Propagator("warp only", lambda model, seg, prev, cur: model.warp_previous(seg, prev, cur)[0]),  # eq. (1)
+    "gsv": Propagator("GSVNet", lambda model, seg, prev, cur: model.propagate(seg, prev, cur).seg,  # eq. (1) + (2)
+                      ("flow_net", "gsv")),
+    "warp": Propagator("warp only", lambda model, seg, prev, cur: model.warp_previous(seg, prev, cur)[0],  # eq. (1)
+                       ("flow_net",)),
     "copy": Propagator("copy previous", lambda model, seg, prev, cur: seg),  # S_t = S_{t-1}
 }
 

@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, load_torchvision_weights, read_checkpoint
+from gsvlib.checkpoint import (PARTS, CheckpointError, load_state_dict_checked, load_torchvision_weights,
+                               read_checkpoint, trained_parts)
 from gsvlib.config import PATHS, STARTING_POINTS, TrainConfig
 from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
@@ -76,6 +77,23 @@ def _saved_model(path: str, stage: str) -> dict:
 def _part(state: dict, name: str) -> dict:
     """The entries of one sub-network ("keyframe_net", "flow_net") of a model state, without its prefix."""
     return {k.removeprefix(f"{name}."): v for k, v in state.items() if k.startswith(f"{name}.")}
+
+
+def trained_by(cfg: TrainConfig, warn: bool = True) -> set[str]:
+    """The parts of GSVNet a fresh run of ``cfg`` leaves trained: those its stage trains, and the trained parts its
+    starting points give it (read from their checkpoints). Warns when stage gsv starts from no trained keyframe net."""
+    stage = STAGES[cfg.stage]
+    given = {"init": {"keyframe_net"} if stage.starts_propagation else set(PARTS), "init_flow": {"flow_net"},
+             "init_propagation": {"flow_net", "gsv"}}
+    parts = {p for p in stage.trains if p != "flow_net" or not stage.starts_propagation or cfg.train_flow}
+    for name, gives in given.items():
+        if getattr(cfg, name):
+            parts |= gives & trained_parts(read_checkpoint(getattr(cfg, name)))
+    if warn and stage.starts_propagation and "keyframe_net" not in parts:
+        warnings.warn("the keyframe net N is untrained (no --init, or one whose keyframe net was never trained): the "
+                      "propagation will learn to correct random keyframes, and N stays frozen. Give --init the "
+                      "checkpoint of a stage keyframe run", stacklevel=3)
+    return parts
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
@@ -272,6 +290,10 @@ class RunFolder:
             raise CheckpointError(f"{self.checkpoint} is a weights file (no optimizer state, e.g. from `gsv export`), "
                                   "not a training run to resume: start a new run from it with --init instead of "
                                   "--resume")
+        if not isinstance(ckpt["iteration"], int) or isinstance(ckpt["iteration"], bool) or ckpt["iteration"] < 0 \
+                or not isinstance(ckpt.get("train_config", {}), dict):
+            raise CheckpointError(f"{self.checkpoint} is damaged: its iteration ({ckpt['iteration']!r}) or its settings "
+                                  "are not what gsv train writes; move the folder away and train again")
         differ = _differences(ckpt.get("train_config", {}), cfg)
         if differ:
             raise ValueError(f"--resume with other settings than the run in {self.out}: " + "; ".join(differ))
@@ -315,6 +337,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     # absolute paths, so that the same run reached from another working directory is recognised on --resume
     cfg = replace(cfg, **{k: str(Path(v).expanduser().resolve()) for k in PATHS if (v := getattr(cfg, k))})
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; a run needs a folder (nothing was changed)")
     with process_group(cfg.device) as ranks:
         folder = RunFolder(out, ranks.main)
         folder.refuse_foreign()
@@ -354,7 +378,10 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
     batches = TrainBatches(dataset, cfg, ranks)
     sum_over_ranks(torch.zeros(1, device=cfg.device))  # barrier: all ranks checked the folder before rank 0 writes
     torch.manual_seed(cfg.seed)
-    model = build_model(replace(cfg, init=None, imagenet=None) if ckpt is not None else cfg, dataset.table.num_classes)
+    # a resumed run's checkpoint holds what it started from: its starting points are not read again
+    model = build_model(replace(cfg, **dict.fromkeys(STARTING_POINTS)) if ckpt is not None else cfg,
+                        dataset.table.num_classes)
+    trained = sorted(trained_parts(ckpt) if ckpt is not None else trained_by(cfg, ranks.main))
     if cfg.sync_bn:
         convert_sync_batchnorm(model)
     model = (channels_last(model) if cfg.channels_last else model).to(cfg.device)
@@ -374,7 +401,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
     def state(iteration: int) -> dict:
         return {"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                "iteration": iteration, "batches": BATCHES,
+                "iteration": iteration, "batches": BATCHES, "trained": trained,
                 "class_weights": None if weight is None else weight.tolist(),
                 "classes": list(dataset.table.classes), "dataset": cfg.dataset}
 

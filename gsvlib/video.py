@@ -172,6 +172,8 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
 
     What a user owns is never replaced: ``out`` may not be the input or hold it, an existing output folder may hold
     only what gsv segment writes, and a second run into the same ``out`` is refused while the first one writes."""
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames (--max-frames) must be at least 1, got {max_frames}")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha (--alpha) is the overlay's opacity, in [0, 1]; got {alpha}")
     if fps is not None and not (math.isfinite(fps) and fps > 0):

@@ -175,7 +175,8 @@ def test_bad_arguments_give_clear_errors(argv, message, capsys):
 def test_a_keyframe_only_checkpoint_is_not_scored_as_gsvnet(trained, tiny_synth, capsys):
     key = str(trained.parents[1] / "key" / "checkpoint.pt")
     assert main(["eval", "--checkpoint", key, "--root", str(tiny_synth), "--variants", "gsv", "warp"]) == 2
-    assert "keyframe net only" in capsys.readouterr().err
+    assert "its flow net and propagation (GSV conv) were never trained (it holds keyframe net)" in \
+        capsys.readouterr().err
     assert main(["eval", "--checkpoint", key, "--root", str(tiny_synth), "--variants", "image",
                  "--image-scales", "1.0"]) == 0
     assert main(["eval", "--checkpoint", key, "--root", str(tiny_synth), "--variants", "copy", "--intervals",

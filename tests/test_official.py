@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gsvlib.checkpoint import CheckpointError, load_model, require_propagation
+from gsvlib.checkpoint import PARTS, CheckpointError, load_model, require_trained, trained_parts
 from gsvlib.cli import main
 from gsvlib.models import GSVNet, GuidedSpatiallyVaryingConv, ResNet18, edge_map, warp
 from gsvlib.models.conventions import CONVENTIONS, small_frames
@@ -150,7 +150,8 @@ def test_official_checkpoints_convert_and_load_strictly(files, tmp_path, keyfram
     model, ckpt = load_model(out)  # strict load of every key
     assert model.config.conventions == "official" and model.config.keyframe_net == keyframe_net
     assert ckpt["stage"] == "gsv" and ckpt["dataset"] == "cityscapes" and len(ckpt["classes"]) == C
-    require_propagation(ckpt, out)
+    assert trained_parts(ckpt) == set(PARTS)
+    require_trained(ckpt, out, PARTS, "GSVNet")
     with torch.no_grad():
         out_seg = model(torch.rand(1, 3, 3, 64, 128))
     assert out_seg.shape == (1, C, 8, 16) and torch.isfinite(out_seg).all()
@@ -175,9 +176,9 @@ def test_a_keyframe_checkpoint_alone_gives_a_keyframe_only_model(files, tmp_path
     out = tmp_path / "key.pt"
     assert main(["convert-official", str(files["swiftnet"]), "--out", str(out)]) == 0
     model, ckpt = load_model(out)
-    assert ckpt["stage"] == "keyframe"
-    with pytest.raises(CheckpointError, match="keyframe net only"):
-        require_propagation(ckpt, out)
+    assert ckpt["stage"] == "keyframe" and trained_parts(ckpt) == {"keyframe_net"}
+    with pytest.raises(CheckpointError, match="flow net and propagation \\(GSV conv\\) were never trained"):
+        require_trained(ckpt, out, PARTS, "GSVNet")
 
 
 def test_conversion_errors_name_the_file_and_the_keys(files, tmp_path, capsys):

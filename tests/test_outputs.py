@@ -281,3 +281,69 @@ def test_ctrl_c_during_synth_leaves_nothing_beside_the_set(tmp_path, monkeypatch
         synthetic.generate(tmp_path / "s", synthetic.SynthConfig(snippets=1, val_snippets=1, size=(64, 128)),
                            progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # one ONNX export
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="needs the onnx extra")
+def test_damaged_or_missing_onnx_files_name_the_file_and_the_fix(tmp_path):
+    from gsvlib import deploy
+
+    deploy.export_onnx(GSVNet(num_classes=3), tmp_path / "onnx", (64, 96))
+    graph = tmp_path / "onnx" / "propagation.onnx"
+    graph.write_bytes(graph.read_bytes()[:100])
+    with pytest.raises(RuntimeError, match="propagation.onnx cannot be loaded by ONNX Runtime.*export the graphs"):
+        deploy.OnnxRuntime(tmp_path / "onnx")
+    graph.unlink()
+    with pytest.raises(RuntimeError, match="propagation.onnx cannot be loaded"):
+        deploy.OnnxRuntime(tmp_path / "onnx")
+    for text in ("[1, 2]", "{broken"):
+        (tmp_path / "onnx" / "onnx.json").write_text(text)
+        with pytest.raises(RuntimeError, match="onnx.json is damaged"):
+            deploy.OnnxRuntime(tmp_path / "onnx")
+
+
+def test_a_run_checkpoint_with_a_crafted_iteration_is_refused_on_resume(tiny_synth, tmp_path, capsys):
+    common = ["train", "--stage", "keyframe", "--out", str(tmp_path / "r"), "--root", str(tiny_synth),
+              "--batch-size", "2", "--iterations", "2"]
+    assert main([*common[:-1], "1"]) == 0
+    ckpt = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    ckpt["iteration"] = "x"
+    save_atomic(ckpt, tmp_path / "r" / "checkpoint.pt")
+    assert main([*common, "--resume"]) == 2
+    assert "is damaged: its iteration ('x')" in capsys.readouterr().err
+
+
+def test_an_all_void_label_set_says_so_instead_of_scoring_nan(tiny_synth, checkpoint, tmp_path, capsys):
+    import shutil
+
+    from gsvlib.data.io import read_label
+
+    root = tmp_path / "void"
+    shutil.copytree(tiny_synth, root)
+    for png in (root / "gtFine").rglob("*.png"):
+        write_png(png, np.zeros_like(read_label(png)))  # labelId 0: unlabeled, ignored
+    assert main(["eval", "--checkpoint", str(checkpoint), "--root", str(root), "--variants", "image",
+                 "--image-scales", "1.0"]) == 2
+    assert "every ground-truth pixel is void" in capsys.readouterr().err
+
+
+def test_a_file_output_naming_a_folder_is_refused_before_any_work(checkpoint, tmp_path, capsys, monkeypatch):
+    """Before: the benchmark (or evaluation) ran for minutes, then the write failed naming a temporary file."""
+    import gsvlib.cli as cli
+
+    monkeypatch.setattr(cli, "bench_matrix", lambda *a, **k: pytest.fail("the benchmark ran"))
+    monkeypatch.setattr(cli, "benchmark", lambda *a, **k: pytest.fail("the benchmark ran"))
+    (tmp_path / "dir").mkdir()
+    for args in (["bench", "--size", "64x96", "--json", str(tmp_path / "dir")],
+                 ["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "dir")],
+                 ["tables", str(tmp_path), "--out", str(tmp_path / "dir")]):
+        assert main(args) == 2
+        assert f"{tmp_path / 'dir'} is a folder; give the name of a file to write" in capsys.readouterr().err
+    (tmp_path / "f.txt").write_text("mine")
+    assert main(["train", "--stage", "keyframe", "--out", str(tmp_path / "f.txt")]) == 2
+    assert "is a file; a run needs a folder" in capsys.readouterr().err and (tmp_path / "f.txt").read_text() == "mine"
+
+
+def test_segment_refuses_max_frames_below_one(frames, checkpoint, tmp_path, capsys):
+    assert segment(frames, checkpoint, tmp_path / "o", "--max-frames", "0") == 2
+    assert "--max-frames) must be at least 1" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""Untrained parts never pass as GSVNet: checkpoints record which parts were trained, and every entry point that
+runs a part requires it."""
+import warnings
+
+import pytest
+import torch
+
+from gsvlib.checkpoint import PARTS, CheckpointError, read_checkpoint, trained_parts
+from gsvlib.cli import main
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_synth, tmp_path_factory):
+    """Two-iteration runs of each stage: keyframe; flow; gsv from both (--init, --init-flow)."""
+    out = tmp_path_factory.mktemp("parts")
+    common = ["--root", str(tiny_synth), "--batch-size", "2", "--iterations", "2"]
+    assert main(["train", "--stage", "keyframe", "--out", str(out / "key"), *common]) == 0
+    assert main(["train", "--stage", "flow", "--out", str(out / "flow"), *common]) == 0
+    assert main(["train", "--stage", "gsv", "--out", str(out / "gsv"), "--init", str(out / "key/checkpoint.pt"),
+                 "--init-flow", str(out / "flow/checkpoint.pt"), *common]) == 0
+    return out
+
+
+def test_checkpoints_record_the_parts_they_trained(runs, tmp_path):
+    parts = {name: read_checkpoint(runs / name / "checkpoint.pt")["trained"] for name in ("key", "flow", "gsv")}
+    assert parts == {"key": ["keyframe_net"], "flow": ["flow_net"], "gsv": sorted(PARTS)}
+    assert main(["export", "--checkpoint", str(runs / "flow" / "checkpoint.pt"), "--out", str(tmp_path / "f.pt")]) == 0
+    assert read_checkpoint(tmp_path / "f.pt")["trained"] == ["flow_net"]
+
+
+def test_checkpoints_from_before_the_record_derive_it_from_stage_and_starting_points():
+    assert trained_parts({"train_config": {"stage": "keyframe"}}) == {"keyframe_net"}
+    assert trained_parts({"train_config": {"stage": "gsv", "init": "k.pt"}}) == set(PARTS)
+    assert trained_parts({"train_config": {"stage": "gsv", "train_flow": False}}) == {"gsv"}
+    assert trained_parts({"stage": "gsv", "model": {}}) == set(PARTS)  # converted from the official code
+
+
+@pytest.mark.parametrize("command", [["eval", "--variants", "gsv"], ["eval", "--variants", "image"],
+                                     ["segment", "--interval", "1"], ["segment", "--interval", "3"]])
+def test_a_flow_stage_checkpoint_is_neither_scored_nor_run_as_gsvnet(runs, tiny_synth, tmp_path, capsys, command):
+    """Its keyframe net and GSV conv are random: every path that runs a keyframe is refused, naming what to train."""
+    ckpt = str(runs / "flow" / "checkpoint.pt")
+    source = next((tiny_synth / "leftImg8bit_sequence" / "val").rglob("*.png")).parent
+    if command[0] == "eval":
+        args = ["eval", "--checkpoint", ckpt, "--root", str(tiny_synth), *command[1:]]
+    else:
+        args = ["segment", str(source), "--checkpoint", ckpt, "--out", str(tmp_path / "o"), *command[1:]]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "keyframe net" in err and "never trained (it holds flow net)" in err and "--stage keyframe" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_stage_gsv_without_a_trained_keyframe_net_warns(tiny_synth, tmp_path, capsys):
+    assert main(["train", "--stage", "gsv", "--out", str(tmp_path / "g"), "--root", str(tiny_synth), "--batch-size",
+                 "2", "--iterations", "1"]) == 0
+    assert "the keyframe net N is untrained" in capsys.readouterr().err
+    assert read_checkpoint(tmp_path / "g" / "checkpoint.pt")["trained"] == ["flow_net", "gsv"]
+
+
+def test_a_notebook_refuses_keyframe_only_weights_as_gsvnet(runs, tmp_path):
+    from gsvlib.notebook import _gsvnet
+
+    with pytest.raises(CheckpointError, match="never trained.*a notebook showing GSVNet runs them"):
+        _gsvnet(runs / "key" / "checkpoint.pt")
+    assert _gsvnet(runs / "gsv" / "checkpoint.pt") is not None
+
+
+def test_resume_keeps_what_the_run_started_from(runs, tiny_synth, tmp_path):
+    """--init-flow is read when a run starts, never when it resumes: the run's checkpoint holds it."""
+    import shutil
+
+    flow = tmp_path / "flow.pt"
+    shutil.copy(runs / "flow" / "checkpoint.pt", flow)
+    common = ["train", "--stage", "gsv", "--out", str(tmp_path / "g"), "--root", str(tiny_synth), "--batch-size", "2",
+              "--init", str(runs / "key" / "checkpoint.pt"), "--init-flow", str(flow)]
+    assert main([*common, "--iterations", "1"]) == 0
+    first = read_checkpoint(tmp_path / "g" / "checkpoint.pt")["model"]["flow_net.to_flow.bias"].clone()
+    torch.save({"model": {}}, flow)  # the starting point changes (or goes) after the run started
+    with warnings.catch_warnings():
+        assert main([*common, "--iterations", "2", "--resume"]) == 0
+    resumed = read_checkpoint(tmp_path / "g" / "checkpoint.pt")
+    assert resumed["iteration"] == 2 and resumed["trained"] == sorted(PARTS)
+    assert resumed["model"]["flow_net.to_flow.bias"].shape == first.shape
