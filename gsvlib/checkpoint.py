@@ -13,7 +13,7 @@ from torch import nn
 
 from gsvlib.config import train_command
 from gsvlib.device import check_device
-from gsvlib.files import check_file_output, refuse_overlap, save_atomic, write_json_atomic
+from gsvlib.files import check_file_output, refuse_overlap, save_atomic, temporary, write_json_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.resnet import ResNet18
 
@@ -177,6 +177,10 @@ def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path
     state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     keep = {k: ckpt[k] for k in ("model_config", "train_config", "iteration", "classes", "dataset") if k in ckpt}
     keep["trained"] = sorted(trained_parts(ckpt))
+    out = Path(out)
+    for stale in out.parent.glob(".*.tmp"):
+        if temporary(out, stale.name):  # left by an export that was killed while writing
+            stale.unlink()
     save_atomic({"model": state, **keep}, out)
     return write_manifest_entry(checkpoint, out, manifest, extra)
 

@@ -347,3 +347,10 @@ def test_a_file_output_naming_a_folder_is_refused_before_any_work(checkpoint, tm
 def test_segment_refuses_max_frames_below_one(frames, checkpoint, tmp_path, capsys):
     assert segment(frames, checkpoint, tmp_path / "o", "--max-frames", "0") == 2
     assert "--max-frames) must be at least 1" in capsys.readouterr().err
+
+
+def test_export_removes_what_a_killed_export_left(checkpoint, tmp_path):
+    stale = tmp_path / ".w.pt.k1ll3d.tmp"
+    stale.write_bytes(b"\0" * 1000)  # a kill -9 while torch.save wrote
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]
