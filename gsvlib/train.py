@@ -339,6 +339,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; a run needs a folder (nothing was changed)")
+    out.mkdir(parents=True, exist_ok=True)  # before the processes start: every rank reads it
     with process_group(cfg.device) as ranks:
         folder = RunFolder(out, ranks.main)
         folder.refuse_foreign()

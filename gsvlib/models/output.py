@@ -7,11 +7,12 @@ cells around it, so where those four cells share their argmax class c, c wins at
 margin over any class k is a convex combination of positive margins). Only the pixels between cells of different
 classes need scores, and there only the candidates: classes whose largest corner score reaches the largest of the
 classes' smallest corner scores (any other class loses to that class everywhere in the cell). On CamVid footage
-about one cell in ten is mixed, and most mixed cells have two candidates.
+about one span between cell centres in ten is mixed, and most mixed spans have two candidates.
 
-:func:`full_resolution_labels` does that on the CPU in eager mode, and the literal step wherever it is traced
-(torch.compile fuses it into one pass; ONNX graphs keep static shapes) and on CUDA, where bandwidth is plentiful.
-Both give the labels of ``F.interpolate(seg, size, mode="bilinear").argmax(1)`` up to float rounding ties.
+:func:`full_resolution_labels` does that on the CPU in eager mode, with the same float arithmetic as torch's kernel,
+so its labels equal those of ``F.interpolate(seg, size, mode="bilinear").argmax(1)``. Wherever it is traced
+(torch.compile fuses the literal step into one pass; ONNX graphs keep static shapes) and on CUDA, where bandwidth is
+plentiful, it takes the literal step.
 """
 from __future__ import annotations
 
