@@ -32,6 +32,19 @@ def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+def _same_size(files: list[Path]) -> Iterator[np.ndarray]:
+    """The frames of ``files``, refusing one whose size differs from the first's (a video's frames share one)."""
+    size = None
+    for path in files:
+        frame = read_rgb(path)
+        if size is not None and frame.shape != size:
+            raise DatasetError(f"{path} is {frame.shape[1]}x{frame.shape[0]} but {files[0].name} and the frames "
+                               f"before it are {size[1]}x{size[0]}; the frames of one video share one size: move it "
+                               "out of the folder or resize it")
+        size = frame.shape
+        yield frame
+
+
 def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None, int | None]:
     """(H, W, 3) uint8 frames of a video file or of the images of a folder (in natural name order), the frame rate
     (None for a folder) and the frame count where it is known."""
@@ -40,7 +53,7 @@ def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None,
         files = sorted((p for p in source.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
         if not files:
             raise DatasetError(f"{source} holds no frames ({', '.join(FRAME_SUFFIXES)} files)")
-        return (read_rgb(p) for p in files), None, len(files)
+        return _same_size(files), None, len(files)
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist: give a video file or a folder of frames")
     if source.suffix.lower() not in VIDEO_SUFFIXES:

@@ -354,3 +354,10 @@ def test_export_removes_what_a_killed_export_left(checkpoint, tmp_path):
     stale.write_bytes(b"\0" * 1000)  # a kill -9 while torch.save wrote
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.pt"]
+
+
+def test_a_frame_of_another_size_in_a_folder_is_named(frames, checkpoint, tmp_path, capsys):
+    write_png(frames / "000002.png", np.zeros((48, 96, 3), np.uint8))
+    assert segment(frames, checkpoint, tmp_path / "o") == 2
+    assert "000002.png is 96x48 but 000000.png and the frames before it are 96x64" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))

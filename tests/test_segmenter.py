@@ -122,7 +122,7 @@ def test_a_failed_segment_run_leaves_the_earlier_output_as_it_was(small_model, t
 
     import numpy as np
 
-    from gsvlib.data.io import write_png
+    from gsvlib.data.io import DatasetError, write_png
     from gsvlib.data.labels import CAMVID
     from gsvlib.video import segment_video
 
@@ -134,7 +134,7 @@ def test_a_failed_segment_run_leaves_the_earlier_output_as_it_was(small_model, t
     for out in (tmp_path / "overlays", tmp_path / "overlays.mp4"):
         segment_video(seg, good, out, CAMVID, progress=False)
         before = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_bytes()
-        with pytest.raises(ValueError, match="this stream started with"):
+        with pytest.raises(DatasetError, match="1.png is 64x64 but 0.png and the frames before it are 32x32"):
             segment_video(seg, bad, out, CAMVID, progress=False)
         after = sorted(p.name for p in out.iterdir()) if out.is_dir() else out.read_bytes()
         assert after == before
@@ -345,3 +345,4 @@ def test_policy_misuse_is_refused_with_the_fix(small_model, make, message):
 def test_cuda_graphs_are_refused_on_a_cpu_with_what_to_use(small_model):
     with pytest.raises(ValueError, match="cuda-graphs runtime needs the model on a CUDA device.*'compiled' or 'eager'"):
         VideoSegmenter(small_model, runtime="cuda-graphs")
+
