@@ -356,15 +356,14 @@ def bench_matrix(model: GSVNet, cfg: BenchConfig, progress: bool = True, done: C
     other: {"environment", "runs": [benchmark reports], "skipped": [{"backend", "precision", "reason"}]}.
     ``done(report)`` is called with the report so far after each run (``gsv bench --json`` writes it: a run stopped
     by a time limit keeps what it measured)."""
-    pairs = [(b, p) for b in cfg.backend for p in cfg.precision]
-    skipped = [{"backend": b, "precision": p, "reason": unsupported(b, p, cfg.device)} for b, p in pairs
-               if unsupported(b, p, cfg.device)]
-    if len(skipped) == len(pairs):
+    reasons = {(b, p): unsupported(b, p, cfg.device) for b in cfg.backend for p in cfg.precision}
+    skipped = [{"backend": b, "precision": p, "reason": why} for (b, p), why in reasons.items() if why]
+    if len(skipped) == len(reasons):
         raise ValueError("none of the backend/precision pairs can run here: " +
                          "; ".join(f"{s['backend']} {s['precision']}: {s['reason']}" for s in skipped))
     report = {"environment": environment(cfg.device), "runs": [], "skipped": skipped}
-    for backend, precision in pairs:
-        if not unsupported(backend, precision, cfg.device):
+    for (backend, precision), why in reasons.items():
+        if not why:
             report["runs"].append(benchmark(model, cfg, backend, precision, progress))
             if done is not None:
                 done(report)

@@ -8,6 +8,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -47,6 +48,9 @@ def _atomic_write(path: Path, write) -> None:
 
 def _disk_full(error: BaseException, folder: Path) -> bool:
     return getattr(error, "errno", None) == errno.ENOSPC or shutil.disk_usage(folder).free < 1 << 20
+
+
+LOCK_TEXT = re.compile(r"(pid \d+ on \S+)?")  # what a lock file of locked() holds (empty before its first write)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import random
-import re
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -43,7 +42,7 @@ from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
-from gsvlib.files import locked, save_atomic, temporary, write_json_atomic, write_text_atomic
+from gsvlib.files import LOCK_TEXT, locked, save_atomic, temporary, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last
 from gsvlib.progress import progress_bar
@@ -211,7 +210,6 @@ def _threads(count: int, worker: int) -> None:
 
 
 LOCK = ".lock"  # held by the process training in a run folder
-OWN_LOCK = re.compile(r"(pid \d+ on \S+)?")  # what a lock file of gsvlib.files.locked holds
 
 
 def _differences(saved: dict, cfg: TrainConfig) -> list[str]:
@@ -242,7 +240,7 @@ class RunFolder:
         resumed run deletes), not a user's."""
         if name == LOCK:
             lock = self.out / LOCK
-            return lock.is_file() and lock.stat().st_size < 256 and OWN_LOCK.fullmatch(
+            return lock.is_file() and lock.stat().st_size < 256 and LOCK_TEXT.fullmatch(
                 lock.read_bytes().decode(errors="replace").strip()) is not None
         return any(temporary(p, name) for p in (self.checkpoint, self.log_path, self.out / "config.json"))
 
