@@ -2,7 +2,7 @@
 torchvision-format ImageNet weights, and exporting a training run as a small weights file with a manifest entry."""
 from __future__ import annotations
 
-import hashlib
+import os
 import json
 import re
 from dataclasses import fields
@@ -13,7 +13,7 @@ from torch import nn
 
 from gsvlib.config import train_command
 from gsvlib.device import check_device
-from gsvlib.files import check_file_output, refuse_overlap, save_atomic, temporary, write_json_atomic
+from gsvlib.files import check_file_output, refuse_overlap, save_atomic, sha256, temporary, write_json_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.resnet import ResNet18
 
@@ -162,7 +162,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path
     to fp16: half the size, no optimizer state) and, with ``manifest``, its entry there (:func:`write_manifest_entry`).
     Returns the entry."""
     refuse_overlap(out, {"the checkpoint": checkpoint, "the manifest": manifest})
-    check_file_output(out)
+    check_file_output(out, kind="torch")
     if manifest is not None:
         refuse_overlap(manifest, {"the checkpoint": checkpoint}, "--manifest")
         read_manifest(manifest)  # a file that is not a manifest is refused before anything is written
@@ -178,11 +178,38 @@ def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path
     keep = {k: ckpt[k] for k in ("model_config", "train_config", "iteration", "classes", "dataset") if k in ckpt}
     keep["trained"] = sorted(trained_parts(ckpt))
     out = Path(out)
+    settle_export(out, manifest)
+    if manifest is None:
+        save_atomic({"model": state, **keep}, out)
+        return write_manifest_entry(checkpoint, out)
+    # With a manifest the weights and their entry change together: the new weights wait beside --out while the
+    # manifest (the commit point) is rewritten, then take their place; settle_export finishes or undoes a killed one.
+    pending = _pending(out)
+    save_atomic({"model": state, **keep}, pending)
+    entry = write_manifest_entry(checkpoint, pending, manifest, extra, name=out.name)
+    os.replace(pending, out)
+    return entry
+
+
+def _pending(out: Path) -> Path:
+    return out.parent / f".{out.name}.pending"
+
+
+def settle_export(out: Path, manifest: str | Path | None) -> None:
+    """Clean up after an export that was killed: remove its temporary files, and finish its last step (weights
+    waiting beside ``out`` whose sha256 the manifest already records take their place) or undo it (weights the
+    manifest does not record are deleted, so the old weights and entry stay together)."""
     for stale in out.parent.glob(".*.tmp"):
         if temporary(out, stale.name):  # left by an export that was killed while writing
             stale.unlink()
-    save_atomic({"model": state, **keep}, out)
-    return write_manifest_entry(checkpoint, out, manifest, extra)
+    pending = _pending(out)
+    if not pending.exists():
+        return
+    recorded = read_manifest(manifest).get(out.name, {}).get("sha256") if manifest is not None else None
+    if recorded is not None and recorded == sha256(pending):
+        os.replace(pending, out)
+    else:
+        pending.unlink()
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -202,6 +229,23 @@ def read_manifest(path: str | Path) -> dict:
     return entries
 
 
+def read_metrics(path: str | Path) -> dict:
+    """A ``gsv eval --out`` file to record in a manifest entry (its ``experiment`` block left out); a missing file
+    or one that is not a JSON object is an error that names it."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"--metrics {path} does not exist: give files that `gsv eval --out` wrote "
+                              "(nothing was written)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        report = e
+    if not isinstance(report, dict):
+        raise CheckpointError(f"--metrics {path} is not the JSON object `gsv eval --out` writes; evaluate again "
+                              "(nothing was written)")
+    return {k: v for k, v in report.items() if k != "experiment"}
+
+
 def _gsvkit_checkpoint(path: str | Path) -> dict:
     ckpt = read_checkpoint(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_config" not in ckpt:
@@ -210,18 +254,18 @@ def _gsvkit_checkpoint(path: str | Path) -> dict:
 
 
 def write_manifest_entry(checkpoint: str | Path, weights: str | Path, manifest: str | Path | None = None,
-                         extra: dict | None = None) -> dict:
+                         extra: dict | None = None, name: str | None = None) -> dict:
     """The manifest entry of a weights file exported from ``checkpoint``: {bytes, sha256, dataset, classes,
     model_config, iterations, command, **extra}; with ``manifest``, added to (or replaced in) that JSON file, which
-    maps file names to entries. Returns the entry."""
+    maps file names (``name``, by default the weights file's) to entries. Returns the entry."""
     ckpt = _gsvkit_checkpoint(checkpoint)
     weights = Path(weights)
-    entry = {"bytes": weights.stat().st_size, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    entry = {"bytes": weights.stat().st_size, "sha256": sha256(weights),
              "dataset": ckpt.get("dataset"), "classes": ckpt.get("classes"), "model_config": ckpt["model_config"],
              "iterations": ckpt.get("iteration"),
              "command": train_command(ckpt["train_config"]) if "train_config" in ckpt else None, **(extra or {})}
     if manifest is not None:
         entries = read_manifest(manifest)
-        entries[weights.name] = entry
+        entries[name or weights.name] = entry
         write_json_atomic(manifest, entries)
     return entry

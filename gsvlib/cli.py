@@ -16,7 +16,7 @@ import torch
 from gsvlib import __version__
 from gsvlib.bench import (BenchConfig, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame,
                           matrix_table, part_timings, throughput_table, time_stream)
-from gsvlib.checkpoint import export_weights, load_model, require_trained
+from gsvlib.checkpoint import export_weights, load_model, read_metrics, require_trained
 from gsvlib.config import (add_options, add_train_options, check_starting_point, config_from_options, given_options,
                            interval_arg, parse_size)
 from gsvlib.data import DATASETS
@@ -81,7 +81,7 @@ def _model(cfg: BenchConfig):
 def cmd_bench(args) -> None:
     cfg = BenchConfig(**given_options(args, BenchConfig))
     cfg.check()
-    check_file_output(cfg.json, "--json")
+    check_file_output(cfg.json, "--json", "json")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     busy_warning(cfg.device)
@@ -160,7 +160,7 @@ def launch(nproc: int, argv: list[str]) -> None:
 def cmd_eval(args) -> None:
     cfg = EvalConfig(**given_options(args, EvalConfig))
     cfg.check()
-    check_file_output(cfg.out)
+    check_file_output(cfg.out, kind="json")
     model, ckpt = load_model(cfg.checkpoint, cfg.device)
     cfg.require(ckpt)
     report = run_eval(model, cfg)
@@ -179,7 +179,7 @@ def cmd_eval(args) -> None:
 def cmd_export(args) -> None:
     extra = {}
     for path in args.metrics or []:
-        extra.setdefault("metrics", {})[Path(path).name] = json.loads(Path(path).read_text())
+        extra.setdefault("metrics", {})[Path(path).name] = read_metrics(path)
     entry = export_weights(args.checkpoint, args.out, args.manifest, extra)
     print(f"{args.out}: {entry['bytes'] / 1e6:.1f} MB (fp16), iteration {entry['iterations']}"
           + (f"; entry written to {args.manifest}" if args.manifest else ""))
@@ -209,7 +209,6 @@ def cmd_convert_official(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    check_file_output(args.out)
     text, out, left_out = write_tables(args.folder, args.out)
     print(text)
     print(f"written to {out}" + (f"; left out (no experiment block naming a table): "

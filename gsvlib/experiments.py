@@ -44,18 +44,17 @@ a checkpoint with the same sha256.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from gsvlib.bench import BenchConfig, benchmark
-from gsvlib.checkpoint import export_weights, load_model, read_checkpoint, write_manifest_entry
+from gsvlib.checkpoint import export_weights, load_model, read_checkpoint, read_metrics, write_manifest_entry
 from gsvlib.config import RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for
 from gsvlib.data import DATASETS
 from gsvlib.evaluate import EvalConfig, run_eval
-from gsvlib.files import write_json_atomic
+from gsvlib.files import sha256, write_json_atomic
 from gsvlib.reports import LAYOUT_RENDERERS
 from gsvlib.train import train
 
@@ -303,9 +302,7 @@ class Runner:
         metrics = {}
         for name in exp.export.get("metrics", []):
             spec = next(e for e in exp.evals if e["name"] == name)
-            report = json.loads(Path(spec["out"]).read_text())
-            report.pop("experiment", None)
-            metrics[Path(spec["out"]).name] = report
+            metrics[Path(spec["out"]).name] = read_metrics(spec["out"])
         write_manifest_entry(checkpoint, weights, exp.export["manifest"], {"metrics": metrics} if metrics else None)
         self.say(f"[{exp.name}] manifest entry of {weights.name} written to {exp.export['manifest']}")
 
@@ -423,14 +420,6 @@ def _done(out: Path, meta: dict) -> bool:
     except (json.JSONDecodeError, AttributeError):
         return False
     return all(old.get(k) == meta[k] for k in ("spec", "checkpoint_sha256"))
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plan_text(exp: Experiment) -> str:

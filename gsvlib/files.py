@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -13,15 +14,46 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 
-def check_file_output(path: str | Path | None, option: str = "--out") -> None:
-    """Refuse, before any work, a file output that names a folder (the write at the end would fail)."""
-    if path is not None and Path(path).is_dir():
+def check_file_output(path: str | Path | None, option: str = "--out", kind: str | None = None) -> None:
+    """Refuse, before any work, a file output that names a folder (the write at the end would fail), and with
+    ``kind`` (a key of :data:`OWN_FILES`) an existing file that is not of that kind: a user's file is never
+    replaced."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
         raise IsADirectoryError(f"{option} {path} is a folder; give the name of a file to write (nothing was changed)")
+    if kind is not None and path.is_file() and path.stat().st_size and not OWN_FILES[kind][0](path):
+        raise FileExistsError(f"{option} {path} exists and is not {OWN_FILES[kind][1]}, so the kit did not write it; "
+                              "choose another name, or move the file (nothing was changed)")
+
+
+def _json_object(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_bytes()), dict)
+    except ValueError:  # not UTF-8, or not JSON
+        return False
+
+
+def _starts_with(mark: bytes) -> Callable[[Path], bool]:
+    def test(path: Path) -> bool:
+        with open(path, "rb") as f:
+            return f.read(len(mark)) == mark
+    return test
+
+
+TABLES_MARK = "<!-- Written by `gsv tables`"  # the first line of every page `gsv tables` writes begins so
+# What an existing file must be for a command to replace it: a test of the file, and its description.
+OWN_FILES: dict[str, tuple[Callable[[Path], bool], str]] = {
+    "json": (_json_object, "a JSON object (results the kit writes)"),
+    "tables": (_starts_with(TABLES_MARK.encode()), "a page written by `gsv tables`"),
+    "torch": (_starts_with(b"PK\x03\x04"), "a PyTorch file"),
+}
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -80,6 +112,15 @@ def locked(lock: Path, what: str, advice: str, keep: bool = True):
             raise
         if created and not keep:
             lock.unlink(missing_ok=True)
+
+
+def sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove(path: Path) -> None:

@@ -8,6 +8,7 @@ so a notebook is written once.
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,33 @@ from gsvlib.models.gsvnet import GSVNet
 from gsvlib.tour import TourConfig, prepare
 
 FOOTAGE = ("camvid", "synthetic")
+PARAMETERS_CELL = "# Parameters (papermill -p NAME VALUE)"  # the first line of every notebook's parameters cell
+
+
+def check_parameters(namespace: dict) -> None:
+    """Refuse papermill parameters whose type differs from their default's (``-p iterations ten``, ``-p height
+    256.5``): the notebook would fail much later with a traceback far from the cause. The defaults are read from the
+    parameters cell among the cells this kernel ran (IPython's ``In``); a whole number passes where a float is the
+    default."""
+    cells = [c for c in namespace.get("In", []) if c.startswith(PARAMETERS_CELL)]
+    if not cells:
+        return
+    wrong = []
+    for node in ast.parse(cells[-1]).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        name, default = node.targets[0].id, ast.literal_eval(node.value)
+        value = namespace.get(name)
+        allowed = (int, float) if type(default) is float else type(default)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, allowed):
+            wrong.append(f"{name} = {value!r} should be {_KIND[type(default)]} like its default {default!r}")
+    if wrong:
+        raise TypeError("notebook parameters of the wrong type: " + "; ".join(wrong) + " (papermill: -p NAME VALUE "
+                        "reads numbers and True/False, -r NAME VALUE keeps text as it is)")
+
+
+_KIND = {bool: "True or False", int: "a whole number", float: "a number", str: "text", list: "a list",
+         dict: "a dict", type(None): "None"}
 
 
 @dataclass

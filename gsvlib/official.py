@@ -25,7 +25,6 @@ dropped. Every other key must map, and every gsvkit key must be filled: errors n
 from __future__ import annotations
 
 import argparse
-import hashlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import torch
 
 from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from gsvlib.data import DATASETS
-from gsvlib.files import save_atomic
+from gsvlib.files import save_atomic, sha256
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -287,7 +286,7 @@ def convert_official(paths: list[str | Path], dataset: str = "cityscapes") -> di
     if len(table.classes) != num_classes:
         raise CheckpointError(f"the checkpoint has {num_classes} classes but dataset {dataset} has "
                               f"{len(table.classes)}; pass --dataset with the dataset it was trained on")
-    sources = {kind: {"file": Path(p).name, "sha256": hashlib.sha256(Path(p).read_bytes()).hexdigest()}
+    sources = {kind: {"file": Path(p).name, "sha256": sha256(p)}
                for kind, (p, _) in found.items()}
     return {"model": model.state_dict(), "model_config": asdict(config), "classes": list(table.classes),
             "dataset": dataset, "stage": "gsv" if "gsvnet" in found else "keyframe", "official": sources}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from gsvlib.bench import throughput_table
-from gsvlib.files import write_text_atomic
+from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
 
 
@@ -65,7 +65,7 @@ def render(results: list[dict]) -> str:
     tables: dict[str, list[dict]] = {}
     for r in results:
         tables.setdefault(r["experiment"]["table"]["id"], []).append(r)
-    lines = ["<!-- Written by `gsv tables` from result files: change the experiment files (experiments/) and run "
+    lines = [f"{TABLES_MARK} from result files: change the experiment files (experiments/) and run "
              "`gsv run` and `gsv tables` again, rather than this page. -->", ""]
     for rows in sorted(tables.values(), key=lambda rs: _order(rs[0]["experiment"]["table"].get("order"))):
         spec = rows[0]["experiment"]["table"]
@@ -90,9 +90,10 @@ def _by_experiment(rows: list[dict]) -> list[tuple[dict, dict]]:
 def write_tables(folder: str | Path, out: str | Path | None = None) -> tuple[str, Path, list[Path]]:
     """Render ``folder``'s results into ``out`` (default ``folder/results.md``): (markdown, where it went, the JSON
     files left out)."""
+    out = Path(out) if out is not None else Path(folder) / "results.md"
+    check_file_output(out, kind="tables")
     results, left_out = read_results(folder)
     text = render(results)
-    out = Path(out) if out is not None else Path(folder) / "results.md"
     write_text_atomic(out, text)
     return text, out, left_out
 

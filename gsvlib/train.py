@@ -337,13 +337,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; a run needs a folder (nothing was changed)")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # before the processes start: every rank reads it
-    with process_group(cfg.device) as ranks:
-        folder = RunFolder(out, ranks.main)
-        folder.refuse_foreign()
-        with folder.locked():
-            return _run(replace(cfg, device=rank_device(cfg.device, ranks)), folder, resume, progress and ranks.main,
-                        on_log, ranks)
+    try:
+        with process_group(cfg.device) as ranks:
+            folder = RunFolder(out, ranks.main)
+            folder.refuse_foreign()
+            with folder.locked():
+                return _run(replace(cfg, device=rank_device(cfg.device, ranks)), folder, resume,
+                            progress and ranks.main, on_log, ranks)
+    except BaseException:
+        if created and not any(out.iterdir()):  # refused before it wrote anything (bad data, a setting): no trace
+            out.rmdir()
+        raise
 
 
 def _optimizer(cfg: TrainConfig, params: list[torch.nn.Parameter]):

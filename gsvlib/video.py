@@ -32,6 +32,12 @@ def _natural_key(path: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
+def _decoder_said(error: Exception) -> str:
+    """The last line of a decoder's error: ffmpeg's own explanation, without its banner and build options."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:300]
+
+
 def _same_size(files: list[Path]) -> Iterator[np.ndarray]:
     """The frames of ``files``, refusing one whose size differs from the first's (a video's frames share one)."""
     size = None
@@ -63,7 +69,8 @@ def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None,
         frames = iio.imiter(source, plugin="FFMPEG")
         first = next(frames)
     except Exception as e:  # imageio raises several types for undecodable files
-        raise DatasetError(f"{source} could not be decoded as a video ({type(e).__name__}: {e})") from e
+        raise DatasetError(f"{source} could not be decoded as a video ({_decoder_said(e)}): it is damaged or not "
+                           "a video; re-encode it, or extract its frames into a folder") from e
     fps, duration = meta.get("fps"), meta.get("duration")
     count = round(fps * duration) if fps and duration and math.isfinite(fps * duration) else None
 
@@ -198,6 +205,10 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
         refuse_foreign(out, lambda p: OVERLAY_FILE.fullmatch(str(p)) is not None, "gsv segment")
     elif out.is_dir():
         raise FileExistsError(f"--out {out} is a folder; a {kind} video needs a file name (nothing was changed)")
+    elif out.is_file() and not out.with_suffix(".timings.json").is_file():
+        raise FileExistsError(f"--out {out} exists without the {out.with_suffix('.timings.json').name} that gsv "
+                              "segment writes beside its videos, so it is not one of them; choose another name, or "
+                              "move the file (nothing was changed)")
     with locked(out.parent / f".{out.name}.lock", f"--out {out}",
                 "wait for the other gsv segment to finish, or choose another --out", keep=False):
         return _write_overlays(segmenter, source, out, kind, table, alpha, max_frames, progress, legend, fps)

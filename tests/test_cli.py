@@ -206,7 +206,9 @@ def test_cuda_without_cuda_and_undecodable_video(trained, tmp_path, capsys):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all")
     assert main(["segment", str(bad), "--checkpoint", str(trained), "--out", str(tmp_path / "o")]) == 2
-    assert "broken.mp4 could not be decoded" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "broken.mp4 could not be decoded" in err and "extract its frames" in err
+    assert "configuration:" not in err and len(err.splitlines()) == 1  # ffmpeg's last line, not its banner
 
 
 def test_segment_writes_the_output_its_suffix_names_and_refuses_others(trained, tmp_path, capsys):

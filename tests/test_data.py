@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsvlib.data import CamVid, CityscapesSequences, DatasetError, RandomScaleCropFlip
+from gsvlib.data import CamVid, CityscapesSequences, DatasetError, RandomScaleCropFlip, open_dataset
 from gsvlib.data.io import write_png
 from gsvlib.data.labels import CITYSCAPES_LABELS, IGNORE
 from gsvlib.data.synthetic import SynthConfig, generate, load_analysis, render_snippet
@@ -256,3 +256,12 @@ def test_whole_videos_of_a_camvid_run_and_of_a_cityscapes_snippet(camvid_root, c
     (snippet,) = CityscapesSequences(cityscapes_root, "val").videos()
     assert len(snippet) == 20 and list(snippet.labels) == [19]
     assert [label is None for _, label in snippet] == [True] * 19 + [False]
+
+
+def test_a_root_of_another_layout_is_named_with_the_dataset_it_fits(tmp_path):
+    for folder in ("val", "valannot"):
+        (tmp_path / folder).mkdir()
+    with pytest.raises(DatasetError, match=r"has the layout of camvid: pass --dataset camvid"):
+        open_dataset("synthetic", tmp_path, "val")
+    with pytest.raises(DatasetError, match=r"leftImg8bit_sequence/val is missing"):  # fits nothing: the folder named
+        open_dataset("cityscapes", tmp_path / "val", "val")

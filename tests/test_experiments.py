@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from gsvlib.cli import main
-from gsvlib.experiments import ExperimentError, Runner, collect, experiment_block, load, sha256
+from gsvlib.experiments import ExperimentError, Runner, collect, experiment_block, load
+from gsvlib.files import sha256
 from gsvlib.reports import read_results, render
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from gsvlib.notebook import PARAMETERS_CELL, check_parameters
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 BUILD = ROOT / "build"
@@ -56,6 +58,33 @@ def test_notebook_is_committed_without_outputs_and_has_parameters(path):
     assert all(not c["outputs"] and c["execution_count"] is None for c in code), "strip outputs before committing"
     assert "parameters" in code[0]["metadata"].get("tags", []), "the first code cell is the papermill parameters cell"
     assert "assert " in "".join(code[-1]["source"]), "the last cell checks what the notebook showed"
+    parameters = "".join(code[0]["source"])
+    assert parameters.startswith(PARAMETERS_CELL)
+    ns = {"In": ["", parameters]}
+    exec(parameters, ns)  # every default is a literal, so the next cell can check a parameter's type against it
+    check_parameters(ns)
+    assert "check_parameters(globals())" in "".join(code[1]["source"])
+
+
+def test_a_parameter_of_the_wrong_type_is_refused_naming_it():
+    cell = f"{PARAMETERS_CELL}\nrecipe = 'paper'  # a comment\niterations = 60\nscale = 0.75\nlive = True\n"
+    check_parameters({"In": ["", cell], "recipe": "x", "iterations": 3, "scale": 1, "live": False})  # 1 for 0.75
+    for name, bad in [("iterations", "ten"), ("iterations", 2.5), ("iterations", True), ("scale", "1"),
+                      ("live", 1), ("recipe", 0)]:
+        ns = {"In": ["", cell], "recipe": "x", "iterations": 3, "scale": 1, "live": False, name: bad}
+        with pytest.raises(TypeError, match=f"{name} = {re.escape(repr(bad))} should be .* like its default"):
+            check_parameters(ns)
+    check_parameters({"iterations": "ten"})  # no parameters cell ran (a notebook opened without one): nothing to check
+
+
+@pytest.mark.slow
+def test_papermill_stops_at_a_wrong_typed_parameter_with_its_name(tmp_path):
+    import papermill as pm
+
+    path = ROOT / "notebooks" / "05_training.ipynb"
+    with pytest.raises(pm.PapermillExecutionError, match="iterations = 'ten' should be a whole number"):
+        pm.execute_notebook(str(path), str(tmp_path / "05.ipynb"), parameters={"iterations": "ten"},
+                            kernel_name="python3", cwd=str(path.parent), progress_bar=False, execution_timeout=120)
 
 
 @pytest.mark.slow

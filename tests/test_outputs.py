@@ -361,3 +361,86 @@ def test_a_frame_of_another_size_in_a_folder_is_named(frames, checkpoint, tmp_pa
     assert segment(frames, checkpoint, tmp_path / "o") == 2
     assert "000002.png is 96x48 but 000000.png and the frames before it are 96x64" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+
+
+def _export(checkpoint, out, manifest):
+    return main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--manifest", str(manifest)])
+
+
+def _entry_matches(out, manifest):
+    return json.loads(manifest.read_text())[out.name]["sha256"] == files.sha256(out)
+
+
+@pytest.mark.parametrize("dies", ["before the manifest", "after the manifest"])
+def test_a_killed_export_is_finished_or_undone_so_weights_and_manifest_agree(checkpoint, tmp_path, monkeypatch,
+                                                                              dies):
+    out, manifest = tmp_path / "w.pt", tmp_path / "manifest.json"
+    assert _export(checkpoint, out, manifest) == 0
+    old = out.read_bytes()
+    other = tmp_path / "other.pt"  # another run: new weights for the same file name
+    torch.save({**torch.load(checkpoint, weights_only=False), "iteration": 7}, other)
+    from gsvlib import checkpoint as module
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies here: nothing after this line runs
+    replace = os.replace
+
+    def killed_at_the_last_rename(src, dst):
+        return killed() if str(dst) == str(out) else replace(src, dst)
+    if dies == "before the manifest":
+        monkeypatch.setattr(module, "write_json_atomic", killed)
+    else:
+        monkeypatch.setattr(module.os, "replace", killed_at_the_last_rename)
+    with pytest.raises(KeyboardInterrupt):
+        module.export_weights(other, out, manifest)
+    monkeypatch.undo()
+    assert out.read_bytes() == old  # the weights in place are still the old ones
+    # the next export (of anything, to this --out) settles the killed one first
+    module.settle_export(out, manifest)
+    assert _entry_matches(out, manifest) and sorted(p.name for p in tmp_path.iterdir()) == [
+        "manifest.json", "other.pt", "w.pt"]
+    iterations = json.loads(manifest.read_text())["w.pt"]["iterations"]
+    assert iterations == (1 if dies == "before the manifest" else 7)
+    assert (out.read_bytes() == old) == (dies == "before the manifest")
+
+
+def test_export_refuses_metrics_it_cannot_read_before_writing(checkpoint, tmp_path, capsys):
+    (tmp_path / "list.json").write_text("[1]")
+    for metrics, said in [("nosuch.json", "does not exist"), ("list.json", "is not the JSON object")]:
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt"), "--metrics",
+                     str(tmp_path / metrics)]) == 2
+        assert f"--metrics {tmp_path / metrics} {said}" in capsys.readouterr().err
+    assert not (tmp_path / "w.pt").exists()
+
+
+def test_a_refused_training_run_leaves_no_folder_behind(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--stage", "keyframe", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "run"),
+                 "--iterations", "1"]) == 2
+    assert "is missing: expected layout" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_file_outputs_replace_only_files_of_their_own_kind(checkpoint, frames, tmp_path, capsys):
+    """A PNG named as --json, a user's notes as the tables page, a document as weights, a user's video as the overlay
+    video: refused and kept. The kit's own earlier outputs are replaced as before."""
+    picture = frames / "000000.png"
+    before = picture.read_bytes()
+    assert main(["bench", "--size", "64x64", "--json", str(picture)]) == 2
+    assert "exists and is not a JSON object" in capsys.readouterr().err and picture.read_bytes() == before
+    notes = tmp_path / "notes.md"
+    notes.write_text("# my notes\n")
+    assert main(["tables", str(tmp_path), "--out", str(notes)]) == 2
+    assert "is not a page written by `gsv tables`" in capsys.readouterr().err and notes.read_text() == "# my notes\n"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(notes)]) == 2
+    assert "is not a PyTorch file" in capsys.readouterr().err and notes.read_text() == "# my notes\n"
+    video = tmp_path / "holiday.gif"
+    video.write_bytes(b"GIF89a, a user's video")
+    assert segment(frames, checkpoint, video) == 2
+    assert "without the holiday.timings.json" in capsys.readouterr().err
+    assert video.read_bytes() == b"GIF89a, a user's video"
+    video.unlink()
+    for _ in range(2):  # its own video, timings beside it: replaced
+        assert segment(frames, checkpoint, video) == 0
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt")]) == 0
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt")]) == 0

@@ -177,6 +177,9 @@ def test_tables_of_a_missing_broken_or_empty_folder(tmp_path, capsys):
     (tmp_path / "sub" / "propagation.json").write_text("{")
     assert main(["tables", str(tmp_path)]) == 2
     assert "sub/propagation.json is not valid JSON" in capsys.readouterr().err
+    (tmp_path / "sub" / "propagation.json").write_text("")  # empty: a disk that filled up, a truncated copy
+    assert main(["tables", str(tmp_path)]) == 2
+    assert "sub/propagation.json is not valid JSON" in capsys.readouterr().err and not (tmp_path / "results.md").exists()
 
 
 def test_momentum_and_augmentation_flags_reach_the_config():

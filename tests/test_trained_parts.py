@@ -51,6 +51,15 @@ def test_a_flow_stage_checkpoint_is_neither_scored_nor_run_as_gsvnet(runs, tiny_
     assert not (tmp_path / "o").exists()
 
 
+def test_a_keyframe_only_checkpoint_is_scored_by_the_variants_that_need_no_propagation(runs, tiny_synth, tmp_path,
+                                                                                        capsys):
+    common = ["eval", "--checkpoint", str(runs / "key" / "checkpoint.pt"), "--root", str(tiny_synth), "--intervals",
+              "2", "--out", str(tmp_path / "e.json")]
+    assert main([*common, "--variants", "copy", "image"]) == 0  # copy repeats the keyframe's output: no flow, no conv
+    assert main([*common, "--variants", "copy", "warp"]) == 2
+    assert "flow net" in capsys.readouterr().err
+
+
 def test_stage_gsv_without_a_trained_keyframe_net_warns(tiny_synth, tmp_path, capsys):
     assert main(["train", "--stage", "gsv", "--out", str(tmp_path / "g"), "--root", str(tiny_synth), "--batch-size",
                  "2", "--iterations", "1"]) == 0

@@ -24,6 +24,13 @@ def open_dataset(name: str, root: str | Path, split: str, span: tuple[float, flo
     """The dataset ``name`` (a key of :data:`DATASETS`) at ``root``; ``span`` cuts long sequences in time (CamVid)."""
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {name!r}")
+    if not DATASETS[name].fits(root, split):
+        fits = [other for other, cls in DATASETS.items() if cls.fits(root, split)]
+        if fits:
+            raise DatasetError(f"{root} does not hold {name}'s folders for split {split!r} "
+                               f"({', '.join(DATASETS[name].folders(split))}) but has the layout of "
+                               f"{' or '.join(fits)}: pass --dataset {fits[0] if len(fits) == 1 else 'with one of them'}"
+                               f" (or the root of {name} data)")
     return DATASETS[name](root, split, span=tuple(span), **kwargs)
 
 

@@ -87,12 +87,13 @@ class CamVid(SnippetDataset):
 
     default_root = "data/camvid"  # where data/README.md places it
     table = CAMVID
+    layout = ("{split}", "{split}annot")  # the folders a root holds, per split
 
     def __init__(self, root: str | Path, split: str = "val", offset: int | None = 0, max_offset: int = 4,
                  transform=None, missing: str = "error", span: tuple[float, float] = (0.0, 1.0)):
         if not 0 <= span[0] < span[1] <= 1:
             raise ValueError(f"span must be fractions (a, b) with 0 <= a < b <= 1, got {span}")
-        self.root = check_root(root, split, f"{split}annot")
+        self.root = check_root(root, *self.folders(split))
         super().__init__(camvid_snippets(self.root, split, span), offset, max_offset, transform, missing)
 
     def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:

@@ -43,13 +43,14 @@ class CityscapesSequences(SnippetDataset):
 
     default_root = "data/cityscapes"  # where data/README.md places it
     table = CITYSCAPES
+    layout = ("leftImg8bit_sequence/{split}", "gtFine/{split}")  # the folders a root holds, per split
 
     def __init__(self, root: str | Path, split: str = "val", offset: int | None = 0, max_offset: int = 4,
                  transform=None, missing: str = "error", span: tuple[float, float] = (0.0, 1.0)):
         if tuple(span) != (0.0, 1.0):
             raise ValueError(f"span cuts long sequences in time; Cityscapes-layout data comes in separate 30-frame "
                              f"snippets, so leave span at (0, 1) (got {tuple(span)})")
-        self.root = check_root(root, f"leftImg8bit_sequence/{split}", f"gtFine/{split}")
+        self.root = check_root(root, *self.folders(split))
         super().__init__(cityscapes_snippets(self.root, split), offset, max_offset, transform, missing)
 
     def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:

@@ -65,10 +65,21 @@ class SnippetDataset(Dataset):
     takes ``(root, split, offset=0, max_offset=4, transform=None, missing="error", span=(0.0, 1.0))``, lists its
     snippets (each labelled frame with the frames before it, oldest first) for this ``__init__``, and implements
     ``map_labels`` (the label file's values -> 0..C-1, 255 = ignore). ``span`` keeps a time slice of long sequences;
-    a dataset of separate snippets refuses anything but (0, 1).
+    a dataset of separate snippets refuses anything but (0, 1). ``layout`` names the folders its root holds (with
+    ``{split}``), so that a root of another layout is recognised.
     """
 
     table: LabelTable
+    layout: tuple[str, ...] = ()
+
+    @classmethod
+    def folders(cls, split: str) -> list[str]:
+        return [f.format(split=split) for f in cls.layout]
+
+    @classmethod
+    def fits(cls, root: str | Path, split: str) -> bool:
+        """Whether ``root`` has this dataset's layout for ``split``."""
+        return bool(cls.layout) and all((Path(root) / f).is_dir() for f in cls.folders(split))
 
     def __init__(self, snippets: list[Snippet], offset: int | None = 0, max_offset: int = 4,
                  transform: Callable | None = None, missing: str = "error"):
