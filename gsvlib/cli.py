@@ -235,11 +235,15 @@ def cmd_run(args) -> None:
     if args.list:
         print("\n".join(plan_text(e) for e in experiments))
         return
-    runner = Runner(roots, runs=args.runs, dry_run=args.dry_run, overrides=overrides)
-    for exp in experiments:
-        written = runner.run(exp)
-        if not args.dry_run:
-            print(f"[{exp.name}] results: {', '.join(map(str, written)) or 'none (trained only)'}")
+    use = dict(_pair(item, "--use", "EXPERIMENT=CHECKPOINT, e.g. camvid/swiftnet=weights/camvid_swiftnet_gsvnet.pt")
+               for item in args.use or [])
+    for seed in args.seeds or [None]:
+        runner = Runner(roots, runs=args.runs, dry_run=args.dry_run, overrides=overrides, seed=seed, use=use)
+        for exp in experiments:
+            written = runner.run(exp)
+            if not args.dry_run:
+                print(f"[{exp.name}{'' if seed is None else f' seed {seed}'}] results: "
+                      f"{', '.join(map(str, written)) or 'none (trained only)'}")
 
 
 def cmd_segment(args) -> None:
@@ -390,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="examples:\n  gsv run experiments/camvid/gsvnet.toml --root camvid=../shared/camvid\n"
                                "  gsv run experiments/camvid/ablation --root camvid=../shared/camvid\n"
                                "  gsv run experiments/camvid --dry-run       # what would run, what is done\n"
+                               "  gsv run experiments/camvid/gsvnet.toml --seeds 1 2 --use camvid/swiftnet=weights/"
+                               "camvid_swiftnet_gsvnet.pt --root camvid=../shared/camvid   # the spread across seeds\n"
                                "The file format: CONTRIBUTING.md (adding an experiment) and gsvlib/experiments.py.",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     rn.add_argument("experiments", nargs="+", help="experiment files (.toml), or folders: their .toml files")
@@ -399,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training settings for every experiment, over their files (e.g. iterations=2 batch_size=2 "
                          "to try a folder out quickly); values in TOML syntax")
     rn.add_argument("--runs", default="runs", help="where run folders go by default: RUNS/<experiment name> (runs)")
+    rn.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+                    help="repeat each experiment's training and evaluations under each seed: run folders "
+                         "RUNS/<name>/seed-N, results beside the experiment's own (<out>.seed-N.json); `gsv tables` "
+                         "shows the spread across seeds. Starting points are trained once and shared")
+    rn.add_argument("--use", nargs="+", metavar="EXPERIMENT=CHECKPOINT",
+                    help="take a starting point's model from CHECKPOINT instead of training its experiment, e.g. "
+                         "camvid/swiftnet=weights/camvid_swiftnet_gsvnet.pt (its keyframe net) to train propagations "
+                         "without the keyframe runs")
     rn.add_argument("--dry-run", action="store_true", help="say what would be trained, exported and evaluated")
     rn.add_argument("--list", action="store_true", help="list the experiments with their descriptions")
     rn.set_defaults(func=cmd_run)

@@ -26,6 +26,8 @@ from typing import Callable, Iterable, NamedTuple
 
 import torch
 
+from gsvlib.bootstrap import (draws, miou_interval, miou_of, paired_difference, percentile_interval, resampled_miou,
+                              settings)
 from gsvlib.checkpoint import require_trained
 from gsvlib.config import interval_arg, setting
 from gsvlib.data import DATASETS, IGNORE, DataSpec
@@ -155,67 +157,109 @@ class ConfusionMatrix:
         return float(self.iou().nanmean() * 100)
 
 
+class FrameScores(NamedTuple):
+    """What the protocol scored, frame by frame: ``matrices`` (N, offsets, C, C) the confusion matrix of each scored
+    frame at each offset (rows: ground truth), ``names`` the N frames, ``classes`` the C class names."""
+
+    matrices: torch.Tensor
+    names: list[str]
+    classes: tuple[str, ...]
+
+    def pooled(self, offsets: slice = slice(None)) -> ConfusionMatrix:
+        cm = ConfusionMatrix(len(self.classes))
+        cm.mat = self.matrices[:, offsets].sum((0, 1))
+        return cm
+
+    def per_frame(self, offsets: slice = slice(None)) -> torch.Tensor:
+        """(N, C, C): each frame's matrices summed over ``offsets``, the unit the bootstrap resamples."""
+        return self.matrices[:, offsets].sum(1)
+
+    def record(self) -> dict:
+        """The JSON form kept in a report, from which any mIoU and paired difference can be resampled again: per frame
+        and offset one line of text, the matrix's rows separated by ";" and their counts by spaces."""
+        return {"names": self.names, "shape": list(self.matrices.shape),
+                "matrices": [[";".join(" ".join(map(str, row)) for row in m.tolist()) for m in frame]
+                             for frame in self.matrices]}
+
+
+def recorded_matrices(block: dict) -> torch.Tensor:
+    """(N, offsets, C, C) the per-frame matrices of a report's ``frames`` block (:meth:`FrameScores.record`)."""
+    rows = [[[list(map(int, row.split())) for row in m.split(";")] for m in frame] for frame in block["matrices"]]
+    return torch.tensor(rows, dtype=torch.int64).reshape(block["shape"])
+
+
 def run_offsets(model: GSVNet, data: DataSpec, offsets: int, key_scale: float | None = None,
                 propagation: str = "gsv", device: str = "cpu", progress: bool = True,
-                precision: str = "fp32") -> tuple[list[ConfusionMatrix], int, tuple[str, ...]]:
-    """Confusion matrix of each offset i = 0..offsets-1 (keyframe at a - i, frame a scored), the snippet count and
-    the class names, on the frames of ``data`` (a span of CamVid's sequences: snippets never reach outside it). Each
-    snippet is read once, at the largest offset; offset i streams its last i + 1 frames. ``key_scale`` defaults to
-    the model's; ``precision`` names the autocast of the nets (:data:`gsvlib.device.PRECISIONS`)."""
+                precision: str = "fp32") -> FrameScores:
+    """The confusion matrix of each scored frame at each offset i = 0..offsets-1 (keyframe at a - i, frame a
+    scored), on the frames of ``data`` (a span of CamVid's sequences: snippets never reach outside it). Each snippet
+    is read once, at the largest offset; offset i streams its last i + 1 frames. ``key_scale`` defaults to the
+    model's; ``precision`` names the autocast of the nets (:data:`gsvlib.device.PRECISIONS`)."""
     spec, data = data, data.open(offset=offsets - 1)
     num_classes = data.table.num_classes
     if model.config.num_classes != num_classes:
         raise ValueError(f"the model predicts {model.config.num_classes} classes but {spec.dataset} has {num_classes}")
-    matrices = [ConfusionMatrix(num_classes) for _ in range(offsets)]
+    matrices = torch.zeros(len(data), offsets, num_classes, num_classes, dtype=torch.int64)  # (N, offsets, C, C)
+    names = []
     segmenter = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device,
                                amp_dtype=PRECISIONS[precision], propagation=propagation)
     what = (f"image-only x{segmenter.key_scale:g}" if offsets == 1 else
             f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}")
     for k in progress_bar(range(len(data)), desc=f"{what}: {spec.split} snippets", disable=not progress, leave=False):
         sample = data[k]  # frames a - (offsets-1) .. a
-        for i, matrix in enumerate(matrices):
+        names.append(sample["name"])
+        for i in range(offsets):
             segmenter.reset()
             for frame in sample["frames"][-i - 1:]:  # the keyframe a - i, then the frames up to a
                 out = segmenter.step(frame, labels=True)
-            matrix.update(out.labels[0], sample["label"])
-    if not int(matrices[0].mat.sum()):
+            cm = ConfusionMatrix(num_classes)
+            cm.update(out.labels[0], sample["label"])
+            matrices[k, i] = cm.mat
+    if not int(matrices[:, 0].sum()):
         raise ValueError(f"no pixel of the {len(data)} scored frames of {spec.dataset} {spec.split} under {spec.root} "
                          "is labelled: every ground-truth pixel is void (ignored), so no mIoU exists. Check the label "
                          "files and that --dataset names their layout")
-    return matrices, len(data), data.table.classes
+    return FrameScores(matrices, names, data.table.classes)
 
 
-def protocol(matrices: list[ConfusionMatrix], intervals, classes) -> dict:
-    """Average and minimum mIoU per keyframe interval l from the per-offset confusion matrices."""
+def protocol(scores: FrameScores, intervals) -> dict:
+    """Average and minimum mIoU per keyframe interval l from the frames' per-offset confusion matrices, each with its
+    bootstrap interval over frames (:mod:`gsvlib.bootstrap`)."""
     out = {}
     for l in intervals:
-        pooled = sum(matrices[1:l], matrices[0])
-        out[str(l)] = {"avg": round(pooled.miou(), 2), "min": round(matrices[l - 1].miou(), 2),
-                       "per_class_avg": pooled.per_class(classes)}
+        pooled = scores.pooled(slice(0, l))
+        out[str(l)] = {"avg": round(pooled.miou(), 2), "min": round(scores.pooled(slice(l - 1, l)).miou(), 2),
+                       "avg_ci": miou_interval(scores.per_frame(slice(0, l))),
+                       "min_ci": miou_interval(scores.per_frame(slice(l - 1, l))),
+                       "per_class_avg": pooled.per_class(scores.classes)}
     return out
 
 
 def evaluate(model: GSVNet, data: DataSpec, intervals=(1, 2, 3, 4, 5), key_scale: float | None = None,
              propagation: str = "gsv", device: str = "cpu", progress: bool = True, precision: str = "fp32") -> dict:
     """The protocol for l in ``intervals`` on ``data`` (keyframes at ``key_scale``, default the model's):
-    {"intervals": {"1": {"avg", "min", "per_class_avg"}, ...}, "key_scale", "snippets", ...}."""
+    {"intervals": {"1": {"avg", "min", "avg_ci", "min_ci", "per_class_avg"}, ...}, "key_scale", "snippets",
+    "bootstrap": how the intervals were made, "frames": the per-frame matrices, ...}."""
     intervals = sorted(set(intervals))
     if not intervals or intervals[0] < 1 or intervals[-1] > 30:
         raise ValueError(f"keyframe intervals must lie in 1..30, got {intervals}")
     model = model.eval()
     key_scale = model.config.key_scale if key_scale is None else key_scale
-    matrices, snippets, classes = run_offsets(model, data, intervals[-1], key_scale, propagation, device, progress,
-                                              precision)
+    scores = run_offsets(model, data, intervals[-1], key_scale, propagation, device, progress, precision)
     return {"dataset": data.dataset, "split": data.split, "span": list(data.span), "key_scale": key_scale,
-            "propagation": propagation, "precision": precision, "snippets": snippets,
-            "intervals": protocol(matrices, intervals, classes)}
+            "propagation": propagation, "precision": precision, "snippets": len(scores.names),
+            "intervals": protocol(scores, intervals), "bootstrap": settings(len(scores.names), "frame"),
+            "frames": scores.record()}
 
 
 def evaluate_image_only(model: GSVNet, data: DataSpec, scale: float = 1.0, device: str = "cpu",
                         progress: bool = True, precision: str = "fp32") -> dict:
-    """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "per_class", "frames"}."""
-    (cm,), frames, classes = run_offsets(model.eval(), data, 1, scale, "gsv", device, progress, precision)
-    return {"scale": scale, "miou": round(cm.miou(), 2), "per_class": cm.per_class(classes), "frames": frames}
+    """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "ci", "per_class",
+    "frames" (their count), "scored" (the per-frame matrices)}."""
+    scores = run_offsets(model.eval(), data, 1, scale, "gsv", device, progress, precision)
+    cm = scores.pooled()
+    return {"scale": scale, "miou": round(cm.miou(), 2), "ci": miou_interval(scores.per_frame()),
+            "per_class": cm.per_class(scores.classes), "frames": len(scores.names), "scored": scores.record()}
 
 
 @torch.inference_mode()
@@ -259,8 +303,18 @@ def _protocol(model: GSVNet, cfg: EvalConfig, progress: bool, propagation: str) 
 
 
 def _protocol_line(report: dict) -> str:
-    return f"{report['propagation']}: " + ", ".join(f"l={l} avg {v['avg']:.2f} min {v['min']:.2f}"
-                                                      for l, v in report["intervals"].items())
+    line = f"{report['propagation']}: " + ", ".join(f"l={l} avg {v['avg']:.2f} {_ci(v.get('avg_ci'))} min "
+                                                    f"{v['min']:.2f} {_ci(v.get('min_ci'))}"
+                                                    for l, v in report["intervals"].items())
+    for pair, by_l in report.get("differences", {}).items():
+        line += f"\n  {pair}: " + ", ".join(f"l={l} avg {d['avg']['diff']:+.2f} {_ci(d['avg']['ci'])}"
+                                            for l, d in by_l.items())
+    return line
+
+
+def _ci(ci: list | None) -> str:
+    """A 95 % interval as printed: "[61.20, 65.90]"."""
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""
 
 
 def _image_only(model: GSVNet, cfg: EvalConfig, progress: bool) -> dict:
@@ -280,7 +334,8 @@ def _needs_exact_flow(cfg: EvalConfig) -> None:
 
 _OTHER_VARIANTS = {
     "image": Variant("image-only", _image_only,
-                     lambda r: "; ".join(f"image-only x{s}: mIoU {v['miou']:.2f}" for s, v in r.items()),
+                     lambda r: "; ".join(f"image-only x{s}: mIoU {v['miou']:.2f} {_ci(v.get('ci'))}"
+                                         for s, v in r.items()),
                      ("keyframe_net",)),
     "flow": Variant("flow error", _flow,
                     lambda r: f"flow net: end-point error {r['epe']:.3f} px of the 1/8 grid on {r['pairs']} pairs "
@@ -313,7 +368,47 @@ def evaluate_variants(model: GSVNet, cfg: EvalConfig, progress: bool = True) -> 
     """The report of each variant of ``cfg`` by name, e.g. the protocol per propagation {"gsv": {...}, "warp":
     {...}} and, for "image", the image-only net per input scale."""
     cfg.check()
-    return {v: VARIANTS[v].run(model, cfg, progress) for v in cfg.variants}
+    report = {v: VARIANTS[v].run(model, cfg, progress) for v in cfg.variants}
+    if "gsv" in report:
+        report["gsv"]["differences"] = differences(report)
+    return report
+
+
+def _scored(block: dict) -> tuple[list[str], torch.Tensor]:
+    return list(block["names"]), recorded_matrices(block)
+
+
+def protocol_difference(a: dict, b: dict) -> dict:
+    """Protocol report ``a`` minus ``b``, scored on the same frames with the same keyframes (two propagations of one
+    keyframe net), per l > 1 (at l = 1 both are the keyframe net): {"2": {"avg": {...}, "min": {...}}, ...} of
+    :func:`gsvlib.bootstrap.paired_difference`."""
+    (names, x), (other, y) = _scored(a["frames"]), _scored(b["frames"])
+    if names != other:
+        raise ValueError("a paired difference needs the same scored frames in both reports")
+    return {l: {"avg": paired_difference(x[:, :int(l)].sum(1), y[:, :int(l)].sum(1)),
+                "min": paired_difference(x[:, int(l) - 1], y[:, int(l) - 1])} for l in a["intervals"] if l != "1"}
+
+
+def differences(report: dict) -> dict:
+    """GSVNet against every other variant of a report scored on the same frames, as paired bootstrap differences
+    (:func:`gsvlib.bootstrap.paired_difference`): {"gsv - warp": {"3": {"avg": {...}, "min": {...}}, ...},
+    "gsv - image x0.75": {"3": {"avg": {...}}, ...}, ...}. Image-only has no offsets: GSVNet's average at each l is
+    set against it on the frames both scored."""
+    names, gsv = _scored(report["gsv"]["frames"])  # (N, offsets, C, C)
+    ls = list(report["gsv"]["intervals"])
+    out = {f"gsv - {v}": protocol_difference(report["gsv"], report[v]) for v in PROPAGATIONS
+           if v != "gsv" and v in report}
+    out["gsv - keyframe net on every frame"] = {l: {"avg": paired_difference(gsv[:, :int(l)].sum(1), gsv[:, 0])}
+                                                for l in ls if l != "1"}  # the cost of propagation at l
+    for scale, image in report.get("image", {}).items():
+        image_names, matrices = _scored(image["scored"])
+        common = [n for n in names if n in image_names]
+        if not common:
+            continue
+        mine = torch.tensor([names.index(n) for n in common])
+        theirs = matrices[[image_names.index(n) for n in common], 0]  # (N', C, C)
+        out[f"gsv - image x{scale}"] = {l: {"avg": paired_difference(gsv[mine, :int(l)].sum(1), theirs)} for l in ls}
+    return out
 
 
 def run_eval(model: GSVNet, cfg: EvalConfig, progress: bool = True) -> dict:
@@ -333,10 +428,11 @@ Videos = Iterable[Iterable[tuple[torch.Tensor, "torch.Tensor | None"]]]  # re-it
 def stream(model: GSVNet, videos: Videos, num_classes: int, interval: int, policy: KeyframePolicy | None = None,
            key_scale: float | None = None, device: str = "cpu") -> dict:
     """Stream every video from its first frame (a keyframe every ``interval``, earlier where ``policy`` says) and
-    score each labelled frame: {"miou", "frames", "keyframes", "forced", "scored", "readings", "step_ms"}.
+    score each labelled frame: {"miou", "frames", "keyframes", "forced", "scored", "readings", "step_ms", "per_frame"
+    (scored, C, C): each scored frame's confusion matrix}.
     ``readings`` are the policy signal of each propagated frame; ``step_ms`` the time of each step by kind."""
     segmenter = VideoSegmenter(model, interval, key_scale, device=device, policy=policy)
-    matrix = ConfusionMatrix(num_classes)
+    matrices = []  # (C, C) per scored frame, in the videos' order: the same frames for every interval and policy
     counts = {"frames": 0, "keyframes": 0, "forced": 0, "scored": 0}
     readings, times = [], {"keyframe": [], "non-keyframe": [], "forced": []}
     for video in videos:
@@ -352,13 +448,17 @@ def stream(model: GSVNet, videos: Videos, num_classes: int, interval: int, polic
             if out.signal is not None:
                 readings.append(out.signal)
             if label is not None:
-                matrix.update(out.labels[0], label)
+                cm = ConfusionMatrix(num_classes)
+                cm.update(out.labels[0], label)
+                matrices.append(cm.mat)
                 counts["scored"] += 1
     if not counts["frames"]:
         raise ValueError("no frames to stream: the videos are empty")
     if not counts["scored"]:
         raise ValueError("none of the streamed frames has a label, so nothing can be scored")
-    return {"miou": round(matrix.miou(), 2), **counts, "readings": readings, "step_ms": times}
+    per_frame = torch.stack(matrices)  # (scored, C, C)
+    return {"miou": round(float(miou_of(per_frame.sum(0))), 2), **counts, "readings": readings, "step_ms": times,
+            "per_frame": per_frame}
 
 
 def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=None,
@@ -407,15 +507,40 @@ def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=
               for kind in ("keyframe", "non-keyframe")}
     key_ms, nonkey_ms = (statistics.median(all_ms[k]) if all_ms[k] else math.nan for k in all_ms)
 
-    def point(r: dict, **extra) -> dict:
+    weights = draws(len(results[runs[0][0]]["per_frame"]))  # one set of resamples of the frames for every run
+    resampled = {name: resampled_miou(r["per_frame"], weights) for name, r in results.items()}  # (R,) each
+
+    def fps(r: dict) -> float:
         cost = (r["keyframes"] * key_ms + (r["frames"] - r["keyframes"] + r["forced"]) * nonkey_ms) / r["frames"]
-        return {**extra, "miou": r["miou"], "keyframe_share": round(r["keyframes"] / r["frames"], 4),
-                "forced": r["forced"], "fps": round(1000 / cost, 2)}
+        return 1000 / cost
+
+    fixed = sorted((fps(results[f"l={l}"]), f"l={l}") for l in intervals)
+
+    def against_fixed(at: float, name: str) -> dict | None:
+        """The policy's mIoU minus the fixed curve's at the same FPS (interpolated between neighbouring l), paired:
+        every resample draws the same frames for both."""
+        for (f0, a), (f1, b) in zip(fixed, fixed[1:]):
+            if f0 <= at <= f1:
+                w = 0.0 if f1 == f0 else (at - f0) / (f1 - f0)
+                curve = lambda m: (1 - w) * m[a] + w * m[b]  # noqa: E731 - the same line for the point and resamples
+                point_m = {k: float(miou_of(results[k]["per_frame"].sum(0))) for k in (a, b, name)}
+                diff = point_m[name] - curve(point_m)
+                ci = percentile_interval(resampled[name] - curve(resampled))
+                return {"diff": round(diff, 2), "ci": ci, "excludes_zero": ci[0] > 0 or ci[1] < 0}
+        return None
+
+    def point(r: dict, name: str, **extra) -> dict:
+        return {**extra, "miou": r["miou"], "ci": percentile_interval(resampled[name]),
+                "keyframe_share": round(r["keyframes"] / r["frames"], 4), "forced": r["forced"],
+                "fps": round(fps(r), 2)}
 
     return {"frames": results[runs[0][0]]["frames"], "scored": results[runs[0][0]]["scored"], "key_scale": key_scale,
             "timing_ms": {"keyframe": round(key_ms, 2), "non-keyframe": round(nonkey_ms, 2)},
-            "fixed": {str(l): point(results[f"l={l}"]) for l in intervals},
+            "fixed": {str(l): point(results[f"l={l}"], f"l={l}") for l in intervals},
             "policies": {s: {"title": SIGNALS[s].title, "median_reading": round(medians[s], 6), "max_interval": longest,
-                             "points": [point(results[f"{s} x{f:g}"], factor=f, threshold=round(f * medians[s], 6))
+                             "points": [point(results[f"{s} x{f:g}"], f"{s} x{f:g}", factor=f,
+                                              threshold=round(f * medians[s], 6),
+                                              vs_fixed=against_fixed(fps(results[f"{s} x{f:g}"]), f"{s} x{f:g}"))
                                         for f in factors]}
-                         for s in signals}}
+                         for s in signals},
+            "bootstrap": settings(len(results[runs[0][0]]["per_frame"]), "frame")}

@@ -53,9 +53,10 @@ from gsvlib.bench import BenchConfig, benchmark
 from gsvlib.checkpoint import export_weights, load_model, read_checkpoint, read_metrics, write_manifest_entry
 from gsvlib.config import RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for
 from gsvlib.data import DATASETS
-from gsvlib.evaluate import EvalConfig, run_eval
+from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
 from gsvlib.files import sha256, write_json_atomic
 from gsvlib.reports import LAYOUT_RENDERERS
+from gsvlib.stages import STAGES
 from gsvlib.train import train
 
 TABLES = "tables.toml"  # the tables of a folder of experiments and of the folders below it
@@ -194,7 +195,10 @@ class Runner:
     to try a folder of experiments out); ``dry_run`` prints the plan and changes nothing."""
 
     def __init__(self, roots: dict[str, str] | None = None, runs: str | Path = "runs", progress: bool = True,
-                 dry_run: bool = False, say=print, overrides: dict | None = None):
+                 dry_run: bool = False, say=print, overrides: dict | None = None, seed: int | None = None,
+                 use: dict[str, str] | None = None):
+        self.seed = seed  # a repetition under this seed: its own run folder and result files, no export or bench
+        self.use = dict(use or {})  # experiment name -> a checkpoint that stands in for its run as a starting point
         self.roots = dict(roots or {})
         self.overrides = dict(overrides or {})  # TrainConfig fields set in every experiment's [train] (quick runs)
         unknown = sorted(set(self.overrides) - {f.name for f in fields(TrainConfig)})
@@ -207,7 +211,10 @@ class Runner:
         self.progress = progress
         self.dry_run = dry_run
         self.say = say
-        self._trained: dict[Path, Path] = {}  # experiment file -> its checkpoint, once made sure of
+        self._trained: dict[tuple, Path] = {}  # (experiment file, seeded) -> its checkpoint, once made sure of
+        unknown = sorted(name for name, path in self.use.items() if not Path(path).is_file())
+        if unknown:
+            raise ValueError(f"--use names checkpoints that do not exist: {unknown}")
 
     def root(self, dataset: str) -> str:
         """The folder of ``dataset``: given with --root (for it or a dataset read from the same folder), else its
@@ -216,13 +223,16 @@ class Runner:
         shared = [r for name, r in self.roots.items() if DATASETS[name].default_root == default]
         return self.roots.get(dataset) or (shared[0] if shared else default)
 
-    def config(self, exp: Experiment) -> TrainConfig:
-        """The training config of ``exp``: its recipe, its fields, the dataset's folder, the run folder."""
+    def config(self, exp: Experiment, seeded: bool = True) -> TrainConfig:
+        """The training config of ``exp``: its recipe, its fields, the dataset's folder, the run folder (with
+        ``seed``, RUNS/<name>/seed-N under that seed; ``seeded=False`` for a starting point, which is shared)."""
         values = {**exp.train, **self.overrides}
         recipe = values.pop("recipe", None)
         for name in STARTING_POINTS:
             if isinstance(values.get(name), str) and exp.ref(values[name]) is not None:
                 values[name] = str(self._checkpoint_of(exp, values[name]))
+        if seeded and self.seed is not None:
+            values["seed"], values["out"] = self.seed, str(self.runs / exp.name / f"seed-{self.seed}")
         values.setdefault("out", str(self.runs / exp.name))
         try:
             cfg = config_for(recipe=recipe, **values)
@@ -239,17 +249,21 @@ class Runner:
             return (exp.path.parent / text).resolve() if not Path(text).is_absolute() else Path(text)
         if not ref.is_file():
             raise _fail(exp.path, f"names experiment {text!r}, but {ref} does not exist")
-        return self.trained(load(ref))
+        start = load(ref)
+        if start.name in self.use:
+            return Path(self.use[start.name]).resolve()
+        return self.trained(start, seeded=False)
 
-    def trained(self, exp: Experiment) -> Path:
+    def trained(self, exp: Experiment, seeded: bool = True) -> Path:
         """Make sure ``exp``'s model exists (training it, and what it starts from, where missing or interrupted);
-        returns its checkpoint."""
-        if exp.path in self._trained:
-            return self._trained[exp.path]
+        returns its checkpoint. Starting points are trained once, under their own seed (``seeded=False``)."""
+        key = (exp.path, seeded and self.seed is not None)
+        if key in self._trained:
+            return self._trained[key]
         if exp.train is None:
             path = self._checkpoint_of(exp, exp.checkpoint)
         else:
-            cfg = self.config(exp)
+            cfg = self.config(exp, seeded)
             path = Path(cfg.out) / "checkpoint.pt"
             done = read_checkpoint(path).get("iteration", 0) if path.is_file() and not self.dry_run else 0
             if self.dry_run:
@@ -263,7 +277,7 @@ class Runner:
                     check_starting_point(exp.train.get("recipe"), cfg)
                 self.say(f"[{exp.name}] {'resuming' if path.is_file() else 'training'} {cfg.stage} into {cfg.out}")
                 train(cfg, resume=path.is_file(), progress=self.progress)
-        self._trained[exp.path] = path
+        self._trained[key] = path
         return path
 
     def _ready(self, dataset: str, root: str) -> None:
@@ -272,9 +286,21 @@ class Runner:
             DATASETS[dataset].generate(root, progress=self.progress)
 
     def run(self, exp: Experiment) -> list[Path]:
-        """Carry out ``exp``; returns the result files it wrote or found done."""
+        """Carry out ``exp``; returns the result files it wrote or found done. Under ``seed`` only its training and
+        its evaluations are repeated (of the run, where the file evaluates the exported weights), into result files
+        beside the experiment's own (``<out>.seed-N.json``)."""
         for spec in exp.evals + exp.benches:
             table_of(exp, spec)  # a misnamed table fails before anything runs
+        if self.seed is not None:
+            if exp.train is None:
+                self.say(f"[{exp.name}] trains nothing: no seeds to repeat")
+                return []
+            checkpoint = self.trained(exp)
+            trains = STAGES[self.config(exp).stage].trains  # what a seed can change; a frozen part scores the same
+            return [self._evaluate(exp, {**spec, "out": seed_file(spec["out"], self.seed)}, checkpoint)
+                    for spec in exp.evals
+                    if spec.get("policy") or any(set(VARIANTS[v].parts) & set(trains)
+                                                 for v in spec.get("variants", EvalConfig.variants))]
         checkpoint = self.trained(exp)
         weights = self._export(exp, checkpoint)
         written = []
@@ -333,7 +359,8 @@ class Runner:
         if self.dry_run:
             self.say(f"[{exp.name}] would evaluate {spec['name']} ({', '.join(cfg.variants)}) into {out} unless done")
             return out
-        meta = experiment_block(exp, spec, recorded, source, sha256(source), cfg)
+        meta = {**experiment_block(exp, spec, recorded, source, sha256(source), cfg),
+                **({"seed": self.seed} if self.seed is not None else {})}
         if _done(out, meta):
             self.say(f"[{exp.name}] {spec['name']}: done ({out})")
             return out
@@ -365,6 +392,12 @@ class Runner:
                                 "experiment": meta})
         return out
 
+
+
+def seed_file(out: str | Path, seed: int) -> str:
+    """Where the repetition of a result under ``seed`` goes: beside it, ``propagation.json`` -> ``propagation.seed-1.json``."""
+    out = Path(out)
+    return str(out.with_name(f"{out.stem}.seed-{seed}{out.suffix}"))
 
 
 def experiment_block(exp: Experiment, spec: dict, recorded: dict, source: Path | None, digest: str | None,

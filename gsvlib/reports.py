@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Callable
 
 from gsvlib.bench import throughput_table
+from gsvlib.bootstrap import paired_difference
+from gsvlib.evaluate import recorded_matrices
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
 
@@ -79,12 +82,52 @@ def _order(value) -> float:
 
 
 def _by_experiment(rows: list[dict]) -> list[tuple[dict, dict]]:
-    """(experiment block, {evaluation name: report}) per experiment, in the rows' order."""
+    """(experiment block, {evaluation name: report}) per experiment, in the rows' order. The repetitions of an
+    evaluation under other seeds (``gsv run --seeds``) go with its report, as ``seeds`` {seed: report}."""
     out: dict[str, tuple[dict, dict]] = {}
     for r in rows:
         meta = r["experiment"]
-        out.setdefault(meta["name"], (meta, {}))[1][meta["evaluation"]] = r
+        if "seed" not in meta:
+            out.setdefault(meta["name"], ({**meta, "seeds": {}}, {}))[1][meta["evaluation"]] = r
+    for r in rows:
+        meta = r["experiment"]
+        if "seed" in meta:
+            if meta["name"] not in out:
+                raise ResultsError(f"{meta['file']} repeats experiment {meta['name']} under seed {meta['seed']}, but "
+                                   "the experiment's own result is missing: run it (`gsv run`) or move the file")
+            out[meta["name"]][0]["seeds"].setdefault(meta["evaluation"], {})[meta["seed"]] = r
     return list(out.values())
+
+
+def spread(values: list[float], sign: str = "") -> str:
+    """Values of one quantity across seeds: "68.4 sd 0.3 (68.1 to 68.8)"; "" for none."""
+    if not values:
+        return ""
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return (f"{statistics.mean(values):{sign}.1f} sd {sd:.1f} ({min(values):{sign}.1f} to "
+            f"{max(values):{sign}.1f})")
+
+
+def seed_reports(meta: dict, reports: dict) -> list[dict]:
+    """The repetitions under other seeds of the evaluation that a table row shows (its first), in seed order."""
+    seeds = (meta.get("seeds") or {}).get(next(iter(reports)), {})
+    return [seeds[k] for k in sorted(seeds)]
+
+
+def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5")) -> str:
+    """One sentence on the spread across seeds of a protocol row: GSVNet's average mIoU at ``ls`` and its paired
+    margin over warp only; "" when the row was not repeated."""
+    runs = seed_reports(meta, reports)
+    if not runs:
+        return ""
+    seeds = ", ".join(str(r["experiment"]["seed"]) for r in runs)
+    parts = [f"GSVNet l={l} avg {spread([r['gsv']['intervals'][l]['avg'] for r in runs])}" for l in ls
+             if all(l in r["gsv"]["intervals"] for r in runs)]
+    margins = {l: [r["gsv"]["intervals"][l]["avg"] - r["warp"]["intervals"][l]["avg"] for r in runs] for l in ls
+               if all("warp" in r and l in r["gsv"]["intervals"] for r in runs)}
+    parts += [f"GSVNet - warp only l={l} avg {spread(m, '+')}" for l, m in margins.items()]
+    return (f"Trained again under seeds {seeds} ({len(runs)} runs of the same experiment, the same keyframe net and "
+            f"starting points; mean, sample sd, and range): " + "; ".join(parts) + ".")
 
 
 def write_tables(folder: str | Path, out: str | Path | None = None) -> tuple[str, Path, list[Path]]:
@@ -103,10 +146,42 @@ def interval_table(methods: dict[str, dict], ls: list[str], flat: dict[str, floa
     ``flat`` rows repeat one mIoU in every column (a method without keyframe interval, e.g. image-only)."""
     lines = ["| method | " + " | ".join(f"l={l}" for l in ls) + " |", "|---|" + "---:|" * len(ls)]
     for name, iv in methods.items():
-        lines.append(f"| {name} | " + " | ".join(f"{iv[l]['avg']:.1f} / {iv[l]['min']:.1f}" for l in ls) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{with_ci(iv[l]['avg'], iv[l].get('avg_ci'))} / "
+                                                 f"{with_ci(iv[l]['min'], iv[l].get('min_ci'))}" for l in ls) + " |")
     for name, miou in (flat or {}).items():
         lines.append(f"| {name} | " + " | ".join(f"{miou:.1f}" for _ in ls) + " |")
     return lines
+
+
+def with_ci(value: float, ci: list | None, sign: str = "") -> str:
+    """A value with its 95 % bootstrap interval as "63.7±1.1" (± the interval's larger side), or alone where the
+    report has none."""
+    return f"{value:{sign}.1f}" + (f"±{max(value - ci[0], ci[1] - value):.1f}" if ci else "")
+
+
+def difference_text(d: dict) -> str:
+    """A paired difference {"diff", "ci"} as a sentence's words: its interval, and "no difference shown" where the
+    interval contains 0."""
+    verdict = "" if d["ci"][0] > 0 or d["ci"][1] < 0 else " (contains 0: no difference shown)"
+    return f"{d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]{verdict}"
+
+
+def paired_lines(gsv: dict, note: str = "") -> list[str]:
+    """The paired differences a GSVNet protocol report holds (``differences``), one line per pair: the average
+    mIoU's difference at each l with its interval; [] for a report from before they were kept."""
+    if not gsv.get("differences"):
+        return []
+    b = gsv["bootstrap"]
+    lines = ["", f"Paired differences of the average mIoU, points [{b['level']:.0%} interval] ({b['resamples']} "
+                 f"bootstrap resamples of the {b['frames']} {b['unit']}s, seed {b['seed']}; ± in the tables: the "
+                 f"larger side of each mIoU's interval).{' ' + note if note else ''}", ""]
+    return lines + [f"- {_pair_title(pair)}: " + "; ".join(f"l={l} {difference_text(d['avg'])}" for l, d in by_l.items())
+                    for pair, by_l in gsv["differences"].items()]
+
+
+def _pair_title(pair: str) -> str:
+    """"gsv - warp" as a reader reads it: "GSVNet - warp only"."""
+    return " - ".join(PROPAGATIONS[p].title if p in PROPAGATIONS else p for p in pair.split(" - "))
 
 
 def cost_of_propagation(prop: dict, l: str = "3") -> dict:
@@ -132,10 +207,25 @@ def target_met(target: dict, rep: dict) -> bool:
     return target_value(target, rep) >= target["least"] - 1e-9
 
 
+def target_interval(target: dict, rep: dict) -> list[float] | None:
+    """The paired bootstrap interval of a target that is a difference of two variants (``minus``) on the same
+    frames, from the per-frame matrices of ``rep``; None where the report has none (written before they were kept)."""
+    if not target.get("minus") or not all("frames" in rep[ref[0]] for ref in (target["value"], target["minus"])):
+        return None
+
+    def frames(ref):
+        variant, l, stat = ref
+        m = recorded_matrices(rep[variant]["frames"])  # (N, offsets, C, C)
+        return m[:, :l].sum(1) if stat == "avg" else m[:, l - 1]
+
+    return paired_difference(frames(target["value"]), frames(target["minus"]))["ci"]
+
+
 def target_lines(targets: list[dict], rep: dict) -> str:
-    """Each target with its value in ``rep`` and whether it is met."""
-    return "; ".join(f"{t['text']} {target_value(t, rep):+.1f} (target >= {t['least']:+.1f}: "
-                     f"{'met' if target_met(t, rep) else 'missed'})" for t in targets)
+    """Each target with its value in ``rep`` (and its interval where the report has per-frame matrices) and whether
+    it is met."""
+    return "; ".join(f"{t['text']} {with_ci(target_value(t, rep), target_interval(t, rep), '+')} (target >= "
+                     f"{t['least']:+.1f}: {'met' if target_met(t, rep) else 'missed'})" for t in targets)
 
 
 def targets_met(targets: list[dict], rep: dict) -> str:
@@ -165,13 +255,23 @@ def schedule_markdown(schedules: dict) -> str:
              "| keyframes | threshold | keyframe share | mIoU | FPS | mIoU vs fixed l at that FPS |",
              "|---|---:|---:|---:|---:|---:|"]
     for l, p in schedules["fixed"].items():
-        lines.append(f"| fixed l={l} |  | {p['keyframe_share']:.2f} | {p['miou']:.1f} | {p['fps']:.1f} |  |")
+        lines.append(f"| fixed l={l} |  | {p['keyframe_share']:.2f} | {with_ci(p['miou'], p.get('ci'))} | "
+                     f"{p['fps']:.1f} |  |")
     for signal, policy in schedules["policies"].items():
         for p in policy["points"]:
-            ref = fixed_at(schedules, p["fps"])
-            gain = f"{p['miou'] - ref:+.1f}" if ref is not None else "n/a"
+            if p.get("vs_fixed"):
+                gain = difference_text(p["vs_fixed"])
+            else:  # a report from before the intervals: the point values alone
+                ref = fixed_at(schedules, p["fps"])
+                gain = f"{p['miou'] - ref:+.1f}" if ref is not None else "n/a"
             lines.append(f"| {signal}, l <= {policy['max_interval']} | {p['threshold']:.3g} ({p['factor']:g} x "
-                         f"median) | {p['keyframe_share']:.2f} | {p['miou']:.1f} | {p['fps']:.1f} | {gain} |")
+                         f"median) | {p['keyframe_share']:.2f} | {with_ci(p['miou'], p.get('ci'))} | {p['fps']:.1f} | "
+                         f"{gain} |")
+    if schedules.get("bootstrap"):
+        b = schedules["bootstrap"]
+        lines += ["", f"± and [brackets]: {b['level']:.0%} intervals from {b['resamples']} bootstrap resamples of the "
+                      f"{b['frames']} scored frames (seed {b['seed']}), the same resamples for every row, so a "
+                      "policy's difference from the fixed curve is paired."]
     return "\n".join(lines) + "\n"
 
 
@@ -195,7 +295,8 @@ def image_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
               "|---|" + "---:|" * len(scales)]
     for meta, reports in rows:
         image = _first(reports)["image"]
-        lines.append(f"| {meta['row']} | " + " | ".join(f"{image[s]['miou']:.1f}" for s in scales) + " |")
+        lines.append(f"| {meta['row']} | " + " | ".join(with_ci(image[s]["miou"], image[s].get("ci")) for s in scales)
+                     + " |")
     return lines + [""]
 
 
@@ -217,8 +318,13 @@ def intervals_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
             others = ", ".join(f"{PROPAGATIONS[v].title} {c[v]:.1f}" for v in PROPAGATIONS if v in c and v != "gsv")
             lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
                           f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
+        lines += paired_lines(g, "The frames are consecutive frames of one run, not independent draws: these "
+                                 "intervals measure how much the result rests on single frames, and understate what "
+                                 "another run or video would give.")
         if spec.get("targets") and "5" in g["intervals"] and "warp" in prop:
             lines += ["", f"Targets: {target_lines(spec['targets'], prop)}."]
+        if seed_line(meta, reports):
+            lines += ["", seed_line(meta, reports)]
         lines.append("")
     return lines
 
@@ -264,8 +370,12 @@ def ablation_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
         rep = _first(reports)
         gsv, warp = rep["gsv"]["intervals"], rep["warp"]["intervals"]
         cells = [f"{iv[l]['avg']:.1f} / {iv[l]['min']:.1f}" for iv in (gsv, warp) for l in ("3", "5")]
-        cells += [f"{target_value(t, rep):+.1f}" for t in margins] + ([targets_met(targets, rep)] if targets else [])
+        cells += [with_ci(target_value(t, rep), target_interval(t, rep), "+") for t in margins] + ([targets_met(targets, rep)] if targets else [])
         lines.append(f"| {meta['row']} | " + " | ".join(cells) + " |")
+    repeated = [(meta, reports) for meta, reports in rows if seed_line(meta, reports)]
+    if repeated:
+        lines += ["", "Rows trained again under other seeds:", ""]
+        lines += [f"- {meta['row']}: {seed_line(meta, reports)}" for meta, reports in repeated]
     if targets:
         lines += ["", "Targets: " + "; ".join(f"{i} {t['text']} >= {t['least']:+.1f}"
                                               for i, t in enumerate(targets, 1)) + "."]
@@ -326,7 +436,9 @@ def tour_markdown(r: dict) -> str:
     lines += ["", "## Intra features (the paper's Table 4: minimum mIoU %)", "",
               "| intra features | " + " | ".join(f"l={l}" for l in ls) + " |", "|---|" + "---:|" * len(ls)]
     for label, name in (("with", "GSVNet"), ("without", "GSVNet without intra")):
-        lines.append(f"| {label} | " + " | ".join(f"{acc[name]['intervals'][l]['min']:.1f}" for l in ls) + " |")
+        lines.append(f"| {label} | " + " | ".join(with_ci(acc[name]["intervals"][l]["min"],
+                                                          acc[name]["intervals"][l].get("min_ci")) for l in ls) + " |")
+    lines += paired_lines(acc["GSVNet"])
     lines += ["", f"## Throughput and FLOPs ({b['size'][0]}x{b['size'][1]} input, batch 1, {b['precision']}, "
               f"{b['device']}, torch {b['torch']}, {b.get('backend', 'eager')})", "", *throughput_table(b)]
     lines += ["", f"Per frame: keyframe {b['gflops']['keyframe']:.1f} GFLOPs, non-keyframe "

@@ -20,7 +20,7 @@ from gsvlib.checkpoint import load_model
 from gsvlib.config import config_for
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.data import DataSpec
-from gsvlib.evaluate import EvalConfig, evaluate, evaluate_variants
+from gsvlib.evaluate import EvalConfig, evaluate, evaluate_variants, protocol_difference
 from gsvlib.files import write_json_atomic, write_text_atomic
 from gsvlib.reports import tour_markdown
 from gsvlib.segmenter import PROPAGATIONS
@@ -120,10 +120,11 @@ def report_figures(report: dict, runs: str | Path) -> dict:
     """The report's plots: mIoU over l, accuracy vs throughput (Fig. 3), training loss."""
     results, image_only, bench = report["accuracy"], report["image_only"], report["benchmark"]
     gsvnet = PROPAGATIONS["gsv"].title
-    points = [{"name": gsvnet, "fps": b["fps"], "label": f"l={l}", "miou": results[gsvnet]["intervals"][l]["avg"]}
+    points = [{"name": gsvnet, "fps": b["fps"], "label": f"l={l}", "miou": results[gsvnet]["intervals"][l]["avg"],
+               "ci": results[gsvnet]["intervals"][l].get("avg_ci")}
               for l, b in bench["gsvnet"].items() if l in results[gsvnet]["intervals"]]
-    points += [{"name": "image-only", "fps": b["fps"], "label": f"x{s}", "miou": image_only[s]["miou"]}
-               for s, b in bench["image_only"].items() if s in image_only]
+    points += [{"name": "image-only", "fps": b["fps"], "label": f"x{s}", "miou": image_only[s]["miou"],
+                "ci": image_only[s].get("ci")} for s, b in bench["image_only"].items() if s in image_only]
     return {"miou_by_interval": miou_by_interval(results, image_only),
             "accuracy_throughput": accuracy_throughput(points),
             "training_loss": loss_curves({n: read_log(Path(runs) / n) for n in RUNS})}
@@ -142,6 +143,7 @@ def measure(cfg: TourConfig, progress: bool = True, clock: dict | None = None) -
                                                  key_scale=cfg.key_scale, image_scales=cfg.image_scales), progress)
         without = evaluate(no_intra, DataSpec("synthetic", cfg.data, "val"), cfg.intervals, cfg.key_scale,
                            progress=progress)
+        ev["gsv"]["differences"]["gsv - GSVNet without intra"] = protocol_difference(ev["gsv"], without)
         results = {PROPAGATIONS["gsv"].title: ev["gsv"], f"{PROPAGATIONS['gsv'].title} without intra": without,
                    **{PROPAGATIONS[v].title: ev[v] for v in PROPAGATIONS if v != "gsv"}}
     with _timed(clock, "benchmark"):

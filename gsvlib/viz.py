@@ -177,17 +177,20 @@ GREYS = ("#555555", "#888888", "#bbbbbb")
 
 def line_chart(series: dict[str, tuple], title: str, xlabel: str, ylabel: str, log_y: bool = False,
                style: dict[str, dict] | None = None, text: dict[str, list[str]] | None = None,
-               markers: bool = True) -> go.Figure:
+               markers: bool = True, intervals: dict[str, list] | None = None) -> go.Figure:
     """One line per ``name: (x, y)``. ``style`` gives a series its plotly line settings (color, dash) and, under
-    "textposition", where its point labels ``text`` go."""
+    "textposition", where its point labels ``text`` go; ``intervals`` its [lo, hi] per point, drawn as error bars."""
     fig = go.Figure()
     for name, (x, y) in series.items():
         labels = (text or {}).get(name)
         line = dict((style or {}).get(name, {}))
         position = line.pop("textposition", "top right")
         mode = "lines" + ("+markers" if markers else "") + ("+text" if labels else "")
+        ci = (intervals or {}).get(name)
+        error = None if not ci else dict(type="data", symmetric=False, array=[hi - v for v, (_, hi) in zip(y, ci)],
+                                         arrayminus=[v - lo for v, (lo, _) in zip(y, ci)], thickness=1, width=3)
         fig.add_trace(go.Scatter(x=list(x), y=list(y), name=name, mode=mode, text=labels, textposition=position,
-                                 line=line, marker=dict(color=line.get("color"))))
+                                 line=line, marker=dict(color=line.get("color")), error_y=error))
     fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=420, width=720,
                       yaxis_type="log" if log_y else None, margin=dict(l=60, r=20, t=50, b=50))
     return fig
@@ -195,35 +198,42 @@ def line_chart(series: dict[str, tuple], title: str, xlabel: str, ylabel: str, l
 
 def miou_by_interval(results: dict, image_only: dict) -> go.Figure:
     """Average (solid) and minimum (dashed) mIoU over l, one colour per method; image-only levels in grey, dotted."""
-    series, style = {}, {}
+    series, style, intervals = {}, {}, {}
     for color, (name, res) in zip(PALETTE, results.items()):
         ls = sorted(int(l) for l in res["intervals"])
-        series[f"{name} (avg)"] = (ls, [res["intervals"][str(l)]["avg"] for l in ls])
-        series[f"{name} (min)"] = (ls, [res["intervals"][str(l)]["min"] for l in ls])
-        style[f"{name} (avg)"] = dict(color=color)
-        style[f"{name} (min)"] = dict(color=color, dash="dash")
+        for stat, dash in (("avg", None), ("min", "dash")):
+            series[f"{name} ({stat})"] = (ls, [res["intervals"][str(l)][stat] for l in ls])
+            style[f"{name} ({stat})"] = dict(color=color, dash=dash)
+            if all(f"{stat}_ci" in res["intervals"][str(l)] for l in ls):
+                intervals[f"{name} ({stat})"] = [res["intervals"][str(l)][f"{stat}_ci"] for l in ls]
     for grey, (scale, r) in zip(GREYS, image_only.items()):
         series[f"image-only x{scale}"] = (ls, [r["miou"]] * len(ls))
         style[f"image-only x{scale}"] = dict(color=grey, dash="dot")
-    fig = line_chart(series, "Accuracy over the keyframe interval (solid: average, dashed: minimum)",
-                     "keyframe interval l", "mIoU (%)", style=style)
+    fig = line_chart(series, "Accuracy over the keyframe interval (solid: average, dashed: minimum"
+                     + ("; bars: 95% bootstrap intervals over frames)" if intervals else ")"),
+                     "keyframe interval l", "mIoU (%)", style=style, intervals=intervals)
     fig.update_xaxes(dtick=1)
     return fig
 
 
 def accuracy_throughput(points: list[dict]) -> go.Figure:
-    """Fig. 3-style curves: points {name, fps, miou, label} grouped by name; the curves' point labels go above and
-    below their points in turn, so that labels of nearby points on neighbouring curves do not overlap."""
-    series, text, style = {}, {}, {}
+    """Fig. 3-style curves: points {name, fps, miou, label, ci (optional: [lo, hi])} grouped by name; the curves'
+    point labels go above and below their points in turn, so that labels of nearby points on neighbouring curves do
+    not overlap. A curve whose every point has an interval gets error bars."""
+    series, text, style, cis = {}, {}, {}, {}
     for p in points:
         x, y = series.setdefault(p["name"], ([], []))
         x.append(p["fps"])
         y.append(p["miou"])
         text.setdefault(p["name"], []).append(p.get("label", ""))
+        cis.setdefault(p["name"], []).append(p.get("ci"))
     for k, (color, name) in enumerate(zip(PALETTE, series)):
         style[name] = dict(color=color, textposition="top center" if k % 2 == 0 else "bottom center")
-    fig = line_chart(series, "Accuracy vs throughput", "throughput (frames/s, this machine)", "average mIoU (%)",
-                     style=style, text=text)
+    intervals = {name: ci for name, ci in cis.items() if all(ci)}
+    fig = line_chart(series, "Accuracy vs throughput" + (" (bars: 95% bootstrap intervals over frames)"
+                                                         if intervals else ""),
+                     "throughput (frames/s, this machine)", "average mIoU (%)", style=style, text=text,
+                     intervals=intervals)
     ys = [p["miou"] for p in points]
     fig.update_yaxes(range=[min(ys) - 2, max(ys) + 2])  # room for the labels above and below
     return fig
@@ -232,10 +242,10 @@ def accuracy_throughput(points: list[dict]) -> go.Figure:
 def schedule_chart(schedules: dict, title: str) -> go.Figure:
     """Adaptive keyframes against fixed l (:func:`gsvlib.evaluate.keyframe_schedules`): mIoU over every scored
     frame against modelled FPS, one curve for the fixed intervals and one per policy signal."""
-    points = [{"name": "fixed l", "fps": p["fps"], "miou": p["miou"], "label": f"l={l}"}
+    points = [{"name": "fixed l", "fps": p["fps"], "miou": p["miou"], "label": f"l={l}", "ci": p.get("ci")}
               for l, p in schedules["fixed"].items()]
-    points += [{"name": f"{signal} policy", "fps": p["fps"], "miou": p["miou"], "label": f"x{p['factor']:g}"}
-               for signal, policy in schedules["policies"].items() for p in policy["points"]]
+    points += [{"name": f"{signal} policy", "fps": p["fps"], "miou": p["miou"], "label": f"x{p['factor']:g}",
+                "ci": p.get("ci")} for signal, policy in schedules["policies"].items() for p in policy["points"]]
     fig = accuracy_throughput(points)
     fig.update_layout(title=title, xaxis_title="frames per second (modelled from this run's step times)",
                       yaxis_title="mIoU over every scored frame (%)")

@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
+from gsvlib.checkpoint import read_checkpoint
 from gsvlib.cli import main
-from gsvlib.experiments import ExperimentError, Runner, collect, experiment_block, load
+from gsvlib.experiments import ExperimentError, Runner, collect, experiment_block, load, seed_file
 from gsvlib.files import sha256
 from gsvlib.reports import read_results, render
 
@@ -60,6 +62,30 @@ def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, 
     longer = capsys.readouterr().out
     assert "resuming gsv into" in longer and "evaluating val" in longer
     assert [json.loads(line)["iteration"] for line in log.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_seeds_repeat_an_experiment_beside_its_own_result_and_tables_show_the_spread(workdir, tiny_synth, capsys):
+    assert main(["run", "experiments/synthetic/gsv.toml", *quick(tiny_synth)]) == 0
+    own = (workdir / "runs/results/synthetic/gsv.json").read_bytes()
+    assert main(["run", "experiments/synthetic/gsv.toml", "--seeds", "1", "2", *quick(tiny_synth)]) == 0
+    printed = capsys.readouterr().out
+    assert "training keyframe into" in printed and printed.count("training keyframe into") == 1  # shared, once
+    for seed in (1, 2):
+        ckpt = read_checkpoint(workdir / f"runs/synthetic/gsv/seed-{seed}/checkpoint.pt")
+        assert ckpt["train_config"]["seed"] == seed
+        result = json.loads((workdir / f"runs/results/synthetic/gsv.seed-{seed}.json").read_text())
+        assert result["experiment"]["seed"] == seed and "avg_ci" in result["gsv"]["intervals"]["3"]
+    assert (workdir / "runs/results/synthetic/gsv.json").read_bytes() == own  # the experiment's own result stays
+    weights_differ = [read_checkpoint(workdir / f"runs/synthetic/gsv/seed-{s}/checkpoint.pt")["model"]
+                      ["gsv.intra_net.net.0.0.weight"] for s in (1, 2)]
+    assert not torch.equal(*weights_differ)
+    assert main(["tables", "runs/results/synthetic"]) == 0
+    table = (workdir / "runs/results/synthetic/results.md").read_text()
+    assert table.count("| `short-adam` recipe |") == 1  # the seeds are no rows of their own
+    assert re.search(r"Trained again under seeds 1, 2 \(2 runs.*GSVNet l=3 avg \d+\.\d sd \d+\.\d", table)
+    (workdir / "runs/results/synthetic/gsv.json").unlink()
+    assert main(["tables", "runs/results/synthetic"]) == 2
+    assert "the experiment's own result is missing" in capsys.readouterr().err
 
 
 def test_a_dry_run_says_what_would_run_and_changes_nothing(workdir, capsys):
@@ -124,8 +150,11 @@ def test_every_committed_camvid_result_is_written_by_an_experiment_file_as_it_no
     for exp in camvid_experiments():
         for spec in exp.evals + exp.benches:
             outs[(ROOT / spec.get("out", spec.get("json"))).resolve()] = (exp, spec)
-    committed = {p.resolve() for p in (ROOT / "figures/camvid").rglob("*.json")}
+    committed = {p.resolve() for p in (ROOT / "figures/camvid").rglob("*.json") if ".seed-" not in p.name}
     assert committed == set(outs)
+    for path in (ROOT / "figures/camvid").rglob("*.seed-*.json"):  # repetitions under other seeds (gsv run --seeds)
+        seed = json.loads(path.read_text())["experiment"]["seed"]
+        assert any(path.resolve() == Path(seed_file(out, seed)) for out in outs), path
     runner = Runner(dry_run=True, say=lambda *_: None)
     for path, (exp, spec) in outs.items():
         recorded = json.loads(path.read_text())["experiment"]

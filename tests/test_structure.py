@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gsvlib"
 # bottom to top, as in CONTRIBUTING.md; modules of one subpackage (models/, data/) may import each other
-LAYERS = [("device", "files", "distributed", "progress"), ("models",), ("data",), ("stages",), ("config",),
+LAYERS = [("device", "files", "distributed", "progress", "bootstrap"), ("models",), ("data",), ("stages",), ("config",),
           ("checkpoint",), ("segmenter", "pictures", "official"), ("video", "deploy"), ("train", "evaluate", "bench"),
           ("reports",), ("experiments",), ("viz",), ("tour",), ("notebook", "cli")]
 EXTRAS = ("plotly", "ipywidgets", "IPython", "matplotlib", "kaleido", "jupyterlab", "papermill", "nbformat", "onnx",

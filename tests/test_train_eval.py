@@ -11,7 +11,8 @@ from gsvlib.config import config_for
 from gsvlib.data import open_dataset
 from gsvlib.data.synthetic import load_analysis
 from gsvlib.data import DataSpec
-from gsvlib.evaluate import ConfusionMatrix, evaluate, keyframe_schedules, protocol, run_offsets, stream
+from gsvlib.evaluate import (ConfusionMatrix, FrameScores, evaluate, keyframe_schedules, protocol, run_offsets,
+                             stream)
 from gsvlib.stages import SMOOTHNESS, STAGES, cross_entropy
 from gsvlib.segmenter import KeyframePolicy
 from gsvlib.train import read_log, train
@@ -41,7 +42,8 @@ def test_average_pools_offsets_and_minimum_is_the_farthest_offset():
         return m
 
     matrices = [cm(10, 0), cm(6, 4), cm(2, 8)]
-    out = protocol(matrices, (1, 3), ["a", "b"])
+    one_frame = torch.stack([m.mat for m in matrices])[None]  # (1 frame, 3 offsets, 2, 2)
+    out = protocol(FrameScores(one_frame, ["f"], ("a", "b")), (1, 3))
     assert out["1"]["avg"] == out["1"]["min"] == 100.0
     pooled = ConfusionMatrix(2)
     pooled.mat = torch.tensor([[18, 12], [0, 30]])  # one matrix summed over offsets 0, 1, 2
@@ -308,6 +310,13 @@ def test_adaptive_keyframes_against_fixed_intervals_on_the_same_frames(tiny_synt
     # l = 1 streams the keyframe net on every frame: the same score as a policy that refreshes every frame
     every = stream(model, videos, 19, 4, KeyframePolicy("flow", 1e-9), key_scale=1.0)
     assert every["keyframes"] == 8 and every["forced"] == 7 and every["miou"] == fixed1["miou"]
+    # intervals: each point's mIoU inside its own; a policy against the fixed curve at its FPS, paired
+    assert out["bootstrap"]["frames"] == 8 and all(p["ci"][0] <= p["miou"] <= p["ci"][1] for p in out["fixed"].values())
+    for policy in out["policies"].values():
+        for p in policy["points"]:
+            d = p["vs_fixed"]
+            if d is not None:  # inside the fixed curve's FPS range
+                assert d["ci"][0] <= d["diff"] <= d["ci"][1] and d["excludes_zero"] == (d["ci"][0] > 0 or d["ci"][1] < 0)
     with pytest.raises(ValueError, match="predicts 5 classes but the videos have 19"):
         keyframe_schedules(GSVNet(num_classes=5), videos, 19, progress=False)
 
