@@ -117,13 +117,16 @@ def _grid(n: int, cols: int, aspect: float, width: int, top: int = 30, bottom: i
 
 
 def image_grid(images: dict[str, np.ndarray | Panel], cols: int = 3, width: int = OUTPUT_WIDTH,
-               legend: LabelTable | None = None) -> go.Figure:
+               legend: LabelTable | None = None, legend_ids=None) -> go.Figure:
     """Pictures in a grid with titles, ``width`` px wide. A :class:`Panel` with ``hover`` reads its strings under
-    the mouse (class names, flow vectors); ``legend`` adds a key of that table's class colours."""
+    the mouse (class names, flow vectors); ``legend`` adds a key of that table's class colours, of the classes
+    ``legend_ids`` (e.g. those a clip holds; default every class)."""
     names = list(images)
     panels = [p if isinstance(p, Panel) else Panel(p) for p in images.values()]
     h, w = panels[0].image.shape[:2]
-    bottom = 10 + (22 * math.ceil(legend.num_classes / 10) if legend else 0)  # the legend's rows of ~10 classes
+    keyed = [] if legend is None else sorted(range(legend.num_classes) if legend_ids is None else
+                                             {int(c) for c in legend_ids if 0 <= int(c) < legend.num_classes})
+    bottom = 10 + (22 * math.ceil(len(keyed) / 10) if legend else 0)  # the legend's rows of ~10 classes
     g = _grid(len(names), cols, w / h, width, bottom=bottom)
     fig = make_subplots(g["rows"], cols, subplot_titles=names, horizontal_spacing=g["horizontal_spacing"],
                         vertical_spacing=g["vertical_spacing"])
@@ -135,10 +138,9 @@ def image_grid(images: dict[str, np.ndarray | Panel], cols: int = 3, width: int 
             fig.add_trace(go.Heatmap(z=np.zeros((gh, gw)), x0=w / gw / 2 - 0.5, dx=w / gw, y0=h / gh / 2 - 0.5,
                                      dy=h / gh, text=p.hover, hovertemplate="%{text}<extra>" + name + "</extra>",
                                      opacity=0, showscale=False, name=name), row, col)
-    if legend is not None:
-        for c, (cls, rgb) in enumerate(zip(legend.classes, legend.colors)):
-            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=cls, showlegend=True,
-                                     marker=dict(color=f"rgb{tuple(rgb)}", size=10, symbol="square")))
+    for c in keyed:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=legend.classes[c], showlegend=True,
+                                 marker=dict(color=f"rgb{tuple(legend.colors[c])}", size=10, symbol="square")))
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_layout(height=g["height"], width=width, margin=dict(l=10, r=10, t=30, b=bottom),

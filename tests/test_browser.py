@@ -144,3 +144,31 @@ def _check_kernel_hover(page) -> None:
     weights = re.findall(r"\d\.\d\d", kernel)
     assert "intra" in kernel and len(weights) == 10, text
     assert abs(sum(map(float, weights)) - 1) < 0.06, f"a kernel's weights sum to 1 (to rounding): {text}"
+
+
+EQUATION_NOTEBOOKS = ("00_tour", "02_flow_and_warp", "03_ideal_delay_and_edges", "04_guided_dynamic_filtering")
+RAW_MATH = re.compile(r"_\{|\^-\*|\^-_|\\hat|\\theta|\\odot|\\big")  # TeX or markdown-mangled math left as text
+
+
+@pytest.mark.parametrize("name", EQUATION_NOTEBOOKS)
+def test_the_equations_render_as_mathematics(lab_page, name):
+    """The paper's equations are LaTeX, which JupyterLab typesets with MathJax: the rendered markdown shows math
+    elements and no TeX source or markdown-mangled subscripts."""
+    lab, page = lab_page
+    page.goto(lab.url(f"notebooks/{name}.ipynb"))
+    page.locator(".jp-Notebook .jp-MarkdownCell").first.wait_for(timeout=60_000)
+    dialog = page.locator(".jp-Dialog")  # a kernel picker: the equations need none
+    if dialog.count():
+        page.keyboard.press("Escape")
+    page.wait_for_function("() => document.querySelectorAll('.jp-RenderedMarkdown mjx-container').length > 0",
+                           timeout=30_000)
+    page.evaluate("""async () => {  // every markdown cell is laid out and typeset, also those below the fold
+        const scroller = document.querySelector('.jp-WindowedPanel-outer') || document.querySelector('.jp-Notebook');
+        for (let y = 0; y < scroller.scrollHeight; y += 400) { scroller.scrollTop = y;
+            await new Promise(r => setTimeout(r, 150)); } }""")
+    page.wait_for_timeout(1500)
+    text = "\n".join(page.locator(".jp-MarkdownCell .jp-RenderedMarkdown").all_text_contents())
+    maths = page.locator(".jp-RenderedMarkdown mjx-container").count()
+    page.screenshot(path=str(SHOTS / f"{name}_equations.png"))
+    assert maths >= 3, f"{name}: {maths} typeset formulas"
+    assert not RAW_MATH.search(text), RAW_MATH.search(text)

@@ -82,3 +82,11 @@ def test_the_matplotlib_fallback_draws_grouped_bars_without_per_bar_colours(tmp_
     for name, fig in (("grouped", grouped), ("palette", palette)):
         _matplotlib_export(fig, tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_legend_keys_only_the_classes_asked_for():
+    picture = np.zeros((32, 48, 3), np.uint8)
+    names = [t.name for t in image_grid({"a": picture}, legend=CITYSCAPES, legend_ids=[0, 2, 255]).data if t.name != "a"]
+    assert names == [CITYSCAPES.classes[0], CITYSCAPES.classes[2]]  # 255 (ignore) is no class
+    everything = [t for t in image_grid({"a": picture}, legend=CITYSCAPES).data if t.name != "a"]
+    assert len(everything) == CITYSCAPES.num_classes
