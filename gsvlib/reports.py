@@ -114,9 +114,13 @@ def seed_reports(meta: dict, reports: dict) -> list[dict]:
     return [seeds[k] for k in sorted(seeds)]
 
 
-def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5")) -> str:
-    """One sentence on the spread across seeds of a protocol row: GSVNet's average mIoU at ``ls`` and its paired
-    margin over warp only; "" when the row was not repeated."""
+SEEDS_TEXT = ("{n} runs of the same experiment under seeds {seeds}, with the same keyframe net and starting points; "
+              "mean, sample sd and range across them")
+
+
+def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5"), preamble: bool = True) -> str:
+    """One sentence on the spread across seeds of a protocol row: GSVNet's average mIoU at ``ls`` and its margin
+    over warp only (``preamble``: led by what the runs are); "" when the row was not repeated."""
     runs = seed_reports(meta, reports)
     if not runs:
         return ""
@@ -126,8 +130,8 @@ def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5")) -> st
     margins = {l: [r["gsv"]["intervals"][l]["avg"] - r["warp"]["intervals"][l]["avg"] for r in runs] for l in ls
                if all("warp" in r and l in r["gsv"]["intervals"] for r in runs)}
     parts += [f"GSVNet - warp only l={l} avg {spread(m, '+')}" for l, m in margins.items()]
-    return (f"Trained again under seeds {seeds} ({len(runs)} runs of the same experiment, the same keyframe net and "
-            f"starting points; mean, sample sd, and range): " + "; ".join(parts) + ".")
+    lead = f"Trained again ({SEEDS_TEXT.format(n=len(runs), seeds=seeds)}): " if preamble else f"seeds {seeds}: "
+    return lead + "; ".join(parts) + "."
 
 
 def write_tables(folder: str | Path, out: str | Path | None = None) -> tuple[str, Path, list[Path]]:
@@ -374,8 +378,9 @@ def ablation_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
         lines.append(f"| {meta['row']} | " + " | ".join(cells) + " |")
     repeated = [(meta, reports) for meta, reports in rows if seed_line(meta, reports)]
     if repeated:
-        lines += ["", "Rows trained again under other seeds:", ""]
-        lines += [f"- {meta['row']}: {seed_line(meta, reports)}" for meta, reports in repeated]
+        lines += ["", "Rows trained again (each: runs of the same experiment under the seeds named, with the same "
+                      "keyframe net and starting points; mean, sample sd and range across them):", ""]
+        lines += [f"- {meta['row']}, {seed_line(meta, reports, preamble=False)}" for meta, reports in repeated]
     if targets:
         lines += ["", "Targets: " + "; ".join(f"{i} {t['text']} >= {t['least']:+.1f}"
                                               for i, t in enumerate(targets, 1)) + "."]
