@@ -378,6 +378,12 @@ def _scored(block: dict) -> tuple[list[str], torch.Tensor]:
     return list(block["names"]), recorded_matrices(block)
 
 
+def at_interval(matrices: torch.Tensor, l: int, stat: str) -> torch.Tensor:
+    """(N, C, C) what the protocol's ``stat`` at interval ``l`` scores of per-frame matrices (N, offsets, C, C):
+    "avg" sums offsets 0..l-1, "min" is offset l-1."""
+    return matrices[:, :l].sum(1) if stat == "avg" else matrices[:, l - 1]
+
+
 def protocol_difference(a: dict, b: dict) -> dict:
     """Protocol report ``a`` minus ``b``, scored on the same frames with the same keyframes (two propagations of one
     keyframe net), per l > 1 (at l = 1 both are the keyframe net): {"2": {"avg": {...}, "min": {...}}, ...} of
@@ -385,8 +391,8 @@ def protocol_difference(a: dict, b: dict) -> dict:
     (names, x), (other, y) = _scored(a["frames"]), _scored(b["frames"])
     if names != other:
         raise ValueError("a paired difference needs the same scored frames in both reports")
-    return {l: {"avg": paired_difference(x[:, :int(l)].sum(1), y[:, :int(l)].sum(1)),
-                "min": paired_difference(x[:, int(l) - 1], y[:, int(l) - 1])} for l in a["intervals"] if l != "1"}
+    return {l: {stat: paired_difference(at_interval(x, int(l), stat), at_interval(y, int(l), stat))
+                for stat in ("avg", "min")} for l in a["intervals"] if l != "1"}
 
 
 def differences(report: dict) -> dict:
@@ -398,7 +404,8 @@ def differences(report: dict) -> dict:
     ls = list(report["gsv"]["intervals"])
     out = {f"gsv - {v}": protocol_difference(report["gsv"], report[v]) for v in PROPAGATIONS
            if v != "gsv" and v in report}
-    out["gsv - keyframe net on every frame"] = {l: {"avg": paired_difference(gsv[:, :int(l)].sum(1), gsv[:, 0])}
+    out["gsv - keyframe net on every frame"] = {l: {"avg": paired_difference(at_interval(gsv, int(l), "avg"),
+                                                                             gsv[:, 0])}
                                                 for l in ls if l != "1"}  # the cost of propagation at l
     for scale, image in report.get("image", {}).items():
         image_names, matrices = _scored(image["scored"])
@@ -407,7 +414,8 @@ def differences(report: dict) -> dict:
             continue
         mine = torch.tensor([names.index(n) for n in common])
         theirs = matrices[[image_names.index(n) for n in common], 0]  # (N', C, C)
-        out[f"gsv - image x{scale}"] = {l: {"avg": paired_difference(gsv[mine, :int(l)].sum(1), theirs)} for l in ls}
+        out[f"gsv - image x{scale}"] = {l: {"avg": paired_difference(at_interval(gsv[mine], int(l), "avg"), theirs)}
+                                        for l in ls}
     return out
 
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 from gsvlib.bench import throughput_table
 from gsvlib.bootstrap import paired_difference
-from gsvlib.evaluate import recorded_matrices
+from gsvlib.evaluate import at_interval, recorded_matrices
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
 
@@ -219,8 +219,7 @@ def target_interval(target: dict, rep: dict) -> list[float] | None:
 
     def frames(ref):
         variant, l, stat = ref
-        m = recorded_matrices(rep[variant]["frames"])  # (N, offsets, C, C)
-        return m[:, :l].sum(1) if stat == "avg" else m[:, l - 1]
+        return at_interval(recorded_matrices(rep[variant]["frames"]), l, stat)
 
     return paired_difference(frames(target["value"]), frames(target["minus"]))["ci"]
 
