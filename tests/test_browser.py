@@ -155,7 +155,10 @@ def test_the_equations_render_as_mathematics(lab_page, name):
     """The paper's equations are LaTeX, which JupyterLab typesets with MathJax: the rendered markdown shows math
     elements and no TeX source or markdown-mangled subscripts."""
     lab, page = lab_page
-    page.goto(lab.url(f"notebooks/{name}.ipynb"))
+    copy = BUILD / "browser" / f"{name}.ipynb"  # a copy: JupyterLab may save what it opens
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes((ROOT / "notebooks" / f"{name}.ipynb").read_bytes())
+    page.goto(lab.url(str(copy.relative_to(ROOT))))
     page.locator(".jp-Notebook .jp-MarkdownCell").first.wait_for(timeout=60_000)
     dialog = page.locator(".jp-Dialog")  # a kernel picker: the equations need none
     if dialog.count():
@@ -169,6 +172,7 @@ def test_the_equations_render_as_mathematics(lab_page, name):
     page.wait_for_timeout(1500)
     text = "\n".join(page.locator(".jp-MarkdownCell .jp-RenderedMarkdown").all_text_contents())
     maths = page.locator(".jp-RenderedMarkdown mjx-container").count()
+    page.locator(".jp-RenderedMarkdown mjx-container").first.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / f"{name}_equations.png"))
     assert maths >= 3, f"{name}: {maths} typeset formulas"
     assert not RAW_MATH.search(text), RAW_MATH.search(text)
