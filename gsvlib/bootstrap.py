@@ -18,18 +18,18 @@ LEVEL = 0.95
 
 
 def iou_of(matrices: torch.Tensor) -> torch.Tensor:
-    """(..., C) IoU in percent of each class of each confusion matrix (..., C, C) (rows: ground truth); NaN for a
+    """(..., C) IoU in [0, 1] of each class of each confusion matrix (..., C, C) (rows: ground truth); NaN for a
     class absent from both ground truth and prediction."""
     m = matrices.double()
     tp = m.diagonal(dim1=-2, dim2=-1)  # (..., C)
     union = m.sum(-2) + m.sum(-1) - tp
-    return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan"))) * 100
+    return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
 
 
 def miou_of(matrices: torch.Tensor) -> torch.Tensor:
     """Mean IoU in percent of each confusion matrix (..., C, C), over the classes that occur in its ground truth or
-    prediction; as :meth:`gsvlib.evaluate.ConfusionMatrix.miou`."""
-    return iou_of(matrices).nanmean(-1)
+    prediction."""
+    return iou_of(matrices).nanmean(-1) * 100
 
 
 def draws(frames: int, resamples: int = RESAMPLES, seed: int = SEED) -> torch.Tensor:
@@ -37,13 +37,18 @@ def draws(frames: int, resamples: int = RESAMPLES, seed: int = SEED) -> torch.Te
     if frames < 1:
         raise ValueError("a bootstrap needs at least one scored frame")
     picks = torch.randint(frames, (resamples, frames), generator=torch.Generator().manual_seed(seed))
-    return torch.zeros(resamples, frames, dtype=torch.float64).scatter_add_(1, picks, torch.ones_like(picks,
-                                                                                                       dtype=torch.float64))
+    ones = torch.ones(resamples, frames, dtype=torch.float64)
+    return torch.zeros(resamples, frames, dtype=torch.float64).scatter_add_(1, picks, ones)
+
+
+def resampled(per_frame: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(R, C, C) each resample's confusion matrix: the frames' (N, C, C) summed with the counts ``weights`` (R, N)."""
+    return torch.einsum("rn,ncd->rcd", weights, per_frame.double())
 
 
 def resampled_miou(per_frame: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """(R,) mIoU of each resample: the frames' confusion matrices (N, C, C) summed with the counts ``weights`` (R, N)."""
-    return miou_of(torch.einsum("rn,ncd->rcd", weights, per_frame.double()))
+    """(R,) mIoU of each resample (:func:`resampled`)."""
+    return miou_of(resampled(per_frame, weights))
 
 
 def percentile_interval(values: torch.Tensor, level: float = LEVEL) -> list[float]:
@@ -58,15 +63,9 @@ def class_intervals(per_frame: torch.Tensor, resamples: int = RESAMPLES, seed: i
                     level: float = LEVEL) -> list[list[float] | None]:
     """The bootstrap interval of each class's IoU from the frames' confusion matrices (N, C, C); None for a class
     that no frame holds or predicts."""
-    weights = draws(len(per_frame), resamples, seed)
-    ious = iou_of(torch.einsum("rn,ncd->rcd", weights, per_frame.double()))  # (R, C), NaN where a resample lacks it
-    tail = (1 - level) / 2
-    out = []
-    for c in range(ious.shape[1]):
-        v = ious[:, c][~ious[:, c].isnan()]
-        out.append(None if not len(v) else [round(float(torch.quantile(v, tail, interpolation="lower")), 2),
-                                            round(float(torch.quantile(v, 1 - tail, interpolation="higher")), 2)])
-    return out
+    ious = iou_of(resampled(per_frame, draws(len(per_frame), resamples, seed))) * 100  # (R, C), NaN: absent there
+    kept = [column[~column.isnan()] for column in ious.T]
+    return [percentile_interval(v, level) if len(v) else None for v in kept]
 
 
 def miou_interval(per_frame: torch.Tensor, resamples: int = RESAMPLES, seed: int = SEED,

@@ -26,8 +26,8 @@ from typing import Callable, Iterable, NamedTuple
 
 import torch
 
-from gsvlib.bootstrap import (draws, miou_interval, miou_of, paired_difference, percentile_interval, resampled_miou,
-                              settings)
+from gsvlib.bootstrap import (draws, iou_of, miou_interval, miou_of, paired_difference, percentile_interval,
+                              resampled_miou, settings)
 from gsvlib.checkpoint import require_trained
 from gsvlib.config import interval_arg, setting
 from gsvlib.data import DATASETS, IGNORE, DataSpec
@@ -144,9 +144,7 @@ class ConfusionMatrix:
 
     def iou(self) -> torch.Tensor:
         """(C,) IoU per class in [0, 1]; NaN for a class absent from both ground truth and prediction."""
-        tp = self.mat.diag().double()
-        union = self.mat.sum(0).double() + self.mat.sum(1).double() - tp
-        return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+        return iou_of(self.mat)
 
     def per_class(self, classes) -> dict[str, float]:
         """IoU in percent by class name."""
@@ -154,7 +152,7 @@ class ConfusionMatrix:
 
     def miou(self) -> float:
         """Mean IoU in percent over the classes that occur (in ground truth or prediction)."""
-        return float(self.iou().nanmean() * 100)
+        return float(miou_of(self.mat))
 
 
 class FrameScores(NamedTuple):
