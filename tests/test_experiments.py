@@ -41,12 +41,12 @@ def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, 
     assert main(["run", "experiments/synthetic", *quick(tiny_synth)]) == 0
     printed = capsys.readouterr().out
     assert printed.count("training keyframe into") == 1  # the three propagations start from one keyframe run
-    assert main(["tables", "runs/results/synthetic"]) == 0
-    table = (workdir / "runs/results/synthetic/results.md").read_text()
+    assert main(["tables", "figures/synthetic"]) == 0
+    table = (workdir / "figures/synthetic/results.md").read_text()
     rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| `")]
     assert rows == ["| `short-adam` recipe", "| `short-adam` recipe without intra features",
                     "| `short-adam` recipe + distillation (`--distill 1`)"]  # in the order the files give
-    result = json.loads((workdir / "runs/results/synthetic/distill.json").read_text())
+    result = json.loads((workdir / "figures/synthetic/distill.json").read_text())
     meta = result["experiment"]
     assert meta["name"] == "synthetic/distill" and meta["description"].startswith("GSVNet's propagation with distil")
     assert meta["checkpoint_sha256"] == sha256(workdir / "runs/synthetic/distill/checkpoint.pt")
@@ -66,25 +66,25 @@ def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, 
 
 def test_seeds_repeat_an_experiment_beside_its_own_result_and_tables_show_the_spread(workdir, tiny_synth, capsys):
     assert main(["run", "experiments/synthetic/gsv.toml", *quick(tiny_synth)]) == 0
-    own = (workdir / "runs/results/synthetic/gsv.json").read_bytes()
+    own = (workdir / "figures/synthetic/gsv.json").read_bytes()
     assert main(["run", "experiments/synthetic/gsv.toml", "--seeds", "1", "2", *quick(tiny_synth)]) == 0
     printed = capsys.readouterr().out
     assert "training keyframe into" in printed and printed.count("training keyframe into") == 1  # shared, once
     for seed in (1, 2):
         ckpt = read_checkpoint(workdir / f"runs/synthetic/gsv/seed-{seed}/checkpoint.pt")
         assert ckpt["train_config"]["seed"] == seed
-        result = json.loads((workdir / f"runs/results/synthetic/gsv.seed-{seed}.json").read_text())
+        result = json.loads((workdir / f"figures/synthetic/gsv.seed-{seed}.json").read_text())
         assert result["experiment"]["seed"] == seed and "avg_ci" in result["gsv"]["intervals"]["3"]
-    assert (workdir / "runs/results/synthetic/gsv.json").read_bytes() == own  # the experiment's own result stays
+    assert (workdir / "figures/synthetic/gsv.json").read_bytes() == own  # the experiment's own result stays
     weights_differ = [read_checkpoint(workdir / f"runs/synthetic/gsv/seed-{s}/checkpoint.pt")["model"]
                       ["gsv.intra_net.net.0.0.weight"] for s in (1, 2)]
     assert not torch.equal(*weights_differ)
-    assert main(["tables", "runs/results/synthetic"]) == 0
-    table = (workdir / "runs/results/synthetic/results.md").read_text()
+    assert main(["tables", "figures/synthetic"]) == 0
+    table = (workdir / "figures/synthetic/results.md").read_text()
     assert table.count("| `short-adam` recipe |") == 1  # the seeds are no rows of their own
     assert re.search(r"`short-adam` recipe, seeds 1, 2: GSVNet l=3 avg \d+\.\d sd \d+\.\d", table)
-    (workdir / "runs/results/synthetic/gsv.json").unlink()
-    assert main(["tables", "runs/results/synthetic"]) == 2
+    (workdir / "figures/synthetic/gsv.json").unlink()
+    assert main(["tables", "figures/synthetic"]) == 2
     assert "the experiment's own result is missing" in capsys.readouterr().err
 
 
