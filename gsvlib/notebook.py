@@ -9,6 +9,8 @@ so a notebook is written once.
 from __future__ import annotations
 
 import ast
+import contextlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,3 +142,36 @@ def tour_config(root: str, runs: str, figures: str, snippets: int, val_snippets:
                       synth=SynthConfig(snippets, val_snippets, (height, width), seed=seed),
                       keyframe_iterations=keyframe_iterations, gsv_iterations=gsv_iterations, batch_size=batch_size,
                       seed=seed)
+
+
+@contextlib.contextmanager
+def warnings_as_notes():
+    """Warnings raised inside the block (a busy CPU under a benchmark, say) are printed after it as plain lines,
+    "note: ...", instead of red text with a file path and line number."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):  # each once, in order
+        print(f"note: {message}")
+
+
+def layer_table(module: torch.nn.Module) -> str:
+    """Every conv and batch norm inside ``module``, in order, with the settings a re-implementation needs and
+    ``m.stride`` / ``m.padding`` / ``m.eps`` hide: channels, kernel, stride, padding, dilation, groups, bias; a batch
+    norm's eps and momentum. A markdown table for ``display(Markdown(...))``."""
+    rows = ["| layer | kind | in -> out | kernel | stride | padding | dilation | groups | bias / eps, momentum |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.Conv2d):
+            rows.append(f"| `{name}` | conv | {m.in_channels} -> {m.out_channels} | {_pair(m.kernel_size)} | "
+                        f"{_pair(m.stride)} | {_pair(m.padding)} | {_pair(m.dilation)} | {m.groups} | "
+                        f"{'bias' if m.bias is not None else 'no bias'} |")
+        elif isinstance(m, torch.nn.BatchNorm2d):
+            rows.append(f"| `{name}` | batch norm | {m.num_features} | | | | | | eps {m.eps:g}, momentum {m.momentum:g} |")
+    return "\n".join(rows)
+
+
+def _pair(v) -> str:
+    """(3, 3) -> "3", (1, 2) -> "1x2": a square setting written once."""
+    v = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))

@@ -420,8 +420,9 @@ LAYOUT_RENDERERS: dict[str, Callable[[dict, list], list[str]]] = {
     "throughput": throughput_layout}
 
 
-def tour_markdown(r: dict) -> str:
-    """The tour's report (``results.md``) from its ``results.json``."""
+def tour_markdown(r: dict, plots: bool = True) -> str:
+    """The tour's report (``results.md``) from its ``results.json``; ``plots``: end with links to the PNGs written
+    beside it (a notebook that shows the figures itself leaves them out)."""
     cfg, acc, img, b = r["config"], r["accuracy"], r["image_only"], r["benchmark"]
     ls = [str(l) for l in cfg["intervals"]]
     s = cfg["synth"]
@@ -451,6 +452,7 @@ def tour_markdown(r: dict) -> str:
     lines += [f"| {k.strip()} | {v:,} |" for k, v in b["params"].items()]
     lines += ["", "## Time taken by this run", "", "| step | seconds | |", "|---|---:|---|"]
     lines += [f"| {step} | {t['seconds']:.1f} | {t['note']} |" for step, t in r["timings_s"].items()]
-    lines += ["", "![mIoU by interval](miou_by_interval.png)", "", "![accuracy vs throughput](accuracy_throughput.png)",
-              "", "![training loss](training_loss.png)", ""]
-    return "\n".join(lines)
+    if plots:
+        lines += ["", "![mIoU by interval](miou_by_interval.png)", "",
+                  "![accuracy vs throughput](accuracy_throughput.png)", "", "![training loss](training_loss.png)"]
+    return "\n".join(lines) + "\n"

@@ -94,11 +94,16 @@ def palette_chart(table: LabelTable) -> go.Figure:
 
 
 # --- figures ------------------------------------------------------------------------------------------------------------
-def png_data_uri(image: np.ndarray) -> str:
-    """(H, W, 3) uint8 -> a PNG data URI: an image travels to the browser ~10x smaller than as a list of pixels."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="png")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+def image_data_uri(image: np.ndarray) -> str:
+    """(H, W, 3) uint8 -> a data URI: PNG, or JPEG (quality 90) where that is under half the PNG's size. An image
+    travels to the browser ~10x smaller than as a list of pixels; a photograph ~5x smaller again as JPEG, which keeps
+    a slider's redraw quick, while flat class colours stay exact as PNG."""
+    image = np.ascontiguousarray(image)
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    Image.fromarray(image).save(png, format="png")
+    Image.fromarray(image).save(jpeg, format="jpeg", quality=90)
+    kind, data = ("jpeg", jpeg) if jpeg.tell() < png.tell() / 2 else ("png", png)
+    return f"data:image/{kind};base64," + base64.b64encode(data.getvalue()).decode()
 
 
 def _decode_data_uri(uri: str) -> np.ndarray:
@@ -132,7 +137,7 @@ def image_grid(images: dict[str, np.ndarray | Panel], cols: int = 3, width: int 
                         vertical_spacing=g["vertical_spacing"])
     for k, (name, p) in enumerate(zip(names, panels)):
         row, col = k // cols + 1, k % cols + 1
-        fig.add_trace(go.Image(source=png_data_uri(p.image), name=name, hoverinfo="skip"), row, col)
+        fig.add_trace(go.Image(source=image_data_uri(p.image), name=name, hoverinfo="skip"), row, col)
         if p.hover is not None:  # an invisible heatmap on the hover grid carries the text
             gh, gw = p.hover.shape
             fig.add_trace(go.Heatmap(z=np.zeros((gh, gw)), x0=w / gw / 2 - 0.5, dx=w / gw, y0=h / gh / 2 - 0.5,
@@ -254,35 +259,83 @@ def schedule_chart(schedules: dict, title: str) -> go.Figure:
     return fig
 
 
+LOG_MANTISSAS = ((1, 2, 5), (1, 2, 3, 5, 7), (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9),
+                 (1, 1.2, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, 8, 9), tuple(x / 10 for x in range(10, 100)))
+
+
+def log_ticks(lo: float, hi: float, least: int = 3) -> list[float]:
+    """Tick values for a log axis over [lo, hi] > 0: 1, 2, 5 per decade, or finer mantissas until at least ``least``
+    fall inside (a loss between 0.6 and 0.9 gets 0.6, 0.7, 0.8, 0.9, not a bare axis); a range too narrow for any
+    of them gets its ends and middle to 4 digits."""
+    lo, hi = min(lo, hi), max(lo, hi)
+    decades = range(math.floor(math.log10(lo)), math.floor(math.log10(hi)) + 1)
+    for mantissas in LOG_MANTISSAS:
+        ticks = [round(m * 10.0 ** e, 12) for e in decades for m in mantissas if lo <= m * 10.0 ** e <= hi]
+        if len(ticks) >= least:
+            return ticks
+    return sorted({float(f"{v:.4g}") for v in (lo, math.sqrt(lo * hi), hi)})
+
+
 def loss_curves(logs: dict[str, list[dict]]) -> go.Figure:
+    """The training loss of each run on a log axis whose tick labels read at any range of values (an empty log
+    gives an empty chart)."""
     fig = line_chart({n: ([e["iteration"] for e in log], [e["loss"] for e in log]) for n, log in logs.items()},
                      "Training loss", "iteration", "loss (log scale)", log_y=True, markers=False,
                      style={n: dict(color=c, width=1.5) for c, n in zip(PALETTE, logs)})
-    ticks = [m * 10.0 ** e for e in range(-3, 3) for m in (1, 2, 5)]  # 1, 2, 5 per decade, all labels full size
-    fig.update_yaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    losses = [e["loss"] for log in logs.values() for e in log if e["loss"] > 0]
+    if losses:
+        ticks = log_ticks(min(losses), max(losses))
+        fig.update_yaxes(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
 
 
-def scrubber(make_figure, start: int, stop: int, value: int, description: str = "frame"):
-    """A slider over ``start..stop`` that redraws ``make_figure(value)`` in place (notebooks); returns the widget box.
+def _bundle(fig: go.Figure) -> dict:
+    """The figure as the mime bundle JupyterLab renders: made without displaying, so it prints nothing."""
+    return pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
 
-    The figure lives in an ``ipywidgets.Output`` whose *state* (its list of outputs) the slider's callback replaces.
-    The callback prints nothing and opens no output context, so JupyterLab has nothing to send to its Log console,
-    and papermill/nbclient see widget state messages only: ``interact`` instead captures output inside a callback,
-    which JupyterLab logs instead of showing and which can hang papermill (papermill #723).
+
+def _show_in(out, bundle: dict) -> None:
+    """Replace what the ``ipywidgets.Output`` ``out`` shows by one figure: its *state* changes, nothing is printed,
+    so JupyterLab has nothing to send to its Log console and papermill/nbclient see widget state messages only
+    (``interact`` instead captures output inside a callback, which JupyterLab logs and which can hang papermill,
+    papermill #723). A plotly figure shown with ``display(..., display_id=...)`` cannot be replaced this way:
+    plotly's display ignores the id, so every update adds a figure."""
+    out.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+
+class LiveFigure:
+    """A figure shown once and redrawn in place while a cell runs (e.g. a loss curve during training), in JupyterLab
+    and Notebook 7 alike: ``live = LiveFigure(fig)`` displays it, ``live.update(fig)`` replaces it."""
+
+    def __init__(self, fig: go.Figure):
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        self.out = widgets.Output()
+        self.updates = 0
+        self.update(fig)
+        display(self.out)
+
+    def update(self, fig: go.Figure) -> None:
+        _show_in(self.out, _bundle(fig))
+        self.updates += 1
+
+
+def scrubber(make_figure, start: int, stop: int, value: int, description: str = "frame"):
+    """A slider over ``start..stop`` that shows ``make_figure(value)`` (notebooks); returns the widget box.
+
+    Every value's figure is drawn once, when the cell runs, so that a move of the slider only swaps the figure the
+    browser shows: the slider follows a drag. The figures live in an
+    ``ipywidgets.Output`` whose state the slider's callback replaces (:func:`_show_in`).
     """
     import ipywidgets as widgets
     from IPython.display import display
 
-    slider = widgets.IntSlider(value=value, min=start, max=stop, description=description, continuous_update=False)
+    bundles = {n: _bundle(make_figure(n)) for n in range(start, stop + 1)}
+    slider = widgets.IntSlider(value=value, min=start, max=stop, description=description, continuous_update=True)
     out = widgets.Output()
-
-    def draw(n: int) -> None:
-        data = pio.renderers["plotly_mimetype"].to_mimebundle(make_figure(n).to_dict())  # not a display: no output
-        out.outputs = ({"output_type": "display_data", "data": data, "metadata": {}},)
-
-    draw(value)
-    slider.observe(lambda change: draw(change["new"]), names="value")
+    _show_in(out, bundles[value])
+    slider.observe(lambda change: _show_in(out, bundles[change["new"]]), names="value")
     box = widgets.VBox([slider, out])
     display(box)
     return box

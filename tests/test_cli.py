@@ -8,6 +8,7 @@ import torch
 
 from gsvlib.cli import build_parser, main
 from gsvlib.data.io import write_png
+from gsvlib.reports import tour_markdown
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +149,10 @@ def test_tour_quick_writes_the_results_table(tmp_path, capsys):
     assert "| train keyframe |" in md and "skipped" not in md
     assert main(["tour", "--quick", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r"), "--figures",
                  str(tmp_path / "f")]) == 0  # a second run skips what is done and says so in its time table
-    again = json.loads((tmp_path / "f" / "results.json").read_text())["timings_s"]
+    report = json.loads((tmp_path / "f" / "results.json").read_text())
+    again = report["timings_s"]
+    assert "![training loss](training_loss.png)" in md  # the plots written beside it
+    assert "![" not in tour_markdown(report, plots=False)  # a notebook showing the tables draws the plots itself
     assert again["train keyframe"]["note"].startswith("skipped: trained earlier in")
     assert again["generate the synthetic set"]["note"].startswith("skipped: made earlier in")
     assert again["total"]["seconds"] >= sum(t["seconds"] for k, t in again.items() if k != "total") - 0.5

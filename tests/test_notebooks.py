@@ -15,14 +15,15 @@ from gsvlib.notebook import PARAMETERS_CELL, check_parameters
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 BUILD = ROOT / "build"
-WORK = BUILD / "nb-work"  # data, runs and figures of the CI-sized runs, shared by the notebooks in order
+WORK = BUILD / "nb-work"  # data and runs of the CI-sized runs, shared by the notebooks in order
 SMALL = dict(snippets=2, val_snippets=1, height=64, width=128, keyframe_iterations=3, gsv_iterations=3, batch_size=2,
-             root=str(WORK / "data"), runs=str(WORK / "runs"), figures=str(WORK / "figures"),
+             root=str(WORK / "data"), runs=str(WORK / "runs"),  # figures: the default, under runs/
              camvid_root=str(ROOT.parent / "shared" / "camvid"), camvid_weights=str(ROOT / "weights" /
              "camvid_swiftnet_gsvnet.pt"), camvid_results=str(ROOT / "figures" / "camvid"), camvid_bisenet="",
              camvid_again=["held-out"],  # the test/ scores at three scales take minutes more
              cost_height=256, cost_width=512, policy_factors=[1, 3], policy_max_interval=5,
-             bench_height=64, bench_width=128, bench_repeats=1, iterations=4, log_every=2, out=str(WORK / "nb05"))
+             bench_height=64, bench_width=128, bench_repeats=1, iterations=4, log_every=2, out=str(WORK / "nb05"),
+             sweep_out=str(WORK / "sweep"), values=[0.001, 0.003], scored_intervals=2)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,31 @@ def test_a_parameter_of_the_wrong_type_is_refused_naming_it():
     check_parameters({"iterations": "ten"})  # no parameters cell ran (a notebook opened without one): nothing to check
 
 
+def test_the_layer_table_gives_each_conv_and_batch_norm_its_settings():
+    import torch.nn as nn
+
+    from gsvlib.notebook import layer_table
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=2, dilation=2, bias=False), nn.BatchNorm2d(8, eps=1e-3),
+                        nn.ReLU(), nn.Conv2d(8, 2, (1, 3), padding=(0, 1)))
+    rows = layer_table(net).splitlines()[2:]
+    assert rows == ["| `0` | conv | 3 -> 8 | 3 | 2 | 2 | 2 | 1 | no bias |",
+                    "| `1` | batch norm | 8 | | | | | | eps 0.001, momentum 0.1 |",
+                    "| `3` | conv | 8 -> 2 | 1x3 | 1 | 0x1 | 1 | 1 | bias |"]
+
+
+def test_warnings_inside_the_block_are_printed_once_each_as_plain_notes(capsys):
+    import warnings
+
+    from gsvlib.notebook import warnings_as_notes
+
+    with warnings_as_notes():
+        for _ in range(2):
+            warnings.warn("the CPU is busy")
+        warnings.warn("another")
+    assert capsys.readouterr().out == "note: the CPU is busy\nnote: another\n"
+
+
 @pytest.mark.slow
 def test_papermill_stops_at_a_wrong_typed_parameter_with_its_name(tmp_path):
     import papermill as pm
@@ -87,15 +113,28 @@ def test_papermill_stops_at_a_wrong_typed_parameter_with_its_name(tmp_path):
                             kernel_name="python3", cwd=str(path.parent), progress_bar=False, execution_timeout=120)
 
 
+def git_status() -> str | None:
+    """``git status`` of the repository (every untracked file listed), or None outside a git clone."""
+    import subprocess
+
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        return None
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom_with_small_parameters(path, clean_work):
+def test_notebook_runs_top_to_bottom_with_small_parameters_and_leaves_the_repository_clean(path, clean_work):
+    """Its figures go under runs/ by default (figures/ is refreshed on purpose, with `-p figures ../figures`)."""
     import papermill as pm
 
     names = set(pm.inspect_notebook(str(path)))
     params = {k: v for k, v in SMALL.items() if k in names}
+    before = git_status()
     pm.execute_notebook(str(path), str(BUILD / "notebooks" / path.name), parameters=params, kernel_name="python3",
                         cwd=str(path.parent), progress_bar=False, execution_timeout=600)
+    assert git_status() == before, "the notebook changed files git tracks or left untracked ones"
 
 
 @pytest.mark.slow
@@ -110,6 +149,30 @@ def test_the_tour_runs_on_the_synthetic_fallback(clean_work):
                                kernel_name="python3", cwd=str(path.parent), progress_bar=False, execution_timeout=600)
     text = "".join(o.get("text", "") for c in book["cells"] if c["cell_type"] == "code" for o in c["outputs"])
     assert "CamVid footage unavailable" in text and "synthetic street, validation snippet" in text
+
+
+@pytest.mark.slow
+def test_the_evaluation_notebook_works_on_a_checkpoint_without_records(tmp_path):
+    """06 scores a CamVid checkpoint of one's own with the committed weights' evaluations, and compares nothing."""
+    import papermill as pm
+
+    from gsvlib.cli import main
+
+    camvid = Path(SMALL["camvid_root"])
+    if not camvid.is_dir():
+        pytest.skip(f"no CamVid at {camvid}")
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", "camvid-gsv", "--root", str(camvid), "--init", SMALL["camvid_weights"],
+                 "--iterations", "1", "--batch-size", "2", "--out", str(run)]) == 0
+    path = ROOT / "notebooks" / "06_evaluation.ipynb"
+    names = set(pm.inspect_notebook(str(path)))
+    params = {k: v for k, v in SMALL.items() if k in names} | {"camvid_weights": str(run / "checkpoint.pt"),
+                                                               "synthetic": False}
+    book = pm.execute_notebook(str(path), str(tmp_path / "06.ipynb"), parameters=params, kernel_name="python3",
+                               cwd=str(path.parent), progress_bar=False, execution_timeout=600)
+    text = "".join(o.get("text", "") for c in book["cells"] if c["cell_type"] == "code" for o in c["outputs"])
+    assert "has no recorded results" in text and "nothing to compare them with" in text
+    assert "synthetic = False" in text  # the tour's runs were not prepared
 
 
 SCRUBBER_BOOK = """

@@ -61,13 +61,43 @@ def test_scrubber_redraws_by_replacing_the_output_widget_state(capsys):
 
     box = scrubber(figure, 0, 4, 2)
     slider, out = box.children
+    assert drawn == [0, 1, 2, 3, 4]  # every figure drawn when the cell runs: a move only swaps them
+    assert slider.continuous_update  # the figure follows a drag, not only its release
     first = out.outputs
     capsys.readouterr()
     slider.value = 4
-    assert drawn == [2, 4]
+    assert drawn == [0, 1, 2, 3, 4]
     assert out.outputs != first and len(out.outputs) == 1
-    assert "application/vnd.plotly.v1+json" in out.outputs[0]["data"]
+    title = out.outputs[0]["data"]["application/vnd.plotly.v1+json"]["layout"]["annotations"][0]["text"]
+    assert title == "frame 4"
     assert capsys.readouterr().out == ""  # the callback displays nothing: no output for JupyterLab's Log console
+
+
+def test_a_live_figure_replaces_its_one_figure_at_each_update(capsys):
+    pytest.importorskip("ipywidgets")
+    from gsvlib.viz import LiveFigure, loss_curves
+
+    log = []
+    live = LiveFigure(loss_curves({"gsv": log}))
+    capsys.readouterr()
+    for i in range(1, 4):
+        log.append({"iteration": i, "loss": 1.0 / i})
+        live.update(loss_curves({"gsv": log}))
+    assert live.updates == 4 and len(live.out.outputs) == 1  # one figure, replaced, never a second one
+    shown = live.out.outputs[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]
+    assert shown["x"] == [1, 2, 3]
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("lo, hi", [(0.6, 0.9), (0.31, 0.33), (0.02, 3.0), (1.5, 2.9), (0.3, 0.301)])
+def test_a_log_axis_labels_at_least_three_ticks_and_not_too_many(lo, hi):
+    from gsvlib.viz import log_ticks, loss_curves
+
+    ticks = log_ticks(lo, hi)
+    assert 3 <= len(ticks) <= 12 and ticks == sorted(ticks)
+    assert all(lo * 0.999 <= t <= hi * 1.001 for t in ticks)  # inside the range (to the 4 digits of a label)
+    fig = loss_curves({"run": [{"iteration": 1, "loss": lo}, {"iteration": 2, "loss": hi}]})
+    assert list(fig.layout.yaxis.tickvals) == ticks
 
 
 def test_the_matplotlib_fallback_draws_grouped_bars_without_per_bar_colours(tmp_path):
@@ -90,3 +120,15 @@ def test_a_legend_keys_only_the_classes_asked_for():
     assert names == [CITYSCAPES.classes[0], CITYSCAPES.classes[2]]  # 255 (ignore) is no class
     everything = [t for t in image_grid({"a": picture}, legend=CITYSCAPES).data if t.name != "a"]
     assert len(everything) == CITYSCAPES.num_classes
+
+
+def test_photographs_travel_as_jpeg_and_flat_colours_as_exact_png():
+    from gsvlib.viz import _decode_data_uri, image_data_uri
+
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(128, 30, (64, 96, 3)).cumsum(1) / 8, 0, 255).astype(np.uint8)  # smooth noisy texture
+    labels = label_panel(np.kron(np.arange(6, dtype=np.uint8).reshape(2, 3), np.ones((32, 32), np.uint8)), CAMVID).image
+    assert image_data_uri(photo).startswith("data:image/jpeg;base64,")
+    assert image_data_uri(labels).startswith("data:image/png;base64,")
+    assert np.array_equal(_decode_data_uri(image_data_uri(labels)), labels)  # class colours exact
+    assert _decode_data_uri(image_data_uri(photo)).shape == photo.shape
