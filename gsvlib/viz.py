@@ -312,21 +312,19 @@ class LiveFigure:
         from IPython.display import display
 
         self.out = widgets.Output()
-        self.updates = 0
         self.update(fig)
         display(self.out)
 
     def update(self, fig: go.Figure) -> None:
         _show_in(self.out, _bundle(fig))
-        self.updates += 1
 
 
 def scrubber(make_figure, start: int, stop: int, value: int, description: str = "frame"):
     """A slider over ``start..stop`` that shows ``make_figure(value)`` (notebooks); returns the widget box.
 
     Every value's figure is drawn once, when the cell runs, so that a move of the slider only swaps the figure the
-    browser shows: the slider follows a drag. The figures live in an
-    ``ipywidgets.Output`` whose state the slider's callback replaces (:func:`_show_in`).
+    browser shows: the slider follows a drag. The figures live in an ``ipywidgets.Output`` whose state the slider's
+    callback replaces (:func:`_show_in`).
     """
     import ipywidgets as widgets
     from IPython.display import display

@@ -151,6 +151,8 @@ def _check_live_loss_curve(page) -> None:
     assert drawn >= 3, f"the loss figure was drawn {drawn} times: it was not redrawn during training"
     points = plots.first.evaluate("el => el.data[0].x.length")
     assert points == LIVE_ITERATIONS, points
+    plots.first.scroll_into_view_if_needed()
+    plots.first.screenshot(path=str(SHOTS / "05_loss_curve.png"))
 
 
 def _check_figures_fit(page) -> None:
