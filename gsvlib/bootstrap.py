@@ -59,6 +59,11 @@ def percentile_interval(values: torch.Tensor, level: float = LEVEL) -> list[floa
     return [round(float(lo), 2), round(float(hi), 2)]
 
 
+def excludes_zero(ci: list[float]) -> bool:
+    """Whether an interval [lo, hi] of a difference lies wholly on one side of 0: a difference shown."""
+    return ci[0] > 0 or ci[1] < 0
+
+
 def class_intervals(per_frame: torch.Tensor, resamples: int = RESAMPLES, seed: int = SEED,
                     level: float = LEVEL) -> list[list[float] | None]:
     """The bootstrap interval of each class's IoU from the frames' confusion matrices (N, C, C); None for a class
@@ -83,7 +88,7 @@ def paired_difference(a: torch.Tensor, b: torch.Tensor, resamples: int = RESAMPL
     weights = draws(len(a), resamples, seed)
     diff = float(miou_of(a.sum(0)) - miou_of(b.sum(0)))
     ci = percentile_interval(resampled_miou(a, weights) - resampled_miou(b, weights), level)
-    return {"diff": round(diff, 2), "ci": ci, "frames": len(a), "excludes_zero": ci[0] > 0 or ci[1] < 0}
+    return {"diff": round(diff, 2), "ci": ci, "frames": len(a), "excludes_zero": excludes_zero(ci)}
 
 
 def settings(frames: int, unit: str, resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> dict:

@@ -26,8 +26,8 @@ from typing import Callable, Iterable, NamedTuple
 
 import torch
 
-from gsvlib.bootstrap import (draws, iou_of, miou_interval, miou_of, paired_difference, percentile_interval,
-                              resampled_miou, settings)
+from gsvlib.bootstrap import (draws, excludes_zero, iou_of, miou_interval, miou_of, paired_difference,
+                              percentile_interval, resampled_miou, settings)
 from gsvlib.checkpoint import require_trained
 from gsvlib.config import interval_arg, setting
 from gsvlib.data import DATASETS, IGNORE, DataSpec
@@ -532,7 +532,7 @@ def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=
                 point_m = {k: float(miou_of(results[k]["per_frame"].sum(0))) for k in (a, b, name)}
                 diff = point_m[name] - curve(point_m)
                 ci = percentile_interval(resampled[name] - curve(resampled))
-                return {"diff": round(diff, 2), "ci": ci, "excludes_zero": ci[0] > 0 or ci[1] < 0}
+                return {"diff": round(diff, 2), "ci": ci, "excludes_zero": excludes_zero(ci)}
         return None
 
     def point(r: dict, name: str, **extra) -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from gsvlib.bench import throughput_table
-from gsvlib.bootstrap import paired_difference
+from gsvlib.bootstrap import excludes_zero, paired_difference
 from gsvlib.evaluate import at_interval, recorded_matrices
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
@@ -166,7 +166,7 @@ def with_ci(value: float, ci: list | None, sign: str = "") -> str:
 def difference_text(d: dict) -> str:
     """A paired difference {"diff", "ci"} as a sentence's words: its interval, and "no difference shown" where the
     interval contains 0."""
-    verdict = "" if d["ci"][0] > 0 or d["ci"][1] < 0 else " (contains 0: no difference shown)"
+    verdict = "" if excludes_zero(d["ci"]) else " (contains 0: no difference shown)"
     return f"{d['diff']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]{verdict}"
 
 
