@@ -112,20 +112,26 @@ def _decode_data_uri(uri: str) -> np.ndarray:
 
 def _grid(n: int, cols: int, aspect: float, width: int, top: int = 30, bottom: int = 10) -> dict:
     """make_subplots spacing and layout height for ``n`` panels of ``aspect`` (w / h) in ``cols`` columns, so that
-    the panels fill ``width`` px with a 30 px band for each row's titles and 8 px between columns."""
+    the panels fill ``width`` px with a 30 px band for each row's titles and 8 px between columns; and the width in
+    px of one panel."""
     rows = math.ceil(n / cols)
     inner = width - 20  # left and right margins of 10 px
-    panel_h = (inner - 8 * (cols - 1)) / cols / aspect
-    plot_h = rows * panel_h + (rows - 1) * 30
+    panel_w = (inner - 8 * (cols - 1)) / cols
+    plot_h = rows * panel_w / aspect + (rows - 1) * 30
     return dict(rows=rows, height=round(plot_h + top + bottom), horizontal_spacing=8 / inner,
-                vertical_spacing=30 / plot_h if rows > 1 else 0.0)
+                vertical_spacing=30 / plot_h if rows > 1 else 0.0, panel_width=panel_w)
 
 
 def image_grid(images: dict[str, np.ndarray | Panel], cols: int = 3, width: int = OUTPUT_WIDTH,
                legend: LabelTable | None = None, legend_ids=None) -> go.Figure:
     """Pictures in a grid with titles, ``width`` px wide. A :class:`Panel` with ``hover`` reads its strings under
     the mouse (class names, flow vectors); ``legend`` adds a key of that table's class colours, of the classes
-    ``legend_ids`` (e.g. those a clip holds; default every class)."""
+    ``legend_ids`` (e.g. those a clip holds; default every class).
+
+    A picture at least as wide as its panel is drawn by the browser as encoded (``zsmooth="fast"``, smoothed as it
+    shrinks). With plotly's default, which keeps pixels square, a picture is repainted one canvas rectangle per
+    pixel whenever the figure is exported, and JupyterLab's plotly renderer exports every figure it shows: 0.6 s of
+    a slider step for six 352x480 panels. Smaller pictures, blown up, keep the default: square pixels, few of them."""
     names = list(images)
     panels = [p if isinstance(p, Panel) else Panel(p) for p in images.values()]
     h, w = panels[0].image.shape[:2]
@@ -133,11 +139,12 @@ def image_grid(images: dict[str, np.ndarray | Panel], cols: int = 3, width: int 
                                              {int(c) for c in legend_ids if 0 <= int(c) < legend.num_classes})
     bottom = 10 + (22 * math.ceil(len(keyed) / 10) if legend else 0)  # the legend's rows of ~10 classes
     g = _grid(len(names), cols, w / h, width, bottom=bottom)
+    zsmooth = "fast" if w >= g["panel_width"] else False
     fig = make_subplots(g["rows"], cols, subplot_titles=names, horizontal_spacing=g["horizontal_spacing"],
                         vertical_spacing=g["vertical_spacing"])
     for k, (name, p) in enumerate(zip(names, panels)):
         row, col = k // cols + 1, k % cols + 1
-        fig.add_trace(go.Image(source=image_data_uri(p.image), name=name, hoverinfo="skip"), row, col)
+        fig.add_trace(go.Image(source=image_data_uri(p.image), name=name, hoverinfo="skip", zsmooth=zsmooth), row, col)
         if p.hover is not None:  # an invisible heatmap on the hover grid carries the text
             gh, gw = p.hover.shape
             fig.add_trace(go.Heatmap(z=np.zeros((gh, gw)), x0=w / gw / 2 - 0.5, dx=w / gw, y0=h / gh / 2 - 0.5,

@@ -43,7 +43,16 @@ def test_image_grid_fits_the_output_area_and_carries_hover_and_legend():
     heat = [t for t in fig.data if t.type == "heatmap"]
     assert len(heat) == 1 and heat[0].text[0][0] == "sky" and heat[0].opacity == 0  # only "a" has hover
     assert [t.name for t in fig.data if t.type == "scatter"] == list(CAMVID.classes)
-    assert all(t.hoverinfo == "skip" for t in fig.data if t.type == "image")  # no raw RGBA values on hover
+    images = [t for t in fig.data if t.type == "image"]
+    assert all(t.hoverinfo == "skip" for t in images)  # no raw RGBA values on hover
+    assert all(t.zsmooth is False for t in images)  # blown up 4.7x: square pixels
+
+
+def test_image_grid_draws_pictures_wider_than_their_panel_as_encoded():
+    """Repainting a 352x480 picture pixel by pixel took 0.6 s of each slider step in JupyterLab (docs/notebooks.md)."""
+    big = Panel(np.zeros((352, 480, 3), np.uint8))
+    assert [t.zsmooth for t in image_grid({"a": big, "b": big, "c": big}, cols=3).data] == ["fast"] * 3
+    assert [t.zsmooth for t in image_grid({"a": big}, cols=1).data] == [False]  # 920 px wide: blown up
 
 
 def test_heatmap_grid_hover_can_carry_text_per_pixel():
