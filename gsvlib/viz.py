@@ -383,6 +383,11 @@ def export(fig: go.Figure, path: str | Path, scale: float = 1.0) -> str:
     return "matplotlib"
 
 
+def _rgb(color: str) -> tuple[float, ...]:
+    """Plotly's "rgb(r, g, b)" -> matplotlib's (r, g, b) in 0..1."""
+    return tuple(int(v) / 255 for v in color[color.index("(") + 1:-1].split(","))
+
+
 def _matplotlib_export(fig: go.Figure, path: Path) -> None:
     """Draw the image, heatmap and scatter traces of ``fig`` with matplotlib, one axes per plotly subplot."""
     import matplotlib
@@ -395,8 +400,14 @@ def _matplotlib_export(fig: go.Figure, path: Path) -> None:
     width, height = (fig.layout.width or 700) / 100, (fig.layout.height or 450) / 100
     mfig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
     titles = [a.text for a in fig.layout.annotations] if rows * cols > 1 else []
-    used = set()
+    used, keys = set(), []
     for trace in fig.data:
+        if trace.type == "heatmap" and trace.opacity == 0:  # hover text only: nothing to draw
+            continue
+        if trace.type == "scatter" and all(x is None for x in trace.x):  # a legend key (image_grid's classes)
+            keys.append(plt.Line2D([], [], linestyle="", marker="s", color=_rgb(trace.marker.color),
+                                   label=trace.name))
+            continue
         axis = trace.xaxis or "x"
         k = int(axis[1:] or 1) - 1
         ax = axes[k // cols][k % cols]
@@ -412,7 +423,7 @@ def _matplotlib_export(fig: go.Figure, path: Path) -> None:
         elif trace.type == "bar":  # per-bar "rgb(r,g,b)" colours (a palette chart), or one colour per trace
             colors = trace.marker.color
             ax.bar(list(trace.x), list(trace.y), label=trace.name, alpha=0.6 if colors is None else 1.0,
-                   color=None if colors is None else [tuple(int(v) / 255 for v in c[4:-1].split(",")) for c in colors])
+                   color=None if colors is None else [_rgb(c) for c in colors])
             ax.tick_params(axis="x", labelrotation=60, labelsize=7)
             ax.set_yticks([])
         elif trace.type == "scatter":
@@ -435,6 +446,8 @@ def _matplotlib_export(fig: go.Figure, path: Path) -> None:
             ax.set_title(titles[k], fontsize=8)
     if fig.layout.title.text:
         mfig.suptitle(fig.layout.title.text)
-    mfig.tight_layout()
+    if keys:  # below the panels, as plotly draws it
+        mfig.legend(handles=keys, loc="lower center", ncol=min(len(keys), 6), fontsize=7, frameon=False)
+    mfig.tight_layout(rect=(0, 0.06 * math.ceil(len(keys) / 6) if keys else 0, 1, 1))
     mfig.savefig(path, dpi=100)
     plt.close(mfig)

@@ -123,6 +123,25 @@ def test_the_matplotlib_fallback_draws_grouped_bars_without_per_bar_colours(tmp_
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_matplotlib_fallback_draws_label_pictures_under_their_hover_grid_and_the_legend_beside_them(tmp_path):
+    """Label panels carry an invisible heatmap for their hover text and the classes as legend-only traces: the
+    fallback must draw neither over the pictures (plotly draws the heatmap transparent, the legend below)."""
+    from PIL import Image
+
+    from gsvlib.viz import _matplotlib_export
+
+    labels = np.kron(np.arange(4, dtype=np.uint8).reshape(2, 2), np.ones((64, 96), np.uint8))  # (128, 192), 4 classes
+    panel = label_panel(labels, CAMVID)
+    _matplotlib_export(image_grid({"left": panel, "right": panel}, cols=2, legend=CAMVID, legend_ids=range(4)),
+                       tmp_path / "grid.png")
+    png = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB")).astype(int)  # (H, W, 3)
+    halves = png[:, : png.shape[1] // 2], png[:, png.shape[1] // 2:]
+    for c in range(4):
+        near = [(np.abs(h - CAMVID.colors[c]).sum(-1) < 12).sum() for h in halves]  # pixels of class c's colour
+        assert min(near) > 500, (CAMVID.classes[c], near)  # drawn in both panels, not hidden under the heatmap
+        assert abs(near[0] - near[1]) < 0.05 * max(near), (CAMVID.classes[c], near)  # the legend covers neither
+
+
 def test_a_legend_keys_only_the_classes_asked_for():
     picture = np.zeros((32, 48, 3), np.uint8)
     names = [t.name for t in image_grid({"a": picture}, legend=CITYSCAPES, legend_ids=[0, 2, 255]).data if t.name != "a"]
