@@ -36,7 +36,7 @@ def clip() -> torch.Tensor:
         from gsvlib.notebook import open_footage
 
         return open_footage("camvid", CAMVID, WEIGHTS, progress=False).frames[:12]
-    base = torch.rand(3, 352, 520)
+    base = torch.rand(3, 352, 480 + 4 * 11)  # 12 frames, each 4 px further
     return torch.stack([base[..., 4 * t: 4 * t + 480] for t in range(12)])
 
 
