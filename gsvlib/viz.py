@@ -446,8 +446,9 @@ def _matplotlib_export(fig: go.Figure, path: Path) -> None:
             ax.set_title(titles[k], fontsize=8)
     if fig.layout.title.text:
         mfig.suptitle(fig.layout.title.text)
-    if keys:  # below the panels, as plotly draws it
-        mfig.legend(handles=keys, loc="lower center", ncol=min(len(keys), 6), fontsize=7, frameon=False)
-    mfig.tight_layout(rect=(0, 0.06 * math.ceil(len(keys) / 6) if keys else 0, 1, 1))
+    per_row = 6
+    if keys:  # below the panels, as plotly draws it, in a band of 6 % of the height per row of keys
+        mfig.legend(handles=keys, loc="lower center", ncol=min(len(keys), per_row), fontsize=7, frameon=False)
+    mfig.tight_layout(rect=(0, 0.06 * math.ceil(len(keys) / per_row), 1, 1))
     mfig.savefig(path, dpi=100)
     plt.close(mfig)
