@@ -24,15 +24,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gsvlib.config import interval_arg, parse_size, setting
 from gsvlib.data.synthetic import render_snippet
-from gsvlib.deploy import RUNTIMES  # with "onnx" registered
 from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.output import dense_labels, full_resolution_labels, mixed_share
 from gsvlib.models.warp import warp
 from gsvlib.progress import progress_bar
-from gsvlib.segmenter import VideoSegmenter, padded_size
+from gsvlib.segmenter import RUNTIMES, VideoSegmenter, padded_size
 
-BACKENDS = tuple(RUNTIMES)  # eager, compiled, onnx
+BACKENDS = tuple(RUNTIMES)  # eager, compiled, cuda-graphs, onnx
 
 
 @dataclass
@@ -146,7 +145,7 @@ def time_stream(model: GSVNet, size=(1024, 2048), interval: int = 5, key_scale: 
     ``host_frames``: the frame starts in host memory, and each step's time includes its copy to ``device``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    reason = unsupported(backend, precision, device)
+    reason = RUNTIMES[backend].unsupported(precision, device)
     if reason:
         raise ValueError(f"backend {backend} cannot run at {precision} on {device}: {reason}")
     seg = VideoSegmenter(runtime or model, interval, key_scale, device, PRECISIONS[precision], runtime=backend)
@@ -301,7 +300,7 @@ def benchmark(model: GSVNet, cfg: BenchConfig, backend: str = "eager", precision
                       stacklevel=2)
     key_scale = model.config.key_scale if cfg.key_scale is None else cfg.key_scale
     repeats = cfg.intervals_timed
-    runtime = RUNTIMES[backend](model.to(check_device(device)).eval(), "gsv", None)  # compiled once for every l
+    runtime = RUNTIMES[backend].build(model.to(check_device(device)).eval())  # compiled once for every l
     common = dict(device=device, precision=precision, progress=progress, backend=backend,
                   host_frames=cfg.host_frames, runtime=runtime)
     gsv = {str(l): time_stream(model, size, l, key_scale, repeats, **common).as_dict() for l in intervals}
@@ -339,24 +338,12 @@ def environment(device: str = "cpu") -> dict:
             "python": platform.python_version()}
 
 
-def unsupported(backend: str, precision: str, device: str) -> str | None:
-    """Why ``backend`` cannot run at ``precision`` on ``device`` here, or None when it can."""
-    cuda = torch.device(device).type == "cuda"
-    if backend == "onnx" and (cuda or precision != "fp32"):
-        return "ONNX Runtime is timed on the CPU in fp32"
-    if backend == "cuda-graphs" and not cuda:
-        return "CUDA graphs need CUDA"
-    if precision == "fp16" and not cuda:
-        return "fp16 autocast needs CUDA (bf16 runs on the CPU)"
-    return None
-
-
 def bench_matrix(model: GSVNet, cfg: BenchConfig, progress: bool = True, done: Callable | None = None) -> dict:
     """:func:`benchmark` for every backend x precision of ``cfg`` that can run here, in one process, one after the
     other: {"environment", "runs": [benchmark reports], "skipped": [{"backend", "precision", "reason"}]}.
     ``done(report)`` is called with the report so far after each run (``gsv bench --json`` writes it: a run stopped
     by a time limit keeps what it measured)."""
-    reasons = {(b, p): unsupported(b, p, cfg.device) for b in cfg.backend for p in cfg.precision}
+    reasons = {(b, p): RUNTIMES[b].unsupported(p, cfg.device) for b in cfg.backend for p in cfg.precision}
     skipped = [{"backend": b, "precision": p, "reason": why} for (b, p), why in reasons.items() if why]
     if len(skipped) == len(reasons):
         raise ValueError("none of the backend/precision pairs can run here: " +

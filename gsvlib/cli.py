@@ -209,9 +209,9 @@ def cmd_convert_official(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    text, out, left_out = write_tables(args.folder, args.out)
+    text, out, left_out = write_tables(args.folder, args.out, args.experiments)
     print(text)
-    print(f"written to {out}" + (f"; left out (no experiment block naming a table): "
+    print(f"written to {out}" + (f"; left out (no experiment's evaluation that names a table): "
                                  f"{', '.join(str(p) for p in left_out)}" if left_out else ""))
 
 
@@ -239,6 +239,7 @@ def cmd_run(args) -> None:
                for item in args.use or [])
     for seed in args.seeds or [None]:
         runner = Runner(roots, runs=args.runs, dry_run=args.dry_run, overrides=overrides, seed=seed, use=use)
+        runner.prepare(experiments)
         for exp in experiments:
             written = runner.run(exp)
             if not args.dry_run:
@@ -247,11 +248,9 @@ def cmd_run(args) -> None:
 
 
 def cmd_segment(args) -> None:
-    if args.onnx and args.policy:
-        raise ValueError("--policy reads PF's intermediates, which the ONNX graphs do not output: use --checkpoint")
     if args.onnx:
         runtime = OnnxRuntime(args.onnx)
-        seg = VideoSegmenter(runtime, args.interval, args.key_scale)
+        seg = VideoSegmenter(runtime, args.interval, args.key_scale, policy=args.policy)
         dataset = runtime.meta["dataset"]
     elif args.checkpoint:
         model, ckpt = load_model(args.checkpoint, args.device)
@@ -388,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     tb.add_argument("folder", help="a folder whose JSON files (in any sub-folder) carry an experiment block")
     tb.add_argument("--out", help="the markdown file to write (default FOLDER/results.md)")
+    tb.add_argument("--experiments", help="the folder of the experiment files the results name, whose files and "
+                                          "tables.toml give the titles, rows and notes (default: an experiments/ "
+                                          "folder beside FOLDER or above it)")
     tb.set_defaults(func=cmd_tables)
 
     rn = sub.add_parser("run", help="carry out experiment files: train what is missing, evaluate, write results",

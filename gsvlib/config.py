@@ -181,7 +181,7 @@ RECIPES: dict[str, Recipe] = {
                                    "goes on from where it ended (1e-3 x 0.93^20, rounded), new crops (seed 1)",
                                    {**_CAMVID_KEYFRAME, "lr": 2.34e-4, "seed": 1}, needs="init"),
     "camvid-gsv": Recipe("GSVNet's propagation on frames 0-27 of CamVid's 15 Hz val/ run (frames 33-50 are held "
-                         "out): AdamW lr 1e-3, keyframes at 0.5 (the committed SwiftNet-R18's scale on those frames), "
+                         "out, 37-50 scored): AdamW lr 1e-3, keyframes at 0.5 (the committed SwiftNet-R18's scale on those frames), "
                          "800 iterations; start the flow net from stage flow with --init-flow",
                          {**_SHORT_ADAM, "dataset": "camvid", "root": "data/camvid", "split": "val",
                           "span": PROPAGATION_TRAIN, "key_scale": 0.5, "iterations": 800, "checkpoint_every": 100}),

@@ -30,7 +30,7 @@ from gsvlib.files import move_into_place, refuse_foreign, remove, write_json_ato
 from gsvlib.models.conventions import CONVENTIONS, small_frames
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.output import full_resolution_labels
-from gsvlib.segmenter import PROPAGATIONS, RUNTIMES, padded_size
+from gsvlib.segmenter import PROPAGATIONS, padded_size
 
 GRAPHS = ("keyframe", "propagation", "labels")
 OPSET = 18
@@ -236,5 +236,3 @@ class ExportingOnnxRuntime:
     def labels(self, seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return self._current.labels(seg, size)
 
-
-RUNTIMES["onnx"] = ExportingOnnxRuntime

@@ -37,13 +37,25 @@ other experiments are named by their path relative to the file that names them (
 their default folders (``data/camvid``, ``data/synthetic``) unless ``gsv run --root camvid=PATH`` says otherwise.
 
 ``gsv run`` trains what is missing (resuming what was interrupted, first the experiments this one starts from),
-skips what is done, exports, evaluates, and writes each result with an ``experiment`` block: the name, description,
-table settings (copied from tables.toml) and the exact evaluation, so that ``gsv tables`` renders any folder of
-results from the files alone (:mod:`gsvlib.reports`). A result is done when its file records the same evaluation of
-a checkpoint with the same sha256.
+skips what is done, exports, evaluates, and writes each result with an ``experiment`` block of provenance only: the
+experiment's name and file, the evaluation's name and settings, the whole evaluation config, and the checkpoint with
+its sha256. Nothing about presentation (description, table, row) goes into a result: ``gsv tables`` joins the
+results with their experiment files and tables.toml when it renders (:mod:`gsvlib.reports`), so a title or a row's
+text changes without a run.
+
+A run and a result are known by their settings, not by their name alone:
+
+- a run folder (``runs/<name>``) is used only while it holds a run of the experiment's resolved training settings
+  from starting points of the same sha256; other settings are refused, naming the file and the folder and what
+  differs (move the folder away, or give ``--runs``), never trained over nor silently taken for these settings;
+- a result is done when its file records the same evaluation settings of a checkpoint with the same sha256;
+- two experiment files of one name (``key.toml`` in two folders outside an ``experiments`` folder) are refused, since
+  they would share a run folder; so are experiments that start from each other, and ``--use`` of a name that no
+  experiment being run starts from.
 """
 from __future__ import annotations
 
+import copy
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -51,17 +63,17 @@ from pathlib import Path
 
 from gsvlib.bench import BenchConfig, benchmark
 from gsvlib.checkpoint import export_weights, load_model, read_checkpoint, read_metrics, write_manifest_entry
-from gsvlib.config import RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for
+from gsvlib.config import PATHS, RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for
 from gsvlib.data import DATASETS
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
 from gsvlib.files import sha256, write_json_atomic
-from gsvlib.reports import LAYOUT_RENDERERS
 from gsvlib.stages import STAGES
-from gsvlib.train import train
+from gsvlib.train import FREE, setting_differences, starting_points, train
 
 TABLES = "tables.toml"  # the tables of a folder of experiments and of the folders below it
 KEYS = {"description", "legend", "checkpoint", "train", "export", "eval", "bench", "report"}
 PLACING = ("name", "of", "table", "row")  # keys of an [[eval]] or [[bench]] that say where it goes, not how it runs
+PRESENTATION = ("table", "row")  # how a result is shown: never recorded in it, read from the file when rendering
 
 
 class ExperimentError(ValueError):
@@ -86,6 +98,15 @@ class Experiment:
         if text.endswith((".pt", ".pth", ".tar")):
             return None
         return (self.path.parent / f"{text}.toml").resolve()
+
+    def starts(self) -> list[Path]:
+        """The experiment files this one starts from (its [train] starting points, or the experiment it evaluates)."""
+        texts = [self.checkpoint] if self.train is None else [self.train.get(n) for n in STARTING_POINTS]
+        return [ref for t in texts if isinstance(t, str) and (ref := self.ref(t)) is not None]
+
+    def evaluation(self, name: str) -> dict | None:
+        """The [[eval]] or [[bench]] called ``name``."""
+        return next((spec for spec in self.evals + self.benches if spec["name"] == name), None)
 
 
 def _root_of(path: Path) -> Path:
@@ -149,7 +170,8 @@ def load(path: str | Path) -> Experiment:
 
 
 def collect(paths: list[str | Path]) -> list[Experiment]:
-    """The experiments of ``paths``: files, and folders (their .toml files, not those of their sub-folders)."""
+    """The experiments of ``paths``: files, and folders (their .toml files, not those of their sub-folders). Two files
+    of one name are refused (:func:`same_names`)."""
     files = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -159,7 +181,46 @@ def collect(paths: list[str | Path]) -> list[Experiment]:
             files += found
         else:
             files.append(p)
-    return [load(f) for f in files]
+    experiments = list({e.path: e for e in map(load, files)}.values())  # a file given twice is one experiment
+    same_names(experiments)
+    return experiments
+
+
+def same_names(experiments: list[Experiment]) -> None:
+    """Refuse two experiment files of one name: they would share a run folder (RUNS/<name>) and their results would
+    claim to be one experiment's."""
+    seen: dict[str, Path] = {}
+    for exp in experiments:
+        other = seen.setdefault(exp.name, exp.path)
+        if other != exp.path:
+            raise ExperimentError(f"{other} and {exp.path} are both experiment {exp.name!r} (an experiment's name is "
+                                  "its path under the experiments folder, or its file name outside one): they would "
+                                  "share the run folder and results of that name. Rename one, or put both under an "
+                                  "experiments/ folder (nothing was run)")
+
+
+def closure(experiments: list[Experiment]) -> list[Experiment]:
+    """``experiments`` and every experiment they start from, each once; an experiment that starts from itself
+    through others is refused with the chain of files, and so are two files of one name."""
+    found: dict[Path, Experiment] = {}
+
+    def visit(exp: Experiment, chain: tuple[Path, ...]) -> None:
+        if exp.path in chain:
+            loop = " -> ".join(str(p) for p in (*chain[chain.index(exp.path):], exp.path))
+            raise ExperimentError(f"experiments start from each other: {loop}; one of them must start from a "
+                                  "checkpoint or an experiment outside the loop (nothing was run)")
+        if exp.path in found:
+            return
+        for ref in exp.starts():
+            if not ref.is_file():
+                raise _fail(exp.path, f"names experiment {ref.stem!r}, but {ref} does not exist")
+            visit(load(ref), (*chain, exp.path))
+        found[exp.path] = exp
+
+    for exp in experiments:
+        visit(exp, ())
+    same_names(list(found.values()))
+    return list(found.values())
 
 
 def table_of(exp: Experiment, spec: dict) -> dict:
@@ -176,9 +237,7 @@ def table_of(exp: Experiment, spec: dict) -> dict:
             if name not in tables.get("tables", {}):
                 raise _fail(exp.path, f"names table {name!r}, which {folder / TABLES} does not define (it has "
                                       f"{sorted(tables.get('tables', {}))})")
-            spec = {"id": name, **tables["tables"][name]}
-            if spec.get("layout") not in LAYOUT_RENDERERS:
-                raise _fail(folder / TABLES, f"table {name}: layout must be one of {list(LAYOUT_RENDERERS)}")
+            spec = {"id": name, **tables["tables"][name], "source": str(folder / TABLES)}
             if "targets" in spec:
                 spec["targets"] = tables.get("targets", {}).get(spec["targets"])
                 if spec["targets"] is None:
@@ -212,9 +271,38 @@ class Runner:
         self.dry_run = dry_run
         self.say = say
         self._trained: dict[tuple, Path] = {}  # (experiment file, seeded) -> its checkpoint, once made sure of
+        self._names: dict[str, Experiment] = {}  # experiment name -> the one file of that name this runner carries out
+        self._fresh: set[Path] = set()  # checkpoints this runner trains (or would): what started from them is stale
         unknown = sorted(name for name, path in self.use.items() if not Path(path).is_file())
         if unknown:
             raise ValueError(f"--use names checkpoints that do not exist: {unknown}")
+
+    def prepare(self, experiments: list[Experiment]) -> None:
+        """Check, before anything runs, what ``experiments`` start from (:meth:`claim`), that each ``use`` name is
+        one of their starting points (a name that no experiment starts from would be ignored), and, by a silent dry
+        run of them all, every setting, every run folder and every evaluation: a refusal comes before any work."""
+        if not self.dry_run:
+            rehearsal = copy.copy(self)
+            rehearsal.dry_run, rehearsal.say = True, lambda *_: None
+            rehearsal._trained, rehearsal._fresh, rehearsal._names = {}, set(), dict(self._names)
+            rehearsal.prepare(experiments)
+            for exp in experiments:
+                rehearsal.run(exp)
+        every = self.claim(experiments)
+        starts = sorted({load(ref).name for exp in every for ref in exp.starts()})
+        unknown = sorted(set(self.use) - set(starts))
+        if unknown:
+            raise ValueError(f"--use names {unknown}, which no experiment being run starts from; the starting points "
+                             f"it can stand in for: {', '.join(starts) or 'none (these experiments start from no other)'}")
+
+    def claim(self, experiments: list[Experiment]) -> list[Experiment]:
+        """``experiments`` and what they start from (:func:`closure`: no loops), each name held by one file for the
+        whole life of this runner; returns them."""
+        every = closure(experiments)
+        for exp in every:
+            self._names.setdefault(exp.name, exp)
+        same_names([*self._names.values(), *every])
+        return every
 
     def root(self, dataset: str) -> str:
         """The folder of ``dataset``: given with --root (for it or a dataset read from the same folder), else its
@@ -265,7 +353,9 @@ class Runner:
         else:
             cfg = self.config(exp, seeded)
             path = Path(cfg.out) / "checkpoint.pt"
-            done = read_checkpoint(path).get("iteration", 0) if path.is_file() and not self.dry_run else 0
+            done = self._same_run(exp, cfg, path) if path.is_file() else 0
+            if done < cfg.iterations:
+                self._fresh.add(path.resolve())
             if self.dry_run:
                 state = "resume" if path.is_file() else "train"
                 self.say(f"[{exp.name}] would {state}: {cfg.stage} for {cfg.iterations} iterations into {cfg.out}")
@@ -280,6 +370,30 @@ class Runner:
         self._trained[key] = path
         return path
 
+    def _same_run(self, exp: Experiment, cfg: TrainConfig, path: Path) -> int:
+        """The iterations of the run in ``path``, after making sure it is a run of ``cfg``: the same settings (but
+        for those with no effect on results, the data's folder and the iterations still to come) from starting points
+        of the same sha256. Otherwise refused, naming the experiment file, the run folder and what differs."""
+        ckpt = read_checkpoint(path)
+        resolved = TrainConfig(**{**vars(cfg), **{k: str(Path(v).resolve()) for k in PATHS if (v := getattr(cfg, k))}})
+        differ = setting_differences(ckpt.get("train_config", {}), resolved, (*FREE, "root"))
+        fresh = {name: v for name in STARTING_POINTS if (v := getattr(resolved, name)) and Path(v) in self._fresh}
+        differ += [f"{name}: {getattr(cfg, name)} is trained further by this command first" for name in fresh]
+        saved = ckpt.get("starts")  # None: trained before starting points were recorded
+        if saved is not None:
+            now = {k: v for k, v in starting_points(resolved).items() if k not in fresh}
+            differ += [f"{name}: a file of sha256 {saved.get(name, 'none')[:12]} -> {now.get(name, 'none')[:12]} "
+                       f"({getattr(cfg, name)}; trained again or replaced since)"
+                       for name in sorted(set(saved) | set(now)) if name not in fresh and saved.get(name) != now.get(name)]
+        done = ckpt.get("iteration", 0)
+        if done > cfg.iterations:
+            differ.append(f"iterations: {done} -> {cfg.iterations} (a run is not cut back)")
+        if differ:
+            raise _fail(exp.path, f"its run folder {cfg.out} holds a run of other settings ({'; '.join(differ)}). A "
+                                  "run is known by its settings: move that folder away (or give `gsv run --runs` "
+                                  "another folder) to train these settings, or undo the change (nothing was run)")
+        return done
+
     def _ready(self, dataset: str, root: str) -> None:
         """A built-in dataset (the synthetic set, with its default settings) is made where it is missing."""
         if hasattr(DATASETS[dataset], "generate"):
@@ -291,6 +405,7 @@ class Runner:
         beside the experiment's own (``<out>.seed-N.json``)."""
         for spec in exp.evals + exp.benches:
             table_of(exp, spec)  # a misnamed table fails before anything runs
+        self.claim([exp])
         if self.seed is not None:
             if exp.train is None:
                 self.say(f"[{exp.name}] trains nothing: no seeds to repeat")
@@ -355,11 +470,10 @@ class Runner:
     def _evaluate(self, exp: Experiment, spec: dict, source: Path) -> Path:
         cfg = self.eval_config(exp, spec, source)
         out = Path(spec["out"])
-        recorded = {k: v for k, v in spec.items() if k not in ("out",)}
         if self.dry_run:
             self.say(f"[{exp.name}] would evaluate {spec['name']} ({', '.join(cfg.variants)}) into {out} unless done")
             return out
-        meta = {**experiment_block(exp, spec, recorded, source, sha256(source), cfg),
+        meta = {**provenance(exp, spec, source, sha256(source), cfg),
                 **({"seed": self.seed} if self.seed is not None else {})}
         if _done(out, meta):
             self.say(f"[{exp.name}] {spec['name']}: done ({out})")
@@ -382,7 +496,7 @@ class Runner:
         if self.dry_run:
             self.say(f"[{exp.name}] would benchmark {spec['name']} into {out} unless done")
             return out
-        meta = experiment_block(exp, spec, {k: v for k, v in spec.items() if k != "json"}, source, sha256(source))
+        meta = provenance(exp, spec, source, sha256(source))
         if _done(out, meta):
             self.say(f"[{exp.name}] {spec['name']}: done ({out})")
             return out
@@ -400,17 +514,22 @@ def seed_file(out: str | Path, seed: int) -> str:
     return str(out.with_name(f"{out.stem}.seed-{seed}{out.suffix}"))
 
 
-def experiment_block(exp: Experiment, spec: dict, recorded: dict, source: Path | None, digest: str | None,
-                     cfg: EvalConfig | None = None) -> dict:
-    """The ``experiment`` block of a result of ``exp``'s evaluation ``spec``: what the experiment is, which of its
-    evaluations this is (``recorded``: its settings as the file gives them; ``config``: the whole EvalConfig they
-    made, less the machine's paths), what it evaluated (``source`` and its sha256), and the table and row it belongs
-    in."""
+def recorded_settings(spec: dict) -> dict:
+    """What a result records of its [[eval]] or [[bench]] ``spec``: its name and settings, as JSON stores them; not
+    where it is written (out, json) nor how it is shown (:data:`PRESENTATION`)."""
+    return json.loads(json.dumps({k: v for k, v in spec.items() if k not in ("out", "json", *PRESENTATION)}))
+
+
+def provenance(exp: Experiment, spec: dict, source: Path | None, digest: str | None,
+               cfg: EvalConfig | None = None) -> dict:
+    """The ``experiment`` block of a result of ``exp``'s evaluation ``spec``: which experiment (its name and file) and
+    which of its evaluations this is (``spec``: its settings as the file gives them; ``config``: the whole EvalConfig
+    they made, less the machine's paths), and what it evaluated (``source`` and its sha256). Nothing about how it is
+    shown: :func:`gsvlib.reports.read_results` joins that from the experiment file when it renders."""
     config = None if cfg is None else {k: v for k, v in asdict(cfg).items() if k not in MACHINE_FIELDS}
-    return {"name": exp.name, "description": exp.description, "legend": exp.legend, "evaluation": spec["name"],
-            "spec": recorded, "config": config, "checkpoint": None if source is None else _shown(source),
-            "checkpoint_sha256": digest, "table": table_of(exp, spec),
-            "row": spec.get("row", exp.report.get("row", exp.description)), "order": exp.report.get("order")}
+    return {"name": exp.name, "experiment_file": _shown(exp.path), "evaluation": spec["name"],
+            "spec": recorded_settings(spec), "config": config,
+            "checkpoint": None if source is None else _shown(source), "checkpoint_sha256": digest}
 
 
 MACHINE_FIELDS = ("checkpoint", "root", "out", "device")  # where things lie on one machine: not recorded in results
@@ -452,7 +571,10 @@ def _done(out: Path, meta: dict) -> bool:
         old = json.loads(out.read_text()).get("experiment", {})
     except (json.JSONDecodeError, AttributeError):
         return False
-    return all(old.get(k) == meta[k] for k in ("spec", "checkpoint_sha256"))
+    if not isinstance(old, dict) or not isinstance(old.get("spec"), dict):
+        return False
+    settings = {k: v for k, v in old["spec"].items() if k not in PRESENTATION}  # results of earlier versions held them
+    return settings == meta["spec"] and old.get("checkpoint_sha256") == meta["checkpoint_sha256"]
 
 
 def plan_text(exp: Experiment) -> str:

@@ -1,9 +1,11 @@
 """Reports: markdown tables rendered from result files, and the tour's report.
 
-``gsv tables FOLDER`` renders every result file under FOLDER that ``gsv run`` wrote (:mod:`gsvlib.experiments`):
-each carries an ``experiment`` block naming its experiment, its row text and order, and the settings of the table it
-belongs in (title, layout, targets, classes), so that a folder of results renders without any table being written
-into this module. The layouts:
+``gsv tables FOLDER`` renders every result file under FOLDER that ``gsv run`` wrote (:mod:`gsvlib.experiments`).
+A result records its provenance only (its experiment's name, the evaluation and its settings, the checkpoint); the
+presentation is joined when rendering: the row's text and order and the experiment's description from the experiment
+file, the table's title, layout, note and targets from the nearest tables.toml. A title edited there shows on the next
+``gsv tables``, with no run. A result whose experiment file now gives its evaluation other settings is refused (it is
+no longer that experiment's result), and so are two results that claim one row. The layouts:
 
     image              one row per experiment: the keyframe net alone by input scale
     intervals          one table per experiment: the protocol (average / minimum mIoU) of each variant by l, the
@@ -26,6 +28,7 @@ from typing import Callable
 from gsvlib.bench import throughput_table
 from gsvlib.bootstrap import excludes_zero, paired_difference
 from gsvlib.evaluate import at_interval, recorded_matrices
+from gsvlib.experiments import Experiment, load, recorded_settings, table_of
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
 
@@ -34,9 +37,11 @@ class ResultsError(ValueError):
     """A results folder or file that cannot be rendered; the message names the file and the fix."""
 
 
-def read_results(folder: str | Path) -> tuple[list[dict], list[Path]]:
-    """Every result file under ``folder`` that belongs in a table (its ``experiment`` block names one), and the JSON
-    files left out because they do not. An unreadable or empty file is an error that names it."""
+def read_results(folder: str | Path, experiments: str | Path | None = None) -> tuple[list[dict], list[Path]]:
+    """Every result file under ``folder`` that belongs in a table, joined with its presentation (:func:`presented`),
+    and the JSON files left out because they are no experiment's result or their evaluation names no table.
+    ``experiments``: the folder of experiment files (default: an ``experiments`` folder beside ``folder`` or above
+    it). An unreadable file, or one that no longer fits its experiment file, is an error that names it."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ResultsError(f"{folder} does not exist: run the experiments first (`gsv run experiments/...`, or "
@@ -49,17 +54,62 @@ def read_results(folder: str | Path) -> tuple[list[dict], list[Path]]:
             raise ResultsError(f"{path} is not valid JSON ({e}); run its experiment again (`gsv run`) to write it "
                                "anew, or move it out of the folder") from None
         meta = report.get("experiment") if isinstance(report, dict) else None
-        if not isinstance(meta, dict) or not meta.get("table"):
+        if not isinstance(meta, dict) or not all(isinstance(meta.get(k), str) for k in ("name", "evaluation")):
             left_out.append(path)
             continue
-        for key in ("name", "evaluation", "row"):
-            if not isinstance(meta.get(key), str):
-                raise ResultsError(f"{path}: its experiment block lacks {key!r}; run its experiment again")
-        results.append({**report, "experiment": {**meta, "file": path}})
+        shown = presented(path, meta, experiments)
+        if shown is None:
+            left_out.append(path)
+            continue
+        results.append({**report, "experiment": shown})
     if not results:
-        raise ResultsError(f"{folder} holds no result files of experiments (JSON with an experiment block that names "
-                           "a table); `gsv run` writes them")
+        raise ResultsError(f"{folder} holds no result files of experiments (JSON with an experiment block whose "
+                           "evaluation names a table); `gsv run` writes them")
     return results, left_out
+
+
+def experiment_of(path: Path, meta: dict, experiments: str | Path | None = None) -> Experiment:
+    """The experiment file of the result ``path`` (its ``experiment`` block ``meta``): <experiments>/<name>.toml, with
+    ``experiments`` given or found beside the result's folder or above it, else the file the result records."""
+    folders = [Path(experiments)] if experiments is not None else [p / "experiments" for p in path.parents]
+    tried = [f / f"{meta['name']}.toml" for f in folders]
+    recorded = meta.get("experiment_file")
+    found = next((f for f in (*tried, *([Path(recorded)] if recorded else [])) if f.is_file()), None)
+    if found is None:
+        raise ResultsError(f"{path} is a result of experiment {meta['name']!r}, whose file is not at "
+                           f"{tried[0] if experiments is not None else 'experiments/' + meta['name'] + '.toml'} "
+                           f"beside or above it{f' nor at {recorded}' if recorded else ''}: give the folder of "
+                           "experiment files (`gsv tables --experiments DIR`), or move the result out")
+    return load(found)
+
+
+def presented(path: Path, meta: dict, experiments: str | Path | None = None) -> dict | None:
+    """The ``experiment`` block ``meta`` of the result ``path`` with what its experiment file now says about showing
+    it: the experiment's description and legend, the row's text and order, and the table's settings (tables.toml);
+    None when the evaluation names no table. A result whose evaluation the file no longer has, or now gives other
+    settings, is refused: it is not that evaluation's result any more."""
+    exp = experiment_of(path, meta, experiments)
+    spec = exp.evaluation(meta["evaluation"])
+    if spec is None:
+        raise ResultsError(f"{path} is evaluation {meta['evaluation']!r} of experiment {meta['name']}, which "
+                           f"{exp.path} no longer has: move the result out, or restore the evaluation")
+    recorded = {k: v for k, v in (meta.get("spec") or {}).items() if k not in ("table", "row")}
+    now = recorded_settings(spec)
+    if recorded != now:
+        differ = "; ".join(f"{k}: {recorded.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(recorded) | set(now))
+                           if recorded.get(k) != now.get(k))
+        raise ResultsError(f"{path} was written for other settings of evaluation {meta['evaluation']!r} than "
+                           f"{exp.path} now gives ({differ}): run `gsv run {exp.path}` to evaluate it anew, or undo "
+                           "the change")
+    table = table_of(exp, spec)
+    if not table:
+        return None
+    if table.get("layout") not in LAYOUT_RENDERERS:
+        raise ResultsError(f"{table['source']}: table {table['id']}: layout must be one of {list(LAYOUT_RENDERERS)}, "
+                           f"got {table.get('layout')!r}")
+    return {**meta, "description": exp.description, "legend": exp.legend, "table": table,
+            "row": spec.get("row", exp.report.get("row", exp.description)), "order": exp.report.get("order"),
+            "file": path}
 
 
 def render(results: list[dict]) -> str:
@@ -88,15 +138,30 @@ def _by_experiment(rows: list[dict]) -> list[tuple[dict, dict]]:
     for r in rows:
         meta = r["experiment"]
         if "seed" not in meta:
-            out.setdefault(meta["name"], ({**meta, "seeds": {}}, {}))[1][meta["evaluation"]] = r
+            reports = out.setdefault(meta["name"], ({**meta, "seeds": {}}, {}))[1]
+            _claim(reports, meta["evaluation"], r, f"evaluation {meta['evaluation']!r} of {meta['name']}")
     for r in rows:
         meta = r["experiment"]
         if "seed" in meta:
             if meta["name"] not in out:
                 raise ResultsError(f"{meta['file']} repeats experiment {meta['name']} under seed {meta['seed']}, but "
                                    "the experiment's own result is missing: run it (`gsv run`) or move the file")
-            out[meta["name"]][0]["seeds"].setdefault(meta["evaluation"], {})[meta["seed"]] = r
+            seeds = out[meta["name"]][0]["seeds"].setdefault(meta["evaluation"], {})
+            _claim(seeds, meta["seed"], r, f"evaluation {meta['evaluation']!r} of {meta['name']} under seed "
+                                           f"{meta['seed']}")
+    texts: dict[str, dict] = {}
+    for meta, reports in out.values():
+        _claim(texts, meta["row"], _first(reports), f"the row {meta['row']!r} of table {meta['table']['id']}")
     return list(out.values())
+
+
+def _claim(place: dict, key, result: dict, what: str) -> None:
+    """Put ``result`` at ``place[key]``, refusing a second result there: two files claim one row."""
+    if key in place:
+        raise ResultsError(f"{place[key]['experiment']['file']} and {result['experiment']['file']} are both "
+                           f"{what}: a row shows one result; move one of them out of the folder")
+    place[key] = result
+
 
 
 def spread(values: list[float], sign: str = "") -> str:
@@ -134,12 +199,13 @@ def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5"), pream
     return lead + "; ".join(parts) + "."
 
 
-def write_tables(folder: str | Path, out: str | Path | None = None) -> tuple[str, Path, list[Path]]:
-    """Render ``folder``'s results into ``out`` (default ``folder/results.md``): (markdown, where it went, the JSON
-    files left out)."""
+def write_tables(folder: str | Path, out: str | Path | None = None, experiments: str | Path | None = None
+                 ) -> tuple[str, Path, list[Path]]:
+    """Render ``folder``'s results, joined with their experiment files under ``experiments`` (:func:`read_results`),
+    into ``out`` (default ``folder/results.md``): (markdown, where it went, the JSON files left out)."""
     out = Path(out) if out is not None else Path(folder) / "results.md"
     check_file_output(out, kind="tables")
-    results, left_out = read_results(folder)
+    results, left_out = read_results(folder, experiments)
     text = render(results)
     write_text_atomic(out, text)
     return text, out, left_out

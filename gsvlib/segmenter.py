@@ -13,6 +13,7 @@ Needs only the base dependencies (torch); nothing here draws.
 """
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -20,7 +21,7 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn.functional as F
 
-from gsvlib.device import check_device
+from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.gsvnet import GSVNet, Propagation
 from gsvlib.models.output import full_resolution_labels
 
@@ -172,23 +173,49 @@ class CudaGraphRuntime(CompiledRuntime):
     name = "cuda-graphs"
 
     def __init__(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
-        if next(model.parameters()).device.type != "cuda":
-            raise ValueError("the cuda-graphs runtime needs the model on a CUDA device (device='cuda'); on the CPU use "
-                             "runtime 'compiled' or 'eager'")
         super().__init__(model, propagation, measure)
         self.keyframe, self.propagate, self.labels = map(_replayed, (self.keyframe, self.propagate, self.labels))
 
 
-# The runtimes a VideoSegmenter can run a model with: name -> factory(model, propagation, measure) -> runtime.
-# gsvlib.deploy adds "onnx" (ONNX Runtime, exported on the first frame).
-RUNTIMES: dict[str, Callable] = {"eager": EagerRuntime, "compiled": CompiledRuntime, "cuda-graphs": CudaGraphRuntime}
+class Runtime(NamedTuple):
+    """A registered runtime: the class that runs a model (``where``, "module:Class", imported when first built, so
+    that the registry knows every member without its module being imported first) and where it runs
+    (``supports``: device type -> the precisions of :data:`gsvlib.device.PRECISIONS` it runs there)."""
+
+    where: str
+    supports: dict[str, tuple[str, ...]]
+
+    def unsupported(self, precision: str, device: str | torch.device) -> str | None:
+        """Why this runtime cannot run at ``precision`` on ``device``, or None when it can."""
+        kind = torch.device(device).type
+        if kind not in self.supports:
+            return f"it runs on {' or '.join(d.upper() for d in self.supports)} only"
+        if precision not in self.supports[kind]:
+            return f"on {kind.upper()} it runs {', '.join(self.supports[kind])} only"
+        return None
+
+    def build(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+        """The runtime for ``model`` (on its device), running the non-keyframe path ``propagation``."""
+        module, _, name = self.where.partition(":")
+        return getattr(importlib.import_module(module), name)(model, propagation, measure)
+
+
+_TORCH = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}  # autocast: fp16 on CUDA only
+# The runtimes a VideoSegmenter can run a model with; `gsv bench --backend` and `gsv segment` read their names and
+# what each supports from here. "onnx" (ONNX Runtime, exported on the first frame) needs the onnx extra.
+RUNTIMES: dict[str, Runtime] = {
+    "eager": Runtime("gsvlib.segmenter:EagerRuntime", _TORCH),
+    "compiled": Runtime("gsvlib.segmenter:CompiledRuntime", _TORCH),
+    "cuda-graphs": Runtime("gsvlib.segmenter:CudaGraphRuntime", {"cuda": _TORCH["cuda"]}),
+    "onnx": Runtime("gsvlib.deploy:ExportingOnnxRuntime", {"cpu": ("fp32",)}),
+}
 
 
 class VideoSegmenter:
     """Streaming GSVNet: ``step(frame)`` segments the next frame of a video, a keyframe every ``interval`` frames.
 
-    ``model`` is a :class:`GSVNet`, run by the runtime named ``runtime`` (:data:`RUNTIMES`: "eager", "compiled";
-    "onnx" with :mod:`gsvlib.deploy` imported), or a runtime itself (e.g. ``gsvlib.deploy.OnnxRuntime(folder)``).
+    ``model`` is a :class:`GSVNet`, run by the runtime named ``runtime`` (:data:`RUNTIMES`: "eager", "compiled",
+    "cuda-graphs", "onnx"), or a runtime itself (e.g. ``gsvlib.deploy.OnnxRuntime(folder)``).
     Frames are (3, H, W) or (B, 3, H, W) RGB tensors, float in [0, 1] or uint8, of any size: frames whose H or W is
     not divisible by 32 are padded (edge replicate) on the bottom/right inside, and every output is cropped back.
     ``key_scale`` rescales keyframes before N; by default the model's own (``model.config.key_scale``: the scale its
@@ -217,11 +244,17 @@ class VideoSegmenter:
             if runtime not in RUNTIMES:
                 raise ValueError(f"runtime must be one of {sorted(RUNTIMES)}, got {runtime!r}")
             device = check_device(device) if device is not None else next(model.parameters()).device
-            self.runtime = RUNTIMES[runtime](model.to(device).eval(), propagation, measure)
+            precision = next((name for name, dtype in PRECISIONS.items() if dtype == amp_dtype), None)
+            why = precision and RUNTIMES[runtime].unsupported(precision, device)
+            can = [name for name, r in RUNTIMES.items() if precision and not r.unsupported(precision, device)]
+            if why and can:  # a precision no runtime runs here is refused below, for every kind of model
+                raise ValueError(f"runtime {runtime!r} cannot run {precision} on {device}: {why}; use "
+                                 f"{' or '.join(map(repr, can))}")
+            self.runtime = RUNTIMES[runtime].build(model.to(device).eval(), propagation, measure)
         else:
             if policy is not None:
                 raise ValueError("a keyframe policy reads PF's intermediates, which this runtime does not output: "
-                                 "run the model itself (a GSVNet)")
+                                 "run the model itself (a GSVNet; gsv segment --checkpoint)")
             self.runtime = model
         self.device = self.runtime.device
         key_scale = self.runtime.key_scale if key_scale is None else key_scale

@@ -42,7 +42,7 @@ from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
-from gsvlib.files import LOCK_TEXT, locked, save_atomic, temporary, write_json_atomic, write_text_atomic
+from gsvlib.files import LOCK_TEXT, locked, save_atomic, sha256, temporary, write_json_atomic, write_text_atomic
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last
 from gsvlib.progress import progress_bar
@@ -212,15 +212,24 @@ def _threads(count: int, worker: int) -> None:
 LOCK = ".lock"  # held by the process training in a run folder
 
 
-def _differences(saved: dict, cfg: TrainConfig) -> list[str]:
+FREE = ("out", "iterations", "checkpoint_every", "device", "workers", "channels_last",  # no effect on results
+        *STARTING_POINTS)  # what a run starts from is known by its file's sha256 (``starts``), not its path
+
+
+def setting_differences(saved: dict, cfg: TrainConfig, free: tuple[str, ...] = FREE) -> list[str]:
     """The settings in which ``cfg`` differs from a run's saved config, as "name: old -> new"."""
     try:
         saved = asdict(TrainConfig.from_saved(saved))
     except TypeError as e:
         return [f"the saved settings are not a TrainConfig ({e})"]
-    free = ("out", "iterations", "checkpoint_every", "device", "workers", "channels_last",  # no effect on results
-            *STARTING_POINTS)
     return [f"{k}: {saved[k]!r} -> {v!r}" for k, v in asdict(cfg).items() if k not in free and saved[k] != v]
+
+
+def starting_points(cfg: TrainConfig) -> dict[str, str]:
+    """The sha256 of each file a fresh run of ``cfg`` starts from, by setting (``init``: ...): with the settings, what
+    a run is known by."""
+    return {name: sha256(getattr(cfg, name)) for name in STARTING_POINTS
+            if getattr(cfg, name) is not None and Path(getattr(cfg, name)).is_file()}
 
 
 class RunFolder:
@@ -275,7 +284,7 @@ class RunFolder:
             others = sorted(p.name for p in self.out.iterdir() if not self.ours(p.name))
             config = self.out / "config.json"
             restart = set(others) <= {"config.json", "log.jsonl"} and config.is_file() and \
-                not _differences(json.loads(config.read_text()), cfg)  # stopped before its first checkpoint
+                not setting_differences(json.loads(config.read_text()), cfg)  # stopped before its first checkpoint
             if others and not restart:
                 raise FileExistsError(f"{self.out} is not empty and holds no run of these settings "
                                       f"({', '.join(others[:5])}); choose an empty or new --out (nothing was changed)")
@@ -292,7 +301,7 @@ class RunFolder:
                 or not isinstance(ckpt.get("train_config", {}), dict):
             raise CheckpointError(f"{self.checkpoint} is damaged: its iteration ({ckpt['iteration']!r}) or its settings "
                                   "are not what gsv train writes; move the folder away and train again")
-        differ = _differences(ckpt.get("train_config", {}), cfg)
+        differ = setting_differences(ckpt.get("train_config", {}), cfg)
         if differ:
             raise ValueError(f"--resume with other settings than the run in {self.out}: " + "; ".join(differ))
         return ckpt
@@ -387,6 +396,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
     model = build_model(replace(cfg, **dict.fromkeys(STARTING_POINTS)) if ckpt is not None else cfg,
                         dataset.table.num_classes)
     trained = sorted(trained_parts(ckpt) if ckpt is not None else trained_by(cfg, ranks.main))
+    starts = ckpt.get("starts") if ckpt is not None else starting_points(cfg)  # None: saved before they were kept
     if cfg.sync_bn:
         convert_sync_batchnorm(model)
     model = (channels_last(model) if cfg.channels_last else model).to(cfg.device)
@@ -406,7 +416,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
     def state(iteration: int) -> dict:
         return {"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                "iteration": iteration, "batches": BATCHES, "trained": trained,
+                "iteration": iteration, "batches": BATCHES, "trained": trained, "starts": starts,
                 "class_weights": None if weight is None else weight.tolist(),
                 "classes": list(dataset.table.classes), "dataset": cfg.dataset}
 

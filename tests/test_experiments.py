@@ -11,7 +11,7 @@ import torch
 
 from gsvlib.checkpoint import read_checkpoint
 from gsvlib.cli import main
-from gsvlib.experiments import ExperimentError, Runner, collect, experiment_block, load, seed_file
+from gsvlib.experiments import ExperimentError, Runner, collect, load, provenance, seed_file
 from gsvlib.files import sha256
 from gsvlib.reports import read_results, render
 
@@ -33,6 +33,7 @@ def quick(tiny_synth) -> list[str]:
     return ["--root", f"synthetic={tiny_synth}", "--set", "iterations=2", "batch_size=2"]
 
 
+@pytest.mark.slow
 def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, capsys):
     (toml,) = re.findall(r"```toml\n(.*?)```", GUIDE.read_text(), re.S)
     path = workdir / toml.splitlines()[0].removeprefix("# ")
@@ -48,7 +49,8 @@ def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, 
                     "| `short-adam` recipe + distillation (`--distill 1`)"]  # in the order the files give
     result = json.loads((workdir / "figures/synthetic/distill.json").read_text())
     meta = result["experiment"]
-    assert meta["name"] == "synthetic/distill" and meta["description"].startswith("GSVNet's propagation with distil")
+    assert meta["name"] == "synthetic/distill" and meta["experiment_file"] == "experiments/synthetic/distill.toml"
+    assert "description" not in meta and "table" not in meta and "row" not in meta  # provenance, not presentation
     assert meta["checkpoint_sha256"] == sha256(workdir / "runs/synthetic/distill/checkpoint.pt")
     assert meta["config"]["variants"] == ["gsv", "warp", "copy"] and result["gsv"]["key_scale"] == 1.0
 
@@ -57,13 +59,36 @@ def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, 
     assert main(["run", "experiments/synthetic", *quick(tiny_synth)]) == 0  # everything done: nothing runs
     again = capsys.readouterr().out
     assert "training" not in again and again.count(": done (") == 3 and log.read_text() == before
+    results = {p: p.read_bytes() for p in (workdir / "figures/synthetic").glob("*.json")}
+    tables = workdir / "experiments/synthetic/tables.toml"
+    tables.write_text(tables.read_text().replace('title = "GSVNet', 'title = "Retitled: GSVNet'))
+    path.write_text(path.read_text().replace('row = "`short-adam` recipe + distillation', 'row = "distilled'))
+    assert main(["run", "experiments/synthetic", *quick(tiny_synth)]) == 0  # presentation: nothing runs again
+    assert capsys.readouterr().out.count(": done (") == 3 and log.read_text() == before
+    assert {p: p.read_bytes() for p in (workdir / "figures/synthetic").glob("*.json")} == results
+    assert main(["tables", "figures/synthetic"]) == 0  # ... and the next page shows the new title and row
+    table = (workdir / "figures/synthetic/results.md").read_text()
+    assert "### Retitled: GSVNet" in table and "| distilled (`--distill 1`) |" in table
+    path.write_text(path.read_text().replace('name = "val"', 'name = "val"\nintervals = [1, 2]'))
+    assert main(["tables", "figures/synthetic"]) == 2  # other settings: the recorded result is not this one's
+    assert (f"figures/synthetic/distill.json was written for other settings of evaluation 'val' than {path} now "
+            "gives (intervals: None -> [1, 2])") in capsys.readouterr().err
+    path.write_text(path.read_text().replace('\nintervals = [1, 2]', ''))
+    keyframe = workdir / "runs/synthetic/keyframe/checkpoint.pt"
     assert main(["run", str(path), "--root", f"synthetic={tiny_synth}", "--set", "iterations=3",
-                 "batch_size=2"]) == 0  # longer: the run resumes where it stopped, then scores the new checkpoint
+                 "batch_size=2"]) == 2  # the keyframe net would train further: the propagation's start changes
+    refused = capsys.readouterr().err
+    assert f"{path}: its run folder runs/synthetic/distill holds a run of other settings (init: " in refused
+    assert "is trained further by this command first" in refused and log.read_text() == before
+    assert read_checkpoint(keyframe)["iteration"] == 2  # refused before anything trained
+    assert main(["run", str(path), "--root", f"synthetic={tiny_synth}", "--set", "iterations=3", "batch_size=2",
+                 "--use", f"synthetic/keyframe={keyframe}"]) == 0  # the same start: the run resumes where it stopped
     longer = capsys.readouterr().out
     assert "resuming gsv into" in longer and "evaluating val" in longer
     assert [json.loads(line)["iteration"] for line in log.read_text().splitlines()] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_seeds_repeat_an_experiment_beside_its_own_result_and_tables_show_the_spread(workdir, tiny_synth, capsys):
     assert main(["run", "experiments/synthetic/gsv.toml", *quick(tiny_synth)]) == 0
     own = (workdir / "figures/synthetic/gsv.json").read_bytes()
@@ -144,8 +169,9 @@ def camvid_experiments():
 
 def test_every_committed_camvid_result_is_written_by_an_experiment_file_as_it_now_reads():
     """Each JSON under figures/camvid is the output of one experiment file's evaluation, and records that evaluation
-    as the file now gives it (name, description, row, table settings, the evaluation): editing a file's table or
-    row without writing its results again fails here."""
+    as the file now gives it (name, file, the evaluation's settings and config) and nothing about its presentation:
+    editing a table's title or a row re-renders, editing an evaluation's settings without running it again fails
+    here."""
     outs = {}
     for exp in camvid_experiments():
         for spec in exp.evals + exp.benches:
@@ -159,10 +185,10 @@ def test_every_committed_camvid_result_is_written_by_an_experiment_file_as_it_no
     for path, (exp, spec) in outs.items():
         recorded = json.loads(path.read_text())["experiment"]
         cfg = runner.eval_config(exp, spec, ROOT / "weights/camvid_swiftnet_gsvnet.pt") if "out" in spec else None
-        expected = experiment_block(exp, spec, {k: v for k, v in spec.items() if k not in ("out", "json")}, None,
-                                    None, cfg)
-        for key in ("name", "description", "legend", "evaluation", "spec", "config", "table", "row", "order"):
-            assert recorded[key] == json.loads(json.dumps(expected[key])), (path, key)  # as JSON stores it
+        expected = json.loads(json.dumps(provenance(exp, spec, None, None, cfg)))  # as JSON stores it
+        for key in ("name", "experiment_file", "evaluation", "spec", "config"):
+            assert recorded[key] == expected[key], (path, key)
+        assert set(recorded) <= {*expected, "seed"}, path
 
 
 def test_the_results_pages_are_what_gsv_tables_renders():
@@ -183,3 +209,65 @@ def test_the_committed_weights_record_their_results_and_their_keyframe_scale():
     assert all(r["experiment"]["checkpoint_sha256"] == digest for n, r in results.items() if n != "720x960"
                and n != "1024x2048")
     assert results["held-out"]["gsv"]["key_scale"] == 0.5
+
+
+def keyframe_file(folder: Path, name: str, extra: str = "") -> Path:
+    """An experiment that trains a keyframe net on the synthetic set."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(f'description = "a keyframe net"\n{extra}[train]\nrecipe = "from-scratch"\n')
+    return path
+
+
+def test_two_files_of_one_name_are_refused_before_either_runs(tmp_path, capsys):
+    a = keyframe_file(tmp_path / "a", "key")
+    b = keyframe_file(tmp_path / "b", "key")
+    b.write_text(b.read_text() + "lr = 0.01\n")
+    assert main(["run", str(a), str(b), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{a} and {b} are both experiment 'key'" in err and "would share the run folder" in err
+    # the same clash through a starting point: c starts from a/key, and b/key is run beside it
+    (tmp_path / "a/c.toml").write_text('description = "p"\n[train]\nrecipe = "short-adam"\ninit = "key"\n')
+    assert main(["run", str(tmp_path / "a/c.toml"), str(b), "--dry-run"]) == 2
+    assert "are both experiment 'key'" in capsys.readouterr().err
+
+
+def test_a_run_folder_of_other_settings_is_refused_naming_both(tmp_path, tiny_synth, capsys):
+    path = keyframe_file(tmp_path, "key")
+    args = ["run", str(path), "--runs", str(tmp_path / "runs"), "--root", f"synthetic={tiny_synth}", "--set",
+            "iterations=2", "batch_size=2"]
+    assert main(args) == 0
+    checkpoint = tmp_path / "runs/key/checkpoint.pt"
+    trained = checkpoint.read_bytes()
+    path.write_text(path.read_text() + "lr = 0.01\n")  # an edited [train] setting is another run
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: its run folder {tmp_path / 'runs/key'} holds a run of other settings (lr: 0.001 -> 0.01)" in err
+    assert checkpoint.read_bytes() == trained
+    assert main([*args[:-2], "iterations=1", "batch_size=2"]) == 2  # fewer iterations than the run has: refused too
+    assert "iterations: 2 -> 1 (a run is not cut back)" in capsys.readouterr().err
+    path.write_text(path.read_text().replace("lr = 0.01\n", ""))
+    assert main([*args[:-2], "iterations=3", "batch_size=2"]) == 0  # more iterations: the same run goes on
+    assert "resuming keyframe" in capsys.readouterr().out and read_checkpoint(checkpoint)["iteration"] == 3
+
+
+def test_use_of_a_name_no_experiment_starts_from_is_refused_with_the_names_it_knows(tmp_path, capsys):
+    keyframe_file(tmp_path, "key")
+    (tmp_path / "prop.toml").write_text('description = "p"\n[train]\nrecipe = "short-adam"\ninit = "key"\n')
+    stand_in = tmp_path / "w.pt"
+    stand_in.write_bytes(b"PK\x03\x04")
+    assert main(["run", str(tmp_path / "prop.toml"), "--use", f"kee={stand_in}", "--dry-run"]) == 2
+    assert ("--use names ['kee'], which no experiment being run starts from; the starting points it can stand in "
+            "for: key") in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "prop.toml"), "--use", f"key={stand_in}", "--dry-run"]) == 0
+    assert "would train" in capsys.readouterr().out
+
+
+def test_experiments_that_start_from_each_other_are_refused_naming_the_loop(tmp_path, capsys):
+    for name, start in (("a", "b"), ("b", "a"), ("self", "self")):
+        (tmp_path / f"{name}.toml").write_text(f'description = "d"\n[train]\nrecipe = "short-adam"\ninit = "{start}"\n')
+    assert main(["run", str(tmp_path / "a.toml"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"experiments start from each other: {tmp_path / 'a.toml'} -> {tmp_path / 'b.toml'} -> " in err
+    assert main(["run", str(tmp_path / "self.toml"), "--dry-run"]) == 2
+    assert f"{tmp_path / 'self.toml'} -> {tmp_path / 'self.toml'}" in capsys.readouterr().err

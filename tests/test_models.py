@@ -76,6 +76,7 @@ def test_flow_nets_return_flow_on_the_eighth_grid(flow_net):
     assert flow_net().eval()(a, b).shape == (2, 2, 16, 32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(1024, 2048), (720, 960), (360, 480)])
 def test_segmenter_shapes_at_paper_resolutions_and_key_scales(small_model, size):
     from gsvlib import VideoSegmenter

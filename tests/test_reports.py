@@ -141,7 +141,10 @@ table = "propagation"
     text = (tmp_path / "results/results.md").read_text()
     assert "| SwiftNet-R18 |" in text and "| GSVNet |" in text and "At l=3: GSVNet" in text
     assert text == render(read_results(tmp_path / "results")[0])
-    assert "the propagation on the first half of the run" in prop["experiment"]["description"]
+    assert set(prop["experiment"]) == {"name", "experiment_file", "evaluation", "spec", "config", "checkpoint",
+                                       "checkpoint_sha256"}  # provenance only: the title and row come from the files
+    assert prop["experiment"]["spec"] == {"name": "held-out", "of": "weights", "split": "val", "span": [0.5, 1],
+                                          "intervals": [1, 2, 3], "variants": ["gsv", "warp", "copy"]}
 
     entry = json.loads((tmp_path / "weights/manifest.json").read_text())["w.pt"]
     assert entry["dataset"] == "camvid" and entry["iterations"] == 2 and entry["classes"][0] == "sky"
@@ -236,12 +239,21 @@ def table(name: str) -> dict:
 
 
 def result(folder, name: str, report: dict, table_name: str, row: str, evaluation: str = "held-out", order=None):
-    """A result file as `gsv run` writes it: the report and its experiment block."""
+    """A result file as `gsv run` writes it (the report and its provenance), and the experiment file that places it:
+    experiments/<name>.toml beside ``folder``, with the committed CamVid tables."""
     path = folder / f"{name.replace('/', '_')}_{evaluation}.json"
-    meta = {"name": name, "description": row, "legend": row, "evaluation": evaluation, "spec": {}, "config": None,
-            "checkpoint": None, "checkpoint_sha256": None, "table": table(table_name), "row": row, "order": order}
+    experiments = folder.parent / "experiments"
+    (experiments / name).parent.mkdir(parents=True, exist_ok=True)
+    (experiments / "tables.toml").write_text((ROOT / "experiments/camvid/tables.toml").read_text())
+    toml = experiments / f"{name}.toml"
+    head = (f'description = "{row}"\ncheckpoint = "w.pt"\n[report]\ntable = "{table_name}"\nrow = "{row}"\n'
+            + (f"order = {order}\n" if order is not None else ""))
+    toml.write_text((toml.read_text() if toml.is_file() else head) + f'[[eval]]\nname = "{evaluation}"\nout = "x"\n')
+    meta = {"name": name, "evaluation": evaluation, "spec": {"name": evaluation}, "config": None,
+            "checkpoint": None, "checkpoint_sha256": None}
     folder.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**report, "experiment": meta}))
+    return path
 
 
 def test_the_ablation_table_reads_the_margins_over_warp_only(tmp_path):
@@ -329,3 +341,29 @@ def test_the_keyframe_training_table_has_a_row_per_run_with_both_evaluations(tmp
     (folder / "none_test.json").unlink()  # a row without one of its evaluations is an error that says what to run
     with pytest.raises(ValueError, match=r"experiment none has no \['test'\] results for table keyframe-training"):
         render(read_results(folder)[0])
+
+
+def test_two_results_for_one_row_are_refused_with_both_files(tmp_path):
+    report = {"flow": {"epe": 0.3, "zero_flow_epe": 1.2, "pairs": 10}}
+    folder = tmp_path / "results"
+    first = result(folder, "flow", report, "flow", "FlowLight", evaluation="flow")
+    copy = folder / "copy.json"
+    copy.write_text(first.read_text())  # the same evaluation of the same experiment, twice
+    with pytest.raises(ValueError, match="are both evaluation 'flow' of flow: a row shows one result") as e:
+        read_results(folder)[0] and render(read_results(folder)[0])
+    assert str(first) in str(e.value) and str(copy) in str(e.value)
+    copy.unlink()
+    other = result(folder, "flow2", report, "flow", "FlowLight", evaluation="flow")  # another experiment, one row
+    with pytest.raises(ValueError, match="are both the row 'FlowLight' of table flow") as e:
+        render(read_results(folder)[0])
+    assert str(first) in str(e.value) and str(other) in str(e.value)
+
+
+def test_a_layout_is_checked_where_the_layouts_live(tmp_path):
+    folder = tmp_path / "results"
+    result(folder, "flow", {"flow": {"epe": 0.3, "zero_flow_epe": 1.2, "pairs": 10}}, "flow", "FlowLight", "flow")
+    tables = tmp_path / "experiments/tables.toml"
+    tables.write_text(tables.read_text().replace('layout = "flow-error"', 'layout = "flow-eror"'))
+    with pytest.raises(ValueError, match=r"tables.toml: table flow: layout must be one of \[.*'flow-error'.*\], "
+                                         "got 'flow-eror'"):
+        read_results(folder)

@@ -1,5 +1,7 @@
 """The streaming API: keyframe schedule, reset, padding, precision, and errors on bad input."""
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -343,6 +345,25 @@ def test_policy_misuse_is_refused_with_the_fix(small_model, make, message):
 
 
 def test_cuda_graphs_are_refused_on_a_cpu_with_what_to_use(small_model):
-    with pytest.raises(ValueError, match="cuda-graphs runtime needs the model on a CUDA device.*'compiled' or 'eager'"):
+    with pytest.raises(ValueError, match="runtime 'cuda-graphs' cannot run fp32 on cpu: it runs on CUDA only; use "
+                                         "'eager' or 'compiled' or 'onnx'"):
         VideoSegmenter(small_model, runtime="cuda-graphs")
 
+
+
+def test_every_runtime_is_known_without_importing_its_module_and_declares_where_it_runs(small_model):
+    """The README's `VideoSegmenter(model, runtime="onnx")` in a fresh interpreter: the registry names every runtime,
+    and building one imports its module then, not before."""
+    code = ("import sys; from gsvlib.segmenter import RUNTIMES, VideoSegmenter; from gsvlib import GSVNet; "
+            "before = 'gsvlib.deploy' in sys.modules; seg = VideoSegmenter(GSVNet(num_classes=5), runtime='onnx'); "
+            "print(sorted(RUNTIMES), before, type(seg.runtime).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("] ")[1].strip() == "False ExportingOnnxRuntime"
+    assert out.startswith("['compiled', 'cuda-graphs', 'eager', 'onnx']")
+    from gsvlib.segmenter import RUNTIMES
+
+    assert RUNTIMES["onnx"].unsupported("bf16", "cpu") == "on CPU it runs fp32 only"
+    assert RUNTIMES["eager"].unsupported("bf16", "cpu") is None
+    with pytest.raises(ValueError, match="runtime 'onnx' cannot run bf16 on cpu: on CPU it runs fp32 only; use "
+                                         "'eager' or 'compiled'"):
+        VideoSegmenter(small_model, runtime="onnx", amp_dtype=torch.bfloat16)

@@ -2,6 +2,7 @@
 function, and the runtime needs only the base dependencies."""
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gsvlib"
 # bottom to top, as in CONTRIBUTING.md; modules of one subpackage (models/, data/) may import each other
 LAYERS = [("device", "files", "distributed", "progress", "bootstrap"), ("models",), ("data",), ("stages",), ("config",),
           ("checkpoint",), ("segmenter", "pictures", "official"), ("video", "deploy"), ("train", "evaluate", "bench"),
-          ("reports",), ("experiments",), ("viz",), ("tour",), ("notebook", "cli")]
+          ("experiments",), ("reports",), ("viz",), ("tour",), ("notebook", "cli")]
 EXTRAS = ("plotly", "ipywidgets", "IPython", "matplotlib", "kaleido", "jupyterlab", "papermill", "nbformat", "onnx",
           "onnxruntime", "onnxscript")
 
@@ -117,6 +118,7 @@ def test_a_progress_bar_redraws_at_most_once_a_second(capsys):
     assert 2 <= redraws <= 5, redraws  # the first draw, one a second, the final one
 
 
+@pytest.mark.slow
 def test_tqdms_own_environment_variable_sets_the_redraw_limit():
     """`make test` runs nbval with TQDM_MININTERVAL=10: a bar of 3 s then draws only its first and final frames."""
     script = """
@@ -129,3 +131,26 @@ for _ in progress_bar(range(30), file=sys.stderr, ascii=True):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, env=env)  # bytes: keep \r
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count(b"\r") == 2, done.stderr  # the first draw and the final one
+
+
+def test_the_docs_agree_on_the_held_out_frames_and_the_notebook_list():
+    """Every text that names the held-out frames of CamVid's 15 Hz val/ run (51 frames) gives the ones the span and
+    the protocol's 4 frames before each make: held out from round(0.65 x 51), scored 4 later; the README's layout names
+    the first and the last notebook."""
+    from gsvlib.data.camvid import HELD_OUT
+
+    first = round(HELD_OUT[0] * 51)
+    root = PACKAGE.parent
+    texts = [*root.glob("*.md"), *root.glob("docs/*.md"), *root.glob("data/*.md"), *root.glob("notebooks/*.ipynb"),
+             *root.rglob("experiments/**/*.toml"), *PACKAGE.rglob("*.py")]
+    scored, held = set(), set()
+    for path in texts:
+        text = " ".join(path.read_text().replace('\\n",\n    "', " ").split())  # notebook lines joined
+        scored |= {(path.name, m) for m in re.findall(r"scor\w* (?:here )?(?:on )?frames (\d+-\d+)", text)}
+        held |= {(path.name, m) for m in re.findall(r"frames (\d+-\d+) (?:are|were) held", text)}
+    assert scored and held
+    assert {m for _, m in scored} == {f"{first + 4}-50"}, scored
+    assert {m for _, m in held} == {f"{first}-50"}, held
+    notebooks = sorted(p.stem for p in (root / "notebooks").glob("*.ipynb"))
+    layout = next(line for line in (root / "README.md").read_text().splitlines() if line.startswith("notebooks/"))
+    assert notebooks[0] in layout and notebooks[-1] in layout

@@ -214,6 +214,7 @@ def test_existing_run_and_resume_with_other_settings_are_refused(tiny_synth, tmp
               progress=False)
 
 
+@pytest.mark.slow
 def test_a_few_iterations_reduce_the_loss_in_both_stages(tiny_synth, tmp_path):
     key = train(config_for("keyframe", root=str(tiny_synth), out=str(tmp_path / "k"), iterations=12, batch_size=4),
                 progress=False)
