@@ -1,5 +1,5 @@
 import sys
 
-from gsvlib.cli import main
+from gsvlib.entry import main
 
 sys.exit(main())

@@ -13,7 +13,8 @@ from torch import nn
 
 from gsvlib.config import train_command
 from gsvlib.device import check_device
-from gsvlib.files import check_file_output, refuse_overlap, save_atomic, sha256, temporary, write_json_atomic
+from gsvlib.files import (MARK, check_file_output, marked, refuse_overlap, save_atomic, sha256, temporary,
+                          write_json_atomic)
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.resnet import ResNet18
 
@@ -180,12 +181,12 @@ def export_weights(checkpoint: str | Path, out: str | Path, manifest: str | Path
     out = Path(out)
     settle_export(out, manifest)
     if manifest is None:
-        save_atomic({"model": state, **keep}, out)
+        save_atomic(marked({"model": state, **keep}), out)
         return write_manifest_entry(checkpoint, out)
     # With a manifest the weights and their entry change together: the new weights wait beside --out while the
     # manifest (the commit point) is rewritten, then take their place; settle_export finishes or undoes a killed one.
     pending = _pending(out)
-    save_atomic({"model": state, **keep}, pending)
+    save_atomic(marked({"model": state, **keep}), pending)
     entry = write_manifest_entry(checkpoint, pending, manifest, extra, name=out.name)
     os.replace(pending, out)
     return entry
@@ -243,7 +244,7 @@ def read_metrics(path: str | Path) -> dict:
     if not isinstance(report, dict):
         raise CheckpointError(f"--metrics {path} is not the JSON object `gsv eval --out` writes; evaluate again "
                               "(nothing was written)")
-    return {k: v for k, v in report.items() if k != "experiment"}
+    return {k: v for k, v in report.items() if k != "experiment" and k not in MARK}
 
 
 def _gsvkit_checkpoint(path: str | Path) -> dict:

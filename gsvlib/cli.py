@@ -18,14 +18,14 @@ from gsvlib.bench import (BenchConfig, average_flops, bench_matrix, benchmark, b
                           matrix_table, part_timings, throughput_table, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, read_metrics, require_trained
 from gsvlib.config import (add_options, add_train_options, check_starting_point, config_from_options, given_options,
-                           interval_arg, parse_size)
+                           interval_arg, parse_size, seed_arg)
 from gsvlib.data import DATASETS
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.deploy import OnnxRuntime, export_onnx
 from gsvlib.device import check_device
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
 from gsvlib.experiments import Runner, collect, plan_text
-from gsvlib.files import check_file_output, refuse_overlap, write_json_atomic
+from gsvlib.files import check_file_output, marked, refuse_overlap, shown, write_json_atomic
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
 from gsvlib.official import write_converted
@@ -88,7 +88,7 @@ def cmd_bench(args) -> None:
     model = channels_last(_model(cfg)) if cfg.channels_last else _model(cfg)
     h, w = cfg.size
     if len(cfg.backend) * len(cfg.precision) > 1:
-        report = bench_matrix(model, cfg, done=(lambda r: write_json_atomic(cfg.json, r)) if cfg.json else None)
+        report = bench_matrix(model, cfg, done=(lambda r: write_json_atomic(cfg.json, marked(r))) if cfg.json else None)
         print("\n".join(matrix_table(report)))
     elif cfg.json:
         report = benchmark(model, cfg, cfg.backend[0], cfg.precision[0])
@@ -114,7 +114,7 @@ def cmd_bench(args) -> None:
               f"{flops['keyframe'] / 2e9:.1f} / {flops['non-keyframe'] / 2e9:.2f} / {avg / 2e9:.1f})")
         return
     if cfg.json:
-        write_json_atomic(cfg.json, report)
+        write_json_atomic(cfg.json, marked(report))
         print(f"benchmark written to {cfg.json}")
 
 
@@ -170,7 +170,7 @@ def cmd_eval(args) -> None:
         for name, res in report.items():
             print(VARIANTS[name].summary(res))
     if cfg.out:
-        write_json_atomic(cfg.out, report)
+        write_json_atomic(cfg.out, marked(report))
         print(f"results written to {cfg.out}")
     elif args.json:
         print(json.dumps(report, indent=2))
@@ -244,7 +244,7 @@ def cmd_run(args) -> None:
             written = runner.run(exp)
             if not args.dry_run:
                 print(f"[{exp.name}{'' if seed is None else f' seed {seed}'}] results: "
-                      f"{', '.join(map(str, written)) or 'none (trained only)'}")
+                      f"{', '.join(map(shown, written)) or 'none (trained only)'}")
 
 
 def cmd_segment(args) -> None:
@@ -296,15 +296,14 @@ def cmd_data_synth(args) -> None:
           f"generated in {meta['seconds']} s (seed {meta['seed']})")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gsv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _info_parser(sub) -> None:
     info = sub.add_parser("info", help="parameters per part of GSVNet, compared with the paper",
                           epilog="example: gsv info --classes 11")
     info.add_argument("--classes", type=int, default=19, help="number of classes (19 Cityscapes, 11 CamVid)")
     info.set_defaults(func=cmd_info)
 
+
+def _bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="per-frame timing, FPS and FLOPs of the streaming segmenter",
                            epilog="examples:\n  gsv bench\n  gsv bench --size 720x960 --interval 3 --device cuda "
                                   "--precision fp16\n  gsv bench --json figures/bench.json --intervals 1 2 3 4 5\n"
@@ -313,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_options(bench, BenchConfig)
     bench.set_defaults(func=cmd_bench)
 
+
+def _train_parser(sub) -> None:
     tr = sub.add_parser("train", help="train the keyframe net (stage keyframe) or GSVNet's propagation (stage gsv)",
                         epilog="examples:\n"
                                "  gsv train --stage keyframe --out runs/key --iterations 2000\n"
@@ -332,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_options(tr)
     tr.set_defaults(func=cmd_train)
 
+
+def _eval_parser(sub) -> None:
     ev = sub.add_parser("eval", help="the paper's protocol: average and minimum mIoU for keyframe intervals 1..5",
                         epilog="examples:\n  gsv eval --checkpoint runs/gsv/checkpoint.pt\n"
                                "  gsv eval --checkpoint ckpt.pt --dataset camvid --root ../shared/camvid --split val "
@@ -343,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the full results as JSON (without --out)")
     ev.set_defaults(func=cmd_eval)
 
+
+def _export_parser(sub) -> None:
     ex = sub.add_parser("export", help="a training checkpoint as a small fp16 weights file, with a manifest entry",
                         epilog="example:\n  gsv export --checkpoint runs/camvid/gsv/checkpoint.pt --out "
                                "weights/camvid_swiftnet_gsvnet.pt --manifest weights/manifest.json "
@@ -354,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--metrics", nargs="+", help="`gsv eval --out` files to record in the manifest entry")
     ex.set_defaults(func=cmd_export)
 
+
+def _export_onnx_parser(sub) -> None:
     ox = sub.add_parser("export-onnx", help="the model as ONNX graphs (keyframe, propagation, labels) for ONNX Runtime",
                         epilog="example:\n  gsv export-onnx --checkpoint weights/camvid_swiftnet_gsvnet.pt "
                                "--size 384x480 --out runs/onnx\n  gsv segment frames/ --onnx runs/onnx --out overlays.mp4",
@@ -367,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     ox.add_argument("--propagation", choices=list(PROPAGATIONS), default="gsv", help="the non-keyframe path (gsv)")
     ox.set_defaults(func=cmd_export_onnx)
 
+
+def _convert_official_parser(sub) -> None:
     co = sub.add_parser("convert-official", help="the authors' released checkpoints (robert80203/GSVNet) as a gsvkit "
                                                  "checkpoint that runs under the official conventions",
                         epilog="examples:\n  gsv convert-official weights/gsvnet_swiftnet.pth.tar weights/swiftnet.pth "
@@ -381,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the dataset the weights were trained on: its class names go in the checkpoint (cityscapes)")
     co.set_defaults(func=cmd_convert_official)
 
+
+def _tables_parser(sub) -> None:
     tb = sub.add_parser("tables", help="render a folder of experiment results (what `gsv run` writes) as markdown",
                         epilog="examples:\n  gsv tables figures/camvid    (writes figures/camvid/results.md)\n"
                                "  gsv tables figures/camvid --out docs/results/camvid.md",
@@ -392,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "folder beside FOLDER or above it)")
     tb.set_defaults(func=cmd_tables)
 
+
+def _run_parser(sub) -> None:
     rn = sub.add_parser("run", help="carry out experiment files: train what is missing, evaluate, write results",
                         epilog="examples:\n  gsv run experiments/camvid/gsvnet.toml --root camvid=../shared/camvid\n"
                                "  gsv run experiments/camvid/ablation --root camvid=../shared/camvid\n"
@@ -407,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="training settings for every experiment, over their files (e.g. iterations=2 batch_size=2 "
                          "to try a folder out quickly); values in TOML syntax")
     rn.add_argument("--runs", default="runs", help="where run folders go by default: RUNS/<experiment name> (runs)")
-    rn.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
+    rn.add_argument("--seeds", nargs="+", type=seed_arg, metavar="SEED",
                     help="repeat each experiment's training and evaluations under each seed: run folders "
                          "RUNS/<name>/seed-N, results beside the experiment's own (<out>.seed-N.json); `gsv tables` "
                          "shows the spread across seeds. Starting points are trained once and shared")
@@ -419,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--list", action="store_true", help="list the experiments with their descriptions")
     rn.set_defaults(func=cmd_run)
 
+
+def _segment_parser(sub) -> None:
     sg = sub.add_parser("segment", help="segment a video or a folder of frames; write colour overlays and timings",
                         epilog="examples:\n  gsv segment clip.mp4 --checkpoint weights/camvid_swiftnet_gsvnet.pt "
                                "--out clip_seg.mp4\n"
@@ -452,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "faster from the third frame on, after a one-off compile")
     sg.set_defaults(func=cmd_segment)
 
+
+def _tour_parser(sub) -> None:
     tour = sub.add_parser("tour", help="the main job on the synthetic set: data, training, evaluation, benchmark",
                           epilog="example: gsv tour            (what `make tour` runs; about 12 minutes on 2 cores)")
     tour.add_argument("--data", default="data/synthetic")
@@ -462,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     tour.add_argument("--quick", action="store_true", help="tiny settings that finish in about a minute (for tests)")
     tour.set_defaults(func=cmd_tour)
 
+
+def _data_parser(sub) -> None:
     data = sub.add_parser("data", help="datasets: generate the built-in synthetic street video")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="write the synthetic set in the Cityscapes sequence layout",
@@ -475,6 +494,18 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--force", action="store_true", help="replace a set made with other settings")
     synth.set_defaults(func=cmd_data_synth)
+
+
+PARSERS = (_info_parser, _bench_parser, _train_parser, _eval_parser, _export_parser, _export_onnx_parser,
+           _convert_official_parser, _tables_parser, _run_parser, _segment_parser, _tour_parser, _data_parser)
+# the sub-commands, in the order `gsv --help` lists them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gsv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in PARSERS:
+        add(sub)
     return p
 
 

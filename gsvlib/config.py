@@ -121,6 +121,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         for name in ("lr", "momentum", "weight_decay", "lr_decay", "crop", "scale_min", "scale_max", "key_scale",
                      "distill", "photometric"):
             if not math.isfinite(getattr(self, name)):
@@ -181,8 +183,8 @@ RECIPES: dict[str, Recipe] = {
                                    "goes on from where it ended (1e-3 x 0.93^20, rounded), new crops (seed 1)",
                                    {**_CAMVID_KEYFRAME, "lr": 2.34e-4, "seed": 1}, needs="init"),
     "camvid-gsv": Recipe("GSVNet's propagation on frames 0-27 of CamVid's 15 Hz val/ run (frames 33-50 are held "
-                         "out, 37-50 scored): AdamW lr 1e-3, keyframes at 0.5 (the committed SwiftNet-R18's scale on those frames), "
-                         "800 iterations; start the flow net from stage flow with --init-flow",
+                         "out, 37-50 scored): AdamW lr 1e-3, keyframes at 0.5 (the committed SwiftNet-R18's scale on "
+                         "those frames), 800 iterations; start the flow net from stage flow with --init-flow",
                          {**_SHORT_ADAM, "dataset": "camvid", "root": "data/camvid", "split": "val",
                           "span": PROPAGATION_TRAIN, "key_scale": 0.5, "iterations": 800, "checkpoint_every": 100}),
     "synthetic-gsv": Recipe("GSVNet's propagation on the synthetic set in CamVid's classes, on a CamVid keyframe net "
@@ -290,6 +292,33 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 8 or w < 8:
         raise argparse.ArgumentTypeError(f"size must be at least 8x8, got {text!r}")
     return h, w
+
+
+def seed_arg(text: str) -> int:
+    """A seed: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {value}")
+    return value
+
+
+def wrong_types(cls, values: dict) -> list[str]:
+    """The entries of ``values`` whose type does not fit their field of the config dataclass ``cls`` (the type of its
+    default), as "name = value: what it takes (default ...)"; a whole number fits a float field."""
+    kinds = {bool: (bool, "true or false"), int: (int, "a whole number"), float: ((int, float), "a number"),
+             str: (str, "text"), tuple: ((list, tuple), "a list")}
+    wrong = []
+    for f in fields(cls):
+        if f.name not in values or f.default is None:  # a field without default type (a path) takes text or None
+            continue
+        allowed, words = kinds.get(type(f.default), (object, ""))
+        value = values[f.name]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and type(f.default) is not bool):
+            wrong.append(f"{f.name} = {value!r}: {f.name} takes {words} (default {_shown(f.default)})")
+    return wrong
 
 
 def interval_arg(text: str) -> int:

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gsvlib.files import move_into_place, refuse_foreign, remove, write_json_atomic
+from gsvlib.files import move_into_place, output_path, refuse_foreign, remove, write_json_atomic
 from gsvlib.models.conventions import CONVENTIONS, small_frames
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.output import full_resolution_labels
@@ -94,7 +94,7 @@ def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale
     if propagation not in PROPAGATIONS:
         raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
     model = model.eval().cpu()
-    final = Path(out)
+    final = output_path(Path(out))  # through a symlink: its target is replaced, the link stays
     ours = {"onnx.json", *(f"{g}.onnx{data}" for g in GRAPHS for data in ("", ".data"))}  # graphs, external weights
     refuse_foreign(final, lambda p: str(p) in ours, "gsv export-onnx")
     # written beside the folder and moved into place whole: a run cut short leaves the old graphs as they were

@@ -9,11 +9,11 @@ An experiment file holds (every key but ``description`` optional)::
     [train]                           # a TrainConfig: `recipe` and any of its fields (gsv train --help)
     recipe = "camvid-gsv"
     init = "../swiftnet"              # a starting point: another experiment (its checkpoint) or a file
-    out = "runs/camvid/gsvnet"        # default: runs/<experiment name>
+    out = "../../runs/camvid/gsvnet"  # default: RUNS/<experiment name> (gsv run --runs, default runs)
 
     [export]                          # a small fp16 weights file of the run, with a manifest entry
-    out = "weights/w.pt"
-    manifest = "weights/manifest.json"
+    out = "../../weights/w.pt"
+    manifest = "../../weights/manifest.json"
     metrics = ["held-out"]            # evaluations recorded in the manifest entry
 
     [[eval]]                          # an EvalConfig (gsv eval --help) with a name and an `out` file
@@ -23,7 +23,7 @@ An experiment file holds (every key but ``description`` optional)::
     split = "val"
     span = "held-out"
     variants = ["gsv", "warp", "copy"]
-    out = "figures/camvid/propagation.json"
+    out = "../../figures/camvid/propagation.json"
 
     [[bench]]                         # a BenchConfig (gsv bench --help) with a name and a `json` file
 
@@ -33,7 +33,9 @@ An experiment file holds (every key but ``description`` optional)::
     order = 3                         # the row's place in its table
 
 An experiment's name is its path under the ``experiments`` folder without ``.toml`` ("camvid/ablation/base");
-other experiments are named by their path relative to the file that names them ("../swiftnet"). Datasets are read at
+other experiments are named by their path relative to the file that names them ("../swiftnet"). Every path in the
+file (a starting point's file, an output, a folder) is read against the file's folder too, so that ``gsv run`` writes
+the same files from any working directory. Datasets are read at
 their default folders (``data/camvid``, ``data/synthetic``) unless ``gsv run --root camvid=PATH`` says otherwise.
 
 ``gsv run`` trains what is missing (resuming what was interrupted, first the experiments this one starts from),
@@ -63,10 +65,10 @@ from pathlib import Path
 
 from gsvlib.bench import BenchConfig, benchmark
 from gsvlib.checkpoint import export_weights, load_model, read_checkpoint, read_metrics, write_manifest_entry
-from gsvlib.config import PATHS, RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for
+from gsvlib.config import PATHS, RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for, wrong_types
 from gsvlib.data import DATASETS
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
-from gsvlib.files import sha256, write_json_atomic
+from gsvlib.files import check_file_output, marked, sha256, shown, write_json_atomic
 from gsvlib.stages import STAGES
 from gsvlib.train import FREE, setting_differences, starting_points, train
 
@@ -74,6 +76,7 @@ TABLES = "tables.toml"  # the tables of a folder of experiments and of the folde
 KEYS = {"description", "legend", "checkpoint", "train", "export", "eval", "bench", "report"}
 PLACING = ("name", "of", "table", "row")  # keys of an [[eval]] or [[bench]] that say where it goes, not how it runs
 PRESENTATION = ("table", "row")  # how a result is shown: never recorded in it, read from the file when rendering
+FILES = (".pt", ".pth", ".tar")  # a starting point ending so is a checkpoint file; otherwise it names an experiment
 
 
 class ExperimentError(ValueError):
@@ -95,7 +98,7 @@ class Experiment:
 
     def ref(self, text: str) -> Path | None:
         """The experiment file that ``text`` names ("../swiftnet"), or None when it names a file (".pt")."""
-        if text.endswith((".pt", ".pth", ".tar")):
+        if text.endswith(FILES):
             return None
         return (self.path.parent / f"{text}.toml").resolve()
 
@@ -156,6 +159,13 @@ def load(path: str | Path) -> Experiment:
         raise _fail(path, f"evaluation names repeat: {names}")
     if "recipe" in raw.get("train", {}) and raw["train"]["recipe"] not in RECIPES:
         raise _fail(path, f"recipe must be one of {sorted(RECIPES)}, got {raw['train']['recipe']!r}")
+    wrong = wrong_types(TrainConfig, raw.get("train", {}))
+    if wrong:
+        raise _fail(path, "[train] " + "; ".join(wrong))
+    name = path.relative_to(_root_of(path)).with_suffix("").as_posix()
+    if not name or any(part in (".", "..") for part in name.split("/")):
+        raise _fail(path, f"its name {name!r} (the path without .toml) would put its run folder outside the runs "
+                          "folder; rename the file")
     for e in evals:
         if e.get("of", "run") not in ("run", "weights"):
             raise _fail(path, f"[[eval]] {e['name']}: of must be run or weights, got {e['of']!r}")
@@ -164,9 +174,24 @@ def load(path: str | Path) -> Experiment:
     unknown = sorted(set(raw.get("export", {}).get("metrics", [])) - set(names))
     if unknown:
         raise _fail(path, f"[export] metrics names evaluations that do not exist: {unknown}")
-    return Experiment(path, path.relative_to(_root_of(path)).with_suffix("").as_posix(), raw["description"].strip(),
-                      raw.get("legend"), raw.get("checkpoint"), raw.get("train"), raw.get("export"), evals, benches,
-                      raw.get("report", {}))
+
+    def here(section: dict | None, keys: set[str]) -> dict | None:
+        """``section`` with its paths read against the file's folder (an experiment that a starting point names
+        stays a name)."""
+        if section is None:
+            return None
+        return {k: str((path.parent / Path(v).expanduser()).resolve()) if k in keys and isinstance(v, str)
+                and not (k in STARTING_POINTS and not v.endswith(FILES)) else v for k, v in section.items()}
+
+    return Experiment(path, name, raw["description"].strip(),
+                      raw.get("legend"), raw.get("checkpoint"), here(raw.get("train"), set(PATHS)),
+                      here(raw.get("export"), {"out", "manifest"}), [here(e, _paths(EvalConfig)) for e in evals],
+                      [here(b, _paths(BenchConfig)) for b in benches], raw.get("report", {}))
+
+
+def _paths(cls) -> set[str]:
+    """The fields of a config that name files or folders."""
+    return {f.name for f in fields(cls) if f.metadata.get("path")}
 
 
 def collect(paths: list[str | Path]) -> list[Experiment]:
@@ -248,10 +273,11 @@ def table_of(exp: Experiment, spec: dict) -> dict:
     raise _fail(exp.path, f"names table {name!r}, but no {TABLES} lies in its folder or above it up to {top}")
 
 
-class Runner:
-    """Carries out experiments: trains, exports, evaluates and benchmarks what is not done yet. ``roots`` maps
-    dataset names to their folders; ``overrides`` sets training settings in every experiment (e.g. a few iterations
-    to try a folder of experiments out); ``dry_run`` prints the plan and changes nothing."""
+class Runs:
+    """The trained models of experiments: each run folder made sure of (trained, resumed, or found done with the
+    same settings), and what each experiment starts from. ``roots`` maps dataset names to their folders;
+    ``overrides`` sets training settings in every experiment (e.g. a few iterations to try a folder of experiments
+    out); ``dry_run`` prints the plan and changes nothing."""
 
     def __init__(self, roots: dict[str, str] | None = None, runs: str | Path = "runs", progress: bool = True,
                  dry_run: bool = False, say=print, overrides: dict | None = None, seed: int | None = None,
@@ -263,6 +289,11 @@ class Runner:
         unknown = sorted(set(self.overrides) - {f.name for f in fields(TrainConfig)})
         if unknown:
             raise ValueError(f"--set names settings TrainConfig does not have: {unknown}")
+        wrong = wrong_types(TrainConfig, self.overrides)
+        if wrong:
+            raise ValueError("--set " + "; ".join(wrong))
+        if seed is not None and seed < 0:
+            raise ValueError(f"a seed is a whole number >= 0, got {seed}")
         unknown = sorted(set(self.roots) - set(DATASETS))
         if unknown:
             raise ValueError(f"--root names datasets that do not exist: {unknown} (datasets: {sorted(DATASETS)})")
@@ -276,24 +307,6 @@ class Runner:
         unknown = sorted(name for name, path in self.use.items() if not Path(path).is_file())
         if unknown:
             raise ValueError(f"--use names checkpoints that do not exist: {unknown}")
-
-    def prepare(self, experiments: list[Experiment]) -> None:
-        """Check, before anything runs, what ``experiments`` start from (:meth:`claim`), that each ``use`` name is
-        one of their starting points (a name that no experiment starts from would be ignored), and, by a silent dry
-        run of them all, every setting, every run folder and every evaluation: a refusal comes before any work."""
-        if not self.dry_run:
-            rehearsal = copy.copy(self)
-            rehearsal.dry_run, rehearsal.say = True, lambda *_: None
-            rehearsal._trained, rehearsal._fresh, rehearsal._names = {}, set(), dict(self._names)
-            rehearsal.prepare(experiments)
-            for exp in experiments:
-                rehearsal.run(exp)
-        every = self.claim(experiments)
-        starts = sorted({load(ref).name for exp in every for ref in exp.starts()})
-        unknown = sorted(set(self.use) - set(starts))
-        if unknown:
-            raise ValueError(f"--use names {unknown}, which no experiment being run starts from; the starting points "
-                             f"it can stand in for: {', '.join(starts) or 'none (these experiments start from no other)'}")
 
     def claim(self, experiments: list[Experiment]) -> list[Experiment]:
         """``experiments`` and what they start from (:func:`closure`: no loops), each name held by one file for the
@@ -358,14 +371,16 @@ class Runner:
                 self._fresh.add(path.resolve())
             if self.dry_run:
                 state = "resume" if path.is_file() else "train"
-                self.say(f"[{exp.name}] would {state}: {cfg.stage} for {cfg.iterations} iterations into {cfg.out}")
+                self.say(f"[{exp.name}] would {state}: {cfg.stage} for {cfg.iterations} iterations into "
+                         f"{shown(cfg.out)}")
             elif done >= cfg.iterations:
-                self.say(f"[{exp.name}] trained: {path} ({done} iterations)")
+                self.say(f"[{exp.name}] trained: {shown(path)} ({done} iterations)")
             else:
                 self._ready(cfg.dataset, cfg.root)
                 if not path.is_file():
                     check_starting_point(exp.train.get("recipe"), cfg)
-                self.say(f"[{exp.name}] {'resuming' if path.is_file() else 'training'} {cfg.stage} into {cfg.out}")
+                self.say(f"[{exp.name}] {'resuming' if path.is_file() else 'training'} {cfg.stage} into "
+                         f"{shown(cfg.out)}")
                 train(cfg, resume=path.is_file(), progress=self.progress)
         self._trained[key] = path
         return path
@@ -384,7 +399,8 @@ class Runner:
             now = {k: v for k, v in starting_points(resolved).items() if k not in fresh}
             differ += [f"{name}: a file of sha256 {saved.get(name, 'none')[:12]} -> {now.get(name, 'none')[:12]} "
                        f"({getattr(cfg, name)}; trained again or replaced since)"
-                       for name in sorted(set(saved) | set(now)) if name not in fresh and saved.get(name) != now.get(name)]
+                       for name in sorted(set(saved) | set(now))
+                       if name not in fresh and saved.get(name) != now.get(name)]
         done = ckpt.get("iteration", 0)
         if done > cfg.iterations:
             differ.append(f"iterations: {done} -> {cfg.iterations} (a run is not cut back)")
@@ -398,6 +414,29 @@ class Runner:
         """A built-in dataset (the synthetic set, with its default settings) is made where it is missing."""
         if hasattr(DATASETS[dataset], "generate"):
             DATASETS[dataset].generate(root, progress=self.progress)
+
+class Runner(Runs):
+    """Carries out experiments: the runs they need (:class:`Runs`), then their exports, evaluations and benchmarks
+    where not done yet."""
+
+    def prepare(self, experiments: list[Experiment]) -> None:
+        """Check, before anything runs, what ``experiments`` start from (:meth:`claim`), that each ``use`` name is
+        one of their starting points (a name that no experiment starts from would be ignored), and, by a silent dry
+        run of them all, every setting, every run folder and every evaluation: a refusal comes before any work."""
+        if not self.dry_run:
+            rehearsal = copy.copy(self)
+            rehearsal.dry_run, rehearsal.say = True, lambda *_: None
+            rehearsal._trained, rehearsal._fresh, rehearsal._names = {}, set(), dict(self._names)
+            rehearsal.prepare(experiments)
+            for exp in experiments:
+                rehearsal.run(exp)
+        every = self.claim(experiments)
+        starts = sorted({load(ref).name for exp in every for ref in exp.starts()})
+        unknown = sorted(set(self.use) - set(starts))
+        if unknown:
+            raise ValueError(f"--use names {unknown}, which no experiment being run starts from; the starting points "
+                             "it can stand in for: "
+                             f"{', '.join(starts) or 'none (these experiments start from no other)'}")
 
     def run(self, exp: Experiment) -> list[Path]:
         """Carry out ``exp``; returns the result files it wrote or found done. Under ``seed`` only its training and
@@ -433,10 +472,11 @@ class Runner:
             return None
         out = Path(exp.export["out"])
         if self.dry_run:
-            self.say(f"[{exp.name}] would export {checkpoint} to {out} where it is older than the checkpoint")
+            self.say(f"[{exp.name}] would export {shown(checkpoint)} to {shown(out)} where it is older than the "
+                     "checkpoint")
         elif not out.is_file() or out.stat().st_mtime < checkpoint.stat().st_mtime:
             export_weights(checkpoint, out)
-            self.say(f"[{exp.name}] exported {out}")
+            self.say(f"[{exp.name}] exported {shown(out)}")
         return out
 
     def _manifest(self, exp: Experiment, checkpoint: Path, weights: Path) -> None:
@@ -445,7 +485,7 @@ class Runner:
             spec = next(e for e in exp.evals if e["name"] == name)
             metrics[Path(spec["out"]).name] = read_metrics(spec["out"])
         write_manifest_entry(checkpoint, weights, exp.export["manifest"], {"metrics": metrics} if metrics else None)
-        self.say(f"[{exp.name}] manifest entry of {weights.name} written to {exp.export['manifest']}")
+        self.say(f"[{exp.name}] manifest entry of {weights.name} written to {shown(exp.export['manifest'])}")
 
     def eval_config(self, exp: Experiment, spec: dict, source: Path) -> EvalConfig:
         values = {k: v for k, v in spec.items() if k not in PLACING}
@@ -470,20 +510,30 @@ class Runner:
     def _evaluate(self, exp: Experiment, spec: dict, source: Path) -> Path:
         cfg = self.eval_config(exp, spec, source)
         out = Path(spec["out"])
+        self._writable(exp, out, f"[[eval]] {spec['name']}: out")
         if self.dry_run:
-            self.say(f"[{exp.name}] would evaluate {spec['name']} ({', '.join(cfg.variants)}) into {out} unless done")
+            self.say(f"[{exp.name}] would evaluate {spec['name']} ({', '.join(cfg.variants)}) into {shown(out)} "
+                     "unless done")
             return out
         meta = {**provenance(exp, spec, source, sha256(source), cfg),
                 **({"seed": self.seed} if self.seed is not None else {})}
         if _done(out, meta):
-            self.say(f"[{exp.name}] {spec['name']}: done ({out})")
+            self.say(f"[{exp.name}] {spec['name']}: done ({shown(out)})")
             return out
         self._ready(cfg.dataset, cfg.root)
         model, ckpt = load_model(source, cfg.device)
         cfg.require(ckpt)
         self.say(f"[{exp.name}] evaluating {spec['name']} on {cfg.data}")
-        write_json_atomic(out, {**run_eval(model, cfg, self.progress), "experiment": meta})
+        write_json_atomic(out, marked({**run_eval(model, cfg, self.progress), "experiment": meta}))
         return out
+
+    @staticmethod
+    def _writable(exp: Experiment, out: Path, what: str) -> None:
+        """Refuse an output file the kit did not write (:func:`gsvlib.files.check_file_output`), naming the file."""
+        try:
+            check_file_output(out, what, kind="json")
+        except OSError as e:
+            raise _fail(exp.path, str(e)) from None
 
     def _bench(self, exp: Experiment, spec: dict, source: Path) -> Path:
         values = {k: v for k, v in spec.items() if k not in PLACING}
@@ -493,17 +543,18 @@ class Runner:
         except (TypeError, ValueError) as e:
             raise _fail(exp.path, f"[[bench]] {spec['name']}: {e}") from None
         out = Path(cfg.json)
+        self._writable(exp, out, f"[[bench]] {spec['name']}: json")
         if self.dry_run:
-            self.say(f"[{exp.name}] would benchmark {spec['name']} into {out} unless done")
+            self.say(f"[{exp.name}] would benchmark {spec['name']} into {shown(out)} unless done")
             return out
         meta = provenance(exp, spec, source, sha256(source))
         if _done(out, meta):
-            self.say(f"[{exp.name}] {spec['name']}: done ({out})")
+            self.say(f"[{exp.name}] {spec['name']}: done ({shown(out)})")
             return out
         model, _ = load_model(source, cfg.device)
         self.say(f"[{exp.name}] benchmarking {spec['name']} at {cfg.size[0]}x{cfg.size[1]}")
-        write_json_atomic(out, {**benchmark(model, cfg, cfg.backend[0], cfg.precision[0], self.progress),
-                                "experiment": meta})
+        write_json_atomic(out, marked({**benchmark(model, cfg, cfg.backend[0], cfg.precision[0], self.progress),
+                                       "experiment": meta}))
         return out
 
 
@@ -517,7 +568,7 @@ def seed_file(out: str | Path, seed: int) -> str:
 def recorded_settings(spec: dict) -> dict:
     """What a result records of its [[eval]] or [[bench]] ``spec``: its name and settings, as JSON stores them; not
     where it is written (out, json) nor how it is shown (:data:`PRESENTATION`)."""
-    return json.loads(json.dumps({k: v for k, v in spec.items() if k not in ("out", "json", *PRESENTATION)}))
+    return json.loads(json.dumps({k: v for k, v in spec.items() if k not in ("json", *MACHINE_FIELDS, *PRESENTATION)}))
 
 
 def provenance(exp: Experiment, spec: dict, source: Path | None, digest: str | None,
@@ -527,9 +578,9 @@ def provenance(exp: Experiment, spec: dict, source: Path | None, digest: str | N
     they made, less the machine's paths), and what it evaluated (``source`` and its sha256). Nothing about how it is
     shown: :func:`gsvlib.reports.read_results` joins that from the experiment file when it renders."""
     config = None if cfg is None else {k: v for k, v in asdict(cfg).items() if k not in MACHINE_FIELDS}
-    return {"name": exp.name, "experiment_file": _shown(exp.path), "evaluation": spec["name"],
+    return {"name": exp.name, "experiment_file": shown(exp.path), "evaluation": spec["name"],
             "spec": recorded_settings(spec), "config": config,
-            "checkpoint": None if source is None else _shown(source), "checkpoint_sha256": digest}
+            "checkpoint": None if source is None else shown(source), "checkpoint_sha256": digest}
 
 
 MACHINE_FIELDS = ("checkpoint", "root", "out", "device")  # where things lie on one machine: not recorded in results
@@ -552,15 +603,7 @@ def reevaluate(result: dict, checkpoint: str | Path, roots: dict[str, str], devi
     cfg.require(ckpt)
     digest = sha256(Path(checkpoint))
     return {**run_eval(model, cfg, progress),
-            "experiment": {**meta, "checkpoint": _shown(Path(checkpoint)), "checkpoint_sha256": digest}}
-
-
-def _shown(path: Path) -> str:
-    path = Path(path).resolve()
-    try:
-        return path.relative_to(Path.cwd()).as_posix()
-    except ValueError:
-        return str(path)
+            "experiment": {**meta, "checkpoint": shown(Path(checkpoint)), "checkpoint_sha256": digest}}
 
 
 def _done(out: Path, meta: dict) -> bool:

@@ -13,6 +13,7 @@ import re
 import shutil
 import socket
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,23 +22,69 @@ import torch
 
 def check_file_output(path: str | Path | None, option: str = "--out", kind: str | None = None) -> None:
     """Refuse, before any work, a file output that names a folder (the write at the end would fail), and with
-    ``kind`` (a key of :data:`OWN_FILES`) an existing file that is not of that kind: a user's file is never
-    replaced."""
+    ``kind`` (a key of :data:`OWN_FILES`) an existing file that the kit did not write (it lacks the kind's mark): a
+    user's file is never replaced. A symlink is judged by the file it points to, which the write replaces in place."""
     if path is None:
         return
-    path = Path(path)
+    path = output_path(Path(path))
     if path.is_dir():
         raise IsADirectoryError(f"{option} {path} is a folder; give the name of a file to write (nothing was changed)")
     if kind is not None and path.is_file() and path.stat().st_size and not OWN_FILES[kind][0](path):
-        raise FileExistsError(f"{option} {path} exists and is not {OWN_FILES[kind][1]}, so the kit did not write it; "
-                              "choose another name, or move the file (nothing was changed)")
+        raise FileExistsError(f"{option} {path} exists and is not {OWN_FILES[kind][1]}: the kit replaces only what it "
+                              "wrote; choose another name, or move the file (nothing was changed)")
 
 
-def _json_object(path: Path) -> bool:
+def output_path(path: Path) -> Path:
+    """Where an output at ``path`` is written: the file or folder a symlink points to (resolved), so that replacing
+    it keeps the user's link a link; ``path`` itself otherwise."""
+    return path.resolve() if path.is_symlink() else path
+
+
+MARK = {"written_by": "gsvkit"}  # in every JSON result and PyTorch file the kit writes: what lets it replace them
+
+
+def marked(obj: dict) -> dict:
+    """``obj`` with the kit's :data:`MARK`, as every result and PyTorch file it writes carries it."""
+    return {**obj, **MARK}
+
+
+def _is_marked(obj: Any) -> bool:
+    return isinstance(obj, dict) and all(obj.get(k) == v for k, v in MARK.items())
+
+
+def _kit_json(path: Path) -> bool:
     try:
-        return isinstance(json.loads(path.read_bytes()), dict)
+        obj = json.loads(path.read_bytes())
     except ValueError:  # not UTF-8, or not JSON
         return False
+    return _is_marked(obj) or (isinstance(obj, dict) and _earlier_result(obj))
+
+
+def _earlier_result(obj: dict) -> bool:
+    """A result that a version before the mark wrote, known by its shape: a `gsv run` result (an experiment block
+    with the checkpoint's sha256), a `gsv eval` report (a protocol, image-only scores, a flow error or keyframe
+    schedules), a `gsv bench` report or matrix, or the tour's results."""
+    meta = obj.get("experiment")
+    parts = [v for v in obj.values() if isinstance(v, dict)]
+    return ((isinstance(meta, dict) and "checkpoint_sha256" in meta)
+            or any({"intervals", "bootstrap"} <= set(v) or {"epe", "zero_flow_epe"} <= set(v) for v in parts)
+            or (isinstance(obj.get("image"), dict) and all(isinstance(v, dict) and "miou" in v
+                                                          for v in obj["image"].values()))
+            or any(keys <= set(obj) for keys in _EARLIER_REPORTS))
+
+
+_EARLIER_REPORTS = ({"fixed", "policies", "timing_ms"}, {"gsvnet", "image_only", "gflops"},  # schedules, bench
+                    {"environment", "runs", "skipped"}, {"accuracy", "benchmark", "config"})  # bench matrix, tour
+
+
+def _kit_torch(path: Path) -> bool:
+    """A PyTorch file the kit wrote: marked, or (before the mark) a checkpoint or weights file, whose dict holds the
+    model and its config."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a PyTorch file, or one holding objects weights_only refuses: not the kit's
+        return False
+    return _is_marked(obj) or (isinstance(obj, dict) and {"model", "model_config"} <= set(obj))
 
 
 def _starts_with(mark: bytes) -> Callable[[Path], bool]:
@@ -47,16 +94,54 @@ def _starts_with(mark: bytes) -> Callable[[Path], bool]:
     return test
 
 
+PNG_MARK = (b"Comment", b"written by gsvkit")  # a tEXt chunk (keyword, text) in every figure the kit writes
+
+
+def _png_chunks(data: bytes):
+    """(type, payload, end offset) of each chunk of a PNG's bytes, up to the first IDAT."""
+    at = 8
+    while at + 8 <= len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        kind = data[at + 4:at + 8]
+        yield kind, data[at + 8:at + 8 + length], at + 12 + length
+        if kind == b"IDAT":
+            return
+        at += 12 + length
+
+
+def _kit_png(path: Path) -> bool:
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and any(kind == b"tEXt" and payload == b"\0".join(PNG_MARK)
+                                                 for kind, payload, _ in _png_chunks(data))
+
+
+def mark_png(path: str | Path) -> None:
+    """Put the kit's mark (a tEXt chunk after IHDR, :data:`PNG_MARK`) into the PNG at ``path``: the picture is
+    unchanged, and a later export may replace the file."""
+    path = Path(path)
+    if _kit_png(path):
+        return
+    data = path.read_bytes()
+    kind, _, end = next(_png_chunks(data))
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or kind != b"IHDR":
+        raise ValueError(f"{path} is not a PNG file")
+    payload = b"tEXt" + b"\0".join(PNG_MARK)
+    chunk = (len(payload) - 4).to_bytes(4, "big") + payload + zlib.crc32(payload).to_bytes(4, "big")
+    _atomic_write(path, lambda f: f.write(data[:end] + chunk + data[end:]))
+
+
 TABLES_MARK = "<!-- Written by `gsv tables`"  # the first line of every page `gsv tables` writes begins so
 # What an existing file must be for a command to replace it: a test of the file, and its description.
 OWN_FILES: dict[str, tuple[Callable[[Path], bool], str]] = {
-    "json": (_json_object, "a JSON object (results the kit writes)"),
+    "json": (_kit_json, "a result the kit wrote (JSON with its mark)"),
     "tables": (_starts_with(TABLES_MARK.encode()), "a page written by `gsv tables`"),
-    "torch": (_starts_with(b"PK\x03\x04"), "a PyTorch file"),
+    "torch": (_kit_torch, "a checkpoint or weights file the kit wrote"),
+    "png": (_kit_png, "a figure the kit wrote (a PNG with its mark)"),
 }
 
 
 def _atomic_write(path: Path, write) -> None:
+    path = output_path(path)  # through a symlink: the file it points to is replaced, the link stays
     check_file_output(path, "the output")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -70,16 +155,25 @@ def _atomic_write(path: Path, write) -> None:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the permissions open() would
         os.replace(tmp, path)  # atomic on POSIX: readers see the old file or the new one, never a half-written one
     except BaseException as e:
-        full = isinstance(e, (OSError, RuntimeError)) and _disk_full(e, path.parent)  # before the tmp frees space
+        cut = _cut_short(e, path.parent) if isinstance(e, (OSError, RuntimeError)) else None  # before tmp frees space
         Path(tmp).unlink(missing_ok=True)
-        if full:  # torch says "unexpected pos"
-            raise OSError(errno.ENOSPC, f"no space left on device while writing {path} ({str(e).strip()[:80]}); free "
-                          "some space and run again: the file already there was not changed") from e
+        if cut:
+            raise OSError(cut[0], f"{cut[1]} while writing {path} ({str(e).strip()[:80]}); make room and run again: "
+                          "the file already there was not changed") from e
         raise
 
 
-def _disk_full(error: BaseException, folder: Path) -> bool:
-    return getattr(error, "errno", None) == errno.ENOSPC or shutil.disk_usage(folder).free < 1 << 20
+def _cut_short(error: BaseException, folder: Path) -> tuple[int, str] | None:
+    """(errno, why in words) where the disk or a limit stopped a write part way (torch says only "unexpected pos");
+    None for any other error."""
+    number = getattr(error, "errno", None)
+    if number == errno.ENOSPC or shutil.disk_usage(folder).free < 1 << 20:
+        return errno.ENOSPC, "no space left on device"
+    if number == errno.EFBIG:
+        return errno.EFBIG, "the file grew past the file-size limit (ulimit -f)"
+    if "unexpected pos" in str(error):
+        return errno.EIO, "the write was cut short (a full disk, or a file-size limit: ulimit -f)"
+    return None
 
 
 LOCK_TEXT = re.compile(r"(pid \d+ on \S+)?")  # what a lock file of locked() holds (empty before its first write)
@@ -124,8 +218,10 @@ def sha256(path: str | Path) -> str:
 
 
 def remove(path: Path) -> None:
-    """Delete a file or a folder tree, if it is there."""
-    if path.is_dir():
+    """Delete a file or a folder tree, if it is there (a symlink: the link, never what it points to)."""
+    if path.is_symlink():
+        path.unlink()
+    elif path.is_dir():
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
@@ -184,6 +280,16 @@ def refuse_foreign(out: Path, ours, writer: str, option: str = "--out") -> None:
         raise FileExistsError(f"{option} {out} holds files that {writer} did not write ({', '.join(foreign[:5])}"
                               f"{', ...' if len(foreign) > 5 else ''}); it would replace the whole folder, so choose "
                               "an empty or new folder, or move those files (nothing was changed)")
+
+
+def shown(path: str | Path) -> str:
+    """``path`` as messages and records give it: relative to the working directory where it lies under it, else
+    absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:

@@ -33,7 +33,7 @@ import torch
 
 from gsvlib.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from gsvlib.data import DATASETS
-from gsvlib.files import save_atomic, sha256
+from gsvlib.files import marked, save_atomic, sha256
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
@@ -295,5 +295,5 @@ def convert_official(paths: list[str | Path], dataset: str = "cityscapes") -> di
 def write_converted(paths: list[str | Path], out: str | Path, dataset: str = "cityscapes") -> dict:
     """:func:`convert_official`, written atomically to ``out``; returns the checkpoint."""
     ckpt = convert_official(paths, dataset)
-    save_atomic(ckpt, out)
+    save_atomic(marked(ckpt), out)
     return ckpt

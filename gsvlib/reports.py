@@ -486,6 +486,15 @@ LAYOUT_RENDERERS: dict[str, Callable[[dict, list], list[str]]] = {
     "throughput": throughput_layout}
 
 
+ANOTHER_CPU = (
+    "On another CPU these numbers move: its vector kernels (AVX2, AVX-512) add floats in another order, and training "
+    "drifts from there. The reference report (figures/results.md) was made on a 2-core AVX2 CPU, where a fresh `make "
+    "tour` reproduces every digit (again on 2026-12-06, 750 s); on an AVX-512 CPU the keyframe net came out at 68.4 "
+    "instead of 69.4. Expect a run elsewhere to differ by about what another seed moves: GSVNet's average mIoU has sd "
+    "1.3 at l=3 and 1.7 at l=5 across seeds 0-2, while its lead over warping moves by 0.3 or less "
+    "(docs/results/synthetic.md).")
+
+
 def tour_markdown(r: dict, plots: bool = True) -> str:
     """The tour's report (``results.md``) from its ``results.json``; ``plots``: end with links to the PNGs written
     beside it (a notebook that shows the figures itself leaves them out)."""
@@ -503,7 +512,8 @@ def tour_markdown(r: dict, plots: bool = True) -> str:
         "snippet, keyframe at 20-i for i = 0..l-1. avg: one confusion matrix pooled over the l offsets; min: offset l-1.",
         "", "## Accuracy (mIoU %, average / minimum over the keyframe interval)", "",
         *interval_table({name: res["intervals"] for name, res in acc.items()}, ls,
-                        {f"image-only, input x{scale}": res["miou"] for scale, res in img.items()})]
+                        {f"image-only, input x{scale}": res["miou"] for scale, res in img.items()}),
+        "", ANOTHER_CPU]
     lines += ["", "## Intra features (the paper's Table 4: minimum mIoU %)", "",
               "| intra features | " + " | ".join(f"l={l}" for l in ls) + " |", "|---|" + "---:|" * len(ls)]
     for label, name in (("with", "GSVNet"), ("without", "GSVNet without intra")):

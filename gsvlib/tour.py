@@ -21,7 +21,7 @@ from gsvlib.config import config_for
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.data import DataSpec
 from gsvlib.evaluate import EvalConfig, evaluate, evaluate_variants, protocol_difference
-from gsvlib.files import write_json_atomic, write_text_atomic
+from gsvlib.files import marked, write_json_atomic, write_text_atomic
 from gsvlib.reports import tour_markdown
 from gsvlib.segmenter import PROPAGATIONS
 from gsvlib.train import read_log, train
@@ -105,7 +105,7 @@ def run_tour(cfg: TourConfig = TourConfig(), progress: bool = True) -> dict:
     report = {"config": asdict(cfg), **measure(cfg, progress, clock)}
     clock["total"] = {"seconds": round(time.perf_counter() - t0, 1), "note": "this run"}
     report["timings_s"] = clock
-    write_json_atomic(figures / "results.json", report)
+    write_json_atomic(figures / "results.json", marked(report))
     write_text_atomic(figures / "results.md", tour_markdown(report))
     if PLOTS_NEED:
         warnings.warn(f"the plots were not drawn: they need {PLOTS_NEED} (pip install 'gsvlib[notebooks]')",

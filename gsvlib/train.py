@@ -42,7 +42,8 @@ from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
-from gsvlib.files import LOCK_TEXT, locked, save_atomic, sha256, temporary, write_json_atomic, write_text_atomic
+from gsvlib.files import (LOCK_TEXT, MARK, locked, save_atomic, sha256, temporary, write_json_atomic,
+                          write_text_atomic)
 from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last
 from gsvlib.progress import progress_bar
@@ -414,7 +415,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
         start = ckpt["iteration"]
 
     def state(iteration: int) -> dict:
-        return {"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
+        return {**MARK, "model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                 "iteration": iteration, "batches": BATCHES, "trained": trained, "starts": starts,
                 "class_weights": None if weight is None else weight.tolist(),

@@ -18,8 +18,8 @@ import torch
 
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import LabelTable
-from gsvlib.files import (locked, move_into_place, refuse_foreign, refuse_overlap, remove, restore_interrupted,
-                          write_json_atomic)
+from gsvlib.files import (locked, marked, move_into_place, output_path, refuse_foreign, refuse_overlap, remove,
+                          restore_interrupted, write_json_atomic)
 from gsvlib.pictures import legend_strip, overlay
 from gsvlib.progress import progress_bar
 from gsvlib.segmenter import VideoSegmenter
@@ -198,7 +198,7 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
         raise ValueError(f"alpha (--alpha) is the overlay's opacity, in [0, 1]; got {alpha}")
     if fps is not None and not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps (--fps) is the input's frame rate, a positive number; got {fps}")
-    out = Path(out)
+    out = output_path(Path(out))  # through a symlink: its target is replaced, the link stays
     kind = output_kind(out)
     refuse_overlap(out, {"the input": source})
     if kind == "folder":
@@ -283,8 +283,8 @@ def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, tab
                "fps": round(1000 * len(timings) / sum(t["ms"] for t in timings), 2),
                "fps_end_to_end": round(len(timings) / wall, 2), "per_frame": timings}
     if kind == "folder":
-        write_json_atomic(partial / "timings.json", summary)
+        write_json_atomic(partial / "timings.json", marked(summary))
     move_into_place(partial, out)
     if kind != "folder":
-        write_json_atomic(out.with_suffix(".timings.json"), summary)
+        write_json_atomic(out.with_suffix(".timings.json"), marked(summary))
     return summary

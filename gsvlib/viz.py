@@ -23,6 +23,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from gsvlib.data.labels import LabelTable
+from gsvlib.files import check_file_output, mark_png, output_path
 from gsvlib.models.output import full_resolution_labels
 from gsvlib.pictures import flow_to_rgb, gray, overlay, upsample_nearest, with_flow_key
 
@@ -360,10 +361,18 @@ _KALEIDO_SERVER = False
 
 
 def export(fig: go.Figure, path: str | Path, scale: float = 1.0) -> str:
-    """Write ``fig`` as a PNG; returns the renderer used: "kaleido", or "matplotlib" when no browser is present."""
-    global _KALEIDO_SERVER
-    path = Path(path)
+    """Write ``fig`` as a PNG carrying the kit's mark; returns the renderer used: "kaleido", or "matplotlib" when no
+    browser is present. A PNG already at ``path`` that the kit did not write (no mark) is refused, before drawing."""
+    path = output_path(Path(path))
+    check_file_output(path, "the figure", kind="png")
     path.parent.mkdir(parents=True, exist_ok=True)
+    renderer = _draw(fig, path, scale)
+    mark_png(path)
+    return renderer
+
+
+def _draw(fig: go.Figure, path: Path, scale: float) -> str:
+    global _KALEIDO_SERVER
     browser = find_browser()
     if browser:
         try:

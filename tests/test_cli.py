@@ -43,7 +43,7 @@ def test_train_resume_and_eval(trained, tiny_synth, tmp_path, capsys):
     assert main(["eval", "--checkpoint", str(trained), "--root", str(tiny_synth), "--variants", "gsv", "warp", "copy",
                  "image", "--image-scales", "1.0", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert set(res) == {"gsv", "warp", "copy", "image"} and set(res["gsv"]["intervals"]) == {"1", "2", "3", "4", "5"}
+    assert set(res) == {"gsv", "warp", "copy", "image", "written_by"} and set(res["gsv"]["intervals"]) == {"1", "2", "3", "4", "5"}
     # the same keyframe: every variant agrees at l = 1
     assert res["gsv"]["intervals"]["1"]["avg"] == res["copy"]["intervals"]["1"]["avg"]
     assert "gsv: l=1 avg" in capsys.readouterr().out

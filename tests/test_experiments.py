@@ -271,3 +271,22 @@ def test_experiments_that_start_from_each_other_are_refused_naming_the_loop(tmp_
     assert f"experiments start from each other: {tmp_path / 'a.toml'} -> {tmp_path / 'b.toml'} -> " in err
     assert main(["run", str(tmp_path / "self.toml"), "--dry-run"]) == 2
     assert f"{tmp_path / 'self.toml'} -> {tmp_path / 'self.toml'}" in capsys.readouterr().err
+
+
+def test_every_path_in_an_experiment_file_is_read_against_the_file(tmp_path, monkeypatch):
+    folder = tmp_path / "exps" / "sub"
+    folder.mkdir(parents=True)
+    (folder / "key.pt").write_bytes(b"PK\x03\x04")
+    (folder / "prop.toml").write_text('description = "p"\n[train]\nrecipe = "short-adam"\ninit = "key.pt"\n'
+                                      'out = "../runs/prop"\n[[eval]]\nname = "v"\nout = "../../figures/v.json"\n'
+                                      '[[bench]]\nname = "b"\njson = "b.json"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory plays no part
+    exp = load(folder / "prop.toml")
+    cfg = Runner(dry_run=True, say=lambda *_: None).config(exp)
+    assert cfg.init == str(folder / "key.pt") and cfg.out == str(tmp_path / "exps/runs/prop")
+    assert exp.evals[0]["out"] == str(tmp_path / "figures/v.json") and exp.benches[0]["json"] == str(folder / "b.json")
+    assert exp.train["init"] == str(folder / "key.pt")
+    (folder / "named.toml").write_text('description = "p"\n[train]\nrecipe = "short-adam"\ninit = "key"\n')
+    assert load(folder / "named.toml").train["init"] == "key"  # an experiment's name stays a name

@@ -4,7 +4,10 @@ import fcntl
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -427,13 +430,14 @@ def test_file_outputs_replace_only_files_of_their_own_kind(checkpoint, frames, t
     picture = frames / "000000.png"
     before = picture.read_bytes()
     assert main(["bench", "--size", "64x64", "--json", str(picture)]) == 2
-    assert "exists and is not a JSON object" in capsys.readouterr().err and picture.read_bytes() == before
+    assert "exists and is not a result the kit wrote" in capsys.readouterr().err and picture.read_bytes() == before
     notes = tmp_path / "notes.md"
     notes.write_text("# my notes\n")
     assert main(["tables", str(tmp_path), "--out", str(notes)]) == 2
     assert "is not a page written by `gsv tables`" in capsys.readouterr().err and notes.read_text() == "# my notes\n"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(notes)]) == 2
-    assert "is not a PyTorch file" in capsys.readouterr().err and notes.read_text() == "# my notes\n"
+    assert "is not a checkpoint or weights file the kit wrote" in capsys.readouterr().err
+    assert notes.read_text() == "# my notes\n"
     video = tmp_path / "holiday.gif"
     video.write_bytes(b"GIF89a, a user's video")
     assert segment(frames, checkpoint, video) == 2
@@ -444,3 +448,133 @@ def test_file_outputs_replace_only_files_of_their_own_kind(checkpoint, frames, t
         assert segment(frames, checkpoint, video) == 0
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt")]) == 0
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt")]) == 0
+
+
+def test_outputs_replace_only_files_that_carry_the_kits_mark(checkpoint, tiny_synth, tmp_path, capsys):
+    """A user's JSON object, own torch.save file and notes named as outputs of gsv eval, gsv bench, gsv export and an
+    experiment's [[eval]] out and [[bench]] json: refused before any work, and kept. What the kit wrote (marked, or
+    written before the mark) is replaced."""
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"theme": "dark"}')
+    mine = tmp_path / "user_model.pt"
+    torch.save({"weights": torch.ones(3)}, mine)
+    mine_bytes = mine.read_bytes()
+    assert main(["eval", "--checkpoint", str(checkpoint), "--root", str(tiny_synth), "--out", str(settings)]) == 2
+    assert f"--out {settings} exists and is not a result the kit wrote" in capsys.readouterr().err
+    assert main(["bench", "--size", "64x64", "--json", str(settings)]) == 2
+    assert "is not a result the kit wrote" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(mine)]) == 2
+    assert "is not a checkpoint or weights file the kit wrote" in capsys.readouterr().err
+    assert settings.read_text() == '{"theme": "dark"}' and mine.read_bytes() == mine_bytes
+    notes = tmp_path / "mynotes.txt"
+    notes.write_text("my notes")
+    experiment = tmp_path / "e.toml"
+    for section, key in (("eval", "out"), ("bench", "json")):
+        for target in (notes, settings):
+            experiment.write_text(f'description = "d"\ncheckpoint = "{checkpoint}"\n[[{section}]]\nname = "v"\n'
+                                  f'{key} = "{target.name}"\n')
+            assert main(["run", str(experiment), "--root", f"synthetic={tiny_synth}"]) == 2
+            assert f"[[{section}]] v: {key} {target} exists and is not a result the kit wrote" in \
+                capsys.readouterr().err
+    assert notes.read_text() == "my notes" and settings.read_text() == '{"theme": "dark"}'
+    weights = tmp_path / "w.pt"
+    for _ in range(2):  # the kit's own weights, marked: replaced
+        assert main(["export", "--checkpoint", str(checkpoint), "--out", str(weights)]) == 0
+    assert torch.load(weights, weights_only=True)["written_by"] == "gsvkit"
+    assert files.OWN_FILES["torch"][0](checkpoint)  # a checkpoint written before the mark is recognised
+
+
+def test_every_committed_result_and_figure_carries_the_mark_and_the_committed_weights_are_recognised():
+    root = Path(__file__).resolve().parents[1]
+    results = sorted((root / "figures").rglob("*.json"))
+    assert results and all(json.loads(p.read_text()).get("written_by") == "gsvkit" for p in results)
+    assert all(files.OWN_FILES["torch"][0](p) for p in (root / "weights").glob("*.pt"))
+    assert all(files.OWN_FILES["png"][0](p) for p in (root / "figures").rglob("*.png"))
+
+
+@pytest.mark.parametrize("command", ["segment", "synth", pytest.param("export-onnx", marks=pytest.mark.slow)])
+def test_an_output_given_as_a_symlink_is_replaced_in_place_and_stays_a_link(command, frames, checkpoint, tmp_path):
+    """Before: the work finished, then "Cannot call rmtree on a symbolic link", the link turned into a folder and
+    .<name>.old left beside it."""
+    if command == "export-onnx" and importlib.util.find_spec("onnx") is None:
+        pytest.skip("needs the onnx extra")
+    target, link = tmp_path / "real", tmp_path / "link"
+    argv = {"segment": ["segment", str(frames), "--checkpoint", str(checkpoint), "--fps", "15"],
+            "synth": ["data", "synth", "--snippets", "1", "--val-snippets", "1", "--size", "32x64", "--force"],
+            "export-onnx": ["export-onnx", "--checkpoint", str(checkpoint), "--size", "64x96"]}[command]
+    assert main([*argv, "--out", str(target)]) == 0  # the kit's output, at the real folder
+    link.symlink_to(target, target_is_directory=True)
+    for _ in range(2):  # over its own output, through the user's link
+        assert main([*argv, "--out", str(link)]) == 0
+        assert link.is_symlink() and target.is_dir() and not target.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no .old or .partial left
+
+
+def test_a_file_size_limit_names_the_file_and_keeps_the_old_one(tmp_path):
+    """A real RLIMIT_FSIZE (SIGXFSZ ignored, as a shell's `ulimit -f` leaves a process that ignores it): the write
+    fails with errno 27 or torch's "unexpected pos"; the message names the file and the limit, the old file stays."""
+    code = f"""
+import resource, signal, torch
+from pathlib import Path
+from gsvlib.files import save_atomic, write_json_atomic
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+save_atomic({{"w": torch.zeros(4)}}, Path({str(tmp_path / "w.pt")!r}))
+write_json_atomic(Path({str(tmp_path / "r.json")!r}), {{"a": 1}})
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+for write in (lambda: save_atomic({{"w": torch.zeros(100000)}}, Path({str(tmp_path / "w.pt")!r})),
+              lambda: write_json_atomic(Path({str(tmp_path / "r.json")!r}), {{"a": [0] * 100000}})):
+    try:
+        write()
+    except OSError as e:
+        print(e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(out) == 2, out
+    assert "while writing" in out[0] and "w.pt" in out[0] and "ulimit -f" in out[0]
+    assert "file-size limit (ulimit -f) while writing" in out[1] and "r.json" in out[1]
+    assert torch.load(tmp_path / "w.pt", weights_only=True)["w"].numel() == 4
+    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "w.pt"]
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("iterations=2.5", "--set iterations = 2.5: iterations takes a whole number (default 2000)"),
+    ("iterations=abc", "--set iterations = 'abc': iterations takes a whole number (default 2000)"),
+    ("lr=true", "--set lr = True: lr takes a number (default 0.002)"),
+])
+def test_a_setting_of_the_wrong_type_is_named_before_any_work(setting, message, tmp_path, capsys):
+    experiment = tmp_path / "e.toml"
+    experiment.write_text('description = "d"\n[train]\nrecipe = "short-adam"\n')
+    assert main(["run", str(experiment), "--runs", str(tmp_path / "runs"), "--set", setting]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "runs").exists()
+    experiment.write_text('description = "d"\n[train]\nrecipe = "short-adam"\niterations = 2.5\n')
+    assert main(["run", str(experiment), "--runs", str(tmp_path / "runs")]) == 2
+    assert "e.toml: [train] iterations = 2.5: iterations takes a whole number" in capsys.readouterr().err
+
+
+def test_negative_seeds_and_names_outside_the_runs_folder_are_refused(tmp_path, capsys):
+    experiment = tmp_path / "e.toml"
+    experiment.write_text('description = "d"\n[train]\nrecipe = "short-adam"\n')
+    with pytest.raises(SystemExit):
+        main(["run", str(experiment), "--seeds", "-1", "--dry-run"])
+    assert "a seed is a whole number >= 0, got -1" in capsys.readouterr().err
+    for name in ("...toml", "..toml"):
+        (tmp_path / name).write_text('description = "d"\n[train]\nrecipe = "short-adam"\n')
+        assert main(["run", str(tmp_path / name), "--runs", str(tmp_path / "runs"), "--dry-run"]) == 2
+        assert "would put its run folder outside the runs folder; rename the file" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_command_starts_ends_in_one_line():
+    """Ctrl-C in the first second or two of any command, while torch imports: one line and exit 130, no traceback.
+    The interrupt is raised where torch is imported, as a press of Ctrl-C at that moment raises it."""
+    code = ("import sys\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Interrupt())\n"
+            "from gsvlib.entry import main\n"
+            "sys.exit(main())\n")
+    done = subprocess.run([sys.executable, "-c", code, "info"], capture_output=True, text=True)
+    assert done.returncode == 130 and done.stderr == "gsv: interrupted while starting; nothing was done\n"
+    assert done.stdout == ""

@@ -63,7 +63,7 @@ def test_the_registered_examples_reach_every_command(registered, clips, tmp_path
                  "--intervals", "1", "2", "3", "--variants", "gsv", "blur", "image", "--image-scales", "1.0",
                  "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"gsv", "blur", "image"} and report["blur"]["snippets"] == 2
+    assert set(report) == {"gsv", "blur", "image", "written_by"} and report["blur"]["snippets"] == 2
     assert report["blur"]["intervals"]["1"] == report["gsv"]["intervals"]["1"]  # l = 1: the same keyframes
     policy = tmp_path / "policy.json"
     assert main(["eval", "--checkpoint", str(runs / "g" / "checkpoint.pt"), "--dataset", "clips", "--root", str(clips),

@@ -160,3 +160,33 @@ def test_photographs_travel_as_jpeg_and_flat_colours_as_exact_png():
     assert image_data_uri(labels).startswith("data:image/png;base64,")
     assert np.array_equal(_decode_data_uri(image_data_uri(labels)), labels)  # class colours exact
     assert _decode_data_uri(image_data_uri(photo)).shape == photo.shape
+
+
+def test_a_figure_replaces_only_a_png_the_kit_wrote(tmp_path, monkeypatch):
+    """A user's picture where a notebook (papermill -p figures DIR) or `make figures` exports one of the same name: refused
+    and kept. The kit's own PNGs carry a tEXt mark and are replaced; the mark leaves the picture as it was."""
+    import plotly.graph_objects as go
+    from PIL import Image
+
+    from gsvlib import viz
+    from gsvlib.data.io import write_png
+    from gsvlib.files import OWN_FILES, mark_png
+
+    monkeypatch.setattr(viz, "find_browser", lambda: None)  # the matplotlib path: no browser needed
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 2]))
+    mine = tmp_path / "03_edges_and_errors.png"
+    write_png(mine, np.full((8, 8, 3), 7, np.uint8))
+    before = mine.read_bytes()
+    with pytest.raises(FileExistsError, match="is not a figure the kit wrote"):
+        viz.export(fig, mine)
+    assert mine.read_bytes() == before
+    ours = tmp_path / "ours.png"
+    for _ in range(2):
+        viz.export(fig, ours)
+        assert OWN_FILES["png"][0](ours)
+    assert Image.open(ours).text.get("Comment") == "written by gsvkit"
+    picture = np.random.default_rng(0).integers(0, 255, (9, 7, 3), dtype=np.uint8)
+    write_png(tmp_path / "p.png", picture)
+    assert not OWN_FILES["png"][0](tmp_path / "p.png")
+    mark_png(tmp_path / "p.png")
+    assert OWN_FILES["png"][0](tmp_path / "p.png") and np.array_equal(np.asarray(Image.open(tmp_path / "p.png")), picture)

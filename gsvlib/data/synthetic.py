@@ -28,7 +28,7 @@ from gsvlib.data.cityscapes import CityscapesSequences
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import CAMVID, CITYSCAPES, CITYSCAPES_TO_CAMVID, CITYSCAPES_TRAINID_TO_ID, IGNORE
 from gsvlib.data.snippets import Video, frames_to_tensor
-from gsvlib.files import move_into_place, refuse_foreign, remove, restore_interrupted, write_json_atomic
+from gsvlib.files import move_into_place, output_path, refuse_foreign, remove, restore_interrupted, write_json_atomic
 from gsvlib.progress import progress_bar
 
 FPS = 17.0  # Cityscapes' frame rate
@@ -345,7 +345,7 @@ def generate(out: str | Path, config: SynthConfig = SynthConfig(), force: bool =
     ``meta.json`` is written last, so an interrupted run is detected and redone.
     """
     config.check()
-    out = Path(out)
+    out = output_path(Path(out))  # through a symlink: its target is replaced, the link stays
     meta_path = out / "meta.json"
     meta = {"format": FORMAT_VERSION, **{k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()}}
     restore_interrupted(out)  # a set moved aside by a run killed while replacing it
