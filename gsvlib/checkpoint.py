@@ -147,6 +147,9 @@ def trained_parts(ckpt: dict) -> set[str]:
 def require_trained(ckpt: dict, path: str | Path, parts, purpose: str) -> None:
     """Refuse ``ckpt`` (read from ``path``) for ``purpose`` when one of ``parts`` was never trained: an untrained part
     runs as random weights and its output would pass for GSVNet's."""
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:  # a part this check does not know would pass unchecked: a variant or stage names it wrongly
+        raise ValueError(f"{purpose} names parts {unknown} that a checkpoint does not record; the parts are {PARTS}")
     missing = [p for p in PARTS if p in set(parts) - trained_parts(ckpt)]
     if missing:
         names = {"keyframe_net": "keyframe net", "flow_net": "flow net", "gsv": "propagation (GSV conv)"}

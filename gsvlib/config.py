@@ -19,7 +19,7 @@ from gsvlib.data import DATASETS
 from gsvlib.data.balance import CLASS_WEIGHTS
 from gsvlib.data.camvid import PROPAGATION_TRAIN, SPANS
 from gsvlib.device import PRECISIONS, check_device
-from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS
+from gsvlib.models.gsvnet import CORRECTIONS, FLOW_NETS, KEYFRAME_NETS
 from gsvlib.stages import STAGES
 
 
@@ -50,6 +50,9 @@ class TrainConfig:
     flow_net: str = setting("light", "flow net O (flownets: the paper's Ours-FlowNet ablation)",
                             choices=lambda: list(FLOW_NETS))
     use_intra: bool = setting(True, "ablation: no intra-frame features (the paper's Table 4)", flag="--no-intra")
+    correction: str = setting("gsv", "the correction after warping: gsv (the paper's GSV conv), none (warping alone), or "
+                                     "one a module registers in gsvlib.models.gsvnet.CORRECTIONS",
+                              choices=lambda: list(CORRECTIONS))
     train_flow: bool = setting(True, "keep the flow net fixed while the rest of the propagation trains",
                                flag="--freeze-flow")
     init: str | None = setting(None, "gsvkit checkpoint to start from (stage gsv: its keyframe net is used)", path=True)

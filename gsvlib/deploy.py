@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from gsvlib.files import move_into_place, output_path, refuse_foreign, remove, write_json_atomic
+from gsvlib.files import marked, move_into_place, output_path, refuse_foreign, remove, write_json_atomic
 from gsvlib.models.conventions import CONVENTIONS, small_frames
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.output import full_resolution_labels
@@ -132,7 +132,7 @@ def _export_graphs(model: GSVNet, out: Path, size: tuple[int, int], key_scale: f
     meta = {"size": [h, w], "key_scale": key_scale, "num_classes": c, "dataset": dataset,
             "propagation": propagation, "conventions": model.config.conventions,
             "keyframe_net": model.config.keyframe_net, "opset": OPSET, "torch": torch.__version__}
-    write_json_atomic(out / "onnx.json", meta)
+    write_json_atomic(out / "onnx.json", marked(meta))
     return meta
 
 

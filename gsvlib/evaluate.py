@@ -1,45 +1,33 @@
-"""The paper's evaluation protocol (sec. 4.1, "Accuracy Metrics").
+"""``gsv eval``: what to score a checkpoint with, and the registry of ways to score it.
 
-For a keyframe interval l, every snippet is scored at its annotated frame a with the keyframe at a - i, for
-i = 0..l-1, propagating recursively from the keyframe. The **average** mIoU pools one confusion matrix over the l
-offsets (as the official code does); the **minimum** mIoU is that of the farthest offset, i = l-1. Predictions are
-scored at full label resolution: bilinear upsampling of the 1/8 output, then argmax.
-
-The offset-i result does not depend on l, so offsets 0..max(l)-1 are run once and combined per l. Every offset uses
-the same snippets: those that have frames for the largest offset. The same code scores the baselines: image-only
-(every frame a keyframe, at any input scale) and every propagation registered in
-:data:`gsvlib.segmenter.PROPAGATIONS` ("warp": no GSV conv, "copy": the previous segmentation).
-
-Adaptive keyframes (:func:`keyframe_schedules`) need another protocol, because a policy decides where the keyframes
-fall: whole videos are streamed from their first frame and every labelled frame is scored, for fixed l and for each
-policy threshold alike, on the same frames with the same keyframe net.
+:class:`EvalConfig` says which checkpoint, which frames and which variants of :data:`VARIANTS`: the fixed-interval
+protocol of each propagation (:mod:`gsvlib.protocol`), the keyframe net alone at several input scales, the flow net's
+end-point error against exact flow; or, with ``policy``, adaptive keyframes against fixed intervals
+(:mod:`gsvlib.schedules`), which :data:`SCHEDULES` runs through the same :class:`Variant` interface. Reports hold
+paired differences between the propagations (``baseline`` minus each other variant).
 """
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterable, NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
-from gsvlib.bootstrap import (draws, excludes_zero, iou_of, miou_interval, miou_of, paired_difference,
-                              percentile_interval, resampled_miou, settings)
 from gsvlib.checkpoint import require_trained
 from gsvlib.config import interval_arg, setting
-from gsvlib.data import DATASETS, IGNORE, DataSpec
+from gsvlib.data import DATASETS, DataSpec
 from gsvlib.data.camvid import SPANS
 from gsvlib.data.synthetic import load_snippet, snippet_ids
 from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.flow import eighth_grid_error
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.progress import progress_bar
-from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
-
-THRESHOLD_FACTORS = (1.0, 2.0, 3.0, 4.0, 6.0)  # policy thresholds in units of the signal's median reading per frame
+from gsvlib.protocol import differences, evaluate, evaluate_image_only
+from gsvlib.schedules import THRESHOLD_FACTORS, keyframe_schedules
+from gsvlib.segmenter import PROPAGATIONS, SIGNALS
 
 
 @dataclass
@@ -58,6 +46,9 @@ class EvalConfig:
                                         "alone at --image-scales; flow: the flow net's end-point error against exact "
                                         "flow (the synthetic set)", choices=lambda: list(VARIANTS))
     intervals: tuple[int, ...] = setting((1, 2, 3, 4, 5), "keyframe intervals l of the protocol", type=interval_arg)
+    baseline: str = setting("gsv", "the propagation set against every other variant of the report in paired "
+                                   "differences (BASELINE - warp, ...), one of --variants",
+                            choices=lambda: list(PROPAGATIONS))
     key_scale: float | None = setting(None, "keyframe input scale (default: the checkpoint's own, the scale its "
                                             "propagation trained at, else 0.75)", type=float)
     image_scales: tuple[float, ...] = setting((0.5, 0.75, 1.0), "input scales of variant image")
@@ -88,8 +79,7 @@ class EvalConfig:
 
     def require(self, ckpt: dict) -> None:
         """Refuse a checkpoint (``ckpt``, as loaded) one of whose parts this evaluation runs was never trained."""
-        parts = {p for v in self.variants for p in VARIANTS[v].parts} | (set(PROPAGATIONS["gsv"].uses) if self.policy
-                                                                         else set())
+        parts = set(SCHEDULES.parts) if self.policy else {p for v in self.variants for p in VARIANTS[v].parts}
         require_trained(ckpt, self.checkpoint, parts, f"gsv eval --variants {' '.join(self.variants)}"
                         + (" --policy" if self.policy else ""))
 
@@ -105,6 +95,8 @@ class EvalConfig:
             raise ValueError(f"variants must be among {list(VARIANTS)}, got {list(self.variants)}")
         for v in self.variants:
             VARIANTS[v].check(self)
+        if self.baseline not in PROPAGATIONS:
+            raise ValueError(f"baseline must be one of the propagations {list(PROPAGATIONS)}, got {self.baseline!r}")
         if not self.intervals or not all(1 <= l <= 30 for l in self.intervals):
             raise ValueError(f"keyframe intervals must lie in 1..30, got {list(self.intervals)}")
         scales = [*self.image_scales, *([self.key_scale] if self.key_scale is not None else [])]
@@ -120,144 +112,6 @@ class EvalConfig:
             raise ValueError("--precision applies to the protocol; --policy compares keyframe schedules in fp32")
         if not self.factors or not all(math.isfinite(f) and f > 0 for f in self.factors):
             raise ValueError(f"factors must be positive numbers, got {list(self.factors)}")
-
-
-class ConfusionMatrix:
-    """Rows: ground truth, columns: prediction; the ignore label (255) is left out."""
-
-    def __init__(self, num_classes: int):
-        self.num_classes = num_classes
-        self.mat = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        target, pred = target.reshape(-1).cpu(), pred.reshape(-1).cpu()
-        keep = target != IGNORE
-        target, pred = target[keep], pred[keep]
-        if target.numel() and int(target.max()) >= self.num_classes:
-            raise ValueError(f"ground truth holds class {int(target.max())}, but there are {self.num_classes} classes")
-        self.mat += torch.bincount(target * self.num_classes + pred, minlength=self.num_classes ** 2).view_as(self.mat)
-
-    def __add__(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
-        out = ConfusionMatrix(self.num_classes)
-        out.mat = self.mat + other.mat
-        return out
-
-    def iou(self) -> torch.Tensor:
-        """(C,) IoU per class in [0, 1]; NaN for a class absent from both ground truth and prediction."""
-        return iou_of(self.mat)
-
-    def per_class(self, classes) -> dict[str, float]:
-        """IoU in percent by class name."""
-        return {c: round(float(v) * 100, 2) for c, v in zip(classes, self.iou())}
-
-    def miou(self) -> float:
-        """Mean IoU in percent over the classes that occur (in ground truth or prediction)."""
-        return float(miou_of(self.mat))
-
-
-class FrameScores(NamedTuple):
-    """What the protocol scored, frame by frame: ``matrices`` (N, offsets, C, C) the confusion matrix of each scored
-    frame at each offset (rows: ground truth), ``names`` the N frames, ``classes`` the C class names."""
-
-    matrices: torch.Tensor
-    names: list[str]
-    classes: tuple[str, ...]
-
-    def pooled(self, offsets: slice = slice(None)) -> ConfusionMatrix:
-        cm = ConfusionMatrix(len(self.classes))
-        cm.mat = self.matrices[:, offsets].sum((0, 1))
-        return cm
-
-    def per_frame(self, offsets: slice = slice(None)) -> torch.Tensor:
-        """(N, C, C): each frame's matrices summed over ``offsets``, the unit the bootstrap resamples."""
-        return self.matrices[:, offsets].sum(1)
-
-    def record(self) -> dict:
-        """The JSON form kept in a report, from which any mIoU and paired difference can be resampled again: per frame
-        and offset one line of text, the matrix's rows separated by ";" and their counts by spaces."""
-        return {"names": self.names, "shape": list(self.matrices.shape),
-                "matrices": [[";".join(" ".join(map(str, row)) for row in m.tolist()) for m in frame]
-                             for frame in self.matrices]}
-
-
-def recorded_matrices(block: dict) -> torch.Tensor:
-    """(N, offsets, C, C) the per-frame matrices of a report's ``frames`` block (:meth:`FrameScores.record`)."""
-    rows = [[[list(map(int, row.split())) for row in m.split(";")] for m in frame] for frame in block["matrices"]]
-    return torch.tensor(rows, dtype=torch.int64).reshape(block["shape"])
-
-
-def run_offsets(model: GSVNet, data: DataSpec, offsets: int, key_scale: float | None = None,
-                propagation: str = "gsv", device: str = "cpu", progress: bool = True,
-                precision: str = "fp32") -> FrameScores:
-    """The confusion matrix of each scored frame at each offset i = 0..offsets-1 (keyframe at a - i, frame a
-    scored), on the frames of ``data`` (a span of CamVid's sequences: snippets never reach outside it). Each snippet
-    is read once, at the largest offset; offset i streams its last i + 1 frames. ``key_scale`` defaults to the
-    model's; ``precision`` names the autocast of the nets (:data:`gsvlib.device.PRECISIONS`)."""
-    spec, data = data, data.open(offset=offsets - 1)
-    num_classes = data.table.num_classes
-    if model.config.num_classes != num_classes:
-        raise ValueError(f"the model predicts {model.config.num_classes} classes but {spec.dataset} has {num_classes}")
-    matrices = torch.zeros(len(data), offsets, num_classes, num_classes, dtype=torch.int64)  # (N, offsets, C, C)
-    names = []
-    segmenter = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device,
-                               amp_dtype=PRECISIONS[precision], propagation=propagation)
-    what = (f"image-only x{segmenter.key_scale:g}" if offsets == 1 else
-            f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}")
-    for k in progress_bar(range(len(data)), desc=f"{what}: {spec.split} snippets", disable=not progress, leave=False):
-        sample = data[k]  # frames a - (offsets-1) .. a
-        names.append(sample["name"])
-        for i in range(offsets):
-            segmenter.reset()
-            for frame in sample["frames"][-i - 1:]:  # the keyframe a - i, then the frames up to a
-                out = segmenter.step(frame, labels=True)
-            cm = ConfusionMatrix(num_classes)
-            cm.update(out.labels[0], sample["label"])
-            matrices[k, i] = cm.mat
-    if not int(matrices[:, 0].sum()):
-        raise ValueError(f"no pixel of the {len(data)} scored frames of {spec.dataset} {spec.split} under {spec.root} "
-                         "is labelled: every ground-truth pixel is void (ignored), so no mIoU exists. Check the label "
-                         "files and that --dataset names their layout")
-    return FrameScores(matrices, names, data.table.classes)
-
-
-def protocol(scores: FrameScores, intervals) -> dict:
-    """Average and minimum mIoU per keyframe interval l from the frames' per-offset confusion matrices, each with its
-    bootstrap interval over frames (:mod:`gsvlib.bootstrap`)."""
-    out = {}
-    for l in intervals:
-        pooled = scores.pooled(slice(0, l))
-        out[str(l)] = {"avg": round(pooled.miou(), 2), "min": round(scores.pooled(slice(l - 1, l)).miou(), 2),
-                       "avg_ci": miou_interval(scores.per_frame(slice(0, l))),
-                       "min_ci": miou_interval(scores.per_frame(slice(l - 1, l))),
-                       "per_class_avg": pooled.per_class(scores.classes)}
-    return out
-
-
-def evaluate(model: GSVNet, data: DataSpec, intervals=(1, 2, 3, 4, 5), key_scale: float | None = None,
-             propagation: str = "gsv", device: str = "cpu", progress: bool = True, precision: str = "fp32") -> dict:
-    """The protocol for l in ``intervals`` on ``data`` (keyframes at ``key_scale``, default the model's):
-    {"intervals": {"1": {"avg", "min", "avg_ci", "min_ci", "per_class_avg"}, ...}, "key_scale", "snippets",
-    "bootstrap": how the intervals were made, "frames": the per-frame matrices, ...}."""
-    intervals = sorted(set(intervals))
-    if not intervals or intervals[0] < 1 or intervals[-1] > 30:
-        raise ValueError(f"keyframe intervals must lie in 1..30, got {intervals}")
-    model = model.eval()
-    key_scale = model.config.key_scale if key_scale is None else key_scale
-    scores = run_offsets(model, data, intervals[-1], key_scale, propagation, device, progress, precision)
-    return {"dataset": data.dataset, "split": data.split, "span": list(data.span), "key_scale": key_scale,
-            "propagation": propagation, "precision": precision, "snippets": len(scores.names),
-            "intervals": protocol(scores, intervals), "bootstrap": settings(len(scores.names), "frame"),
-            "frames": scores.record()}
-
-
-def evaluate_image_only(model: GSVNet, data: DataSpec, scale: float = 1.0, device: str = "cpu",
-                        progress: bool = True, precision: str = "fp32") -> dict:
-    """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "ci", "per_class",
-    "frames" (their count), "scored" (the per-frame matrices)}."""
-    scores = run_offsets(model.eval(), data, 1, scale, "gsv", device, progress, precision)
-    cm = scores.pooled()
-    return {"scale": scale, "miou": round(cm.miou(), 2), "ci": miou_interval(scores.per_frame()),
-            "per_class": cm.per_class(scores.classes), "frames": len(scores.names), "scored": scores.record()}
 
 
 @torch.inference_mode()
@@ -367,186 +221,26 @@ def evaluate_variants(model: GSVNet, cfg: EvalConfig, progress: bool = True) -> 
     {...}} and, for "image", the image-only net per input scale."""
     cfg.check()
     report = {v: VARIANTS[v].run(model, cfg, progress) for v in cfg.variants}
-    if "gsv" in report:
-        report["gsv"]["differences"] = differences(report)
+    if cfg.baseline in report:
+        report[cfg.baseline]["differences"] = differences(report, cfg.baseline)
     return report
 
 
-def _scored(block: dict) -> tuple[list[str], torch.Tensor]:
-    return list(block["names"]), recorded_matrices(block)
-
-
-def at_interval(matrices: torch.Tensor, l: int, stat: str) -> torch.Tensor:
-    """(N, C, C) what the protocol's ``stat`` at interval ``l`` scores of per-frame matrices (N, offsets, C, C):
-    "avg" sums offsets 0..l-1, "min" is offset l-1."""
-    return matrices[:, :l].sum(1) if stat == "avg" else matrices[:, l - 1]
-
-
-def protocol_difference(a: dict, b: dict) -> dict:
-    """Protocol report ``a`` minus ``b``, scored on the same frames with the same keyframes (two propagations of one
-    keyframe net), per l > 1 (at l = 1 both are the keyframe net): {"2": {"avg": {...}, "min": {...}}, ...} of
-    :func:`gsvlib.bootstrap.paired_difference`."""
-    (names, x), (other, y) = _scored(a["frames"]), _scored(b["frames"])
-    if names != other:
-        raise ValueError("a paired difference needs the same scored frames in both reports")
-    return {l: {stat: paired_difference(at_interval(x, int(l), stat), at_interval(y, int(l), stat))
-                for stat in ("avg", "min")} for l in a["intervals"] if l != "1"}
-
-
-def differences(report: dict) -> dict:
-    """GSVNet against every other variant of a report scored on the same frames, as paired bootstrap differences
-    (:func:`gsvlib.bootstrap.paired_difference`): {"gsv - warp": {"3": {"avg": {...}, "min": {...}}, ...},
-    "gsv - image x0.75": {"3": {"avg": {...}}, ...}, ...}. Image-only has no offsets: GSVNet's average at each l is
-    set against it on the frames both scored."""
-    names, gsv = _scored(report["gsv"]["frames"])  # (N, offsets, C, C)
-    ls = list(report["gsv"]["intervals"])
-    out = {f"gsv - {v}": protocol_difference(report["gsv"], report[v]) for v in PROPAGATIONS
-           if v != "gsv" and v in report}
-    out["gsv - keyframe net on every frame"] = {l: {"avg": paired_difference(at_interval(gsv, int(l), "avg"),
-                                                                             gsv[:, 0])}
-                                                for l in ls if l != "1"}  # the cost of propagation at l
-    for scale, image in report.get("image", {}).items():
-        image_names, matrices = _scored(image["scored"])
-        common = [n for n in names if n in image_names]
-        if not common:
-            continue
-        mine = torch.tensor([names.index(n) for n in common])
-        theirs = matrices[[image_names.index(n) for n in common], 0]  # (N', C, C)
-        out[f"gsv - image x{scale}"] = {l: {"avg": paired_difference(at_interval(gsv[mine], int(l), "avg"), theirs)}
-                                        for l in ls}
-    return out
-
-
-def run_eval(model: GSVNet, cfg: EvalConfig, progress: bool = True) -> dict:
-    """What ``gsv eval --out`` writes: with ``cfg.policy``, adaptive keyframes against fixed intervals on whole videos
-    (:func:`keyframe_schedules`); otherwise :func:`evaluate_variants`."""
-    cfg.check()
-    if not cfg.policy:
-        return evaluate_variants(model, cfg, progress)
+def _schedules(model: GSVNet, cfg: EvalConfig, progress: bool) -> dict:
     data = cfg.data.open()
     return keyframe_schedules(model, data.videos(), data.table.num_classes, cfg.policy, range(1, cfg.max_interval + 1),
                               cfg.factors, cfg.key_scale, cfg.device, progress)
 
 
-Videos = Iterable[Iterable[tuple[torch.Tensor, "torch.Tensor | None"]]]  # re-iterable; each video yields (frame, label)
+# Adaptive keyframes (``policy``): whole videos streamed, keyframes forced by each signal against fixed l; the policy
+# reads PF's intermediates, so it runs every part of GSVNet.
+SCHEDULES = Variant("keyframe schedules", _schedules,
+                    lambda r: f"keyframe schedules on {r['scored']} scored frames of {r['frames']}",
+                    ("keyframe_net", *PROPAGATIONS["gsv"].uses))
 
 
-def stream(model: GSVNet, videos: Videos, num_classes: int, interval: int, policy: KeyframePolicy | None = None,
-           key_scale: float | None = None, device: str = "cpu") -> dict:
-    """Stream every video from its first frame (a keyframe every ``interval``, earlier where ``policy`` says) and
-    score each labelled frame: {"miou", "frames", "keyframes", "forced", "scored", "readings", "step_ms", "per_frame"
-    (scored, C, C): each scored frame's confusion matrix}.
-    ``readings`` are the policy signal of each propagated frame; ``step_ms`` the time of each step by kind."""
-    segmenter = VideoSegmenter(model, interval, key_scale, device=device, policy=policy)
-    matrices = []  # (C, C) per scored frame, in the videos' order: the same frames for every interval and policy
-    counts = {"frames": 0, "keyframes": 0, "forced": 0, "scored": 0}
-    readings, times = [], {"keyframe": [], "non-keyframe": [], "forced": []}
-    for video in videos:
-        segmenter.reset()
-        for frame, label in video:
-            start = time.perf_counter()
-            out = segmenter.step(frame, labels=True)  # labels on every frame, as a deployment makes them
-            times["forced" if out.forced else "keyframe" if out.is_keyframe else "non-keyframe"].append(
-                1000 * (time.perf_counter() - start))
-            counts["frames"] += 1
-            counts["keyframes"] += out.is_keyframe
-            counts["forced"] += out.forced
-            if out.signal is not None:
-                readings.append(out.signal)
-            if label is not None:
-                cm = ConfusionMatrix(num_classes)
-                cm.update(out.labels[0], label)
-                matrices.append(cm.mat)
-                counts["scored"] += 1
-    if not counts["frames"]:
-        raise ValueError("no frames to stream: the videos are empty")
-    if not counts["scored"]:
-        raise ValueError("none of the streamed frames has a label, so nothing can be scored")
-    per_frame = torch.stack(matrices)  # (scored, C, C)
-    return {"miou": round(float(miou_of(per_frame.sum(0))), 2), **counts, "readings": readings, "step_ms": times,
-            "per_frame": per_frame}
-
-
-def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=None,
-                       intervals=range(1, 9), factors=THRESHOLD_FACTORS, key_scale: float | None = None,
-                       device: str = "cpu",
-                       progress: bool = True) -> dict:
-    """Adaptive keyframes against fixed intervals on the same frames: mIoU against the keyframe share and the FPS.
-
-    Fixed l for each of ``intervals``; for each of ``signals`` (default: every registered one), policies whose
-    threshold is ``factor`` x the median reading of that signal per frame (measured on a run at the largest l that
-    never forces), each bounded by the largest l. FPS is modelled from the median step times of this run, so that every point is priced alike: a keyframe costs
-    its time, a non-keyframe its time, and a forced keyframe both (it was propagated first)."""
-    intervals = sorted(set(intervals))
-    if not intervals or intervals[0] < 1:
-        raise ValueError(f"keyframe intervals must be positive, got {intervals}")
-    if model.config.num_classes != num_classes:
-        raise ValueError(f"the model predicts {model.config.num_classes} classes but the videos have {num_classes}")
-    longest = intervals[-1]
-    signals = list(SIGNALS if signals is None else signals)
-    bad = [s for s in signals if s not in SIGNALS]
-    if bad:
-        raise ValueError(f"signals must be among {sorted(SIGNALS)}, got {bad}")
-    model = model.eval()
-    key_scale = model.config.key_scale if key_scale is None else key_scale
-    runs = [(f"l={l}", l, None) for l in intervals] + [(f"{s} calibration", longest, KeyframePolicy(s, math.inf))
-                                                       for s in signals]
-    bar = progress_bar(total=len(runs) + len(signals) * len(factors), desc="keyframe schedules", disable=not progress)
-    results = {}
-
-    def run(name, interval, policy):
-        bar.set_postfix_str(name)
-        results[name] = stream(model, videos, num_classes, interval, policy, key_scale, device)
-        bar.update()
-
-    for name, interval, policy in runs:
-        run(name, interval, policy)
-    medians = {s: statistics.median(results[f"{s} calibration"]["readings"] or [math.nan]) for s in signals}
-    for s in signals:
-        if not medians[s] > 0:
-            raise ValueError(f"the {s!r} signal read {medians[s]} on this footage (a median of 0 or no propagated "
-                             "frame): it cannot set a threshold here")
-        for f in factors:
-            run(f"{s} x{f:g}", longest, KeyframePolicy(s, f * medians[s]))
-    bar.close()
-    all_ms = {kind: [ms for r in results.values() for ms in r["step_ms"][kind]]
-              for kind in ("keyframe", "non-keyframe")}
-    key_ms, nonkey_ms = (statistics.median(all_ms[k]) if all_ms[k] else math.nan for k in all_ms)
-
-    weights = draws(len(results[runs[0][0]]["per_frame"]))  # one set of resamples of the frames for every run
-    resampled = {name: resampled_miou(r["per_frame"], weights) for name, r in results.items()}  # (R,) each
-
-    def fps(r: dict) -> float:
-        cost = (r["keyframes"] * key_ms + (r["frames"] - r["keyframes"] + r["forced"]) * nonkey_ms) / r["frames"]
-        return 1000 / cost
-
-    fixed = sorted((fps(results[f"l={l}"]), f"l={l}") for l in intervals)
-
-    def against_fixed(at: float, name: str) -> dict | None:
-        """The policy's mIoU minus the fixed curve's at the same FPS (interpolated between neighbouring l), paired:
-        every resample draws the same frames for both."""
-        for (f0, a), (f1, b) in zip(fixed, fixed[1:]):
-            if f0 <= at <= f1:
-                w = 0.0 if f1 == f0 else (at - f0) / (f1 - f0)
-                curve = lambda m: (1 - w) * m[a] + w * m[b]  # noqa: E731 - the same line for the point and resamples
-                point_m = {k: float(miou_of(results[k]["per_frame"].sum(0))) for k in (a, b, name)}
-                diff = point_m[name] - curve(point_m)
-                ci = percentile_interval(resampled[name] - curve(resampled))
-                return {"diff": round(diff, 2), "ci": ci, "excludes_zero": excludes_zero(ci)}
-        return None
-
-    def point(r: dict, name: str, **extra) -> dict:
-        return {**extra, "miou": r["miou"], "ci": percentile_interval(resampled[name]),
-                "keyframe_share": round(r["keyframes"] / r["frames"], 4), "forced": r["forced"],
-                "fps": round(fps(r), 2)}
-
-    return {"frames": results[runs[0][0]]["frames"], "scored": results[runs[0][0]]["scored"], "key_scale": key_scale,
-            "timing_ms": {"keyframe": round(key_ms, 2), "non-keyframe": round(nonkey_ms, 2)},
-            "fixed": {str(l): point(results[f"l={l}"], f"l={l}") for l in intervals},
-            "policies": {s: {"title": SIGNALS[s].title, "median_reading": round(medians[s], 6), "max_interval": longest,
-                             "points": [point(results[f"{s} x{f:g}"], f"{s} x{f:g}", factor=f,
-                                              threshold=round(f * medians[s], 6),
-                                              vs_fixed=against_fixed(fps(results[f"{s} x{f:g}"]), f"{s} x{f:g}"))
-                                        for f in factors]}
-                         for s in signals},
-            "bootstrap": settings(len(results[runs[0][0]]["per_frame"]), "frame")}
+def run_eval(model: GSVNet, cfg: EvalConfig, progress: bool = True) -> dict:
+    """What ``gsv eval --out`` writes: with ``cfg.policy``, :data:`SCHEDULES`' report (adaptive keyframes against fixed
+    intervals on whole videos); otherwise :func:`evaluate_variants`."""
+    cfg.check()
+    return SCHEDULES.run(model, cfg, progress) if cfg.policy else evaluate_variants(model, cfg, progress)

@@ -2,8 +2,9 @@
 
 An experiment file holds (every key but ``description`` optional)::
 
-    description = "what this experiment is, in one sentence"   # goes into every result it writes
+    description = "what this experiment is, in one sentence"   # shown by `gsv tables` and `gsv run --list`
     legend = "short name for plots"
+    modules = ["../../my_parts/residual.py"]  # Python files run first: they register parts of one's own
     checkpoint = "../gsvnet"          # instead of [train]: evaluate another experiment's model (or a file)
 
     [train]                           # a TrainConfig: `recipe` and any of its fields (gsv train --help)
@@ -58,13 +59,16 @@ A run and a result are known by their settings, not by their name alone:
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
+import sys
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from gsvlib.bench import BenchConfig, benchmark
-from gsvlib.checkpoint import export_weights, load_model, read_checkpoint, read_metrics, write_manifest_entry
+from gsvlib.checkpoint import (CheckpointError, export_weights, load_model, read_checkpoint, read_manifest,
+                               read_metrics, write_manifest_entry)
 from gsvlib.config import PATHS, RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for, wrong_types
 from gsvlib.data import DATASETS
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
@@ -73,7 +77,7 @@ from gsvlib.stages import STAGES
 from gsvlib.train import FREE, setting_differences, starting_points, train
 
 TABLES = "tables.toml"  # the tables of a folder of experiments and of the folders below it
-KEYS = {"description", "legend", "checkpoint", "train", "export", "eval", "bench", "report"}
+KEYS = {"description", "legend", "modules", "checkpoint", "train", "export", "eval", "bench", "report"}
 PLACING = ("name", "of", "table", "row")  # keys of an [[eval]] or [[bench]] that say where it goes, not how it runs
 PRESENTATION = ("table", "row")  # how a result is shown: never recorded in it, read from the file when rendering
 FILES = (".pt", ".pth", ".tar")  # a starting point ending so is a checkpoint file; otherwise it names an experiment
@@ -137,6 +141,11 @@ def load(path: str | Path) -> Experiment:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise _fail(path, f"is not valid TOML ({e})") from None
     _known(path, "top level", raw, KEYS)
+    modules = raw.get("modules", [])
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise _fail(path, 'modules must be a list of Python files, e.g. modules = ["../../my_parts/residual.py"]')
+    for module in modules:
+        run_module(path.parent / module, path)
     if not isinstance(raw.get("description"), str) or not raw["description"].strip():
         raise _fail(path, 'needs a description = "..." (one sentence: it goes into every result)')
     if ("train" in raw) == ("checkpoint" in raw):
@@ -187,6 +196,27 @@ def load(path: str | Path) -> Experiment:
                       raw.get("legend"), raw.get("checkpoint"), here(raw.get("train"), set(PATHS)),
                       here(raw.get("export"), {"out", "manifest"}), [here(e, _paths(EvalConfig)) for e in evals],
                       [here(b, _paths(BenchConfig)) for b in benches], raw.get("report", {}))
+
+
+_RUN: set[Path] = set()  # the module files run so far: each registers its parts once
+
+
+def run_module(file: Path, experiment: Path) -> None:
+    """Run the Python file ``file`` (named in ``experiment``'s ``modules``) once: it registers parts of one's own, e.g.
+    a correction in :data:`gsvlib.models.gsvnet.CORRECTIONS`, before the experiment's settings name them."""
+    file = file.resolve()
+    if file in _RUN:
+        return
+    if not file.is_file() or file.suffix != ".py":
+        raise _fail(experiment, f"modules names {file}, which is not a Python file (.py) that exists")
+    spec = importlib.util.spec_from_file_location(f"gsvkit_modules.{file.stem}_{len(_RUN)}", file)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's code: say where it failed, not a traceback through the kit
+        raise _fail(experiment, f"modules: running {file} failed: {type(e).__name__}: {e}") from e
+    sys.modules[spec.name] = module
+    _RUN.add(file)
 
 
 def _paths(cls) -> set[str]:
@@ -258,7 +288,10 @@ def table_of(exp: Experiment, spec: dict) -> dict:
     top = _root_of(exp.path)
     for folder in (exp.path.parent, *exp.path.parent.parents):
         if (folder / TABLES).is_file():
-            tables = tomllib.loads((folder / TABLES).read_text())
+            try:
+                tables = tomllib.loads((folder / TABLES).read_text())
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+                raise _fail(folder / TABLES, f"is not valid TOML ({e})") from None
             if name not in tables.get("tables", {}):
                 raise _fail(exp.path, f"names table {name!r}, which {folder / TABLES} does not define (it has "
                                       f"{sorted(tables.get('tables', {}))})")
@@ -304,6 +337,7 @@ class Runs:
         self._trained: dict[tuple, Path] = {}  # (experiment file, seeded) -> its checkpoint, once made sure of
         self._names: dict[str, Experiment] = {}  # experiment name -> the one file of that name this runner carries out
         self._fresh: set[Path] = set()  # checkpoints this runner trains (or would): what started from them is stale
+        self._outs: dict[Path, str] = {}  # run folder -> the experiment that trains into it
         unknown = sorted(name for name, path in self.use.items() if not Path(path).is_file())
         if unknown:
             raise ValueError(f"--use names checkpoints that do not exist: {unknown}")
@@ -365,6 +399,11 @@ class Runs:
             path = self._checkpoint_of(exp, exp.checkpoint)
         else:
             cfg = self.config(exp, seeded)
+            owner = self._outs.setdefault(Path(cfg.out).resolve(), exp.name)
+            if owner != exp.name:
+                raise _fail(exp.path, f"trains into {shown(cfg.out)}, the run folder of experiment {owner} too (is "
+                                      "`out` set for both, e.g. by --set out=...?); give each its own (nothing was "
+                                      "run)")
             path = Path(cfg.out) / "checkpoint.pt"
             done = self._same_run(exp, cfg, path) if path.is_file() else 0
             if done < cfg.iterations:
@@ -426,11 +465,20 @@ class Runner(Runs):
         if not self.dry_run:
             rehearsal = copy.copy(self)
             rehearsal.dry_run, rehearsal.say = True, lambda *_: None
-            rehearsal._trained, rehearsal._fresh, rehearsal._names = {}, set(), dict(self._names)
+            rehearsal._trained, rehearsal._fresh, rehearsal._names, rehearsal._outs = {}, set(), dict(self._names), {}
             rehearsal.prepare(experiments)
             for exp in experiments:
                 rehearsal.run(exp)
         every = self.claim(experiments)
+        writers: dict[Path, str] = {}
+        for exp in experiments:
+            for spec in exp.evals + exp.benches:
+                out = Path(spec.get("out", spec.get("json"))).resolve()
+                other = writers.setdefault(out, f"{exp.name} ({spec['name']})")
+                if other != f"{exp.name} ({spec['name']})":
+                    raise _fail(exp.path, f"[[eval]] or [[bench]] {spec['name']} writes {shown(out)}, which {other} "
+                                          "writes too: each would replace the other's result on every run; give "
+                                          "each its own file (nothing was run)")
         starts = sorted({load(ref).name for exp in every for ref in exp.starts()})
         unknown = sorted(set(self.use) - set(starts))
         if unknown:
@@ -471,6 +519,12 @@ class Runner(Runs):
         if not exp.export:
             return None
         out = Path(exp.export["out"])
+        try:  # before any work: a user's file at out, or a manifest that is no manifest
+            check_file_output(out, "[export] out", kind="torch")
+            if exp.export.get("manifest"):
+                read_manifest(exp.export["manifest"])
+        except (OSError, CheckpointError) as e:
+            raise _fail(exp.path, str(e)) from None
         if self.dry_run:
             self.say(f"[{exp.name}] would export {shown(checkpoint)} to {shown(out)} where it is older than the "
                      "checkpoint")

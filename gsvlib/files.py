@@ -29,6 +29,10 @@ def check_file_output(path: str | Path | None, option: str = "--out", kind: str 
     path = output_path(Path(path))
     if path.is_dir():
         raise IsADirectoryError(f"{option} {path} is a folder; give the name of a file to write (nothing was changed)")
+    above = next((p for p in path.parents if p.exists()), None)  # the nearest part of its folder that exists
+    if above is not None and not above.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{option} {path}: {above} is a file, not a folder; choose another "
+                                 "place (nothing was changed)")
     if kind is not None and path.is_file() and path.stat().st_size and not OWN_FILES[kind][0](path):
         raise FileExistsError(f"{option} {path} exists and is not {OWN_FILES[kind][1]}: the kit replaces only what it "
                               "wrote; choose another name, or move the file (nothing was changed)")
@@ -143,8 +147,15 @@ OWN_FILES: dict[str, tuple[Callable[[Path], bool], str]] = {
 def _atomic_write(path: Path, write) -> None:
     path = output_path(path)  # through a symlink: the file it points to is replaced, the link stays
     check_file_output(path, "the output")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except (FileExistsError, NotADirectoryError):
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot write {path}: a part of its folder {path.parent} is a file, "
+                                 "not a folder; choose another place (nothing was changed)") from None
+    except PermissionError:
+        raise PermissionError(errno.EACCES, f"cannot write {path}: its folder {path.parent} is read-only or not "
+                              "yours; choose another place, or make it writable (nothing was changed)") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -27,7 +27,7 @@ from typing import Callable
 
 from gsvlib.bench import throughput_table
 from gsvlib.bootstrap import excludes_zero, paired_difference
-from gsvlib.evaluate import at_interval, recorded_matrices
+from gsvlib.protocol import at_interval, recorded_matrices
 from gsvlib.experiments import Experiment, load, recorded_settings, table_of
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
@@ -313,7 +313,7 @@ def fixed_at(schedules: dict, fps: float) -> float | None:
 
 
 def schedule_markdown(schedules: dict) -> str:
-    """The adaptive-keyframe comparison of :func:`gsvlib.evaluate.keyframe_schedules` as a markdown table: each fixed
+    """The adaptive-keyframe comparison of :func:`gsvlib.schedules.keyframe_schedules` as a markdown table: each fixed
     l and each policy point with its keyframe share, mIoU, modelled FPS and, for a policy, the gain over the fixed
     intervals at the same FPS."""
     t = schedules["timing_ms"]

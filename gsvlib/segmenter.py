@@ -238,6 +238,9 @@ class VideoSegmenter:
         check_interval(interval)
         measure = SIGNALS[policy.signal].measure if policy is not None else None
         if isinstance(model, GSVNet):
+            if policy is not None and policy.signal in ("kernel", "intra") and model.config.correction != "gsv":
+                raise ValueError(f"the {policy.signal!r} signal reads the GSV conv, which correction "
+                                 f"{model.config.correction!r} replaces; use 'flow'")
             if policy is not None and policy.signal == "intra" and not model.gsv.use_intra:
                 raise ValueError("the 'intra' signal needs a model with the intra-frame net (use_intra=True); use "
                                  "'flow' or 'kernel'")

@@ -20,7 +20,8 @@ from gsvlib.checkpoint import load_model
 from gsvlib.config import config_for
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.data import DataSpec
-from gsvlib.evaluate import EvalConfig, evaluate, evaluate_variants, protocol_difference
+from gsvlib.evaluate import EvalConfig, evaluate_variants
+from gsvlib.protocol import evaluate, protocol_difference
 from gsvlib.files import marked, write_json_atomic, write_text_atomic
 from gsvlib.reports import tour_markdown
 from gsvlib.segmenter import PROPAGATIONS

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from gsvlib.checkpoint import (PARTS, CheckpointError, load_state_dict_checked, load_torchvision_weights,
@@ -101,7 +100,7 @@ def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
     stage = STAGES[cfg.stage]
     scale = {"key_scale": cfg.key_scale} if stage.starts_propagation else {}  # the scale PF learns to correct at
     model = GSVNet(GSVNetConfig(num_classes, cfg.keyframe_net, cfg.flow_net, use_intra=cfg.use_intra,
-                                freeze_keyframe="keyframe_net" not in stage.trains, **scale))
+                                freeze_keyframe="keyframe_net" not in stage.trains, correction=cfg.correction, **scale))
     if cfg.imagenet:
         if model.keyframe_net.backbone is None:
             raise ValueError(f"keyframe net {cfg.keyframe_net} has no ResNet-18 backbone to load --imagenet into")

@@ -56,7 +56,8 @@ def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None,
     (None for a folder) and the frame count where it is known."""
     source = Path(source)
     if source.is_dir():
-        files = sorted((p for p in source.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
+        files = sorted((p for p in source.iterdir() if p.suffix.lower() in FRAME_SUFFIXES
+                        and not p.name.startswith(".")), key=_natural_key)  # ._x.png: macOS metadata, no frame
         if not files:
             raise DatasetError(f"{source} holds no frames ({', '.join(FRAME_SUFFIXES)} files)")
         return _same_size(files), None, len(files)
@@ -82,11 +83,13 @@ def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None,
     return chain(), fps, count
 
 
+EVEN_SIDES = "pad=ceil(iw/2)*2:ceil(ih/2)*2"  # ffmpeg's filter: pad the right and bottom edge to even sides
 # What ``segment_video`` writes, by the suffix of ``out``: a folder of PNGs (no suffix) or a video file.
 VIDEO_WRITERS = {
     # H.264 at x264's "veryfast" preset: less than half the CPU of its default for a slightly larger file, which
-    # leaves the cores to the segmenter
-    ".mp4": lambda path, fps: iio2.get_writer(path, fps=fps, macro_block_size=1, ffmpeg_params=["-preset", "veryfast"]),
+    # leaves the cores to the segmenter. Its 4:2:0 colour needs even sides: an odd side gets one black pixel more.
+    ".mp4": lambda path, fps: iio2.get_writer(path, fps=fps, macro_block_size=1,
+                                              ffmpeg_params=["-preset", "veryfast", "-vf", EVEN_SIDES]),
     ".webm": lambda path, fps: iio2.get_writer(path, fps=fps, codec="libvpx-vp9", macro_block_size=1),
     ".gif": lambda path, fps: iio2.get_writer(path, duration=1000 / fps, loop=0),  # pillow; duration in ms
 }

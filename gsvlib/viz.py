@@ -255,7 +255,7 @@ def accuracy_throughput(points: list[dict]) -> go.Figure:
 
 
 def schedule_chart(schedules: dict, title: str) -> go.Figure:
-    """Adaptive keyframes against fixed l (:func:`gsvlib.evaluate.keyframe_schedules`): mIoU over every scored
+    """Adaptive keyframes against fixed l (:func:`gsvlib.schedules.keyframe_schedules`): mIoU over every scored
     frame against modelled FPS, one curve for the fixed intervals and one per policy signal."""
     points = [{"name": "fixed l", "fps": p["fps"], "miou": p["miou"], "label": f"l={l}", "ci": p.get("ci")}
               for l, p in schedules["fixed"].items()]

@@ -6,7 +6,7 @@ import torch
 
 from gsvlib.bootstrap import (class_intervals, draws, miou_interval, miou_of, paired_difference, percentile_interval,
                               resampled_miou)
-from gsvlib.evaluate import ConfusionMatrix
+from gsvlib.protocol import ConfusionMatrix
 
 
 def frame(truth, pred, classes=2):

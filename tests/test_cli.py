@@ -283,3 +283,18 @@ def test_span_takes_two_fractions_or_the_name_of_a_part_of_the_15_hz_run(capsys)
         with pytest.raises(SystemExit):
             parser.parse_args(["eval", "--checkpoint", "c.pt", "--span", *bad])
         assert "--span takes two fractions A B or one of propagation-train, held-out" in capsys.readouterr().err
+
+
+def test_paired_differences_set_any_propagation_against_the_others(trained, tiny_synth, tmp_path):
+    """Before: only GSVNet minus each other variant; a new variant against warp was computed by hand."""
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(trained), "--root", str(tiny_synth), "--intervals", "1", "3",
+                 "--variants", "gsv", "warp", "copy", "--baseline", "warp", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["warp"]["differences"]) == {"warp - gsv", "warp - copy", "warp - keyframe net on every frame"}
+    assert "differences" not in report["gsv"]
+    default = tmp_path / "default.json"
+    assert main(["eval", "--checkpoint", str(trained), "--root", str(tiny_synth), "--intervals", "1", "3",
+                 "--variants", "gsv", "warp", "--out", str(default)]) == 0
+    gsv_minus_warp = json.loads(default.read_text())["gsv"]["differences"]["gsv - warp"]["3"]["avg"]["diff"]
+    assert report["warp"]["differences"]["warp - gsv"]["3"]["avg"]["diff"] == pytest.approx(-gsv_minus_warp)

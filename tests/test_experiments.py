@@ -35,7 +35,7 @@ def quick(tiny_synth) -> list[str]:
 
 @pytest.mark.slow
 def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, capsys):
-    (toml,) = re.findall(r"```toml\n(.*?)```", GUIDE.read_text(), re.S)
+    (toml,) = [t for t in re.findall(r"```toml\n(.*?)```", GUIDE.read_text(), re.S) if "distill.toml" in t]
     path = workdir / toml.splitlines()[0].removeprefix("# ")
     assert not path.exists()  # the example adds a file the folder does not have
     path.write_text(toml)
@@ -290,3 +290,27 @@ def test_every_path_in_an_experiment_file_is_read_against_the_file(tmp_path, mon
     assert exp.train["init"] == str(folder / "key.pt")
     (folder / "named.toml").write_text('description = "p"\n[train]\nrecipe = "short-adam"\ninit = "key"\n')
     assert load(folder / "named.toml").train["init"] == "key"  # an experiment's name stays a name
+
+
+def test_the_contributing_correction_of_ones_own_is_one_file_and_an_experiment(workdir, tiny_synth, monkeypatch):
+    """CONTRIBUTING.md's residual-CNN correction, as written: a module outside the package registers it, the
+    experiment file runs the module and names the correction, `gsv run` trains and scores it, `gsv tables` shows it."""
+    from gsvlib.models.gsvnet import CORRECTIONS
+
+    monkeypatch.setitem(CORRECTIONS, "residual", None)  # the module replaces it; the registry is as before afterwards
+    text = GUIDE.read_text()
+    (module,) = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "my_parts/residual.py" in b]
+    (toml,) = [t for t in re.findall(r"```toml\n(.*?)```", text, re.S) if "residual.toml" in t]
+    for block in (module, toml):
+        path = workdir / block.splitlines()[0].removeprefix("# ")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(block)
+    assert main(["run", "experiments/synthetic/residual.toml", *quick(tiny_synth)]) == 0
+    ckpt = read_checkpoint(workdir / "runs/synthetic/residual/checkpoint.pt")
+    assert ckpt["model_config"]["correction"] == "residual" and "gsv.net.0.weight" in ckpt["model"]
+    assert ckpt["trained"] == ["flow_net", "gsv", "keyframe_net"]
+    result = json.loads((workdir / "figures/synthetic/residual.json").read_text())
+    assert set(result["gsv"]["intervals"]) == {"1", "2", "3", "4", "5"} and "gsv - warp" in result["gsv"]["differences"]
+    assert main(["tables", "figures/synthetic"]) == 0
+    table = (workdir / "figures/synthetic/results.md").read_text()
+    assert "| `short-adam` recipe, a residual CNN in place of the GSV conv |" in table

@@ -198,3 +198,21 @@ def test_a_full_disk_is_named_and_the_old_file_kept(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert torch.equal(read_checkpoint(tmp_path / "checkpoint.pt")["w"], torch.ones(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_the_correction_after_warping_is_a_registry_the_config_names(tmp_path):
+    """"none" warps alone (S_t = S^-_t); a checkpoint naming a correction nobody registered is refused with the fix."""
+    from dataclasses import asdict
+
+    from gsvlib.checkpoint import load_model
+    from gsvlib.files import save_atomic
+
+    model = GSVNet(num_classes=5, correction="none").eval()
+    prev, cur = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    seg = torch.randn(2, 5, 8, 8)
+    p = model.propagate(seg, prev, cur)
+    assert torch.equal(p.seg, p.warped) and p.kernels is None and sum(x.numel() for x in model.gsv.parameters()) == 0
+    config = {**asdict(model.config), "correction": "not-registered"}
+    save_atomic({"model": model.state_dict(), "model_config": config}, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="correction must be one of .*'not-registered'.*import that module first"):
+        load_model(tmp_path / "c.pt")

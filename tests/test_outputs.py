@@ -578,3 +578,89 @@ def test_ctrl_c_while_the_command_starts_ends_in_one_line():
     done = subprocess.run([sys.executable, "-c", code, "info"], capture_output=True, text=True)
     assert done.returncode == 130 and done.stderr == "gsv: interrupted while starting; nothing was done\n"
     assert done.stdout == ""
+
+
+def test_an_mp4_of_odd_sides_is_padded_by_one_pixel(checkpoint, tmp_path):
+    """Before: ffmpeg's dump and "Broken pipe" for a 33x31 video (H.264's 4:2:0 colour needs even sides)."""
+    import imageio.v3 as iio
+
+    folder = tmp_path / "odd"
+    for i in range(3):
+        write_png(folder / f"{i:06d}.png", np.full((31, 33, 3), 50 * i, np.uint8))
+    assert main(["segment", str(folder), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o.mp4"),
+                 "--fps", "15", "--no-legend"]) == 0
+    frames = iio.imread(tmp_path / "o.mp4")
+    assert frames.shape[:3] == (3, 32, 34)  # one pixel more on each odd side
+
+
+def _experiment(path, text):
+    path.write_text('description = "d"\n' + text)
+    return str(path)
+
+
+def test_what_a_run_would_lose_or_redo_is_refused_before_any_training(checkpoint, tiny_synth, tmp_path, capsys):
+    """Cases of a messy folder, each refused by `gsv run` before anything trains (before: after training, or never):
+    a user's .pt as [export] out, a JSON list as the manifest, two experiments writing one result file (each would
+    replace the other's on every run), `--set out=` putting two experiments into one run folder, a tables.toml that
+    is not TOML, and a result path under a file."""
+    train = '[train]\nrecipe = "from-scratch"\n'
+    mine = tmp_path / "mine.pt"
+    torch.save({"weights": torch.ones(2)}, mine)
+    listing = tmp_path / "list.json"
+    listing.write_text("[1, 2]")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    cases = {
+        "export": (_experiment(tmp_path / "a.toml", f'{train}[export]\nout = "mine.pt"\n'),
+                   "[export] out {} exists and is not a checkpoint or weights file the kit wrote".format(mine)),
+        "manifest": (_experiment(tmp_path / "b.toml", f'{train}[export]\nout = "w.pt"\nmanifest = "list.json"\n'),
+                     "is JSON but not a manifest"),
+        "under a file": (_experiment(tmp_path / "c.toml", f'{train}[[eval]]\nname = "v"\nout = "notes.txt/r.json"\n'),
+                         f"{notes} is a file, not a folder"),
+    }
+    for name, (path, message) in cases.items():
+        assert main(["run", path, "--runs", str(tmp_path / "runs"), "--root", f"synthetic={tiny_synth}"]) == 2, name
+        assert message in capsys.readouterr().err, name
+    one = [_experiment(tmp_path / f"{n}.toml", f'{train}[[eval]]\nname = "v"\nout = "same.json"\n') for n in "de"]
+    assert main(["run", *one, "--runs", str(tmp_path / "runs")]) == 2
+    assert "writes too: each would replace the other's result on every run" in capsys.readouterr().err
+    two = [_experiment(tmp_path / f"{n}.toml", train + ("lr = 0.01\n" if n == "g" else "")) for n in "fg"]
+    assert main(["run", *two, "--set", f"out={tmp_path / 'shared'}", "--root", f"synthetic={tiny_synth}"]) == 2
+    assert "the run folder of experiment f too (is `out` set for both" in capsys.readouterr().err
+    (tmp_path / "tables.toml").write_text("[tables.x\n")
+    table = _experiment(tmp_path / "h.toml", f'{train}[report]\ntable = "x"\n[[eval]]\nname = "v"\nout = "h.json"\n')
+    assert main(["run", table, "--dry-run"]) == 2
+    assert f"{tmp_path / 'tables.toml'}: is not valid TOML" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "shared").exists()  # nothing trained
+    assert mine.exists() and listing.read_text() == "[1, 2]" and notes.read_text() == "mine"
+
+
+def test_a_read_only_folder_is_named_with_the_file(tmp_path, monkeypatch):
+    """As root the tests cannot make a folder read-only; the refusal is what mkstemp raises there."""
+    import tempfile
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError, match=r"cannot write .*r.json: its folder .* is read-only or not yours"):
+        files.write_json_atomic(tmp_path / "r.json", {"a": 1})
+
+
+def test_macos_metadata_files_in_a_frame_folder_are_no_frames(frames, checkpoint, tmp_path):
+    """A folder of frames copied from a Mac holds `._000001.png` (AppleDouble metadata, not a PNG): before, the run
+    stopped on an unreadable image."""
+    (frames / "._000001.png").write_bytes(b"\x00\x05\x16\x07 Mac OS X metadata")
+    assert segment(frames, checkpoint, tmp_path / "ov") == 0
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 3
+
+
+def test_a_file_output_given_as_a_symlink_writes_its_target_and_keeps_the_link(tmp_path):
+    """Before: the atomic rename replaced the user's link with a file."""
+    target = tmp_path / "store" / "r.json"
+    files.write_json_atomic(target, files.marked({"a": 1}))
+    link = tmp_path / "r.json"
+    link.symlink_to(target)
+    files.check_file_output(link, kind="json")  # the target is the kit's: allowed
+    files.write_json_atomic(link, files.marked({"a": 2}))
+    assert link.is_symlink() and json.loads(target.read_text())["a"] == 2

@@ -12,7 +12,7 @@ from gsvlib.cli import build_parser, main
 from gsvlib.config import config_for
 from gsvlib.data import DATASETS
 from gsvlib.data.io import write_png
-from gsvlib.models.gsvnet import KEYFRAME_NETS
+from gsvlib.models.gsvnet import CORRECTIONS, KEYFRAME_NETS
 from gsvlib.segmenter import PROPAGATIONS, SIGNALS
 from gsvlib.train import build_model
 
@@ -22,9 +22,9 @@ GUIDE = Path(__file__).resolve().parents[1] / "CONTRIBUTING.md"
 @pytest.fixture
 def registered():
     """CONTRIBUTING.md's python blocks executed in order in one namespace; the registries restored afterwards."""
-    saved = [(r, dict(r)) for r in (KEYFRAME_NETS, DATASETS, PROPAGATIONS, SIGNALS)]
+    saved = [(r, dict(r)) for r in (KEYFRAME_NETS, DATASETS, PROPAGATIONS, SIGNALS, CORRECTIONS)]
     blocks = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
-    assert len(blocks) == 6  # net, its registration, dataset, its registration, variant, signal
+    assert len(blocks) == 7  # net, its registration, dataset, its registration, variant, signal, correction
     namespace = {"__name__": "contributing_examples"}
     for block in blocks:
         exec(compile(block, str(GUIDE), "exec"), namespace)

@@ -12,7 +12,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gsvlib"
 # bottom to top, as in CONTRIBUTING.md; modules of one subpackage (models/, data/) may import each other
 LAYERS = [("device", "files", "distributed", "progress", "bootstrap"), ("models",), ("data",), ("stages",), ("config",),
-          ("checkpoint",), ("segmenter", "pictures", "official"), ("video", "deploy"), ("train", "evaluate", "bench"),
+          ("checkpoint",), ("segmenter", "pictures", "official"), ("video", "deploy"), ("protocol",), ("schedules",),
+          ("train", "evaluate", "bench"),
           ("experiments",), ("reports",), ("viz",), ("tour",), ("notebook", "cli"),
           ("entry",)]
 EXTRAS = ("plotly", "ipywidgets", "IPython", "matplotlib", "kaleido", "jupyterlab", "papermill", "nbformat", "onnx",

@@ -11,8 +11,8 @@ from gsvlib.config import config_for
 from gsvlib.data import open_dataset
 from gsvlib.data.synthetic import load_analysis
 from gsvlib.data import DataSpec
-from gsvlib.evaluate import (ConfusionMatrix, FrameScores, evaluate, keyframe_schedules, protocol, run_offsets,
-                             stream)
+from gsvlib.protocol import ConfusionMatrix, FrameScores, evaluate, protocol, run_offsets
+from gsvlib.schedules import keyframe_schedules, stream
 from gsvlib.stages import SMOOTHNESS, STAGES, cross_entropy
 from gsvlib.segmenter import KeyframePolicy
 from gsvlib.train import read_log, train

@@ -91,3 +91,12 @@ def test_resume_keeps_what_the_run_started_from(runs, tiny_synth, tmp_path):
     resumed = read_checkpoint(tmp_path / "g" / "checkpoint.pt")
     assert resumed["iteration"] == 2 and resumed["trained"] == sorted(PARTS)
     assert resumed["model"]["flow_net.to_flow.bias"].shape == first.shape
+
+
+def test_a_part_the_record_does_not_know_is_refused_not_passed_unchecked():
+    """Before: require_trained checked only the parts of PARTS, so a variant naming another part ran it untrained."""
+    from gsvlib.checkpoint import require_trained
+
+    with pytest.raises(ValueError, match=r"names parts \['residual'\] that a checkpoint does not record"):
+        require_trained({"trained": ["keyframe_net"]}, "c.pt", ("keyframe_net", "residual"), "a variant")
+    require_trained({"trained": ["keyframe_net"]}, "c.pt", ("keyframe_net",), "a variant")

@@ -101,9 +101,12 @@ class GuidingNet(nn.Module):
 
 
 class GSVOutput(NamedTuple):
+    """What a correction after warping returns (:data:`gsvlib.models.gsvnet.CORRECTIONS`); a correction other than
+    the GSV conv gives None for what it does not compute."""
+
     seg: torch.Tensor  # (B, C, H/8, W/8) refined segmentation S_t
-    kernels: torch.Tensor  # (B, D+2, H/8, W/8) normalised per-pixel kernel: D shifts, identity, (zero,) intra
-    edge: torch.Tensor  # (B, 1, H/8, W/8) edge map E_t
+    kernels: torch.Tensor | None  # (B, D+2, H/8, W/8) normalised per-pixel kernel: D shifts, identity, (zero,) intra
+    edge: torch.Tensor | None  # (B, 1, H/8, W/8) edge map E_t
     intra: torch.Tensor | None  # (B, C, H/8, W/8) crude intra-frame segmentation f^i_t, None without intra
 
 

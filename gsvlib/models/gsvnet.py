@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ from torch import nn
 from gsvlib.models.bisenet import BiSeNet
 from gsvlib.models.conventions import CONVENTIONS, Conventions, normalized, small_frames
 from gsvlib.models.flow import FlowLight, FlowNetS
-from gsvlib.models.gsv import GuidedSpatiallyVaryingConv
+from gsvlib.models.gsv import GSVOutput, GuidedSpatiallyVaryingConv
 from gsvlib.models.layers import resize
 from gsvlib.models.swiftnet import SwiftNet
 from gsvlib.models.warp import warp
@@ -51,11 +51,18 @@ class GSVNetConfig:
     freeze_keyframe: bool = True  # N is pre-trained and frozen while PF trains (sec. 4.1)
     conventions: str = "gsvkit"  # a name in CONVENTIONS: "gsvkit", or "official" to run the authors' released weights
     key_scale: float = 0.75  # keyframes are segmented at this input scale (sec. 4.1); a stage gsv run records its own
+    correction: str = "gsv"  # a name in CORRECTIONS: what corrects the warped S^-_t ("gsv": the paper's GSV conv)
 
     def __post_init__(self):
         for name, table in (("keyframe_net", KEYFRAME_NETS), ("flow_net", FLOW_NETS), ("conventions", CONVENTIONS)):
             if getattr(self, name) not in table:
                 raise ValueError(f"{name} must be one of {sorted(table)}, got {getattr(self, name)!r}")
+        if self.correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {sorted(CORRECTIONS)}, got {self.correction!r}: a correction "
+                             "of one's own is registered by the module that defines it (CONTRIBUTING.md, a "
+                             "correction of your own); import that module first (an experiment file's `modules`)")
+        if self.correction != "gsv" and self.conventions != "gsvkit":
+            raise ValueError("the official conventions describe the authors' GSV conv; use correction 'gsv'")
         for name, table in (("keyframe_net", KEYFRAME_NETS), ("flow_net", FLOW_NETS)):
             net = table[getattr(self, name)]
             if self.conventions != "gsvkit" and "conventions" not in inspect.signature(net).parameters:
@@ -77,9 +84,27 @@ class Propagation(NamedTuple):
     seg: torch.Tensor  # (B, C, H/8, W/8) S_t
     warped: torch.Tensor  # (B, C, H/8, W/8) S^-_t
     flow: torch.Tensor  # (B, 2, H/8, W/8) m_t
-    kernels: torch.Tensor  # (B, D+2, H/8, W/8)
-    edge: torch.Tensor  # (B, 1, H/8, W/8)
+    kernels: torch.Tensor | None  # (B, D+2, H/8, W/8); None for a correction without per-pixel kernels
+    edge: torch.Tensor | None  # (B, 1, H/8, W/8)
     intra: torch.Tensor | None  # (B, C, H/8, W/8)
+
+
+class NoCorrection(nn.Module):
+    """Correction "none": S_t is the warped S^-_t (eq. 1 alone), for training the flow net through warping only."""
+
+    def forward(self, warped: torch.Tensor, frame_small: torch.Tensor) -> GSVOutput:
+        return GSVOutput(warped, None, None, None)
+
+
+# The correction after warping, the second half of PF: name -> builder(config, conventions) -> an nn.Module whose
+# forward(warped (B, C, H/8, W/8), frame_small (B, 3, H/8, W/8)) returns a GSVOutput. The model's part "gsv" holds it.
+# A correction of one's own is one more entry, added by the module that defines it (CONTRIBUTING.md).
+CORRECTIONS: dict[str, Callable[["GSVNetConfig", Conventions], nn.Module]] = {
+    "gsv": lambda config, conventions: GuidedSpatiallyVaryingConv(config.num_classes, config.kernel_size,
+                                                                  config.use_intra, config.learnable_delays,
+                                                                  conventions=conventions),
+    "none": lambda config, conventions: NoCorrection(),
+}
 
 
 def _build(net: type[nn.Module], conventions: Conventions, *args) -> nn.Module:
@@ -99,8 +124,7 @@ class GSVNet(nn.Module):
         self.conventions = conventions = CONVENTIONS[config.conventions]
         self.keyframe_net = _build(KEYFRAME_NETS[config.keyframe_net], conventions, config.num_classes)
         self.flow_net = _build(FLOW_NETS[config.flow_net], conventions)
-        self.gsv = GuidedSpatiallyVaryingConv(config.num_classes, config.kernel_size, config.use_intra,
-                                              config.learnable_delays, conventions=conventions)
+        self.gsv = CORRECTIONS[config.correction](config, conventions)  # the GSV conv, or another correction
         self.frozen: set[str] = set()
         self.freeze("keyframe_net", config.freeze_keyframe)
 
@@ -186,9 +210,12 @@ class GSVNet(nn.Module):
             f"keyframe net N ({self.config.keyframe_net})": count(self.keyframe_net),
             "  of which ResNet-18 backbone": count(self.keyframe_net.backbone),
             f"flow net O ({self.config.flow_net})": count(self.flow_net),
-            "intra-frame net phi": count(self.gsv.intra_net),
-            "guiding net G": count(self.gsv.guiding_net),
-            "ideal-delay kernels theta": self.gsv.theta.numel(),
         }
-        parts["non-keyframe total (O + phi + G + theta)"] = count(self.flow_net) + count(self.gsv)
+        if isinstance(self.gsv, GuidedSpatiallyVaryingConv):
+            parts.update({"intra-frame net phi": count(self.gsv.intra_net), "guiding net G": count(self.gsv.guiding_net),
+                          "ideal-delay kernels theta": self.gsv.theta.numel()})
+            parts["non-keyframe total (O + phi + G + theta)"] = count(self.flow_net) + count(self.gsv)
+        else:
+            parts[f"correction ({self.config.correction})"] = count(self.gsv)
+            parts["non-keyframe total (O + correction)"] = count(self.flow_net) + count(self.gsv)
         return parts
