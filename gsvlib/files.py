@@ -67,7 +67,7 @@ def _kit_json(path: Path) -> bool:
 def _earlier_result(obj: dict) -> bool:
     """A result that a version before the mark wrote, known by its shape: a `gsv run` result (an experiment block
     with the checkpoint's sha256), a `gsv eval` report (a protocol, image-only scores, a flow error or keyframe
-    schedules), a `gsv bench` report or matrix, or the tour's results."""
+    schedules), a `gsv bench` report or matrix, the tour's results, or `gsv segment`'s timings."""
     meta = obj.get("experiment")
     parts = [v for v in obj.values() if isinstance(v, dict)]
     return ((isinstance(meta, dict) and "checkpoint_sha256" in meta)
@@ -78,7 +78,8 @@ def _earlier_result(obj: dict) -> bool:
 
 
 _EARLIER_REPORTS = ({"fixed", "policies", "timing_ms"}, {"gsvnet", "image_only", "gflops"},  # schedules, bench
-                    {"environment", "runs", "skipped"}, {"accuracy", "benchmark", "config"})  # bench matrix, tour
+                    {"environment", "runs", "skipped"}, {"accuracy", "benchmark", "config"},  # bench matrix, tour
+                    {"frames", "per_frame", "fps"})  # gsv segment's timings
 
 
 def _kit_torch(path: Path) -> bool:

@@ -18,8 +18,8 @@ import torch
 
 from gsvlib.data.io import DatasetError, read_rgb, write_png
 from gsvlib.data.labels import LabelTable
-from gsvlib.files import (locked, marked, move_into_place, output_path, refuse_foreign, refuse_overlap, remove,
-                          restore_interrupted, write_json_atomic)
+from gsvlib.files import (OWN_FILES, locked, marked, move_into_place, output_path, refuse_foreign, refuse_overlap,
+                          remove, restore_interrupted, write_json_atomic)
 from gsvlib.pictures import legend_strip, overlay
 from gsvlib.progress import progress_bar
 from gsvlib.segmenter import VideoSegmenter
@@ -208,10 +208,11 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
         refuse_foreign(out, lambda p: OVERLAY_FILE.fullmatch(str(p)) is not None, "gsv segment")
     elif out.is_dir():
         raise FileExistsError(f"--out {out} is a folder; a {kind} video needs a file name (nothing was changed)")
-    elif out.is_file() and not out.with_suffix(".timings.json").is_file():
+    elif out.is_file() and not (out.with_suffix(".timings.json").is_file()
+                                and OWN_FILES["json"][0](out.with_suffix(".timings.json"))):
         raise FileExistsError(f"--out {out} exists without the {out.with_suffix('.timings.json').name} that gsv "
-                              "segment writes beside its videos, so it is not one of them; choose another name, or "
-                              "move the file (nothing was changed)")
+                              "segment writes beside its videos (with the kit's mark), so it is not one of them; choose "
+                              "another name, or move the file (nothing was changed)")
     with locked(out.parent / f".{out.name}.lock", f"--out {out}",
                 "wait for the other gsv segment to finish, or choose another --out", keep=False):
         return _write_overlays(segmenter, source, out, kind, table, alpha, max_frames, progress, legend, fps)

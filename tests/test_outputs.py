@@ -442,8 +442,12 @@ def test_file_outputs_replace_only_files_of_their_own_kind(checkpoint, frames, t
     video.write_bytes(b"GIF89a, a user's video")
     assert segment(frames, checkpoint, video) == 2
     assert "without the holiday.timings.json" in capsys.readouterr().err
+    video.with_suffix(".timings.json").write_text('{"frames": "my notes"}')  # a user's file of that name: no mark
+    assert segment(frames, checkpoint, video) == 2
+    assert "(with the kit's mark)" in capsys.readouterr().err
     assert video.read_bytes() == b"GIF89a, a user's video"
     video.unlink()
+    video.with_suffix(".timings.json").unlink()
     for _ in range(2):  # its own video, timings beside it: replaced
         assert segment(frames, checkpoint, video) == 0
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "w.pt")]) == 0
