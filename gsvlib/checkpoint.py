@@ -15,8 +15,9 @@ from gsvlib.config import train_command
 from gsvlib.device import check_device
 from gsvlib.files import (MARK, check_file_output, marked, refuse_overlap, save_atomic, sha256, temporary,
                           write_json_atomic)
-from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
+from gsvlib.models.gsvnet import PART_TITLES, PARTS, GSVNet, GSVNetConfig
 from gsvlib.models.resnet import ResNet18
+from gsvlib.stages import STAGES
 
 
 class CheckpointError(RuntimeError):
@@ -121,7 +122,6 @@ def load_torchvision_weights(backbone: ResNet18, weights: str | Path | dict) -> 
     backbone.load_state_dict(state, strict=True)
 
 
-PARTS = ("keyframe_net", "flow_net", "gsv")  # the parts of GSVNet a checkpoint may or may not have trained
 _TRAIN_PART = {
     "keyframe_net": "train it with `gsv train --stage keyframe`, then start the propagation from it with --init",
     "flow_net": "train it with `gsv train --stage flow` and start the propagation from it with --init-flow, or let "
@@ -138,8 +138,8 @@ def trained_parts(ckpt: dict) -> set[str]:
         return set(ckpt["trained"])
     run = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else {}
     stage = ckpt.get("stage", run.get("stage"))  # "stage": files converted from the official code
-    if stage in ("keyframe", "flow"):
-        return {"keyframe_net" if stage == "keyframe" else "flow_net"}
+    if stage in STAGES and not STAGES[stage].starts_propagation:  # keyframe, flow: what the stage trains
+        return set(STAGES[stage].trains)
     flow = run.get("train_flow", True) or run.get("init_flow") or run.get("init_propagation") or not run
     return {"gsv", *(["flow_net"] if flow else []), *(["keyframe_net"] if run.get("init") or not run else [])}
 
@@ -152,10 +152,9 @@ def require_trained(ckpt: dict, path: str | Path, parts, purpose: str) -> None:
         raise ValueError(f"{purpose} names parts {unknown} that a checkpoint does not record; the parts are {PARTS}")
     missing = [p for p in PARTS if p in set(parts) - trained_parts(ckpt)]
     if missing:
-        names = {"keyframe_net": "keyframe net", "flow_net": "flow net", "gsv": "propagation (GSV conv)"}
-        raise CheckpointError(f"{path}: its {' and '.join(names[p] for p in missing)} "
-                              f"{'was' if len(missing) == 1 else 'were'} never trained (it holds "
-                              f"{', '.join(names[p] for p in PARTS if p in trained_parts(ckpt)) or 'no trained part'})"
+        held = ", ".join(PART_TITLES[p] for p in PARTS if p in trained_parts(ckpt)) or "no trained part"
+        raise CheckpointError(f"{path}: its {' and '.join(PART_TITLES[p] for p in missing)} "
+                              f"{'was' if len(missing) == 1 else 'were'} never trained (it holds {held})"
                               f", and {purpose} runs {'it' if len(missing) == 1 else 'them'}: "
                               + _TRAIN_PART[missing[0]].format(path=path))
 

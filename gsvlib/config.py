@@ -50,8 +50,8 @@ class TrainConfig:
     flow_net: str = setting("light", "flow net O (flownets: the paper's Ours-FlowNet ablation)",
                             choices=lambda: list(FLOW_NETS))
     use_intra: bool = setting(True, "ablation: no intra-frame features (the paper's Table 4)", flag="--no-intra")
-    correction: str = setting("gsv", "the correction after warping: gsv (the paper's GSV conv), none (warping alone), or "
-                                     "one a module registers in gsvlib.models.gsvnet.CORRECTIONS",
+    correction: str = setting("gsv", "the correction after warping: gsv (the paper's GSV conv), none (warping "
+                                     "alone), or one a module registers in gsvlib.models.gsvnet.CORRECTIONS",
                               choices=lambda: list(CORRECTIONS))
     train_flow: bool = setting(True, "keep the flow net fixed while the rest of the propagation trains",
                                flag="--freeze-flow")
@@ -114,10 +114,19 @@ class TrainConfig:
         if not 1 <= self.max_frame_step <= 8:
             raise ValueError(f"max_frame_step must be in 1..8 for stage gsv and 1 for the other stages, got "
                              f"{self.max_frame_step}")
-        for name in ("init_flow", "init_propagation"):
-            if getattr(self, name) is not None and not STAGES[self.stage].starts_propagation:
-                raise ValueError(f"--{name.replace('_', '-')} starts the propagation of a stage gsv run; for stage "
-                                 f"{self.stage} use --init")
+        provides = STAGES[self.stage].provides  # starting point -> the parts it gives this stage
+        for name in STARTING_POINTS:
+            if getattr(self, name) is not None and name != "imagenet" and name not in provides:
+                takes = [s for s, stage in STAGES.items() if name in stage.provides]
+                raise ValueError(f"{_option(name)} is a starting point of stage {' or '.join(takes)}; stage "
+                                 f"{self.stage} takes {' or '.join(map(_option, provides))}")
+        given = [name for name in provides if getattr(self, name) is not None]
+        for i, a in enumerate(given):
+            for b in given[i + 1:]:
+                both = sorted(set(provides[a]) & set(provides[b]))
+                if both:
+                    raise ValueError(f"{_option(a)} and {_option(b)} both give the {' and '.join(both)}; give one of "
+                                     "them")
         STAGES[self.stage].check(self)
         for name in ("iterations", "batch_size", "checkpoint_every", "lr_decay_every"):
             if getattr(self, name) < 1:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from gsvlib.data import DATASETS
 from gsvlib.models.flow import edge_aware_smoothness, eighth_grid_error, photometric_error
-from gsvlib.models.gsvnet import GSVNet
+from gsvlib.models.gsvnet import PARTS, GSVNet
 from gsvlib.models.layers import resize
 
 SMOOTHNESS = 0.1  # weight of the flow's smoothness relative to the photometric term (--photometric)
@@ -85,8 +85,6 @@ def _check_gsv(cfg: Config) -> None:
     if not 2 <= cfg.max_interval <= 30:
         raise ValueError(f"max_interval must be in 2..30 for stage gsv (interval 1 has no non-keyframe to train; a "
                          f"Cityscapes snippet has 30 frames), got {cfg.max_interval}")
-    if cfg.init_flow is not None and cfg.init_propagation is not None:
-        raise ValueError("--init-propagation starts the flow net too; give it or --init-flow, not both")
 
 
 def _check_flow(cfg: Config) -> None:
@@ -100,20 +98,23 @@ def _check_flow(cfg: Config) -> None:
 
 
 class Stage(NamedTuple):
-    """One training stage: ``trains`` (the GSVNet parts whose parameters it updates), ``recipe`` (its default, a
-    name in :data:`gsvlib.config.RECIPES`), ``loss`` (model, frames (B, T, 3, H, W), targets, cfg, class weights)
-    -> terms, ``targets`` ("labels" (B, H, W), or "flow" (B, 3, H, W): the exact flow and where it is valid),
-    ``reach`` (cfg -> how many frames before the labelled one a sample may start), and ``check`` (cfg -> None, or a
-    ValueError that says what to change)."""
+    """One training stage: ``trains`` (the GSVNet parts whose parameters it updates, :data:`PARTS`), ``provides``
+    (each starting point it takes, a TrainConfig field, -> the parts a fresh run loads from that checkpoint),
+    ``recipe`` (its default, a name in :data:`gsvlib.config.RECIPES`), ``loss`` (model, frames (B, T, 3, H, W),
+    targets, cfg, class weights) -> terms, ``targets`` ("labels" (B, H, W), or "flow" (B, 3, H, W): the exact flow and
+    where it is valid), ``reach`` (cfg -> how many frames before the labelled one a sample may start), and ``check``
+    (cfg -> None, or a ValueError that says what to change). Training, the checkpoint's record of its trained parts and
+    the settings' checks read these declarations."""
 
     title: str
     recipe: str
     trains: tuple[str, ...]
+    provides: dict[str, tuple[str, ...]]
     loss: Callable[..., Terms]
     targets: str
     reach: Callable[[Config], int]
     check: Callable[[Config], None]
-    starts_propagation: bool = False  # --init-flow / --init-propagation apply; --init gives the keyframe net only
+    starts_propagation: bool = False  # trains PF on a frozen N: at the keyframe scale, and --freeze-flow applies
 
     def describe(self, cfg: Config) -> str:
         """What the progress bar says is training: "keyframe (swiftnet)", "gsv (propagation)"."""
@@ -122,10 +123,12 @@ class Stage(NamedTuple):
 
 
 STAGES: dict[str, Stage] = {
-    "keyframe": Stage("the keyframe net N alone", "from-scratch", ("keyframe_net",), keyframe_loss, "labels",
-                      lambda cfg: 0, _check_one_frame_step),
-    "gsv": Stage("GSVNet's propagation with N frozen", "paper", ("flow_net", "gsv"), propagation_loss, "labels",
-                 lambda cfg: (cfg.max_interval - 1) * cfg.max_frame_step, _check_gsv, starts_propagation=True),
+    "keyframe": Stage("the keyframe net N alone", "from-scratch", ("keyframe_net",), {"init": PARTS}, keyframe_loss,
+                      "labels", lambda cfg: 0, _check_one_frame_step),
+    "gsv": Stage("GSVNet's propagation with N frozen", "paper", ("flow_net", "gsv"),
+                 {"init": ("keyframe_net",), "init_flow": ("flow_net",), "init_propagation": ("flow_net", "gsv")},
+                 propagation_loss, "labels", lambda cfg: (cfg.max_interval - 1) * cfg.max_frame_step, _check_gsv,
+                 starts_propagation=True),
     "flow": Stage("the flow net O alone on the exact flow of the synthetic set", "synthetic-flow", ("flow_net",),
-                  flow_loss, "flow", lambda cfg: 1, _check_flow),
+                  {"init": PARTS}, flow_loss, "flow", lambda cfg: 1, _check_flow),
 }

@@ -34,7 +34,7 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gsvlib.checkpoint import (PARTS, CheckpointError, load_state_dict_checked, load_torchvision_weights,
+from gsvlib.checkpoint import (CheckpointError, load_state_dict_checked, load_torchvision_weights,
                                read_checkpoint, trained_parts)
 from gsvlib.config import PATHS, STARTING_POINTS, TrainConfig
 from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
@@ -43,7 +43,7 @@ from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
 from gsvlib.files import (LOCK_TEXT, MARK, locked, save_atomic, sha256, temporary, write_json_atomic,
                           write_text_atomic)
-from gsvlib.models.gsvnet import GSVNet, GSVNetConfig
+from gsvlib.models.gsvnet import PART_TITLES, GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last
 from gsvlib.progress import progress_bar
 from gsvlib.stages import STAGES
@@ -78,16 +78,21 @@ def _part(state: dict, name: str) -> dict:
     return {k.removeprefix(f"{name}."): v for k, v in state.items() if k.startswith(f"{name}.")}
 
 
+def _trainer_of(parts: tuple[str, ...], default: str) -> str:
+    """The stage that trains exactly ``parts``, else one that trains them among others, else ``default``."""
+    fits = [name for name, s in STAGES.items() if set(s.trains) == set(parts)]
+    fits += [name for name, s in STAGES.items() if set(parts) <= set(s.trains)]
+    return fits[0] if fits else default
+
+
 def trained_by(cfg: TrainConfig, warn: bool = True) -> set[str]:
     """The parts of GSVNet a fresh run of ``cfg`` leaves trained: those its stage trains, and the trained parts its
     starting points give it (read from their checkpoints). Warns when stage gsv starts from no trained keyframe net."""
     stage = STAGES[cfg.stage]
-    given = {"init": {"keyframe_net"} if stage.starts_propagation else set(PARTS), "init_flow": {"flow_net"},
-             "init_propagation": {"flow_net", "gsv"}}
     parts = {p for p in stage.trains if p != "flow_net" or not stage.starts_propagation or cfg.train_flow}
-    for name, gives in given.items():
+    for name, gives in stage.provides.items():
         if getattr(cfg, name):
-            parts |= gives & trained_parts(read_checkpoint(getattr(cfg, name)))
+            parts |= set(gives) & trained_parts(read_checkpoint(getattr(cfg, name)))
     if warn and stage.starts_propagation and "keyframe_net" not in parts:
         warnings.warn("the keyframe net N is untrained (no --init, or one whose keyframe net was never trained): the "
                       "propagation will learn to correct random keyframes, and N stays frozen. Give --init the "
@@ -105,21 +110,14 @@ def build_model(cfg: TrainConfig, num_classes: int) -> GSVNet:
         if model.keyframe_net.backbone is None:
             raise ValueError(f"keyframe net {cfg.keyframe_net} has no ResNet-18 backbone to load --imagenet into")
         load_torchvision_weights(model.keyframe_net.backbone, cfg.imagenet)
-    if cfg.init:
-        state = _saved_model(cfg.init, "keyframe")
-        if stage.starts_propagation:  # only N comes from the keyframe stage
-            load_state_dict_checked(model.keyframe_net, _part(state, "keyframe_net"), cfg.init, hint="its keyframe net")
-        else:
-            load_state_dict_checked(model, state, cfg.init)
-    if cfg.init_flow:
-        load_state_dict_checked(model.flow_net, _part(_saved_model(cfg.init_flow, "flow"), "flow_net"), cfg.init_flow,
-                                hint=f"its flow net, {cfg.flow_net}")
-    if cfg.init_propagation:
-        state = _saved_model(cfg.init_propagation, "gsv")
-        for part in ("flow_net", "gsv"):
-            load_state_dict_checked(getattr(model, part), _part(state, part), cfg.init_propagation,
-                                    hint=f"its propagation ({part}); it must be a stage gsv run with the same classes, "
-                                         "flow net and intra setting")
+    for name, parts in stage.provides.items():  # each starting point gives the parts its stage declares
+        path = getattr(cfg, name)
+        if path:
+            state = _saved_model(path, _trainer_of(parts, cfg.stage))
+            for part in parts:
+                load_state_dict_checked(getattr(model, part), _part(state, part), path,
+                                        hint=f"its {PART_TITLES[part]}: a run of the same classes, nets and "
+                                             "settings")
     if stage.starts_propagation and not cfg.train_flow:
         model.freeze("flow_net")
     return model

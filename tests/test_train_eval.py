@@ -349,7 +349,7 @@ def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, tmp_p
     assert torch.allclose(started[conv], trained[conv], atol=1e-8)  # one step at lr 1e-12 from the flow run's
     with pytest.raises(ValueError, match="exact flow, which dataset camvid does not have"):
         TrainConfig(stage="flow", dataset="camvid").check()
-    with pytest.raises(ValueError, match="--init-flow starts the propagation of a stage gsv run"):
+    with pytest.raises(ValueError, match="--init-flow is a starting point of stage gsv; stage keyframe takes --init"):
         config_for("keyframe", init_flow=flow["checkpoint"]).check()
 
 
@@ -486,10 +486,10 @@ def test_the_synthetic_set_in_camvid_classes_pre_trains_a_whole_propagation(tiny
     after = torch.load(started["checkpoint"], weights_only=True)["model"]
     for name in ("flow_net.down.0.0.weight", "gsv.guiding_net.stem.0.weight", "gsv.intra_net.net.2.weight"):
         assert torch.allclose(after[name], before[name], atol=1e-8), name
-    with pytest.raises(ValueError, match="give it or --init-flow, not both"):
+    with pytest.raises(ValueError, match="--init-flow and --init-propagation both give the flow_net; give one of them"):
         TrainConfig(init_flow="a.pt", init_propagation="b.pt").check()
-    with pytest.raises(ValueError, match="--init-propagation starts the propagation of a stage gsv run"):
+    with pytest.raises(ValueError, match="--init-propagation is a starting point of stage gsv; stage keyframe takes"):
         TrainConfig(stage="keyframe", init_propagation="b.pt").check()
-    with pytest.raises(Exception, match="its propagation"):  # 19 classes into 11
+    with pytest.raises(Exception, match=r"its propagation \(GSV conv\): a run of the same classes"):  # 19 into 11
         train(config_for(recipe="short-adam", root=str(tiny_synth), out=str(tmp_path / "x"), iterations=1,
                          init_propagation=synth["checkpoint"]), progress=False)

@@ -100,3 +100,25 @@ def test_a_part_the_record_does_not_know_is_refused_not_passed_unchecked():
     with pytest.raises(ValueError, match=r"names parts \['residual'\] that a checkpoint does not record"):
         require_trained({"trained": ["keyframe_net"]}, "c.pt", ("keyframe_net", "residual"), "a variant")
     require_trained({"trained": ["keyframe_net"]}, "c.pt", ("keyframe_net",), "a variant")
+
+
+def test_what_a_starting_point_gives_is_the_stages_own_declaration(runs, tiny_synth, monkeypatch):
+    """A stage that takes the keyframe net and the flow net from --init: the run loads both and records both as given
+    (before: which parts a starting point gave was spelt out in train.py for the built-in stages)."""
+    from dataclasses import replace
+
+    from gsvlib.config import config_for
+    from gsvlib.stages import STAGES
+    from gsvlib.train import build_model, trained_by
+
+    monkeypatch.setitem(STAGES, "gsv-from-one", STAGES["gsv"]._replace(provides={"init": ("keyframe_net", "flow_net")}))
+    init = read_checkpoint(runs / "gsv" / "checkpoint.pt")
+    cfg = replace(config_for("gsv", root=str(tiny_synth), init=str(runs / "gsv" / "checkpoint.pt"), train_flow=False),
+                  stage="gsv-from-one")
+    model = build_model(cfg, init["model_config"]["num_classes"])
+    for name, value in model.state_dict().items():
+        if name.startswith(("keyframe_net.", "flow_net.")):
+            assert torch.equal(value, init["model"][name]), name
+    assert trained_by(cfg) == {"keyframe_net", "flow_net", "gsv"}  # the frozen flow net counts: init gave it trained
+    with pytest.raises(ValueError, match="--init-flow is a starting point of stage gsv; stage gsv-from-one takes --init"):
+        replace(config_for("gsv"), stage="gsv-from-one", init_flow="f.pt").check()

@@ -37,6 +37,10 @@ from gsvlib.models.swiftnet import SwiftNet
 from gsvlib.models.warp import warp
 
 KEYFRAME_NETS: dict[str, type[nn.Module]] = {"swiftnet": SwiftNet, "bisenet": BiSeNet}
+# GSVNet's sub-networks, by attribute: what a training stage trains, a starting point gives and a checkpoint records
+# as trained (``gsv``: the correction after warping, the GSV conv unless the config names another)
+PARTS = ("keyframe_net", "flow_net", "gsv")
+PART_TITLES = {"keyframe_net": "keyframe net", "flow_net": "flow net", "gsv": "propagation (GSV conv)"}  # in messages
 FLOW_NETS: dict[str, type[nn.Module]] = {"light": FlowLight, "flownets": FlowNetS}
 
 
@@ -212,7 +216,8 @@ class GSVNet(nn.Module):
             f"flow net O ({self.config.flow_net})": count(self.flow_net),
         }
         if isinstance(self.gsv, GuidedSpatiallyVaryingConv):
-            parts.update({"intra-frame net phi": count(self.gsv.intra_net), "guiding net G": count(self.gsv.guiding_net),
+            parts.update({"intra-frame net phi": count(self.gsv.intra_net),
+                          "guiding net G": count(self.gsv.guiding_net),
                           "ideal-delay kernels theta": self.gsv.theta.numel()})
             parts["non-keyframe total (O + phi + G + theta)"] = count(self.flow_net) + count(self.gsv)
         else:
