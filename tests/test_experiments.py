@@ -292,6 +292,7 @@ def test_every_path_in_an_experiment_file_is_read_against_the_file(tmp_path, mon
     assert load(folder / "named.toml").train["init"] == "key"  # an experiment's name stays a name
 
 
+@pytest.mark.slow
 def test_the_contributing_correction_of_ones_own_is_one_file_and_an_experiment(workdir, tiny_synth, monkeypatch):
     """CONTRIBUTING.md's residual-CNN correction, as written: a module outside the package registers it, the
     experiment file runs the module and names the correction, `gsv run` trains and scores it, `gsv tables` shows it."""

@@ -496,7 +496,8 @@ def test_every_committed_result_and_figure_carries_the_mark_and_the_committed_we
     assert all(files.OWN_FILES["png"][0](p) for p in (root / "figures").rglob("*.png"))
 
 
-@pytest.mark.parametrize("command", ["segment", "synth", pytest.param("export-onnx", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("command", ["segment", pytest.param("synth", marks=pytest.mark.slow),
+                                     pytest.param("export-onnx", marks=pytest.mark.slow)])
 def test_an_output_given_as_a_symlink_is_replaced_in_place_and_stays_a_link(command, frames, checkpoint, tmp_path):
     """Before: the work finished, then "Cannot call rmtree on a symbolic link", the link turned into a folder and
     .<name>.old left beside it."""
