@@ -670,8 +670,13 @@ def _done(out: Path, meta: dict) -> bool:
         return False
     if not isinstance(old, dict) or not isinstance(old.get("spec"), dict):
         return False
-    settings = {k: v for k, v in old["spec"].items() if k not in PRESENTATION}  # results of earlier versions held them
-    return settings == meta["spec"] and old.get("checkpoint_sha256") == meta["checkpoint_sha256"]
+    return settings_of(old) == meta["spec"] and old.get("checkpoint_sha256") == meta["checkpoint_sha256"]
+
+
+def settings_of(meta: dict) -> dict:
+    """The evaluation settings a result's ``experiment`` block records (a result of an earlier version also
+    recorded its table and row: left out)."""
+    return {k: v for k, v in (meta.get("spec") or {}).items() if k not in PRESENTATION}
 
 
 def plan_text(exp: Experiment) -> str:

@@ -28,7 +28,7 @@ from typing import Callable
 from gsvlib.bench import throughput_table
 from gsvlib.bootstrap import excludes_zero, paired_difference
 from gsvlib.protocol import at_interval, recorded_matrices
-from gsvlib.experiments import Experiment, load, recorded_settings, table_of
+from gsvlib.experiments import Experiment, load, recorded_settings, settings_of, table_of
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
 
@@ -93,7 +93,7 @@ def presented(path: Path, meta: dict, experiments: str | Path | None = None) -> 
     if spec is None:
         raise ResultsError(f"{path} is evaluation {meta['evaluation']!r} of experiment {meta['name']}, which "
                            f"{exp.path} no longer has: move the result out, or restore the evaluation")
-    recorded = {k: v for k, v in (meta.get("spec") or {}).items() if k not in ("table", "row")}
+    recorded = settings_of(meta)
     now = recorded_settings(spec)
     if recorded != now:
         differ = "; ".join(f"{k}: {recorded.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(recorded) | set(now))
