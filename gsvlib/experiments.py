@@ -454,6 +454,7 @@ class Runs:
         if hasattr(DATASETS[dataset], "generate"):
             DATASETS[dataset].generate(root, progress=self.progress)
 
+
 class Runner(Runs):
     """Carries out experiments: the runs they need (:class:`Runs`), then their exports, evaluations and benchmarks
     where not done yet."""
@@ -463,9 +464,13 @@ class Runner(Runs):
         one of their starting points (a name that no experiment starts from would be ignored), and, by a silent dry
         run of them all, every setting, every run folder and every evaluation: a refusal comes before any work."""
         if not self.dry_run:
-            rehearsal = copy.copy(self)
-            rehearsal.dry_run, rehearsal.say = True, lambda *_: None
-            rehearsal._trained, rehearsal._fresh, rehearsal._names, rehearsal._outs = {}, set(), dict(self._names), {}
+            rehearsal = copy.copy(self)  # the same settings, its own record of what it would do
+            rehearsal.dry_run = True
+            rehearsal.say = lambda *_: None
+            rehearsal._trained = {}
+            rehearsal._fresh = set()
+            rehearsal._names = dict(self._names)
+            rehearsal._outs = {}
             rehearsal.prepare(experiments)
             for exp in experiments:
                 rehearsal.run(exp)
@@ -519,12 +524,12 @@ class Runner(Runs):
         if not exp.export:
             return None
         out = Path(exp.export["out"])
-        try:  # before any work: a user's file at out, or a manifest that is no manifest
-            check_file_output(out, "[export] out", kind="torch")
-            if exp.export.get("manifest"):
+        self._writable(exp, out, "[export] out", "torch")  # before any work, as a manifest that is no manifest
+        if exp.export.get("manifest"):
+            try:
                 read_manifest(exp.export["manifest"])
-        except (OSError, CheckpointError) as e:
-            raise _fail(exp.path, str(e)) from None
+            except CheckpointError as e:
+                raise _fail(exp.path, str(e)) from None
         if self.dry_run:
             self.say(f"[{exp.name}] would export {shown(checkpoint)} to {shown(out)} where it is older than the "
                      "checkpoint")
@@ -582,10 +587,11 @@ class Runner(Runs):
         return out
 
     @staticmethod
-    def _writable(exp: Experiment, out: Path, what: str) -> None:
-        """Refuse an output file the kit did not write (:func:`gsvlib.files.check_file_output`), naming the file."""
+    def _writable(exp: Experiment, out: Path, what: str, kind: str = "json") -> None:
+        """Refuse an output file the kit did not write (:func:`gsvlib.files.check_file_output`), naming the
+        experiment file."""
         try:
-            check_file_output(out, what, kind="json")
+            check_file_output(out, what, kind=kind)
         except OSError as e:
             raise _fail(exp.path, str(e)) from None
 
@@ -670,13 +676,8 @@ def _done(out: Path, meta: dict) -> bool:
         return False
     if not isinstance(old, dict) or not isinstance(old.get("spec"), dict):
         return False
-    return settings_of(old) == meta["spec"] and old.get("checkpoint_sha256") == meta["checkpoint_sha256"]
-
-
-def settings_of(meta: dict) -> dict:
-    """The evaluation settings a result's ``experiment`` block records (a result of an earlier version also
-    recorded its table and row: left out)."""
-    return {k: v for k, v in (meta.get("spec") or {}).items() if k not in PRESENTATION}
+    # read through recorded_settings: a result of an earlier version also recorded its table and row
+    return recorded_settings(old["spec"]) == meta["spec"] and old.get("checkpoint_sha256") == meta["checkpoint_sha256"]
 
 
 def plan_text(exp: Experiment) -> str:

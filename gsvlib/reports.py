@@ -28,7 +28,7 @@ from typing import Callable
 from gsvlib.bench import throughput_table
 from gsvlib.bootstrap import excludes_zero, paired_difference
 from gsvlib.protocol import at_interval, recorded_matrices
-from gsvlib.experiments import Experiment, load, recorded_settings, settings_of, table_of
+from gsvlib.experiments import Experiment, load, recorded_settings, table_of
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
 
@@ -57,11 +57,11 @@ def read_results(folder: str | Path, experiments: str | Path | None = None) -> t
         if not isinstance(meta, dict) or not all(isinstance(meta.get(k), str) for k in ("name", "evaluation")):
             left_out.append(path)
             continue
-        shown = presented(path, meta, experiments)
-        if shown is None:
+        joined = presented(path, meta, experiments)
+        if joined is None:
             left_out.append(path)
             continue
-        results.append({**report, "experiment": shown})
+        results.append({**report, "experiment": joined})
     if not results:
         raise ResultsError(f"{folder} holds no result files of experiments (JSON with an experiment block whose "
                            "evaluation names a table); `gsv run` writes them")
@@ -93,7 +93,7 @@ def presented(path: Path, meta: dict, experiments: str | Path | None = None) -> 
     if spec is None:
         raise ResultsError(f"{path} is evaluation {meta['evaluation']!r} of experiment {meta['name']}, which "
                            f"{exp.path} no longer has: move the result out, or restore the evaluation")
-    recorded = settings_of(meta)
+    recorded = recorded_settings(meta.get("spec") or {})  # an earlier version's also held its table and row
     now = recorded_settings(spec)
     if recorded != now:
         differ = "; ".join(f"{k}: {recorded.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(recorded) | set(now))
