@@ -41,7 +41,7 @@ from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
-from gsvlib.files import (LOCK_TEXT, MARK, locked, save_atomic, sha256, temporary, write_json_atomic,
+from gsvlib.files import (LOCK_TEXT, locked, marked, save_atomic, sha256, temporary, write_json_atomic,
                           write_text_atomic)
 from gsvlib.models.gsvnet import PART_TITLES, GSVNet, GSVNetConfig
 from gsvlib.models.layers import channels_last
@@ -412,11 +412,11 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
         start = ckpt["iteration"]
 
     def state(iteration: int) -> dict:
-        return {**MARK, "model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                "iteration": iteration, "batches": BATCHES, "trained": trained, "starts": starts,
-                "class_weights": None if weight is None else weight.tolist(),
-                "classes": list(dataset.table.classes), "dataset": cfg.dataset}
+        return marked({"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
+                       "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                       "iteration": iteration, "batches": BATCHES, "trained": trained, "starts": starts,
+                       "class_weights": None if weight is None else weight.tolist(),
+                       "classes": list(dataset.table.classes), "dataset": cfg.dataset})
 
     losses, t0 = [], time.perf_counter()
     bar = progress_bar(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start,
