@@ -321,7 +321,7 @@ def benchmark(model: GSVNet, cfg: BenchConfig, backend: str = "eager", precision
         "gsvnet": {l: {**r, "gflops_avg": round(average_flops(flops, int(l)) / 1e9, 2)} for l, r in gsv.items()},
         "image_only": {s: {**r, "gflops": round(f / 1e9, 2)} for (s, r), f in zip(image.items(), image_flops.values())},
         "gflops": {k: round(v / 1e9, 2) for k, v in flops.items()},
-        "params": model.parameter_counts(),
+        "params": list(model.parameter_counts().items()),  # [part, count] pairs: a list keeps the paper's order
     }
 
 

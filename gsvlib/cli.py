@@ -31,7 +31,7 @@ from gsvlib.models.layers import channels_last
 from gsvlib.official import write_converted
 from gsvlib.reports import schedule_markdown, write_tables
 from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
-from gsvlib.tour import QUICK, TourConfig, run_tour
+from gsvlib.tour import EXPERIMENTS, QUICK, TourConfig, run_tour
 from gsvlib.train import loading_rate, train
 from gsvlib.video import segment_video
 
@@ -209,7 +209,7 @@ def cmd_convert_official(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    text, out, left_out = write_tables(args.folder, args.out, args.experiments)
+    text, out, left_out = write_tables(args.folder, args.out, args.experiments, args.tables)
     print(text)
     print(f"written to {out}" + (f"; left out (no experiment's evaluation that names a table): "
                                  f"{', '.join(str(p) for p in left_out)}" if left_out else ""))
@@ -222,15 +222,22 @@ def _pair(item: str, option: str, form: str) -> tuple[str, str]:
     return name, value
 
 
+def _settings(items: list[str] | None, option: str, example: str) -> dict:
+    """SETTING=VALUE items, values in TOML syntax (a bare word is a string)."""
+    values = {}
+    for item in items or []:
+        name, value = _pair(item, option, f"SETTING=VALUE, e.g. {example}")
+        try:
+            values[name] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[name] = value
+    return values
+
+
 def cmd_run(args) -> None:
     roots = dict(_pair(item, "--root", "DATASET=FOLDER, e.g. camvid=../shared/camvid") for item in args.root or [])
-    overrides = {}
-    for item in args.set or []:
-        name, value = _pair(item, "--set", "SETTING=VALUE, e.g. iterations=2")
-        try:
-            overrides[name] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            overrides[name] = value  # a bare word: a string
+    overrides = _settings(args.set, "--set", "iterations=2")
+    changes = _settings(args.eval_set, "--eval-set", "size=[128,256]")
     experiments = collect(args.experiments)
     if args.list:
         print("\n".join(plan_text(e) for e in experiments))
@@ -238,7 +245,8 @@ def cmd_run(args) -> None:
     use = dict(_pair(item, "--use", "EXPERIMENT=CHECKPOINT, e.g. camvid/swiftnet=weights/camvid_swiftnet_gsvnet.pt")
                for item in args.use or [])
     for seed in args.seeds or [None]:
-        runner = Runner(roots, runs=args.runs, dry_run=args.dry_run, overrides=overrides, seed=seed, use=use)
+        runner = Runner(roots, runs=args.runs, dry_run=args.dry_run, overrides=overrides, seed=seed, use=use,
+                        results=args.results, changes=changes)
         runner.prepare(experiments)
         for exp in experiments:
             written = runner.run(exp)
@@ -276,16 +284,16 @@ def cmd_segment(args) -> None:
 
 
 def cmd_tour(args) -> None:
-    cfg = TourConfig(data=args.data, runs=args.runs, figures=args.figures, **(QUICK if args.quick else {}))
-    print(f"gsv tour: generate the synthetic set in {cfg.data}, train the keyframe net ({cfg.keyframe_iterations} "
-          f"iterations) and the propagation with and without intra features ({cfg.gsv_iterations} each) in "
-          f"{cfg.runs}, evaluate every method for l = 1..{max(cfg.intervals)}, benchmark at "
-          f"{cfg.bench_size[0]}x{cfg.bench_size[1]}; the report goes to {cfg.figures}. "
+    cfg = TourConfig(data=args.data, runs=args.runs, figures=args.figures, page=args.page,
+                     experiments=args.experiments, **(QUICK if args.quick else {}))
+    print(f"gsv tour: generate the synthetic set in {cfg.data}; carry out the experiment files of {cfg.experiments} "
+          f"(train the keyframe net and the propagation with and without intra features in {cfg.runs}, evaluate "
+          f"every method, benchmark); render the page and its plots in {cfg.figures}. "
           + ("" if args.quick else "About 12 minutes on 2 CPU cores; ") + "steps already done are skipped.",
           flush=True)
     report = run_tour(cfg)
-    print((Path(args.figures) / "results.md").read_text())
-    print(f"tour finished in {report['timings_s']['total']['seconds']:.0f} s; report in {cfg.figures}")
+    print(report["page"].read_text())
+    print(f"tour finished in {report['seconds']:.0f} s; the page: {shown(report['page'])}")
 
 
 def cmd_data_synth(args) -> None:
@@ -401,6 +409,8 @@ def _tables_parser(sub) -> None:
     tb.add_argument("--experiments", help="the folder of the experiment files the results name, whose files and "
                                           "tables.toml give the titles, rows and notes (default: an experiments/ "
                                           "folder beside FOLDER or above it)")
+    tb.add_argument("--tables", nargs="+", metavar="TABLE", help="render only these tables (names in tables.toml; "
+                                                                 "default: every table the results go in)")
     tb.set_defaults(func=cmd_tables)
 
 
@@ -419,7 +429,14 @@ def _run_parser(sub) -> None:
     rn.add_argument("--set", nargs="+", metavar="SETTING=VALUE",
                     help="training settings for every experiment, over their files (e.g. iterations=2 batch_size=2 "
                          "to try a folder out quickly); values in TOML syntax")
+    rn.add_argument("--eval-set", nargs="+", metavar="SETTING=VALUE",
+                    help="settings for every [[eval]] and [[bench]] that has them, over their files (e.g. size=[128,256] "
+                         "intervals_timed=1 for a quick benchmark); each result records what was changed")
     rn.add_argument("--runs", default="runs", help="where run folders go by default: RUNS/<experiment name> (runs)")
+    rn.add_argument("--results", metavar="FOLDER",
+                    help="write every result file into FOLDER, by its file name, instead of where the experiment file "
+                         "says (e.g. to run the committed experiments without touching figures/); `gsv tables FOLDER "
+                         "--experiments experiments` renders them")
     rn.add_argument("--seeds", nargs="+", type=seed_arg, metavar="SEED",
                     help="repeat each experiment's training and evaluations under each seed: run folders "
                          "RUNS/<name>/seed-N, results beside the experiment's own (<out>.seed-N.json); `gsv tables` "
@@ -472,10 +489,14 @@ def _tour_parser(sub) -> None:
     tour = sub.add_parser("tour", help="the main job on the synthetic set: data, training, evaluation, benchmark",
                           epilog="example: gsv tour            (what `make tour` runs; about 12 minutes on 2 cores)")
     tour.add_argument("--data", default="data/synthetic")
-    tour.add_argument("--runs", default="runs/tour")
+    tour.add_argument("--runs", default="runs", help="run folders go to RUNS/synthetic/<experiment> (default runs)")
     tour.add_argument("--figures", default="runs/tour/report",
-                      help="where results.md, results.json and the plots go (default runs/tour/report; `make "
-                           "figures` refreshes the reference copy committed in figures/)")
+                      help="where the result files go (default runs/tour/report; `make figures` gives "
+                           "figures/synthetic, the reference results)")
+    tour.add_argument("--page", help="the page rendered from them, with its plots beside it (default "
+                                     "FIGURES/results.md; `make figures` gives figures/results.md)")
+    tour.add_argument("--experiments", default=str(EXPERIMENTS), help="the tour's experiment files (default: "
+                                                                       "experiments/synthetic of this clone)")
     tour.add_argument("--quick", action="store_true", help="tiny settings that finish in about a minute (for tests)")
     tour.set_defaults(func=cmd_tour)
 

@@ -62,8 +62,9 @@ import copy
 import importlib.util
 import json
 import sys
+import time
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from gsvlib.bench import BenchConfig, benchmark
@@ -74,7 +75,7 @@ from gsvlib.data import DATASETS
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
 from gsvlib.files import check_file_output, marked, sha256, shown, write_json_atomic
 from gsvlib.stages import STAGES
-from gsvlib.train import FREE, setting_differences, starting_points, train
+from gsvlib.train import FREE, read_log, setting_differences, starting_points, train
 
 TABLES = "tables.toml"  # the tables of a folder of experiments and of the folders below it
 KEYS = {"description", "legend", "modules", "checkpoint", "train", "export", "eval", "bench", "report"}
@@ -278,13 +279,20 @@ def closure(experiments: list[Experiment]) -> list[Experiment]:
     return list(found.values())
 
 
-def table_of(exp: Experiment, spec: dict) -> dict:
-    """The settings of the table a result of ``exp`` goes in (``spec``, an [[eval]] or [[bench]], names it, else
-    [report] does), from the nearest tables.toml at or above the experiment's folder, with its targets resolved; {}
-    when neither names a table."""
-    name = spec.get("table", exp.report.get("table"))
-    if name is None:
-        return {}
+def tables_of(exp: Experiment, spec: dict) -> list[dict]:
+    """The settings of the tables a result of ``exp`` goes in (``spec``, an [[eval]] or [[bench]], names them, else
+    [report] does: one name or a list), each from the nearest tables.toml at or above the experiment's folder, with its
+    targets resolved; [] when neither names a table."""
+    names = spec.get("table", exp.report.get("table", []))
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _fail(exp.path, f"table must be a table's name or a list of them, got {names!r}")
+    return [table_of(exp, name) for name in names]
+
+
+def table_of(exp: Experiment, name: str) -> dict:
+    """The settings of table ``name`` for a result of ``exp``: from the nearest tables.toml at or above the
+    experiment's folder that defines tables, with its targets resolved."""
     top = _root_of(exp.path)
     for folder in (exp.path.parent, *exp.path.parent.parents):
         if (folder / TABLES).is_file():
@@ -314,17 +322,20 @@ class Runs:
 
     def __init__(self, roots: dict[str, str] | None = None, runs: str | Path = "runs", progress: bool = True,
                  dry_run: bool = False, say=print, overrides: dict | None = None, seed: int | None = None,
-                 use: dict[str, str] | None = None):
+                 use: dict[str, str] | None = None, settings: dict[str, dict] | None = None):
         self.seed = seed  # a repetition under this seed: its own run folder and result files, no export or bench
         self.use = dict(use or {})  # experiment name -> a checkpoint that stands in for its run as a starting point
         self.roots = dict(roots or {})
         self.overrides = dict(overrides or {})  # TrainConfig fields set in every experiment's [train] (quick runs)
-        unknown = sorted(set(self.overrides) - {f.name for f in fields(TrainConfig)})
-        if unknown:
-            raise ValueError(f"--set names settings TrainConfig does not have: {unknown}")
-        wrong = wrong_types(TrainConfig, self.overrides)
-        if wrong:
-            raise ValueError("--set " + "; ".join(wrong))
+        self.settings = {name: dict(values) for name, values in (settings or {}).items()}  # name -> over its [train]
+        named = ((f"the settings of {name}", values) for name, values in self.settings.items())
+        for what, values in (("--set", self.overrides), *named):
+            unknown = sorted(set(values) - {f.name for f in fields(TrainConfig)})
+            if unknown:
+                raise ValueError(f"{what} names settings TrainConfig does not have: {unknown}")
+            wrong = wrong_types(TrainConfig, values)
+            if wrong:
+                raise ValueError(f"{what} " + "; ".join(wrong))
         if seed is not None and seed < 0:
             raise ValueError(f"a seed is a whole number >= 0, got {seed}")
         unknown = sorted(set(self.roots) - set(DATASETS))
@@ -361,7 +372,7 @@ class Runs:
     def config(self, exp: Experiment, seeded: bool = True) -> TrainConfig:
         """The training config of ``exp``: its recipe, its fields, the dataset's folder, the run folder (with
         ``seed``, RUNS/<name>/seed-N under that seed; ``seeded=False`` for a starting point, which is shared)."""
-        values = {**exp.train, **self.overrides}
+        values = {**exp.train, **self.overrides, **self.settings.get(exp.name, {})}
         recipe = values.pop("recipe", None)
         for name in STARTING_POINTS:
             if isinstance(values.get(name), str) and exp.ref(values[name]) is not None:
@@ -408,12 +419,12 @@ class Runs:
             done = self._same_run(exp, cfg, path) if path.is_file() else 0
             if done < cfg.iterations:
                 self._fresh.add(path.resolve())
-            if self.dry_run:
+            if done >= cfg.iterations:
+                self.say(f"[{exp.name}] trained: {shown(path)} ({done} iterations)")
+            elif self.dry_run:
                 state = "resume" if path.is_file() else "train"
                 self.say(f"[{exp.name}] would {state}: {cfg.stage} for {cfg.iterations} iterations into "
                          f"{shown(cfg.out)}")
-            elif done >= cfg.iterations:
-                self.say(f"[{exp.name}] trained: {shown(path)} ({done} iterations)")
             else:
                 self._ready(cfg.dataset, cfg.root)
                 if not path.is_file():
@@ -457,7 +468,31 @@ class Runs:
 
 class Runner(Runs):
     """Carries out experiments: the runs they need (:class:`Runs`), then their exports, evaluations and benchmarks
-    where not done yet."""
+    where not done yet. ``results``: a folder that every result file goes into by its file name, instead of where
+    the experiment file puts it (to run committed experiments without writing over their recorded results)."""
+
+    def __init__(self, *args, results: str | Path | None = None, changes: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.results = None if results is None else Path(results).resolve()
+        self.changes = dict(changes or {})  # settings over every [[eval]] and [[bench]] that has them, recorded
+        unknown = sorted(set(self.changes) - {f.name for f in (*fields(EvalConfig), *fields(BenchConfig))})
+        if unknown:
+            raise ValueError(f"changes names settings that neither EvalConfig nor BenchConfig has: {unknown}")
+
+    def changed(self, spec: dict, cls) -> dict:
+        """The settings this runner changes in the evaluation ``spec`` (``cls`` EvalConfig) or benchmark
+        (BenchConfig): those of ``changes`` that ``cls`` has and ``spec`` gives otherwise, as JSON stores them."""
+        defaults = {f.name: getattr(cls, f.name, None) for f in fields(cls)}
+        ours = json.loads(json.dumps({k: v for k, v in self.changes.items() if k in defaults}))
+        theirs = json.loads(json.dumps({**defaults, **spec}))
+        return {k: v for k, v in ours.items() if theirs[k] != v}
+
+    def placed(self, exp: Experiment) -> Experiment:
+        """``exp`` with its result files where this runner writes them."""
+        if self.results is None:
+            return exp
+        return replace(exp, evals=[{**e, "out": str(self.results / Path(e["out"]).name)} for e in exp.evals],
+                       benches=[{**b, "json": str(self.results / Path(b["json"]).name)} for b in exp.benches])
 
     def prepare(self, experiments: list[Experiment]) -> None:
         """Check, before anything runs, what ``experiments`` start from (:meth:`claim`), that each ``use`` name is
@@ -476,7 +511,7 @@ class Runner(Runs):
                 rehearsal.run(exp)
         every = self.claim(experiments)
         writers: dict[Path, str] = {}
-        for exp in experiments:
+        for exp in map(self.placed, experiments):
             for spec in exp.evals + exp.benches:
                 out = Path(spec.get("out", spec.get("json"))).resolve()
                 other = writers.setdefault(out, f"{exp.name} ({spec['name']})")
@@ -495,8 +530,9 @@ class Runner(Runs):
         """Carry out ``exp``; returns the result files it wrote or found done. Under ``seed`` only its training and
         its evaluations are repeated (of the run, where the file evaluates the exported weights), into result files
         beside the experiment's own (``<out>.seed-N.json``)."""
+        exp = self.placed(exp)
         for spec in exp.evals + exp.benches:
-            table_of(exp, spec)  # a misnamed table fails before anything runs
+            tables_of(exp, spec)  # a misnamed table fails before anything runs
         self.claim([exp])
         if self.seed is not None:
             if exp.train is None:
@@ -547,7 +583,7 @@ class Runner(Runs):
         self.say(f"[{exp.name}] manifest entry of {weights.name} written to {shown(exp.export['manifest'])}")
 
     def eval_config(self, exp: Experiment, spec: dict, source: Path) -> EvalConfig:
-        values = {k: v for k, v in spec.items() if k not in PLACING}
+        values = {**{k: v for k, v in spec.items() if k not in PLACING}, **self.changed(spec, EvalConfig)}
         values.setdefault("dataset", self._dataset(exp))
         values.setdefault("root", self.root(values["dataset"]))
         try:
@@ -574,7 +610,7 @@ class Runner(Runs):
             self.say(f"[{exp.name}] would evaluate {spec['name']} ({', '.join(cfg.variants)}) into {shown(out)} "
                      "unless done")
             return out
-        meta = {**provenance(exp, spec, source, sha256(source), cfg),
+        meta = {**provenance(exp, spec, source, sha256(source), cfg, self.changed(spec, EvalConfig)),
                 **({"seed": self.seed} if self.seed is not None else {})}
         if _done(out, meta):
             self.say(f"[{exp.name}] {spec['name']}: done ({shown(out)})")
@@ -583,7 +619,9 @@ class Runner(Runs):
         model, ckpt = load_model(source, cfg.device)
         cfg.require(ckpt)
         self.say(f"[{exp.name}] evaluating {spec['name']} on {cfg.data}")
-        write_json_atomic(out, marked({**run_eval(model, cfg, self.progress), "experiment": meta}))
+        t0 = time.perf_counter()
+        report = run_eval(model, cfg, self.progress)
+        write_json_atomic(out, marked({**report, "seconds": round(time.perf_counter() - t0, 1), "experiment": meta}))
         return out
 
     @staticmethod
@@ -596,7 +634,7 @@ class Runner(Runs):
             raise _fail(exp.path, str(e)) from None
 
     def _bench(self, exp: Experiment, spec: dict, source: Path) -> Path:
-        values = {k: v for k, v in spec.items() if k not in PLACING}
+        values = {**{k: v for k, v in spec.items() if k not in PLACING}, **self.changed(spec, BenchConfig)}
         try:
             cfg = BenchConfig(**{**values, "checkpoint": str(source)})
             cfg.check()
@@ -607,14 +645,15 @@ class Runner(Runs):
         if self.dry_run:
             self.say(f"[{exp.name}] would benchmark {spec['name']} into {shown(out)} unless done")
             return out
-        meta = provenance(exp, spec, source, sha256(source))
+        meta = provenance(exp, spec, source, sha256(source), changed=self.changed(spec, BenchConfig))
         if _done(out, meta):
             self.say(f"[{exp.name}] {spec['name']}: done ({shown(out)})")
             return out
         model, _ = load_model(source, cfg.device)
         self.say(f"[{exp.name}] benchmarking {spec['name']} at {cfg.size[0]}x{cfg.size[1]}")
-        write_json_atomic(out, marked({**benchmark(model, cfg, cfg.backend[0], cfg.precision[0], self.progress),
-                                       "experiment": meta}))
+        t0 = time.perf_counter()
+        report = benchmark(model, cfg, cfg.backend[0], cfg.precision[0], self.progress)
+        write_json_atomic(out, marked({**report, "seconds": round(time.perf_counter() - t0, 1), "experiment": meta}))
         return out
 
 
@@ -632,15 +671,37 @@ def recorded_settings(spec: dict) -> dict:
 
 
 def provenance(exp: Experiment, spec: dict, source: Path | None, digest: str | None,
-               cfg: EvalConfig | None = None) -> dict:
+               cfg: EvalConfig | None = None, changed: dict | None = None) -> dict:
     """The ``experiment`` block of a result of ``exp``'s evaluation ``spec``: which experiment (its name and file) and
     which of its evaluations this is (``spec``: its settings as the file gives them; ``config``: the whole EvalConfig
-    they made, less the machine's paths), and what it evaluated (``source`` and its sha256). Nothing about how it is
-    shown: :func:`gsvlib.reports.read_results` joins that from the experiment file when it renders."""
+    they made, less the machine's paths; ``changed``: the settings the command changed from the file's), what it
+    evaluated (``source`` and its sha256) and how that was trained (:func:`training_of`). Nothing about how it is shown: :func:`gsvlib.reports.read_results` joins that from the
+    experiment file when it renders."""
     config = None if cfg is None else {k: v for k, v in asdict(cfg).items() if k not in MACHINE_FIELDS}
     return {"name": exp.name, "experiment_file": shown(exp.path), "evaluation": spec["name"],
             "spec": recorded_settings(spec), "config": config,
-            "checkpoint": None if source is None else shown(source), "checkpoint_sha256": digest}
+            "checkpoint": None if source is None else shown(source), "checkpoint_sha256": digest,
+            "trained": None if source is None else training_of(source),
+            **({"changed": json.loads(json.dumps(changed))} if changed else {})}
+
+
+def training_of(checkpoint: Path) -> dict | None:
+    """How ``checkpoint`` was trained, as far as it says: stage, dataset, iterations, batch size, seed, the seconds
+    its training took over all sessions (recorded in the checkpoint, or in the log beside it) and the same of each
+    starting point that is still where it was; None for a file that records no training (exported weights)."""
+    ckpt = read_checkpoint(checkpoint)
+    cfg = ckpt.get("train_config")
+    if not isinstance(cfg, dict):
+        return None
+    seconds = ckpt.get("seconds")
+    if seconds is None and (checkpoint.parent / "log.jsonl").is_file():
+        seconds = next(iter(read_log(checkpoint.parent)[-1:]), {}).get("seconds")
+    starts = {name: training_of(Path(cfg[name])) for name in STARTING_POINTS
+              if isinstance(cfg.get(name), str) and Path(cfg[name]).is_file()}
+    return {"checkpoint": shown(checkpoint), "stage": cfg.get("stage"), "dataset": cfg.get("dataset"),
+            "iterations": ckpt.get("iteration"),
+            "batch_size": cfg.get("batch_size"), "seed": cfg.get("seed"), "seconds": seconds,
+            "starts": {name: start for name, start in starts.items() if start is not None}}
 
 
 MACHINE_FIELDS = ("checkpoint", "root", "out", "device")  # where things lie on one machine: not recorded in results
@@ -677,7 +738,8 @@ def _done(out: Path, meta: dict) -> bool:
     if not isinstance(old, dict) or not isinstance(old.get("spec"), dict):
         return False
     # read through recorded_settings: a result of an earlier version also recorded its table and row
-    return recorded_settings(old["spec"]) == meta["spec"] and old.get("checkpoint_sha256") == meta["checkpoint_sha256"]
+    return (recorded_settings(old["spec"]) == meta["spec"] and old.get("checkpoint_sha256") == meta["checkpoint_sha256"]
+            and old.get("changed") == meta.get("changed"))
 
 
 def plan_text(exp: Experiment) -> str:

@@ -92,10 +92,11 @@ def _kit_torch(path: Path) -> bool:
     return _is_marked(obj) or (isinstance(obj, dict) and {"model", "model_config"} <= set(obj))
 
 
-def _starts_with(mark: bytes) -> Callable[[Path], bool]:
+def _starts_with(*marks: bytes) -> Callable[[Path], bool]:
     def test(path: Path) -> bool:
         with open(path, "rb") as f:
-            return f.read(len(mark)) == mark
+            head = f.read(max(map(len, marks)))
+        return any(head.startswith(mark) for mark in marks)
     return test
 
 
@@ -136,10 +137,11 @@ def mark_png(path: str | Path) -> None:
 
 
 TABLES_MARK = "<!-- Written by `gsv tables`"  # the first line of every page `gsv tables` writes begins so
+EARLIER_TOUR_PAGE = b"# Results of `make tour`"  # the first line of the tour's page before `gsv tables` wrote it
 # What an existing file must be for a command to replace it: a test of the file, and its description.
 OWN_FILES: dict[str, tuple[Callable[[Path], bool], str]] = {
     "json": (_kit_json, "a result the kit wrote (JSON with its mark)"),
-    "tables": (_starts_with(TABLES_MARK.encode()), "a page written by `gsv tables`"),
+    "tables": (_starts_with(TABLES_MARK.encode(), EARLIER_TOUR_PAGE), "a page written by `gsv tables`"),
     "torch": (_kit_torch, "a checkpoint or weights file the kit wrote"),
     "png": (_kit_png, "a figure the kit wrote (a PNG with its mark)"),
 }

@@ -25,7 +25,7 @@ from gsvlib.data.labels import CITYSCAPES, LabelTable
 from gsvlib.data.snippets import frames_to_tensor
 from gsvlib.data.synthetic import SynthConfig, first_val_snippet, load_snippet, scored_labels
 from gsvlib.models.gsvnet import GSVNet
-from gsvlib.tour import TourConfig, prepare
+from gsvlib.tour import MODEL, TourConfig, key_scale, prepare
 
 FOOTAGE = ("camvid", "synthetic")
 PARAMETERS_CELL = "# Parameters (papermill -p NAME VALUE)"  # the first line of every notebook's parameters cell
@@ -128,11 +128,12 @@ def _camvid(root: Path, weights: Path) -> Footage:
 
 def _synthetic(tour: TourConfig, progress: bool) -> Footage:
     paths = prepare(tour, progress=progress)  # instant when `make tour` has run
-    model = _gsvnet(paths["gsv"])
+    model = _gsvnet(paths[MODEL])
     seq = first_val_snippet(tour.data)
     snippet = load_snippet(tour.data, "val", seq)
     return Footage(f"synthetic street, validation snippet {seq}", "synthetic", model.eval(), CITYSCAPES,
-                   snippet["frames"], scored_labels(snippet["labels"]), tour.key_scale, snippet["flow"], snippet["valid"])
+                   snippet["frames"], scored_labels(snippet["labels"]), key_scale(tour) or model.config.key_scale,
+                   snippet["flow"], snippet["valid"])
 
 
 def tour_config(root: str, runs: str, figures: str, snippets: int, val_snippets: int, height: int, width: int,

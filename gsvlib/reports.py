@@ -1,4 +1,4 @@
-"""Reports: markdown tables rendered from result files, and the tour's report.
+"""Reports: markdown tables rendered from result files, the tour's page among them.
 
 ``gsv tables FOLDER`` renders every result file under FOLDER that ``gsv run`` wrote (:mod:`gsvlib.experiments`).
 A result records its provenance only (its experiment's name, the evaluation and its settings, the checkpoint); the
@@ -16,6 +16,9 @@ no longer that experiment's result), and so are two results that claim one row. 
     flow-error         one line per experiment: the flow net's end-point error against exact flow
     schedules          one table per experiment: adaptive keyframes against fixed intervals at the same FPS
     throughput         one table per benchmark: FPS, keyframe and non-keyframe ms, GFLOPs
+    tour               the page of `make tour`: the first row's model by every measure (protocol of every variant,
+                       image-only, benchmark, parameters), the other rows' propagations against it, the time each
+                       step took, and the plots the tour draws beside the page
 """
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ from typing import Callable
 
 from gsvlib.bench import throughput_table
 from gsvlib.bootstrap import excludes_zero, paired_difference
-from gsvlib.protocol import at_interval, recorded_matrices
-from gsvlib.experiments import Experiment, load, recorded_settings, table_of
+from gsvlib.protocol import at_interval, differences, protocol_difference, recorded_matrices
+from gsvlib.experiments import Experiment, load, recorded_settings, tables_of
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
 
@@ -58,10 +61,9 @@ def read_results(folder: str | Path, experiments: str | Path | None = None) -> t
             left_out.append(path)
             continue
         joined = presented(path, meta, experiments)
-        if joined is None:
+        if not joined:
             left_out.append(path)
-            continue
-        results.append({**report, "experiment": joined})
+        results += [{**report, "experiment": placed} for placed in joined]
     if not results:
         raise ResultsError(f"{folder} holds no result files of experiments (JSON with an experiment block whose "
                            "evaluation names a table); `gsv run` writes them")
@@ -83,11 +85,11 @@ def experiment_of(path: Path, meta: dict, experiments: str | Path | None = None)
     return load(found)
 
 
-def presented(path: Path, meta: dict, experiments: str | Path | None = None) -> dict | None:
+def presented(path: Path, meta: dict, experiments: str | Path | None = None) -> list[dict]:
     """The ``experiment`` block ``meta`` of the result ``path`` with what its experiment file now says about showing
-    it: the experiment's description and legend, the row's text and order, and the table's settings (tables.toml);
-    None when the evaluation names no table. A result whose evaluation the file no longer has, or now gives other
-    settings, is refused: it is not that evaluation's result any more."""
+    it, once per table it goes in: the experiment's description and legend, the row's text and order, and the table's
+    settings (tables.toml); [] when the evaluation names no table. A result whose evaluation the file no longer has,
+    or now gives other settings, is refused: it is not that evaluation's result any more."""
     exp = experiment_of(path, meta, experiments)
     spec = exp.evaluation(meta["evaluation"])
     if spec is None:
@@ -101,30 +103,37 @@ def presented(path: Path, meta: dict, experiments: str | Path | None = None) -> 
         raise ResultsError(f"{path} was written for other settings of evaluation {meta['evaluation']!r} than "
                            f"{exp.path} now gives ({differ}): run `gsv run {exp.path}` to evaluate it anew, or undo "
                            "the change")
-    table = table_of(exp, spec)
-    if not table:
-        return None
-    if table.get("layout") not in LAYOUT_RENDERERS:
-        raise ResultsError(f"{table['source']}: table {table['id']}: layout must be one of {list(LAYOUT_RENDERERS)}, "
-                           f"got {table.get('layout')!r}")
-    return {**meta, "description": exp.description, "legend": exp.legend, "table": table,
-            "row": spec.get("row", exp.report.get("row", exp.description)), "order": exp.report.get("order"),
-            "file": path}
+    joined = []
+    for table in tables_of(exp, spec):
+        if table.get("layout") not in LAYOUT_RENDERERS:
+            raise ResultsError(f"{table['source']}: table {table['id']}: layout must be one of "
+                               f"{list(LAYOUT_RENDERERS)}, got {table.get('layout')!r}")
+        joined.append({**meta, "description": exp.description, "legend": exp.legend, "table": table,
+                       "row": spec.get("row", exp.report.get("row", exp.description)),
+                       "order": exp.report.get("order"), "file": path})
+    return joined
 
 
-def render(results: list[dict]) -> str:
-    """The markdown of result files (:func:`read_results`): their tables in the order of their ``order``, each in
-    its layout, rows in the order their experiments give (then by name)."""
-    tables: dict[str, list[dict]] = {}
-    for r in results:
-        tables.setdefault(r["experiment"]["table"]["id"], []).append(r)
+def render(results: list[dict], only: list[str] | None = None) -> str:
+    """The markdown of result files (:func:`read_results`): their tables (``only`` those named) in the order of their
+    ``order``, each in its layout, rows in the order their experiments give (then by name)."""
+    tables = {r["experiment"]["table"]["id"]: r["experiment"]["table"] for r in results}
+    missing = sorted(set(only or []) - set(tables))
+    if missing:
+        raise ResultsError(f"no result goes in the tables {missing}; the results render the tables {sorted(tables)}")
     lines = [f"{TABLES_MARK} from result files: change the experiment files (experiments/) and run "
              "`gsv run` and `gsv tables` again, rather than this page. -->", ""]
-    for rows in sorted(tables.values(), key=lambda rs: _order(rs[0]["experiment"]["table"].get("order"))):
-        spec = rows[0]["experiment"]["table"]
-        rows.sort(key=lambda r: (_order(r["experiment"]["order"]), r["experiment"]["name"]))
-        lines += LAYOUT_RENDERERS[spec["layout"]](spec, _by_experiment(rows))
+    for spec in sorted(tables.values(), key=lambda t: _order(t.get("order"))):
+        if only is None or spec["id"] in only:
+            lines += LAYOUT_RENDERERS[spec["layout"]](spec, table_rows(results, spec["id"]))
     return "\n".join(lines)
+
+
+def table_rows(results: list[dict], table: str) -> list[tuple[dict, dict]]:
+    """The rows of ``table`` (:func:`_by_experiment`), in the order their experiments give, then by name."""
+    rows = [r for r in results if r["experiment"]["table"]["id"] == table]
+    rows.sort(key=lambda r: (_order(r["experiment"]["order"]), r["experiment"]["name"]))
+    return _by_experiment(rows)
 
 
 def _order(value) -> float:
@@ -143,7 +152,7 @@ def _by_experiment(rows: list[dict]) -> list[tuple[dict, dict]]:
     for r in rows:
         meta = r["experiment"]
         if "seed" in meta:
-            if meta["name"] not in out:
+            if meta["evaluation"] not in out.get(meta["name"], ({}, {}))[1]:
                 raise ResultsError(f"{meta['file']} repeats experiment {meta['name']} under seed {meta['seed']}, but "
                                    "the experiment's own result is missing: run it (`gsv run`) or move the file")
             seeds = out[meta["name"]][0]["seeds"].setdefault(meta["evaluation"], {})
@@ -199,14 +208,15 @@ def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5"), pream
     return lead + "; ".join(parts) + "."
 
 
-def write_tables(folder: str | Path, out: str | Path | None = None, experiments: str | Path | None = None
-                 ) -> tuple[str, Path, list[Path]]:
+def write_tables(folder: str | Path, out: str | Path | None = None, experiments: str | Path | None = None,
+                 only: list[str] | None = None) -> tuple[str, Path, list[Path]]:
     """Render ``folder``'s results, joined with their experiment files under ``experiments`` (:func:`read_results`),
-    into ``out`` (default ``folder/results.md``): (markdown, where it went, the JSON files left out)."""
+    into ``out`` (default ``folder/results.md``), ``only`` the tables named (default all): (markdown, where it went,
+    the JSON files left out)."""
     out = Path(out) if out is not None else Path(folder) / "results.md"
     check_file_output(out, kind="tables")
     results, left_out = read_results(folder, experiments)
-    text = render(results)
+    text = render(results, only)
     write_text_atomic(out, text)
     return text, out, left_out
 
@@ -480,12 +490,6 @@ def throughput_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
     return lines
 
 
-LAYOUT_RENDERERS: dict[str, Callable[[dict, list], list[str]]] = {
-    "image": image_layout, "intervals": intervals_layout, "keyframe-training": keyframe_training_layout,
-    "ablation": ablation_layout, "flow-error": flow_error_layout, "schedules": schedules_layout,
-    "throughput": throughput_layout}
-
-
 ANOTHER_CPU = (
     "On another CPU these numbers move: its vector kernels (AVX2, AVX-512) add floats in another order, and training "
     "drifts from there. The reference report (figures/results.md) was made on a 2-core AVX2 CPU, where a fresh `make "
@@ -495,40 +499,85 @@ ANOTHER_CPU = (
     "(docs/results/synthetic.md).")
 
 
-def tour_markdown(r: dict, plots: bool = True) -> str:
-    """The tour's report (``results.md``) from its ``results.json``; ``plots``: end with links to the PNGs written
-    beside it (a notebook that shows the figures itself leaves them out)."""
-    cfg, acc, img, b = r["config"], r["accuracy"], r["image_only"], r["benchmark"]
+def tour_report(rows: list[tuple[dict, dict]]) -> dict:
+    """The numbers of the tour's page from its table's rows (:func:`_by_experiment`): the first row is the model
+    shown (its protocol, image-only and benchmark results), each other row a propagation trained otherwise (its
+    protocol). The plots (:func:`gsvlib.tour.report_figures`) read the same dict."""
+    (meta, reports), others = rows[0], rows[1:]
+    protocol = _protocol_of(reports)
+    if not protocol:
+        raise ResultsError(f"table {meta['table']['id']}: its first row, {meta['name']}, has no protocol result (an "
+                           f"[[eval]] of propagations) among {sorted(reports)}: run `gsv run` on its experiment file")
+    config = next(r["experiment"]["config"] for r in reports.values() if _protocol_of({"": r}))  # the protocol's
+    base = config["baseline"]
+    image = next((r["image"] for r in reports.values() if "image" in r), {})
+    bench = next((r for r in reports.values() if "gsvnet" in r), None)
+    title = PROPAGATIONS[base].title
+    variants = {f"{title} ({m['legend'] or m['name']})": _protocol_of(r)[base] for m, r in others}
+    accuracy = {title: protocol[base], **variants,
+                **{PROPAGATIONS[v].title: protocol[v] for v in PROPAGATIONS if v != base and v in protocol}}
+    pairs = {**differences({**protocol, "image": image}, base),
+             **{f"{base} - {name}": protocol_difference(protocol[base], other) for name, other in variants.items()}}
+    starts = (meta.get("trained") or {}).get("starts", {})
+    training = {**{f"train {record['stage']} ({start} of {meta['name']})": record for start, record in starts.items()},
+                **{f"train {m['name']}": m.get("trained") or {} for m, _ in rows}}
+    seconds = {step: record.get("seconds") for step, record in training.items()}
+    seconds["evaluate"] = _total([r.get("seconds") for _, rs in rows for r in rs.values() if r is not bench])
+    seconds["benchmark"] = None if bench is None else bench.get("seconds")
+    return {"model": meta, "config": config, "accuracy": accuracy, "image_only": image, "benchmark": bench, "differences": pairs,
+            "training": training, "seconds": seconds}
+
+
+def _protocol_of(reports: dict) -> dict:
+    """The protocol reports by variant ({"gsv": {"intervals": ...}, "warp": ...}) in a row's result files."""
+    return {k: v for r in reports.values() for k, v in r.items() if isinstance(v, dict) and "intervals" in v}
+
+
+def _total(values: list) -> float | None:
+    """The sum of seconds, None when one is unknown (a result from before they were recorded)."""
+    return None if any(v is None for v in values) else round(sum(values), 1)
+
+
+def tour_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """The tour's page (:func:`tour_report`): accuracy of every method by l, the minimum mIoU of each way of training
+    the propagation (the paper's Table 4), paired differences, throughput and FLOPs, parameters, the time each step
+    took, and links to the plots the tour draws beside the page."""
+    r = tour_report(rows)
+    acc, img, b, cfg = r["accuracy"], r["image_only"], r["benchmark"], r["config"]
+    trained = r["model"].get("trained") or {}
     ls = [str(l) for l in cfg["intervals"]]
-    s = cfg["synth"]
-    lines = [
-        "# Results of `make tour` (synthetic street video)", "",
-        f"Data: {s['snippets']} training and {s['val_snippets']} validation snippets of {s['frames']} frames at "
-        f"{s['size'][0]}x{s['size'][1]} (seed {s['seed']}). Keyframe net SwiftNet-R18 trained from scratch for "
-        f"{cfg['keyframe_iterations']} iterations, propagation for {cfg['gsv_iterations']} (batch {cfg['batch_size']}; "
-        "recipes `from-scratch` and `short-adam`: AdamW lr 1e-3 instead of the paper's SGD lr 0.002, which needs far "
-        "more iterations than a CPU tour has).",
-        f"Keyframes at {cfg['key_scale']} scale. Scored at full resolution on the annotated frame of each validation "
-        "snippet, keyframe at 20-i for i = 0..l-1. avg: one confusion matrix pooled over the l offsets; min: offset l-1.",
-        "", "## Accuracy (mIoU %, average / minimum over the keyframe interval)", "",
-        *interval_table({name: res["intervals"] for name, res in acc.items()}, ls,
-                        {f"image-only, input x{scale}": res["miou"] for scale, res in img.items()}),
-        "", ANOTHER_CPU]
-    lines += ["", "## Intra features (the paper's Table 4: minimum mIoU %)", "",
-              "| intra features | " + " | ".join(f"l={l}" for l in ls) + " |", "|---|" + "---:|" * len(ls)]
-    for label, name in (("with", "GSVNet"), ("without", "GSVNet without intra")):
-        lines.append(f"| {label} | " + " | ".join(with_ci(acc[name]["intervals"][l]["min"],
-                                                          acc[name]["intervals"][l].get("min_ci")) for l in ls) + " |")
-    lines += paired_lines(acc["GSVNet"])
-    lines += ["", f"## Throughput and FLOPs ({b['size'][0]}x{b['size'][1]} input, batch 1, {b['precision']}, "
-              f"{b['device']}, torch {b['torch']}, {b.get('backend', 'eager')})", "", *throughput_table(b)]
-    lines += ["", f"Per frame: keyframe {b['gflops']['keyframe']:.1f} GFLOPs, non-keyframe "
-              f"{b['gflops']['non-keyframe']:.2f} GFLOPs.", "", "## Parameters", "", "| part | parameters |",
-              "|---|---:|"]
-    lines += [f"| {k.strip()} | {v:,} |" for k, v in b["params"].items()]
-    lines += ["", "## Time taken by this run", "", "| step | seconds | |", "|---|---:|---|"]
-    lines += [f"| {step} | {t['seconds']:.1f} | {t['note']} |" for step, t in r["timings_s"].items()]
-    if plots:
-        lines += ["", "![mIoU by interval](miou_by_interval.png)", "",
-                  "![accuracy vs throughput](accuracy_throughput.png)", "", "![training loss](training_loss.png)"]
-    return "\n".join(lines) + "\n"
+    protocol = next(iter(acc.values()))
+    lines = [f"## {spec['title']}", ""]
+    runs = [f"stage {record['stage']} trained for {record['iterations']} iterations (batch {record['batch_size']}, "
+            f"seed {record['seed']})" for record in (*trained.get("starts", {}).values(), trained) if record]
+    lines += [f"On {cfg['dataset']}: {'; '.join(runs)}." if runs else "", spec.get("note", ""),
+              f"Keyframes at {cfg['key_scale']} scale. Scored at full resolution on the annotated frame of each of the "
+              f"{protocol['snippets']} {cfg['split']} snippets, keyframe at 20-i for i = 0..l-1. avg: one confusion "
+              "matrix pooled over the l offsets; min: offset l-1.",
+              "", "### Accuracy (mIoU %, average / minimum over the keyframe interval)", "",
+              *interval_table({name: res["intervals"] for name, res in acc.items()}, ls,
+                              {f"image-only, input x{scale}": res["miou"] for scale, res in img.items()}),
+              "", ANOTHER_CPU]
+    trained_as = {m["legend"] or m["name"]: reports for m, reports in rows}
+    lines += ["", "### How the propagation was trained (the paper's Table 4: minimum mIoU %)", "",
+              "| propagation trained with | " + " | ".join(f"l={l}" for l in ls) + " |", "|---|" + "---:|" * len(ls)]
+    for label, reports in trained_as.items():
+        iv = _protocol_of(reports)[cfg["baseline"]]["intervals"]
+        lines.append(f"| {label} | " + " | ".join(with_ci(iv[l]["min"], iv[l].get("min_ci")) for l in ls) + " |")
+    lines += paired_lines({**protocol, "differences": r["differences"]})
+    if b is not None:
+        lines += ["", f"### Throughput and FLOPs ({b['size'][0]}x{b['size'][1]} input, batch 1, {b['precision']}, "
+                      f"{b['device']}, torch {b['torch']}, {b.get('backend', 'eager')})", "", *throughput_table(b),
+                  "", f"Per frame: keyframe {b['gflops']['keyframe']:.1f} GFLOPs, non-keyframe "
+                      f"{b['gflops']['non-keyframe']:.2f} GFLOPs.", "", "### Parameters", "", "| part | parameters |",
+                  "|---|---:|", *(f"| {k.strip()} | {v:,} |" for k, v in b["params"])]
+    lines += ["", "### Time each step took", "", "| step | seconds |", "|---|---:|"]
+    lines += [f"| {step} | {'-' if t is None else f'{t:.1f}'} |" for step, t in r["seconds"].items()]
+    lines += [f"\n![{name.replace('_', ' ')}]({name}.png)" for name in spec.get("plots", [])]
+    return lines + [""]
+
+
+LAYOUT_RENDERERS: dict[str, Callable[[dict, list], list[str]]] = {
+    "image": image_layout, "intervals": intervals_layout, "keyframe-training": keyframe_training_layout,
+    "ablation": ablation_layout, "flow-error": flow_error_layout, "schedules": schedules_layout,
+    "throughput": throughput_layout, "tour": tour_layout}

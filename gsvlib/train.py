@@ -411,10 +411,11 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
             scaler.load_state_dict(ckpt["scaler"])
         start = ckpt["iteration"]
 
-    def state(iteration: int) -> dict:
+    def state(iteration: int, seconds: float) -> dict:
         return marked({"model": model.state_dict(), "model_config": asdict(model.config), "train_config": asdict(cfg),
                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                       "iteration": iteration, "batches": BATCHES, "trained": trained, "starts": starts,
+                       "iteration": iteration, "seconds": seconds, "batches": BATCHES, "trained": trained,
+                       "starts": starts,
                        "class_weights": None if weight is None else weight.tolist(),
                        "classes": list(dataset.table.classes), "dataset": cfg.dataset})
 
@@ -445,7 +446,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
             if on_log is not None and ranks.main:
                 on_log(entry)
             if (it + 1) % cfg.checkpoint_every == 0 or it + 1 == cfg.iterations:
-                folder.save(state(it + 1))
+                folder.save(state(it + 1, entry["seconds"]))
     return {"losses": losses, "iteration": max(start, cfg.iterations), "checkpoint": str(folder.checkpoint),
             "seconds": round(time.perf_counter() - t0, 1)}
 

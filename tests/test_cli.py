@@ -1,6 +1,7 @@
 """The gsv command line, end to end on tiny synthetic data, and its errors."""
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import torch
 
 from gsvlib.cli import build_parser, main
 from gsvlib.data.io import write_png
-from gsvlib.reports import tour_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -141,24 +143,40 @@ def test_segment_with_a_keyframe_policy(trained, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tour_quick_writes_the_results_table(tmp_path, capsys):
-    assert main(["tour", "--quick", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r"), "--figures",
-                 str(tmp_path / "f")]) == 0
+def test_tour_is_gsv_run_and_gsv_tables_over_the_synthetic_experiments(tmp_path, capsys):
+    """The tour carries out experiments/synthetic (one run folder per experiment file, one result file per [[eval]]
+    and [[bench]]) and renders its page with `gsv tables`: the same page from the same result files."""
+    argv = ["tour", "--quick", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r"), "--figures",
+            str(tmp_path / "f")]
+    assert main(argv) == 0
     md = (tmp_path / "f" / "results.md").read_text()
     assert "| GSVNet | " in md and "| GSVNet l=5 |" in md and "| image-only x0.5 |" in md
-    assert "| train keyframe |" in md and "skipped" not in md
-    assert main(["tour", "--quick", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r"), "--figures",
-                 str(tmp_path / "f")]) == 0  # a second run skips what is done and says so in its time table
-    report = json.loads((tmp_path / "f" / "results.json").read_text())
-    again = report["timings_s"]
+    assert "| train synthetic/gsv |" in md and "| train keyframe (init of synthetic/gsv) |" in md
+    assert "| GSVNet (no intra features) |" in md and "GSVNet - GSVNet (no intra features): l=2" in md
+    assert sorted(p.name for p in (tmp_path / "r" / "synthetic").iterdir()) == ["gsv", "keyframe", "no-intra"]
+    assert sorted(p.name for p in (tmp_path / "f").glob("*.json")) == ["bench.json", "gsv.json", "image.json",
+                                                                        "no-intra.json"]
+    bench = json.loads((tmp_path / "f" / "bench.json").read_text())
+    assert bench["size"] == [128, 256] and bench["experiment"]["changed"] == {"size": [128, 256], "intervals_timed": 1}
+    assert bench["params"][0][0].startswith("keyframe net N")  # the paper's order, kept through the JSON file
+    capsys.readouterr()
+    assert main(argv) == 0  # a second run finds every step done
+    out = capsys.readouterr().out
+    assert "] training " not in out and out.count(": done (") == 4 and out.count("] trained: ") == 3
+    assert main(["tables", str(tmp_path / "f"), "--out", str(tmp_path / "again.md"), "--experiments",
+                 str(ROOT / "experiments")]) == 0
+    assert (tmp_path / "again.md").read_text() == md
     assert "![training loss](training_loss.png)" in md  # the plots written beside it
-    assert "![" not in tour_markdown(report, plots=False)  # a notebook showing the tables draws the plots itself
-    assert again["train keyframe"]["note"].startswith("skipped: trained earlier in")
-    assert again["generate the synthetic set"]["note"].startswith("skipped: made earlier in")
-    assert again["total"]["seconds"] >= sum(t["seconds"] for k, t in again.items() if k != "total") - 0.5
     assert build_parser().parse_args(["tour"]).figures == "runs/tour/report"  # never the committed figures/
     assert all((tmp_path / "f" / p).stat().st_size > 1000
                for p in ("miou_by_interval.png", "accuracy_throughput.png", "training_loss.png"))
+
+
+def test_the_committed_tour_page_is_gsv_tables_over_figures_synthetic(tmp_path):
+    """figures/results.md, the tour's reference page, is what `gsv tables` renders from figures/synthetic."""
+    assert main(["tables", str(ROOT / "figures" / "synthetic"), "--out", str(tmp_path / "page.md"),
+                 "--experiments", str(ROOT / "experiments")]) == 0
+    assert (tmp_path / "page.md").read_text() == (ROOT / "figures" / "results.md").read_text()
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from gsvlib.bench import BenchConfig
 from gsvlib.checkpoint import read_checkpoint
 from gsvlib.cli import main
+from gsvlib.evaluate import EvalConfig
 from gsvlib.experiments import ExperimentError, Runner, collect, load, provenance, seed_file
 from gsvlib.files import sha256
 from gsvlib.reports import read_results, render
@@ -30,7 +32,8 @@ def workdir(tmp_path):
 
 
 def quick(tiny_synth) -> list[str]:
-    return ["--root", f"synthetic={tiny_synth}", "--set", "iterations=2", "batch_size=2"]
+    return ["--root", f"synthetic={tiny_synth}", "--set", "iterations=2", "batch_size=2", "--eval-set", "size=[64,128]",
+            "intervals_timed=1"]
 
 
 @pytest.mark.slow
@@ -58,13 +61,13 @@ def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, 
     before = log.read_text()
     assert main(["run", "experiments/synthetic", *quick(tiny_synth)]) == 0  # everything done: nothing runs
     again = capsys.readouterr().out
-    assert "training" not in again and again.count(": done (") == 3 and log.read_text() == before
+    assert "] training " not in again and again.count(": done (") == 5 and log.read_text() == before
     results = {p: p.read_bytes() for p in (workdir / "figures/synthetic").glob("*.json")}
     tables = workdir / "experiments/synthetic/tables.toml"
     tables.write_text(tables.read_text().replace('title = "GSVNet', 'title = "Retitled: GSVNet'))
     path.write_text(path.read_text().replace('row = "`short-adam` recipe + distillation', 'row = "distilled'))
     assert main(["run", "experiments/synthetic", *quick(tiny_synth)]) == 0  # presentation: nothing runs again
-    assert capsys.readouterr().out.count(": done (") == 3 and log.read_text() == before
+    assert capsys.readouterr().out.count(": done (") == 5 and log.read_text() == before
     assert {p: p.read_bytes() for p in (workdir / "figures/synthetic").glob("*.json")} == results
     assert main(["tables", "figures/synthetic"]) == 0  # ... and the next page shows the new title and row
     table = (workdir / "figures/synthetic/results.md").read_text()
@@ -315,3 +318,16 @@ def test_the_contributing_correction_of_ones_own_is_one_file_and_an_experiment(w
     assert main(["tables", "figures/synthetic"]) == 0
     table = (workdir / "figures/synthetic/results.md").read_text()
     assert "| `short-adam` recipe, a residual CNN in place of the GSV conv |" in table
+
+
+def test_results_go_where_asked_and_eval_settings_are_changed_only_where_they_differ(workdir, capsys):
+    assert main(["run", "experiments/synthetic", "--dry-run", "--results", "elsewhere"]) == 0
+    plan = capsys.readouterr().out
+    assert "[synthetic/gsv] would evaluate val (gsv, warp, copy) into elsewhere/gsv.json unless done" in plan
+    assert "would benchmark cpu into elsewhere/bench.json" in plan and "figures/" not in plan
+    runner = Runner(changes={"size": [1024, 2048], "intervals_timed": 1, "split": "test"})
+    bench = load(workdir / "experiments/synthetic/gsv.toml").benches[0]
+    assert runner.changed(bench, BenchConfig) == {"intervals_timed": 1}  # its size is the file's already
+    assert runner.changed({"name": "val"}, EvalConfig) == {"split": "test"}
+    with pytest.raises(ValueError, match=r"neither EvalConfig nor BenchConfig has: \['iterations'\]"):
+        Runner(changes={"iterations": 2})

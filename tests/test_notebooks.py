@@ -23,7 +23,7 @@ SMALL = dict(snippets=2, val_snippets=1, height=64, width=128, keyframe_iteratio
              camvid_again=["held-out"],  # the test/ scores at three scales take minutes more
              cost_height=256, cost_width=512, policy_factors=[1, 3], policy_max_interval=5,
              bench_height=64, bench_width=128, bench_repeats=1, iterations=4, log_every=2, out=str(WORK / "nb05"),
-             sweep_out=str(WORK / "sweep"), values=[0.001, 0.003], scored_intervals=2)
+             sweep_out=str(WORK / "sweep"), values=[0.001, 0.003], scored_intervals=2, results=str(WORK / "results"))
 
 
 @pytest.fixture(scope="module")

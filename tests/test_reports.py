@@ -142,7 +142,9 @@ table = "propagation"
     assert "| SwiftNet-R18 |" in text and "| GSVNet |" in text and "At l=3: GSVNet" in text
     assert text == render(read_results(tmp_path / "results")[0])
     assert set(prop["experiment"]) == {"name", "experiment_file", "evaluation", "spec", "config", "checkpoint",
-                                       "checkpoint_sha256"}  # provenance only: the title and row come from the files
+                                       "checkpoint_sha256", "trained"}  # provenance only: title, row from the files
+    trained = prop["experiment"]["trained"]  # how the weights were trained, and what they started from
+    assert (trained["stage"], trained["iterations"], trained["starts"]["init"]["stage"]) == ("gsv", 2, "keyframe")
     assert prop["experiment"]["spec"] == {"name": "held-out", "of": "weights", "split": "val", "span": [0.5, 1],
                                           "intervals": [1, 2, 3], "variants": ["gsv", "warp", "copy"]}
 
@@ -235,7 +237,7 @@ def test_the_schedule_table_compares_a_policy_with_the_fixed_curve_at_its_fps():
 
 def table(name: str) -> dict:
     """The settings of the committed CamVid table ``name``, as `gsv run` copies them into a result."""
-    return table_of(Experiment(ROOT / "experiments/camvid/x.toml", "x", "x", report={"table": name}), {})
+    return table_of(Experiment(ROOT / "experiments/camvid/x.toml", "x", "x"), name)
 
 
 def result(folder, name: str, report: dict, table_name: str, row: str, evaluation: str = "held-out", order=None):
@@ -367,3 +369,28 @@ def test_a_layout_is_checked_where_the_layouts_live(tmp_path):
     with pytest.raises(ValueError, match=r"tables.toml: table flow: layout must be one of \[.*'flow-error'.*\], "
                                          "got 'flow-eror'"):
         read_results(folder)
+
+
+def test_one_result_goes_in_each_table_it_names_and_tables_renders_those_asked(tmp_path, capsys):
+    """The tour's protocol result is a row of its page and of the propagation table; `--tables` picks tables, so
+    the committed pages are both renders of figures/synthetic."""
+    results, _ = read_results(ROOT / "figures/synthetic", ROOT / "experiments")
+    gsv = [r["experiment"]["table"]["id"] for r in results if r["experiment"]["file"].name == "gsv.json"]
+    assert gsv == ["tour", "propagation"]
+    assert main(["tables", str(ROOT / "figures/synthetic"), "--tables", "propagation", "--out",
+                 str(tmp_path / "synthetic.md")]) == 0
+    assert (tmp_path / "synthetic.md").read_text() == (ROOT / "docs/results/synthetic.md").read_text()
+    assert main(["tables", str(ROOT / "figures/synthetic"), "--tables", "nope", "--out", str(tmp_path / "x.md")]) == 2
+    assert "no result goes in the tables ['nope']; the results render the tables ['propagation', 'tour']" in \
+        capsys.readouterr().err and not (tmp_path / "x.md").exists()
+
+
+def test_the_tour_page_of_an_earlier_version_is_replaced_and_a_users_page_is_not(tmp_path, capsys):
+    folder = ROOT / "figures/synthetic"
+    (tmp_path / "old.md").write_text("# Results of `make tour` (synthetic street video)\n\n| method |\n")
+    (tmp_path / "mine.md").write_text("# Results I wrote by hand\n")
+    assert main(["tables", str(folder), "--out", str(tmp_path / "old.md"), "--experiments", str(ROOT / "experiments")]) == 0
+    assert (tmp_path / "old.md").read_text() == (ROOT / "figures/results.md").read_text()
+    assert main(["tables", str(folder), "--out", str(tmp_path / "mine.md")]) == 2
+    assert "is not a page written by `gsv tables`" in capsys.readouterr().err
+    assert (tmp_path / "mine.md").read_text() == "# Results I wrote by hand\n"
