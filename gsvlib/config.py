@@ -237,8 +237,9 @@ def config_for(stage: str | None = None, recipe: str | None = None, **given) -> 
 
 
 def check_starting_point(recipe: str | None, cfg: TrainConfig) -> None:
-    """A fresh run of a recipe that continues another run must be given that run (:attr:`Recipe.needs`)."""
-    needs = RECIPES[recipe].needs if recipe else None
+    """A fresh run of a recipe that continues another run must be given that run (:attr:`Recipe.needs`); without a
+    recipe, the stage's default recipe's needs hold."""
+    needs = RECIPES[recipe or STAGES[cfg.stage].recipe].needs
     if needs and getattr(cfg, needs) is None:
         raise ValueError(f"recipe {recipe} continues a trained net: give {_option(needs)} CHECKPOINT (e.g. the "
                          f"checkpoint.pt of a camvid-keyframe run), or --resume to continue this run")

@@ -102,8 +102,9 @@ class Stage(NamedTuple):
     (each starting point it takes, a TrainConfig field, -> the parts a fresh run loads from that checkpoint),
     ``recipe`` (its default, a name in :data:`gsvlib.config.RECIPES`), ``loss`` (model, frames (B, T, 3, H, W),
     targets, cfg, class weights) -> terms, ``targets`` ("labels" (B, H, W), or "flow" (B, 3, H, W): the exact flow and
-    where it is valid), ``reach`` (cfg -> how many frames before the labelled one a sample may start), and ``check``
-    (cfg -> None, or a ValueError that says what to change). Training, the checkpoint's record of its trained parts and
+    where it is valid), ``reach`` (cfg -> how many frames before the labelled one a sample may start), ``check``
+    (cfg -> None, or a ValueError that says what to change) and ``needs`` (cfg -> the parts it does not train that a
+    fresh run must receive trained from its starting points, however it is started). Training, the checkpoint's record of its trained parts and
     the settings' checks read these declarations."""
 
     title: str
@@ -115,6 +116,7 @@ class Stage(NamedTuple):
     reach: Callable[[Config], int]
     check: Callable[[Config], None]
     starts_propagation: bool = False  # trains PF on a frozen N: at the keyframe scale, and --freeze-flow applies
+    needs: Callable[[Config], tuple[str, ...]] = lambda cfg: ()  # the parts a fresh run must be given trained
 
     def describe(self, cfg: Config) -> str:
         """What the progress bar says is training: "keyframe (swiftnet)", "gsv (propagation)"."""
@@ -128,7 +130,8 @@ STAGES: dict[str, Stage] = {
     "gsv": Stage("GSVNet's propagation with N frozen", "paper", ("flow_net", "gsv"),
                  {"init": ("keyframe_net",), "init_flow": ("flow_net",), "init_propagation": ("flow_net", "gsv")},
                  propagation_loss, "labels", lambda cfg: (cfg.max_interval - 1) * cfg.max_frame_step, _check_gsv,
-                 starts_propagation=True),
+                 starts_propagation=True,  # on a trained N, frozen; and on a trained O where O stays fixed
+                 needs=lambda cfg: ("keyframe_net",) + (() if cfg.train_flow else ("flow_net",))),
     "flow": Stage("the flow net O alone on the exact flow of the synthetic set", "synthetic-flow", ("flow_net",),
                   {"init": PARTS}, flow_loss, "flow", lambda cfg: 1, _check_flow),
 }

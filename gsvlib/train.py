@@ -85,18 +85,24 @@ def _trainer_of(parts: tuple[str, ...], default: str) -> str:
     return fits[0] if fits else default
 
 
-def trained_by(cfg: TrainConfig, warn: bool = True) -> set[str]:
+def trained_by(cfg: TrainConfig) -> set[str]:
     """The parts of GSVNet a fresh run of ``cfg`` leaves trained: those its stage trains, and the trained parts its
-    starting points give it (read from their checkpoints). Warns when stage gsv starts from no trained keyframe net."""
+    starting points give it (read from their checkpoints). A part the stage needs (:attr:`Stage.needs`: stage gsv's
+    frozen keyframe net, and its flow net where it stays fixed) that no starting point gives trained is refused,
+    naming the options that give it: however the stage is started (a recipe, --stage, ``gsv run``, Python)."""
     stage = STAGES[cfg.stage]
     parts = {p for p in stage.trains if p != "flow_net" or not stage.starts_propagation or cfg.train_flow}
     for name, gives in stage.provides.items():
         if getattr(cfg, name):
             parts |= set(gives) & trained_parts(read_checkpoint(getattr(cfg, name)))
-    if warn and stage.starts_propagation and "keyframe_net" not in parts:
-        warnings.warn("the keyframe net N is untrained (no --init, or one whose keyframe net was never trained): the "
-                      "propagation will learn to correct random keyframes, and N stays frozen. Give --init the "
-                      "checkpoint of a stage keyframe run", stacklevel=3)
+    missing = [part for part in stage.needs(cfg) if part not in parts]
+    if missing:
+        give = [" or ".join("--" + n.replace("_", "-") for n, gives in stage.provides.items() if part in gives)
+                for part in missing]
+        raise ValueError(f"stage {cfg.stage} trains {stage.title} and needs a trained "
+                         f"{' and a trained '.join(PART_TITLES[p] for p in missing)}, which no starting point gives: "
+                         f"give {' and '.join(f'{g} CHECKPOINT' for g in give)} (a run that trained it)"
+                         + (" or train the flow net too (leave --freeze-flow out)" if "flow_net" in missing else ""))
     return parts
 
 
@@ -344,6 +350,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; a run needs a folder (nothing was changed)")
+    if not (resume and (out / "checkpoint.pt").is_file()):
+        trained_by(cfg)  # a fresh run is given what its stage needs trained: refused before anything is written
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)  # before the processes start: every rank reads it
     try:
@@ -393,7 +401,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
     # a resumed run's checkpoint holds what it started from: its starting points are not read again
     model = build_model(replace(cfg, **dict.fromkeys(STARTING_POINTS)) if ckpt is not None else cfg,
                         dataset.table.num_classes)
-    trained = sorted(trained_parts(ckpt) if ckpt is not None else trained_by(cfg, ranks.main))
+    trained = sorted(trained_parts(ckpt) if ckpt is not None else trained_by(cfg))
     starts = ckpt.get("starts") if ckpt is not None else starting_points(cfg)  # None: saved before they were kept
     if cfg.sync_bn:
         convert_sync_batchnorm(model)

@@ -24,3 +24,15 @@ def tiny_synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     generate(root, SynthConfig(snippets=2, val_snippets=1, size=(64, 128), frames=8, annotated=6), progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def keyframe_run(tiny_synth, tmp_path_factory):
+    """The checkpoint of one iteration of stage keyframe on the tiny set: a trained keyframe net to start stage gsv
+    from (made once)."""
+    from gsvlib.config import config_for
+    from gsvlib.train import train
+
+    out = tmp_path_factory.mktemp("keyframe")
+    return train(config_for("keyframe", root=str(tiny_synth), out=str(out), iterations=1, batch_size=2),
+                 progress=False)["checkpoint"]

@@ -28,9 +28,9 @@ pytestmark = pytest.mark.slow  # `make test-fast` leaves these out; `make test` 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def args(root, out, iterations, *extra):
-    return ["train", "--stage", "gsv", "--root", str(root), "--out", str(out), "--iterations", str(iterations),
-            "--batch-size", "4", "--checkpoint-every", "1", "--sync-bn", "--lr", "0.01", *extra]
+def args(root, init, out, iterations, *extra):
+    return ["train", "--stage", "gsv", "--root", str(root), "--init", str(init), "--out", str(out), "--iterations",
+            str(iterations), "--batch-size", "4", "--checkpoint-every", "1", "--sync-bn", "--lr", "0.01", *extra]
 
 
 def weights(run):
@@ -59,19 +59,19 @@ def test_each_rank_builds_its_share_of_the_global_batch(tiny_synth):
         TrainBatches(data, cfg, Ranks(0, 3))
 
 
-def test_two_processes_train_what_one_does_and_resume_on_one(tiny_synth, tmp_path):
+def test_two_processes_train_what_one_does_and_resume_on_one(tiny_synth, keyframe_run, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main(args(tiny_synth, one, 3)) == 0
-    assert main(args(tiny_synth, two, 3, "--nproc", "2")) == 0
+    assert main(args(tiny_synth, keyframe_run, one, 3)) == 0
+    assert main(args(tiny_synth, keyframe_run, two, 3, "--nproc", "2")) == 0
     assert_same_run(one, two)
-    assert main(args(tiny_synth, one, 5, "--resume")) == 0  # one process all the way
-    assert main(args(tiny_synth, two, 5, "--resume")) == 0  # started on two, resumed on one
+    assert main(args(tiny_synth, keyframe_run, one, 5, "--resume")) == 0  # one process all the way
+    assert main(args(tiny_synth, keyframe_run, two, 5, "--resume")) == 0  # started on two, resumed on one
     assert_same_run(one, two)
 
 
-def test_a_killed_rank_stops_the_run_cleanly_and_it_resumes(tiny_synth, tmp_path):
+def test_a_killed_rank_stops_the_run_cleanly_and_it_resumes(tiny_synth, keyframe_run, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "gsvlib", *args(tiny_synth, out, 200, "--nproc", "2")]
+    cmd = [sys.executable, "-m", "gsvlib", *args(tiny_synth, keyframe_run, out, 200, "--nproc", "2")]
     launcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while not (out / "checkpoint.pt").is_file() and launcher.poll() is None and time.time() < deadline:
@@ -84,7 +84,7 @@ def test_a_killed_rank_stops_the_run_cleanly_and_it_resumes(tiny_synth, tmp_path
     assert not any(_is_worker(Path(f"/proc/{w}"), out) for w in workers)  # no rank left waiting
     saved = torch.load(out / "checkpoint.pt", weights_only=True)["iteration"]
     assert 1 <= saved < 200 and [e["iteration"] for e in read_log(out)][-1] >= saved
-    assert main(args(tiny_synth, out, saved + 2, "--resume")) == 0
+    assert main(args(tiny_synth, keyframe_run, out, saved + 2, "--resume")) == 0
     assert [e["iteration"] for e in read_log(out)] == list(range(1, saved + 3))
 
 
@@ -133,9 +133,9 @@ def test_sync_batchnorm_over_two_processes_is_batchnorm_of_the_whole_batch():
     assert isinstance(convert_sync_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))[0], SyncBatchNorm2d)
 
 
-def test_loading_alone_is_timed_without_training(tiny_synth, tmp_path, capsys):
+def test_loading_alone_is_timed_without_training(tiny_synth, keyframe_run, tmp_path, capsys):
     out = tmp_path / "never"
-    assert main(args(tiny_synth, out, 10, "--time-loading", "3", "--workers", "1")) == 0
+    assert main(args(tiny_synth, keyframe_run, out, 10, "--time-loading", "3", "--workers", "1")) == 0
     printed = capsys.readouterr().out
     pattern = r"data loading alone: [\d.]+ samples/s \(crops of \d+x\d+\) over 2 batches with 1 worker"
     assert re.search(pattern, printed)

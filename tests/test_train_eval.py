@@ -322,7 +322,7 @@ def test_adaptive_keyframes_against_fixed_intervals_on_the_same_frames(tiny_synt
         keyframe_schedules(GSVNet(num_classes=5), videos, 19, progress=False)
 
 
-def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, tmp_path):
+def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, keyframe_run, tmp_path):
     """Stage flow: the loss is the end-point error on the 1/8 grid over cells seen in both frames; its flow net is
     where stage gsv starts with --init-flow."""
     from gsvlib.config import TrainConfig
@@ -342,7 +342,7 @@ def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, tmp_p
     flow = train(cfg, progress=False)
     assert sum(flow["losses"][-3:]) < sum(flow["losses"][:3])
     gsv = train(config_for(recipe="short-adam", root=str(tiny_synth), out=str(tmp_path / "g"), iterations=1,
-                           batch_size=2, init_flow=flow["checkpoint"], lr=1e-12), progress=False)
+                           batch_size=2, init=keyframe_run, init_flow=flow["checkpoint"], lr=1e-12), progress=False)
     trained = torch.load(flow["checkpoint"], weights_only=True)["model"]
     started = torch.load(gsv["checkpoint"], weights_only=True)["model"]
     conv = "flow_net.down.0.0.weight"
@@ -462,7 +462,7 @@ def test_the_photometric_loss_teaches_the_flow_net_from_unlabelled_frames(tiny_s
     assert model.flow_net.to_flow.weight.grad is None or model.flow_net.to_flow.weight.grad.abs().sum() == 0
 
 
-def test_the_synthetic_set_in_camvid_classes_pre_trains_a_whole_propagation(tiny_synth, tmp_path):
+def test_the_synthetic_set_in_camvid_classes_pre_trains_a_whole_propagation(tiny_synth, keyframe_run, tmp_path):
     """Dataset synthetic-camvid: the same frames, labels through CITYSCAPES_TO_CAMVID (snippets and whole videos).
     A stage gsv run on it starts a CamVid run's flow net and GSV conv with --init-propagation."""
     from gsvlib.config import TrainConfig
@@ -492,4 +492,4 @@ def test_the_synthetic_set_in_camvid_classes_pre_trains_a_whole_propagation(tiny
         TrainConfig(stage="keyframe", init_propagation="b.pt").check()
     with pytest.raises(Exception, match=r"its propagation \(GSV conv\): a run of the same classes"):  # 19 into 11
         train(config_for(recipe="short-adam", root=str(tiny_synth), out=str(tmp_path / "x"), iterations=1,
-                         init_propagation=synth["checkpoint"]), progress=False)
+                         init=keyframe_run, init_propagation=synth["checkpoint"]), progress=False)

@@ -7,6 +7,8 @@ import torch
 
 from gsvlib.checkpoint import PARTS, CheckpointError, read_checkpoint, trained_parts
 from gsvlib.cli import main
+from gsvlib.config import config_for
+from gsvlib.train import train
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +62,27 @@ def test_a_keyframe_only_checkpoint_is_scored_by_the_variants_that_need_no_propa
     assert "flow net" in capsys.readouterr().err
 
 
-def test_stage_gsv_without_a_trained_keyframe_net_warns(tiny_synth, tmp_path, capsys):
-    assert main(["train", "--stage", "gsv", "--out", str(tmp_path / "g"), "--root", str(tiny_synth), "--batch-size",
-                 "2", "--iterations", "1"]) == 0
-    assert "the keyframe net N is untrained" in capsys.readouterr().err
-    assert read_checkpoint(tmp_path / "g" / "checkpoint.pt")["trained"] == ["flow_net", "gsv"]
+def test_stage_gsv_without_a_trained_keyframe_net_is_refused_however_it_is_started(tiny_synth, runs, tmp_path,
+                                                                                    capsys):
+    """Before: `gsv train --stage gsv` with no --init trained the propagation on a random frozen keyframe net (and
+    with --freeze-flow, on a random frozen flow net) with a warning; the stage's needs now hold however it starts."""
+    common = ["train", "--out", str(tmp_path / "g"), "--root", str(tiny_synth), "--batch-size", "2", "--iterations", "1"]
+    for how in (["--stage", "gsv"], ["--recipe", "short-adam"], ["--recipe", "paper"]):
+        assert main([*common, *how]) == 2
+        err = capsys.readouterr().err
+        assert "stage gsv trains GSVNet's propagation with N frozen and needs a trained keyframe net" in err
+        assert "give --init CHECKPOINT" in err and not (tmp_path / "g").exists()
+    assert main([*common, "--stage", "gsv", "--init", str(runs / "key/checkpoint.pt"), "--freeze-flow"]) == 2
+    assert "needs a trained flow net, which no starting point gives: give --init-flow or --init-propagation" in \
+        capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs a trained keyframe net"):
+        train(config_for(recipe="short-adam", root=str(tiny_synth), out=str(tmp_path / "g"), iterations=1),
+              progress=False)
+    assert main([*common, "--stage", "gsv", "--init", str(runs / "flow/checkpoint.pt")]) == 2  # O alone: N untrained
+    assert "needs a trained keyframe net" in capsys.readouterr().err and not (tmp_path / "g").exists()
+    assert main([*common, "--stage", "gsv", "--init", str(runs / "key/checkpoint.pt"), "--freeze-flow",
+                 "--init-flow", str(runs / "flow/checkpoint.pt")]) == 0
+    assert read_checkpoint(tmp_path / "g" / "checkpoint.pt")["trained"] == sorted(PARTS)
 
 
 def test_a_notebook_refuses_keyframe_only_weights_as_gsvnet(runs, tmp_path):
