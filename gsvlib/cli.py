@@ -30,7 +30,7 @@ from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
 from gsvlib.official import write_converted
 from gsvlib.reports import schedule_markdown, write_tables
-from gsvlib.segmenter import PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
+from gsvlib.segmenter import PAPER, PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
 from gsvlib.tour import EXPERIMENTS, QUICK, TourConfig, run_tour
 from gsvlib.train import loading_rate, train
 from gsvlib.video import segment_video
@@ -262,7 +262,7 @@ def cmd_segment(args) -> None:
         dataset = runtime.meta["dataset"]
     elif args.checkpoint:
         model, ckpt = load_model(args.checkpoint, args.device)
-        propagation = PROPAGATIONS["gsv"].uses if args.interval > 1 else ()
+        propagation = PROPAGATIONS[PAPER].uses if args.interval > 1 else ()
         require_trained(ckpt, args.checkpoint, ("keyframe_net", *propagation), f"gsv segment --interval {args.interval}")
         seg = VideoSegmenter(model, args.interval, args.key_scale, args.device,
                              runtime="compiled" if args.compile else "eager", policy=args.policy)
@@ -379,7 +379,8 @@ def _export_onnx_parser(sub) -> None:
                     help="HxW of the frames as the segmenter pads them: multiples of 32 (384x480 for CamVid's 360x480)")
     ox.add_argument("--key-scale", type=float, help="keyframe input scale, fixed in the graph (default: the "
                                                      "checkpoint's own)")
-    ox.add_argument("--propagation", choices=list(PROPAGATIONS), default="gsv", help="the non-keyframe path (gsv)")
+    ox.add_argument("--propagation", choices=list(PROPAGATIONS), default=PAPER,
+                    help=f"the non-keyframe path ({PAPER})")
     ox.set_defaults(func=cmd_export_onnx)
 
 

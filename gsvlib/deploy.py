@@ -30,7 +30,7 @@ from gsvlib.files import marked, move_into_place, output_path, refuse_foreign, r
 from gsvlib.models.conventions import CONVENTIONS, small_frames
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.models.output import full_resolution_labels
-from gsvlib.segmenter import PROPAGATIONS, padded_size
+from gsvlib.segmenter import PAPER, PROPAGATIONS, padded_size
 
 GRAPHS = ("keyframe", "propagation", "labels")
 OPSET = 18
@@ -82,7 +82,7 @@ def _exporter_quiet():
 
 
 def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale: float = 0.75,
-                propagation: str = "gsv", dataset: str | None = None) -> dict:
+                propagation: str = PAPER, dataset: str | None = None) -> dict:
     """Write the three graphs for frames of ``size`` (H, W, multiples of 32) and onnx.json into the folder ``out``;
     each graph is checked with ``onnx.checker``. The folder is written beside ``out`` and replaces it whole (an
     existing ``out`` may hold only such graphs). Returns the metadata."""
@@ -209,7 +209,7 @@ class ExportingOnnxRuntime:
     fixed_scale = False  # the scale is fixed per export: each keyframe scale gets its own graphs
     name = "onnx"
 
-    def __init__(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+    def __init__(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None):
         if measure is not None:
             raise ValueError("a keyframe policy reads PF's intermediates, which the ONNX graphs do not output")
         self.model = model.cpu()

@@ -27,7 +27,7 @@ from gsvlib.models.gsvnet import GSVNet
 from gsvlib.progress import progress_bar
 from gsvlib.protocol import differences, evaluate, evaluate_image_only
 from gsvlib.schedules import THRESHOLD_FACTORS, keyframe_schedules
-from gsvlib.segmenter import PROPAGATIONS, SIGNALS
+from gsvlib.segmenter import PAPER, PROPAGATIONS, SIGNALS
 
 
 @dataclass
@@ -41,12 +41,12 @@ class EvalConfig:
     root: str = setting("data/synthetic", "dataset folder (layouts in data/README.md)", path=True)
     split: str = setting("val", "dataset split")
     span: tuple[float, float] = setting((0.0, 1.0), "CamVid: evaluate fraction A..B of each sequence in time")
-    variants: tuple[str, ...] = setting(("gsv",), "what to score: the propagations (gsv: GSVNet; warp: no GSV conv; "
+    variants: tuple[str, ...] = setting((PAPER,), "what to score: the propagations (gsv: GSVNet; warp: no GSV conv; "
                                         "copy: the previous segmentation) with the protocol; image: the keyframe net "
                                         "alone at --image-scales; flow: the flow net's end-point error against exact "
                                         "flow (the synthetic set)", choices=lambda: list(VARIANTS))
     intervals: tuple[int, ...] = setting((1, 2, 3, 4, 5), "keyframe intervals l of the protocol", type=interval_arg)
-    baseline: str = setting("gsv", "the propagation set against every other variant of the report in paired "
+    baseline: str = setting(PAPER, "the propagation set against every other variant of the report in paired "
                                    "differences (BASELINE - warp, ...), one of --variants",
                             choices=lambda: list(PROPAGATIONS))
     key_scale: float | None = setting(None, "keyframe input scale (default: the checkpoint's own, the scale its "
@@ -236,7 +236,7 @@ def _schedules(model: GSVNet, cfg: EvalConfig, progress: bool) -> dict:
 # reads PF's intermediates, so it runs every part of GSVNet.
 SCHEDULES = Variant("keyframe schedules", _schedules,
                     lambda r: f"keyframe schedules on {r['scored']} scored frames of {r['frames']}",
-                    ("keyframe_net", *PROPAGATIONS["gsv"].uses))
+                    ("keyframe_net", *PROPAGATIONS[PAPER].uses))
 
 
 def run_eval(model: GSVNet, cfg: EvalConfig, progress: bool = True) -> dict:

@@ -23,7 +23,7 @@ from gsvlib.data import IGNORE, DataSpec
 from gsvlib.device import PRECISIONS
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.progress import progress_bar
-from gsvlib.segmenter import PROPAGATIONS, VideoSegmenter
+from gsvlib.segmenter import PAPER, PROPAGATIONS, VideoSegmenter
 
 
 class ConfusionMatrix:
@@ -91,7 +91,7 @@ def recorded_matrices(block: dict) -> torch.Tensor:
 
 
 def run_offsets(model: GSVNet, data: DataSpec, offsets: int, key_scale: float | None = None,
-                propagation: str = "gsv", device: str = "cpu", progress: bool = True,
+                propagation: str = PAPER, device: str = "cpu", progress: bool = True,
                 precision: str = "fp32") -> FrameScores:
     """The confusion matrix of each scored frame at each offset i = 0..offsets-1 (keyframe at a - i, frame a
     scored), on the frames of ``data`` (a span of CamVid's sequences: snippets never reach outside it). Each snippet
@@ -138,7 +138,7 @@ def protocol(scores: FrameScores, intervals) -> dict:
 
 
 def evaluate(model: GSVNet, data: DataSpec, intervals=(1, 2, 3, 4, 5), key_scale: float | None = None,
-             propagation: str = "gsv", device: str = "cpu", progress: bool = True, precision: str = "fp32") -> dict:
+             propagation: str = PAPER, device: str = "cpu", progress: bool = True, precision: str = "fp32") -> dict:
     """The protocol for l in ``intervals`` on ``data`` (keyframes at ``key_scale``, default the model's):
     {"intervals": {"1": {"avg", "min", "avg_ci", "min_ci", "per_class_avg"}, ...}, "key_scale", "snippets",
     "bootstrap": how the intervals were made, "frames": the per-frame matrices, ...}."""
@@ -158,7 +158,7 @@ def evaluate_image_only(model: GSVNet, data: DataSpec, scale: float = 1.0, devic
                         progress: bool = True, precision: str = "fp32") -> dict:
     """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "ci", "per_class",
     "frames" (their count), "scored" (the per-frame matrices)}."""
-    scores = run_offsets(model.eval(), data, 1, scale, "gsv", device, progress, precision)
+    scores = run_offsets(model.eval(), data, 1, scale, PAPER, device, progress, precision)
     cm = scores.pooled()
     return {"scale": scale, "miou": round(cm.miou(), 2), "ci": miou_interval(scores.per_frame()),
             "per_class": cm.per_class(scores.classes), "frames": len(scores.names), "scored": scores.record()}
@@ -185,7 +185,7 @@ def protocol_difference(a: dict, b: dict) -> dict:
                 for stat in ("avg", "min")} for l in a["intervals"] if l != "1"}
 
 
-def differences(report: dict, base: str = "gsv") -> dict:
+def differences(report: dict, base: str = PAPER) -> dict:
     """The propagation ``base`` (GSVNet by default) against every other variant of a report scored on the same
     frames, as paired bootstrap differences (:func:`gsvlib.bootstrap.paired_difference`): {"gsv - warp": {"3":
     {"avg": {...}, "min": {...}}, ...}, "gsv - image x0.75": {"3": {"avg": {...}}, ...}, ...}. Image-only has no

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from gsvlib.bench import throughput_table
+from gsvlib.evaluate import EvalConfig
 from gsvlib.bootstrap import excludes_zero, paired_difference
 from gsvlib.protocol import at_interval, differences, protocol_difference, recorded_matrices
 from gsvlib.experiments import Experiment, load, recorded_settings, tables_of
@@ -192,18 +193,22 @@ SEEDS_TEXT = ("{n} runs of the same experiment under seeds {seeds}, with the sam
               "mean, sample sd and range across them")
 
 
-def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5"), preamble: bool = True) -> str:
-    """One sentence on the spread across seeds of a protocol row: GSVNet's average mIoU at ``ls`` and its margin
-    over warp only (``preamble``: led by what the runs are); "" when the row was not repeated."""
+def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5"), preamble: bool = True,
+              spec: dict | None = None) -> str:
+    """One sentence on the spread across seeds of a protocol row: the baseline's average mIoU at ``ls`` and its
+    margin over the propagation it is compared with (:func:`compared`; ``preamble``: led by what the runs are); ""
+    when the row was not repeated."""
     runs = seed_reports(meta, reports)
     if not runs:
         return ""
+    base, against = compared(runs[0], spec)
     seeds = ", ".join(str(r["experiment"]["seed"]) for r in runs)
-    parts = [f"GSVNet l={l} avg {spread([r['gsv']['intervals'][l]['avg'] for r in runs])}" for l in ls
-             if all(l in r["gsv"]["intervals"] for r in runs)]
-    margins = {l: [r["gsv"]["intervals"][l]["avg"] - r["warp"]["intervals"][l]["avg"] for r in runs] for l in ls
-               if all("warp" in r and l in r["gsv"]["intervals"] for r in runs)}
-    parts += [f"GSVNet - warp only l={l} avg {spread(m, '+')}" for l, m in margins.items()]
+    title = PROPAGATIONS[base].title
+    parts = [f"{title} l={l} avg {spread([r[base]['intervals'][l]['avg'] for r in runs])}" for l in ls
+             if all(l in r[base]["intervals"] for r in runs)]
+    margins = {l: [r[base]["intervals"][l]["avg"] - r[against]["intervals"][l]["avg"] for r in runs] for l in ls
+               if against and all(against in r and l in r[base]["intervals"] for r in runs)}
+    parts += [f"{title} - {PROPAGATIONS[against].title} l={l} avg {spread(m, '+')}" for l, m in margins.items()]
     lead = f"Trained again ({SEEDS_TEXT.format(n=len(runs), seeds=seeds)}): " if preamble else f"seeds {seeds}: "
     return lead + "; ".join(parts) + "."
 
@@ -264,12 +269,14 @@ def _pair_title(pair: str) -> str:
     return " - ".join(PROPAGATIONS[p].title if p in PROPAGATIONS else p for p in pair.split(" - "))
 
 
-def cost_of_propagation(prop: dict, l: str = "3") -> dict:
+def cost_of_propagation(prop: dict, l: str = "3", base: str | None = None) -> dict:
     """Average mIoU at interval ``l`` of each propagation, the keyframe net's on the same frames (l = 1), and ``gap``:
-    how much GSVNet loses against running the keyframe net on every frame (negative: it gains)."""
+    how much ``base`` (the result's baseline, :func:`compared`) loses against running the keyframe net on every frame
+    (negative: it gains)."""
+    base = base or compared(prop)[0]
     avg = {v: prop[v]["intervals"][l]["avg"] for v in PROPAGATIONS if v in prop}
-    keyframe = prop["gsv"]["intervals"]["1"]["avg"]
-    return {"keyframe": keyframe, **avg, "gap": round(keyframe - avg["gsv"], 2)}
+    keyframe = prop[base]["intervals"]["1"]["avg"]
+    return {"keyframe": keyframe, **avg, "gap": round(keyframe - avg[base], 2)}
 
 
 def target_value(target: dict, rep: dict) -> float:
@@ -280,6 +287,11 @@ def target_value(target: dict, rep: dict) -> float:
         return rep[variant]["intervals"][str(l)][stat]
 
     return pick(target["value"]) - (pick(target["minus"]) if target.get("minus") else 0.0)
+
+
+def _scores(target: dict, rep: dict) -> bool:
+    """Whether ``rep`` scored every variant ``target`` reads."""
+    return all(ref[0] in rep for ref in (target["value"], target.get("minus")) if ref)
 
 
 def target_met(target: dict, rep: dict) -> bool:
@@ -363,6 +375,15 @@ def _first(reports: dict) -> dict:
     return next(iter(reports.values()))
 
 
+def compared(result: dict, spec: dict | None = None) -> tuple[str, str | None]:
+    """The two propagations a protocol result's table sets side by side: the result's baseline (EvalConfig.baseline,
+    GSVNet unless the experiment says otherwise) and the table's ``against`` (default: the first other registered
+    propagation the result scored); None where it scored no other."""
+    base = ((result.get("experiment") or {}).get("config") or {}).get("baseline") or EvalConfig.baseline
+    against = (spec or {}).get("against") or next((v for v in PROPAGATIONS if v != base and v in result), None)
+    return base, against
+
+
 def image_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
     """The keyframe net alone: one row per experiment, mIoU by input scale."""
     first = _first(rows[0][1])["image"]
@@ -385,7 +406,8 @@ def intervals_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
     lines = []
     for meta, reports in rows:
         prop = _first(reports)
-        g = prop["gsv"]
+        base, _ = compared(prop, spec)
+        g = prop[base]
         a, b = g.get("span", (0, 1))
         lines += _heading(spec, f"fraction {a:.3g} to {b:g} of the {g['split']}/ run in time, {g['snippets']} scored "
                                 f"frames; keyframe input x{g['key_scale']}; mIoU % average / minimum")
@@ -393,17 +415,17 @@ def intervals_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
         keyframe = {"keyframe net on every frame": g["intervals"]["1"]["avg"]}
         lines += interval_table(methods, list(g["intervals"]), keyframe)
         if "3" in g["intervals"]:
-            c = cost_of_propagation(prop)
-            others = ", ".join(f"{PROPAGATIONS[v].title} {c[v]:.1f}" for v in PROPAGATIONS if v in c and v != "gsv")
-            lines += ["", f"At l=3: GSVNet {c['gsv']:.1f} against {c['keyframe']:.1f} for its keyframe net on every "
-                          f"frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
+            c = cost_of_propagation(prop, base=base)
+            others = ", ".join(f"{PROPAGATIONS[v].title} {c[v]:.1f}" for v in PROPAGATIONS if v in c and v != base)
+            lines += ["", f"At l=3: {PROPAGATIONS[base].title} {c[base]:.1f} against {c['keyframe']:.1f} for its "
+                          f"keyframe net on every frame (a loss of {c['gap']:.1f}; negative: a gain); {others}."]
         lines += paired_lines(g, "The frames are consecutive frames of one run, not independent draws: these "
                                  "intervals measure how much the result rests on single frames, and understate what "
                                  "another run or video would give.")
-        if spec.get("targets") and "5" in g["intervals"] and "warp" in prop:
+        if spec.get("targets") and "5" in g["intervals"] and all(_scores(t, prop) for t in spec["targets"]):
             lines += ["", f"Targets: {target_lines(spec['targets'], prop)}."]
-        if seed_line(meta, reports):
-            lines += ["", seed_line(meta, reports)]
+        if seed_line(meta, reports, spec=spec):
+            lines += ["", seed_line(meta, reports, spec=spec)]
         lines.append("")
     return lines
 
@@ -433,29 +455,36 @@ def keyframe_training_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[
 
 
 def ablation_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
-    """Propagations trained otherwise: one row per experiment with GSVNet and warp-only at l = 3 and 5, the values
-    of the table's targets that have a ``column``, and the targets met."""
+    """Propagations trained otherwise: one row per experiment with its baseline (GSVNet) and the propagation it is
+    compared with (:func:`compared`: warp-only unless the table says ``against``) at l = 3 and 5, the values of the
+    table's targets that have a ``column``, and the targets met."""
     targets = spec.get("targets") or []
-    g = _first(rows[0][1])["gsv"]
+    base, against = compared(_first(rows[0][1]), spec)
+    if against is None:
+        raise ResultsError(f"{spec['source']}: table {spec['id']} sets {base} beside another propagation, but "
+                           f"{rows[0][0]['file']} scored no other: add one to its [[eval]] variants, or give the table "
+                           "an `against` it scored")
+    g = _first(rows[0][1])[base]
     a, b = g.get("span", (0, 1))
     margins = [t for t in targets if t.get("column")]
     lines = _heading(spec, f"fraction {a:.3g} to {b:g} of the {g['split']}/ run, {g['snippets']} scored frames; "
                            f"keyframe input x{g.get('key_scale', '?')}; keyframe net on every frame "
                            f"{g['intervals']['1']['avg']:.1f}; mIoU % average / minimum")
-    lines += [f"| {spec.get('column', 'experiment')} | l=3 | l=5 | warp only, l=3 | warp only, l=5 |"
+    other = PROPAGATIONS[against].title
+    lines += [f"| {spec.get('column', 'experiment')} | l=3 | l=5 | {other}, l=3 | {other}, l=5 |"
               + "".join(f" {t['column']} |" for t in margins)
               + (" targets met |" if targets else ""), "|---|" + "---:|" * (4 + len(margins) + bool(targets))]
     for meta, reports in rows:
         rep = _first(reports)
-        gsv, warp = rep["gsv"]["intervals"], rep["warp"]["intervals"]
-        cells = [f"{iv[l]['avg']:.1f} / {iv[l]['min']:.1f}" for iv in (gsv, warp) for l in ("3", "5")]
+        cells = [f"{iv[l]['avg']:.1f} / {iv[l]['min']:.1f}" for iv in (rep[base]["intervals"], rep[against]["intervals"])
+                 for l in ("3", "5")]
         cells += [with_ci(target_value(t, rep), target_interval(t, rep), "+") for t in margins] + ([targets_met(targets, rep)] if targets else [])
         lines.append(f"| {meta['row']} | " + " | ".join(cells) + " |")
-    repeated = [(meta, reports) for meta, reports in rows if seed_line(meta, reports)]
+    repeated = [(meta, reports) for meta, reports in rows if seed_line(meta, reports, spec=spec)]
     if repeated:
         lines += ["", "Rows trained again (each: runs of the same experiment under the seeds named, with the same "
                       "keyframe net and starting points; mean, sample sd and range across them):", ""]
-        lines += [f"- {meta['row']}, {seed_line(meta, reports, preamble=False)}" for meta, reports in repeated]
+        lines += [f"- {meta['row']}, {seed_line(meta, reports, preamble=False, spec=spec)}" for meta, reports in repeated]
     if targets:
         lines += ["", "Targets: " + "; ".join(f"{i} {t['text']} >= {t['least']:+.1f}"
                                               for i, t in enumerate(targets, 1)) + "."]

@@ -43,6 +43,7 @@ PROPAGATIONS: dict[str, Propagator] = {
                        ("flow_net",)),
     "copy": Propagator("copy previous", lambda model, seg, prev, cur: seg),  # S_t = S_{t-1}
 }
+PAPER = "gsv"  # the paper's PF: the propagation every default names (segmenters, the protocol, a report's baseline)
 
 
 class Signal(NamedTuple):
@@ -110,7 +111,7 @@ class EagerRuntime:
     fixed_scale = False
     name = "eager"
 
-    def __init__(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+    def __init__(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None):
         self.model = model
         self.device = next(model.parameters()).device
         self.key_scale = model.config.key_scale
@@ -145,7 +146,7 @@ class CompiledRuntime(EagerRuntime):
     mode = "default"  # torch.compile's mode
     name = "compiled"
 
-    def __init__(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+    def __init__(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None):
         super().__init__(model, propagation, measure)
         self.keyframe = torch.compile(self.keyframe, dynamic=False, mode=self.mode)
         self.propagate = torch.compile(self.propagate, dynamic=False, mode=self.mode)
@@ -172,7 +173,7 @@ class CudaGraphRuntime(CompiledRuntime):
     mode = "reduce-overhead"
     name = "cuda-graphs"
 
-    def __init__(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+    def __init__(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None):
         super().__init__(model, propagation, measure)
         self.keyframe, self.propagate, self.labels = map(_replayed, (self.keyframe, self.propagate, self.labels))
 
@@ -194,7 +195,7 @@ class Runtime(NamedTuple):
             return f"on {kind.upper()} it runs {', '.join(self.supports[kind])} only"
         return None
 
-    def build(self, model: GSVNet, propagation: str = "gsv", measure: Callable | None = None):
+    def build(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None):
         """The runtime for ``model`` (on its device), running the non-keyframe path ``propagation``."""
         module, _, name = self.where.partition(":")
         return getattr(importlib.import_module(module), name)(model, propagation, measure)
@@ -229,11 +230,11 @@ class VideoSegmenter:
 
     def __init__(self, model, interval: int = 5, key_scale: float | None = None,
                  device: str | torch.device | None = None, amp_dtype: torch.dtype | None = None,
-                 check_finite: bool = True, propagation: str = "gsv", runtime: str = "eager",
+                 check_finite: bool = True, propagation: str = PAPER, runtime: str = "eager",
                  policy: KeyframePolicy | None = None):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
-        if policy is not None and propagation != "gsv":
+        if policy is not None and propagation != PAPER:
             raise ValueError(f"a keyframe policy reads GSVNet's propagation; it cannot run with {propagation!r}")
         check_interval(interval)
         measure = SIGNALS[policy.signal].measure if policy is not None else None

@@ -394,3 +394,28 @@ def test_the_tour_page_of_an_earlier_version_is_replaced_and_a_users_page_is_not
     assert main(["tables", str(folder), "--out", str(tmp_path / "mine.md")]) == 2
     assert "is not a page written by `gsv tables`" in capsys.readouterr().err
     assert (tmp_path / "mine.md").read_text() == "# Results I wrote by hand\n"
+
+
+def test_a_table_compares_the_results_baseline_with_the_propagation_it_names(tmp_path):
+    """No variant name is fixed in a layout: the rows compare each result's baseline with the table's `against`
+    (default: the first other propagation scored)."""
+    def report(baseline):  # (avg, min) at l = 1, 3, 5 of each variant
+        rows = {"gsv": [(60, 60), (58, 57), (57, 54)], "warp": [(60, 60), (56, 53), (52, 45)],
+                "copy": [(60, 60), (50, 45), (45, 40)]}
+        return {v: {"span": [0, 1], "snippets": 4, "split": "val", "intervals": {
+            l: {"avg": a, "min": m} for l, (a, m) in zip(("1", "3", "5"), x)}} for v, x in rows.items()}
+
+    folder = tmp_path / "results"
+    path = result(folder, "ablation/base", report("gsv"), "ablation", "base recipe")
+    tables = tmp_path / "experiments/tables.toml"
+    text, _, _ = write_tables(folder)
+    assert "| base recipe | 58.0 / 57.0 | 57.0 / 54.0 | 56.0 / 53.0 | 52.0 / 45.0 |" in text  # against warp only
+    tables.write_text(tables.read_text().replace('[tables.ablation]', '[tables.ablation]\nagainst = "copy"'))
+    text, _, _ = write_tables(folder)
+    assert "| l=3 | l=5 | copy previous, l=3 | copy previous, l=5 |" in text
+    assert "| base recipe | 58.0 / 57.0 | 57.0 / 54.0 | 50.0 / 45.0 | 45.0 / 40.0 |" in text
+    saved = json.loads(path.read_text())
+    saved["experiment"]["config"] = {"baseline": "warp"}  # an experiment whose evaluation sets warp as the baseline
+    path.write_text(json.dumps(saved))
+    text, _, _ = write_tables(folder)
+    assert "| base recipe | 56.0 / 53.0 | 52.0 / 45.0 | 50.0 / 45.0 | 45.0 / 40.0 |" in text
