@@ -251,7 +251,7 @@ def part_timings(model: GSVNet, size=(1024, 2048), key_scale: float = 0.75, repe
         warped = warp(seg, flow, model.conventions.warp_fill)
     corners = model.conventions.align_corners
     calls = dict(zip(PARTS, ((model.segment_keyframe, frame, key_scale), (model.flow, small, small),
-                             (warp, seg, flow, model.conventions.warp_fill), (model.gsv, warped, small),
+                             (warp, seg, flow, model.conventions.warp_fill), (model.correction, warped, small),
                              (full_resolution_labels, seg, (h, w), corners), (dense_labels, seg, (h, w), corners))))
     parts = {}
     for name, (fn, *args) in calls.items():

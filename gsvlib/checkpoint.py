@@ -15,9 +15,9 @@ from gsvlib.config import train_command
 from gsvlib.device import check_device
 from gsvlib.files import (MARK, check_file_output, marked, refuse_overlap, save_atomic, sha256, temporary,
                           write_json_atomic)
-from gsvlib.models.gsvnet import PART_TITLES, PARTS, GSVNet, GSVNetConfig
+from gsvlib.models.gsvnet import EARLIER_PARTS, PART_TITLES, PARTS, GSVNet, GSVNetConfig, current_names
 from gsvlib.models.resnet import ResNet18
-from gsvlib.stages import STAGES
+from gsvlib.stages import STAGES, stage_named
 
 
 class CheckpointError(RuntimeError):
@@ -34,7 +34,7 @@ def read_checkpoint(path: str | Path, allowed_globals=()) -> dict:
         raise CheckpointError(f"checkpoint {path} does not exist; check the path (or train one with `gsv train`)")
     try:
         with torch.serialization.safe_globals(list(allowed_globals)):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return upgraded(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as e:  # torch raises several types for truncated or foreign files
         # torch's own message may suggest weights_only=False, which would run code from the file: never quote that
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
@@ -42,6 +42,21 @@ def read_checkpoint(path: str | Path, allowed_globals=()) -> dict:
                   if "weights_only" in str(e) else str(e).splitlines()[0])
         raise CheckpointError(f"checkpoint {path} could not be read ({type(e).__name__}: {detail}); "
                               "the file is truncated or not a PyTorch checkpoint") from e
+
+
+def upgraded(ckpt):
+    """A gsvkit checkpoint as one written now would hold it: parts named as now in its model state and its record of
+    trained parts (:data:`gsvlib.models.gsvnet.EARLIER_PARTS`), its stage named as now
+    (:data:`gsvlib.stages.EARLIER_STAGES`). Anything else is returned unchanged."""
+    if isinstance(ckpt, dict):
+        if isinstance(ckpt.get("model"), dict):
+            current_names(ckpt["model"])
+        if isinstance(ckpt.get("trained"), list):
+            ckpt["trained"] = sorted(EARLIER_PARTS.get(p, p) for p in ckpt["trained"])
+        for record in (ckpt, ckpt.get("train_config")):  # "stage": official conversions; train_config: gsvkit runs
+            if isinstance(record, dict) and isinstance(record.get("stage"), str):
+                record["stage"] = stage_named(record["stage"])
+    return ckpt
 
 
 def _listing(keys: list[str], most: int = 12) -> str:
@@ -73,7 +88,7 @@ def load_state_dict_checked(module: nn.Module, state: dict, source: str, hint: s
 
 def _model_config(ckpt: dict, path):
     """A checkpoint's model_config checked before anything is built from it: known keys, sane values. A checkpoint
-    written before the model recorded its keyframe scale takes the scale its stage gsv run trained at."""
+    written before the model recorded its keyframe scale takes the scale its stage propagation run trained at."""
     given = ckpt["model_config"]
     known = {f.name for f in fields(GSVNetConfig)}
     if not isinstance(given, dict) or set(given) - known:
@@ -81,7 +96,7 @@ def _model_config(ckpt: dict, path):
         raise CheckpointError(f"{path} has a model_config gsvkit does not know ({extra}); was it written by another "
                               "program or a newer gsvkit?")
     run = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else {}
-    if "key_scale" not in given and run.get("stage") == "gsv" and "key_scale" in run:
+    if "key_scale" not in given and stage_named(run.get("stage", "")) == "propagation" and "key_scale" in run:
         given = {**given, "key_scale": run["key_scale"]}
     try:
         return GSVNetConfig(**given)
@@ -125,9 +140,9 @@ def load_torchvision_weights(backbone: ResNet18, weights: str | Path | dict) -> 
 _TRAIN_PART = {
     "keyframe_net": "train it with `gsv train --stage keyframe`, then start the propagation from it with --init",
     "flow_net": "train it with `gsv train --stage flow` and start the propagation from it with --init-flow, or let "
-                "stage gsv train it (without --freeze-flow)",
-    "gsv": "train the propagation with `gsv train --stage gsv --init {path}`, or run the keyframe net alone "
-           "(gsv eval --variants image, gsv segment --interval 1)",
+                "stage propagation train it (without --freeze-flow)",
+    "correction": "train the propagation with `gsv train --stage propagation --init {path}`, or run the keyframe net "
+                  "alone (gsv eval --variants image, gsv segment --interval 1)",
 }
 
 
@@ -141,7 +156,7 @@ def trained_parts(ckpt: dict) -> set[str]:
     if stage in STAGES and not STAGES[stage].starts_propagation:  # keyframe, flow: what the stage trains
         return set(STAGES[stage].trains)
     flow = run.get("train_flow", True) or run.get("init_flow") or run.get("init_propagation") or not run
-    return {"gsv", *(["flow_net"] if flow else []), *(["keyframe_net"] if run.get("init") or not run else [])}
+    return {"correction", *(["flow_net"] if flow else []), *(["keyframe_net"] if run.get("init") or not run else [])}
 
 
 def require_trained(ckpt: dict, path: str | Path, parts, purpose: str) -> None:

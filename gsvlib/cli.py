@@ -200,7 +200,7 @@ def cmd_export_onnx(args) -> None:
 def cmd_convert_official(args) -> None:
     ckpt = write_converted(args.checkpoints, args.out, args.dataset)
     cfg = ckpt["model_config"]
-    what = ("GSVNet with its keyframe net" if ckpt["stage"] == "gsv" else
+    what = ("GSVNet with its keyframe net" if ckpt["stage"] == "propagation" else
             "the keyframe net alone (its propagation is untrained: evaluate it with --variants image)")
     print(f"{args.out}: {what}, {KEYFRAME_NETS[cfg['keyframe_net']].title}, {cfg['num_classes']} {ckpt['dataset']} "
           f"classes, official conventions; evaluate it with\n  gsv eval --checkpoint {args.out} --dataset "
@@ -322,13 +322,15 @@ def _bench_parser(sub) -> None:
 
 
 def _train_parser(sub) -> None:
-    tr = sub.add_parser("train", help="train the keyframe net (stage keyframe) or GSVNet's propagation (stage gsv)",
+    tr = sub.add_parser("train", help="train the keyframe net (stage keyframe) or GSVNet's propagation (stage "
+                                      "propagation)",
                         epilog="examples:\n"
                                "  gsv train --stage keyframe --out runs/key --iterations 2000\n"
-                               "  gsv train --stage gsv --init runs/key/checkpoint.pt --out runs/gsv\n"
-                               "  gsv train --stage gsv --out runs/gsv --resume          # continue an interrupted run\n"
+                               "  gsv train --stage propagation --init runs/key/checkpoint.pt --out runs/gsv\n"
+                               "  gsv train --stage propagation --out runs/gsv --resume   # continue an interrupted run\n"
                                "  gsv train --recipe camvid-keyframe --root ../shared/camvid --imagenet r18.pth\n"
-                               "  gsv train --stage gsv --init runs/key/checkpoint.pt --out runs/gsv --workers 2\n"
+                               "  gsv train --stage propagation --init runs/key/checkpoint.pt --out runs/gsv "
+                               "--workers 2\n"
                                "  gsv train --recipe cityscapes-gsv --root data/cityscapes --init runs/key/checkpoint.pt "
                                "--device cuda\n      --nproc 8 --sync-bn --precision bf16",
                         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -20,7 +20,7 @@ from gsvlib.data.balance import CLASS_WEIGHTS
 from gsvlib.data.camvid import PROPAGATION_TRAIN, SPANS
 from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.gsvnet import CORRECTIONS, FLOW_NETS, KEYFRAME_NETS
-from gsvlib.stages import STAGES
+from gsvlib.stages import EARLIER_STAGES, STAGES, stage_named
 
 
 def setting(default: Any, help: str, flag: str | None = None, choices: Callable[[], list[str]] | None = None,
@@ -38,8 +38,8 @@ def setting(default: Any, help: str, flag: str | None = None, choices: Callable[
 
 @dataclass
 class TrainConfig:
-    stage: str = setting("gsv", "what to train: " + "; ".join(f"{k}: {s.title}" for k, s in STAGES.items()),
-                         choices=lambda: list(STAGES))
+    stage: str = setting("propagation", "what to train: " + "; ".join(f"{k}: {s.title}" for k, s in STAGES.items()),
+                         choices=lambda: [*STAGES, *EARLIER_STAGES])
     dataset: str = setting("synthetic", "dataset name", choices=lambda: sorted(DATASETS))
     root: str = setting("data/synthetic", "dataset folder (layouts in data/README.md)", path=True)
     split: str = setting("train", "dataset split to train on")
@@ -55,11 +55,12 @@ class TrainConfig:
                               choices=lambda: list(CORRECTIONS))
     train_flow: bool = setting(True, "keep the flow net fixed while the rest of the propagation trains",
                                flag="--freeze-flow")
-    init: str | None = setting(None, "gsvkit checkpoint to start from (stage gsv: its keyframe net is used)", path=True)
-    init_flow: str | None = setting(None, "stage gsv: start the flow net O from this checkpoint's (e.g. a stage flow "
-                                          "run on the synthetic set)", path=True)
-    init_propagation: str | None = setting(None, "stage gsv: start the whole propagation (O and the GSV conv) from "
-                                                 "this checkpoint's, e.g. a stage gsv run on --dataset "
+    init: str | None = setting(None, "gsvkit checkpoint to start from (stage propagation: its keyframe net is used)",
+                               path=True)
+    init_flow: str | None = setting(None, "stage propagation: start the flow net O from this checkpoint's (e.g. a stage "
+                                          "flow run on the synthetic set)", path=True)
+    init_propagation: str | None = setting(None, "stage propagation: start the whole propagation (O and the GSV conv) "
+                                                 "from this checkpoint's, e.g. a stage propagation run on --dataset "
                                                  "synthetic-camvid", path=True)
     imagenet: str | None = setting(None, "ImageNet ResNet-18 weights in torchvision format for N's backbone",
                                    path=True)
@@ -75,16 +76,16 @@ class TrainConfig:
     scale_min: float = setting(0.5, "random scale range, low end")
     scale_max: float = setting(1.5, "random scale range, high end")
     max_interval: int = setting(5, "train keyframe intervals up to this: samples propagate 1..max_interval-1 steps")
-    max_frame_step: int = setting(1, "frame-rate jitter (stage gsv): each sample takes every s-th frame, s drawn from "
-                                     "1..N (2: half the frame rate, twice the motion between frames)")
-    key_scale: float = setting(1.0, "keyframe input scale while training (stage gsv)")
-    class_weights: str = setting("none", "weigh the cross-entropy per class (stages keyframe and gsv): "
+    max_frame_step: int = setting(1, "frame-rate jitter (stage propagation): each sample takes every s-th frame, s "
+                                     "drawn from 1..N (2: half the frame rate, twice the motion between frames)")
+    key_scale: float = setting(1.0, "keyframe input scale while training (stage propagation)")
+    class_weights: str = setting("none", "weigh the cross-entropy per class (stages keyframe and propagation): "
                                  "median-frequency gives thin classes more weight (SegNet's CamVid recipe)",
                                  choices=lambda: list(CLASS_WEIGHTS))
-    distill: float = setting(0.0, "weight of a KL term towards N's prediction on the last frame (stage gsv)")
-    photometric: float = setting(0.0, "weight of a photometric loss on every frame pair of a sample (stage gsv): "
-                                      "each frame against the one before it warped by O's flow, plus an edge-aware "
-                                      "smoothness term; unlabelled frames teach the flow net too")
+    distill: float = setting(0.0, "weight of a KL term towards N's prediction on the last frame (stage propagation)")
+    photometric: float = setting(0.0, "weight of a photometric loss on every frame pair of a sample (stage "
+                                      "propagation): each frame against the one before it warped by O's flow, plus an "
+                                      "edge-aware smoothness term; unlabelled frames teach the flow net too")
     device: str = setting("cpu", "cpu, cuda or cuda:N")
     precision: str = setting("fp32", "mixed precision on CUDA: bf16 autocast, or fp16 autocast with a gradient scaler",
                              choices=lambda: list(PRECISIONS))
@@ -100,6 +101,7 @@ class TrainConfig:
 
     def __post_init__(self):
         self.span = tuple(float(v) for v in self.span)  # a list from JSON or argparse compares equal to the tuple
+        self.stage = stage_named(self.stage)  # "gsv", the propagation stage's earlier name, reads as "propagation"
 
     def check(self) -> None:
         if not (len(self.span) == 2 and 0 <= self.span[0] < self.span[1] <= 1):
@@ -112,7 +114,7 @@ class TrainConfig:
             raise ValueError(f"max_interval must be in 1..30 (a Cityscapes snippet has 30 frames), got "
                              f"{self.max_interval}")
         if not 1 <= self.max_frame_step <= 8:
-            raise ValueError(f"max_frame_step must be in 1..8 for stage gsv and 1 for the other stages, got "
+            raise ValueError(f"max_frame_step must be in 1..8 for stage propagation and 1 for the other stages, got "
                              f"{self.max_frame_step}")
         provides = STAGES[self.stage].provides  # starting point -> the parts it gives this stage
         for name in STARTING_POINTS:
@@ -176,14 +178,15 @@ class Recipe(NamedTuple):
 _FROM_SCRATCH = dict(stage="keyframe", optimizer="adam", lr=1e-3, weight_decay=1e-4, lr_decay=0.95, max_interval=1)
 # In a few hundred iterations the paper's SGD (lr 0.002) barely moves a flow net trained from scratch: in the tour's
 # 150 iterations GSVNet l=5 reaches 54.5 avg mIoU (below warp-only's 56.1) with it and 58.9 (warp-only 57.5) with this.
-_SHORT_ADAM = dict(stage="gsv", optimizer="adam", lr=1e-3, weight_decay=1e-4)
+_SHORT_ADAM = dict(stage="propagation", optimizer="adam", lr=1e-3, weight_decay=1e-4)
 
 _CAMVID_KEYFRAME = {**_FROM_SCRATCH, "dataset": "camvid", "root": "data/camvid", "split": "train", "crop": 0.5,
                     "scale_min": 0.5, "scale_max": 1.0, "lr_decay": 0.93, "iterations": 2000, "checkpoint_every": 100}
 
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe("GSVNet's propagation, the paper's recipe (sec. 4.1): SGD momentum 0.9, lr 0.002 x0.992 every "
-                    "100 iterations, batch 8, weight decay 5e-4, crops of 3/4, intervals 1..5", dict(stage="gsv")),
+                    "100 iterations, batch 8, weight decay 5e-4, crops of 3/4, intervals 1..5",
+                    dict(stage="propagation")),
     "from-scratch": Recipe("a keyframe net from scratch: AdamW lr 1e-3 x0.95 every 100 iterations, weight decay 1e-4",
                            _FROM_SCRATCH),
     "short-adam": Recipe("GSVNet's propagation in a few hundred iterations (the tour, notebook 05): AdamW lr 1e-3, "
@@ -218,8 +221,8 @@ RECIPES: dict[str, Recipe] = {
     "cityscapes-gsv": Recipe("GSVNet's propagation on Cityscapes train with the paper's recipe (SGD lr 0.002 x0.992 "
                              "every 100 iterations, batch 8, crops of 3/4, intervals 1..5), keyframes at 0.75 as at "
                              "inference; 40000 iterations (the paper gives no count)",
-                             {"stage": "gsv", "dataset": "cityscapes", "root": "data/cityscapes", "split": "train",
-                              "key_scale": 0.75, "iterations": 40000, "checkpoint_every": 1000}),
+                             {"stage": "propagation", "dataset": "cityscapes", "root": "data/cityscapes",
+                              "split": "train", "key_scale": 0.75, "iterations": 40000, "checkpoint_every": 1000}),
 }
 
 
@@ -228,9 +231,10 @@ def config_for(stage: str | None = None, recipe: str | None = None, **given) -> 
     as not given)."""
     if recipe is not None and recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
+    stage = None if stage is None else stage_named(stage)
     if stage is not None and stage not in STAGES:
         raise ValueError(f"stage must be one of {list(STAGES)}, got {stage!r}")
-    values = RECIPES[recipe or STAGES[stage or "gsv"].recipe].values
+    values = RECIPES[recipe or STAGES[stage or TrainConfig.stage].recipe].values
     if stage is not None and stage != values["stage"]:
         raise ValueError(f"recipe {recipe} trains stage {values['stage']}, not {stage}: leave --stage out")
     return TrainConfig(**{**values, **{k: v for k, v in given.items() if v is not None}})

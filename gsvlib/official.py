@@ -192,8 +192,8 @@ def map_flowlight(state: dict, source: str) -> _Mapping:
 
 
 def map_propagation(state: dict, source: str) -> _Mapping:
-    """The End2End-wrapped GuidedSpatiallyVaryingConv -> gsvkit's ``gsv.*``."""
-    m = _Mapping(state, source, "gsv.")
+    """The End2End-wrapped GuidedSpatiallyVaryingConv -> gsvkit's ``correction.*``."""
+    m = _Mapping(state, source, "correction.")
     delays = m.take("grm.ideal_dk.filter_copy_s")  # (9, 1, 1, 3, 3)
     if delays is not None:
         if tuple(delays.shape) != (9, 1, 1, 3, 3):
@@ -214,7 +214,7 @@ def map_propagation(state: dict, source: str) -> _Mapping:
     m.conv_bn(f"{guide}guide_deconv.1", f"{guide}guide_deconv.2", "guiding_net.up1.0", "guiding_net.up1.1")
     m.conv_bn(f"{guide}guide_deconv.5", f"{guide}guide_deconv.6", "guiding_net.up2.0", "guiding_net.up2.1")
     m.conv_bn(f"{guide}guide_decoder.0", f"{guide}guide_decoder.1", "guiding_net.head.0", "guiding_net.head.1")
-    for key in [k for k in m.out if k.startswith("gsv.guiding_net.head.")]:
+    for key in [k for k in m.out if k.startswith("correction.guiding_net.head.")]:
         value = m.out[key]
         if value.dim() == 0:  # num_batches_tracked
             continue
@@ -289,7 +289,7 @@ def convert_official(paths: list[str | Path], dataset: str = "cityscapes") -> di
     sources = {kind: {"file": Path(p).name, "sha256": sha256(p)}
                for kind, (p, _) in found.items()}
     return {"model": model.state_dict(), "model_config": asdict(config), "classes": list(table.classes),
-            "dataset": dataset, "stage": "gsv" if "gsvnet" in found else "keyframe", "official": sources}
+            "dataset": dataset, "stage": "propagation" if "gsvnet" in found else "keyframe", "official": sources}
 
 
 def write_converted(paths: list[str | Path], out: str | Path, dataset: str = "cityscapes") -> dict:

@@ -35,6 +35,7 @@ from gsvlib.protocol import at_interval, differences, protocol_difference, recor
 from gsvlib.experiments import Experiment, load, recorded_settings, tables_of
 from gsvlib.files import TABLES_MARK, check_file_output, write_text_atomic
 from gsvlib.segmenter import PROPAGATIONS
+from gsvlib.stages import stage_named
 
 
 class ResultsError(ValueError):
@@ -548,7 +549,7 @@ def tour_report(rows: list[tuple[dict, dict]]) -> dict:
     pairs = {**differences({**protocol, "image": image}, base),
              **{f"{base} - {name}": protocol_difference(protocol[base], other) for name, other in variants.items()}}
     starts = (meta.get("trained") or {}).get("starts", {})
-    training = {**{f"train {record['stage']} ({start} of {meta['name']})": record for start, record in starts.items()},
+    training = {**{f"train {stage_named(record['stage'])} ({start} of {meta['name']})": record for start, record in starts.items()},
                 **{f"train {m['name']}": m.get("trained") or {} for m, _ in rows}}
     seconds = {step: record.get("seconds") for step, record in training.items()}
     seconds["evaluate"] = _total([r.get("seconds") for _, rs in rows for r in rs.values() if r is not bench])
@@ -577,7 +578,7 @@ def tour_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
     ls = [str(l) for l in cfg["intervals"]]
     protocol = next(iter(acc.values()))
     lines = [f"## {spec['title']}", ""]
-    runs = [f"stage {record['stage']} trained for {record['iterations']} iterations (batch {record['batch_size']}, "
+    runs = [f"stage {stage_named(record['stage'])} trained for {record['iterations']} iterations (batch {record['batch_size']}, "
             f"seed {record['seed']})" for record in (*trained.get("starts", {}).values(), trained) if record]
     lines += [f"On {cfg['dataset']}: {'; '.join(runs)}." if runs else "", spec.get("note", ""),
               f"Keyframes at {cfg['key_scale']} scale. Scored at full resolution on the annotated frame of each of the "

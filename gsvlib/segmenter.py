@@ -38,7 +38,7 @@ class Propagator(NamedTuple):
 
 PROPAGATIONS: dict[str, Propagator] = {
     "gsv": Propagator("GSVNet", lambda model, seg, prev, cur: model.propagate(seg, prev, cur).seg,  # eq. (1) + (2)
-                      ("flow_net", "gsv")),
+                      ("flow_net", "correction")),
     "warp": Propagator("warp only", lambda model, seg, prev, cur: model.warp_previous(seg, prev, cur)[0],  # eq. (1)
                        ("flow_net",)),
     "copy": Propagator("copy previous", lambda model, seg, prev, cur: seg),  # S_t = S_{t-1}
@@ -58,7 +58,7 @@ SIGNALS: dict[str, Signal] = {
     "flow": Signal("mean flow magnitude (1/8-grid pixels)", lambda model, p: p.flow.norm(dim=1).mean((1, 2))),
     # how much the guiding net distrusts the warped S^-_t: the kernel mass on the shifts and the intra estimate
     "kernel": Signal("kernel mass off the identity tap",
-                     lambda model, p: 1 - p.kernels[:, model.gsv.identity_tap].mean((1, 2))),
+                     lambda model, p: 1 - p.kernels[:, model.correction.identity_tap].mean((1, 2))),
     # how often the current frame's own crude estimate f^i_t disagrees with the propagated labels
     "intra": Signal("share of cells where the intra estimate disagrees with S_t",
                     lambda model, p: (p.intra.argmax(1) != p.seg.argmax(1)).float().mean((1, 2))),
@@ -242,7 +242,7 @@ class VideoSegmenter:
             if policy is not None and policy.signal in ("kernel", "intra") and model.config.correction != "gsv":
                 raise ValueError(f"the {policy.signal!r} signal reads the GSV conv, which correction "
                                  f"{model.config.correction!r} replaces; use 'flow'")
-            if policy is not None and policy.signal == "intra" and not model.gsv.use_intra:
+            if policy is not None and policy.signal == "intra" and not model.correction.use_intra:
                 raise ValueError("the 'intra' signal needs a model with the intra-frame net (use_intra=True); use "
                                  "'flow' or 'kernel'")
             if runtime not in RUNTIMES:

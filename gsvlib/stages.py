@@ -77,23 +77,23 @@ def flow_loss(model: GSVNet, frames: torch.Tensor, flow: torch.Tensor, cfg: Conf
 
 def _check_one_frame_step(cfg: Config) -> None:
     if cfg.max_frame_step != 1:
-        raise ValueError(f"max_frame_step must be in 1..8 for stage gsv and 1 for the other stages, got "
+        raise ValueError(f"max_frame_step must be in 1..8 for stage propagation and 1 for the other stages, got "
                          f"{cfg.max_frame_step}")
 
 
 def _check_gsv(cfg: Config) -> None:
     if not 2 <= cfg.max_interval <= 30:
-        raise ValueError(f"max_interval must be in 2..30 for stage gsv (interval 1 has no non-keyframe to train; a "
-                         f"Cityscapes snippet has 30 frames), got {cfg.max_interval}")
+        raise ValueError(f"max_interval must be in 2..30 for stage propagation (interval 1 has no non-keyframe to train; "
+                         f"a Cityscapes snippet has 30 frames), got {cfg.max_interval}")
 
 
 def _check_flow(cfg: Config) -> None:
     _check_one_frame_step(cfg)
     if not hasattr(DATASETS[cfg.dataset], "exact_flow"):
         raise ValueError(f"stage flow trains on exact flow, which dataset {cfg.dataset} does not have; use "
-                         "--dataset synthetic (then start stage gsv from it with --init-flow)")
+                         "--dataset synthetic (then start stage propagation from it with --init-flow)")
     if cfg.class_weights != "none":
-        raise ValueError("--class-weights weighs the cross-entropy of stages keyframe and gsv; stage flow has "
+        raise ValueError("--class-weights weighs the cross-entropy of stages keyframe and propagation; stage flow has "
                          "no classes")
 
 
@@ -127,11 +127,18 @@ class Stage(NamedTuple):
 STAGES: dict[str, Stage] = {
     "keyframe": Stage("the keyframe net N alone", "from-scratch", ("keyframe_net",), {"init": PARTS}, keyframe_loss,
                       "labels", lambda cfg: 0, _check_one_frame_step),
-    "gsv": Stage("GSVNet's propagation with N frozen", "paper", ("flow_net", "gsv"),
-                 {"init": ("keyframe_net",), "init_flow": ("flow_net",), "init_propagation": ("flow_net", "gsv")},
-                 propagation_loss, "labels", lambda cfg: (cfg.max_interval - 1) * cfg.max_frame_step, _check_gsv,
-                 starts_propagation=True,  # on a trained N, frozen; and on a trained O where O stays fixed
-                 needs=lambda cfg: ("keyframe_net",) + (() if cfg.train_flow else ("flow_net",))),
+    "propagation": Stage("GSVNet's propagation with N frozen", "paper", ("flow_net", "correction"),
+                         {"init": ("keyframe_net",), "init_flow": ("flow_net",),
+                          "init_propagation": ("flow_net", "correction")},
+                         propagation_loss, "labels", lambda cfg: (cfg.max_interval - 1) * cfg.max_frame_step,
+                         _check_gsv, starts_propagation=True,  # on a trained N, frozen; on a trained O where O is fixed
+                         needs=lambda cfg: ("keyframe_net",) + (() if cfg.train_flow else ("flow_net",))),
     "flow": Stage("the flow net O alone on the exact flow of the synthetic set", "synthetic-flow", ("flow_net",),
                   {"init": PARTS}, flow_loss, "flow", lambda cfg: 1, _check_flow),
 }
+EARLIER_STAGES = {"gsv": "propagation"}  # a stage's name before it was renamed -> its name now: still accepted
+
+
+def stage_named(name: str) -> str:
+    """The stage ``name`` names now (an earlier name, :data:`EARLIER_STAGES`, is read as the stage's)."""
+    return EARLIER_STAGES.get(name, name)

@@ -44,7 +44,7 @@ class TourConfig:
     experiments: str = str(EXPERIMENTS)
     synth: SynthConfig = field(default_factory=SynthConfig)
     keyframe_iterations: int | None = None  # of the experiments of stage keyframe
-    gsv_iterations: int | None = None  # of the experiments of stage gsv
+    gsv_iterations: int | None = None  # of the experiments of stage propagation (GSVNet's propagation)
     batch_size: int | None = None
     seed: int | None = None
     bench_size: tuple[int, int] | None = None
@@ -66,13 +66,18 @@ def experiments(cfg: TourConfig) -> list[Experiment]:
 def runner(cfg: TourConfig, progress: bool = True, say=print) -> Runner:
     """The :class:`~gsvlib.experiments.Runner` of the tour: its experiment files on ``cfg.data``, run folders under
     ``cfg.runs``, results into ``cfg.figures``, with the settings ``cfg`` changes."""
-    iterations = {"keyframe": cfg.keyframe_iterations, "gsv": cfg.gsv_iterations}
-    settings = {}
+    iterations = {stage: n for stage, n in (("keyframe", cfg.keyframe_iterations), ("propagation", cfg.gsv_iterations))
+                  if n is not None}
+    settings, stages = {}, set()
     for exp in experiments(cfg):
-        stage = config_for(recipe=exp.train.get("recipe"), **{k: v for k, v in exp.train.items() if k == "stage"}
-                           ).stage if exp.train is not None else None
-        if iterations.get(stage) is not None:
-            settings[exp.name] = {"iterations": iterations[stage]}
+        if exp.train is not None:
+            stages.add(stage := config_for(recipe=exp.train.get("recipe"), stage=exp.train.get("stage")).stage)
+            if stage in iterations:
+                settings[exp.name] = {"iterations": iterations[stage]}
+    unused = sorted(set(iterations) - stages)
+    if unused:
+        raise ValueError(f"the tour's iterations for stages {unused} would change nothing: no experiment of "
+                         f"{cfg.experiments} trains them (stages there: {sorted(stages)})")
     overrides = {k: v for k, v in (("batch_size", cfg.batch_size), ("seed", cfg.seed)) if v is not None}
     changes = {k: v for k, v in (("size", cfg.bench_size), ("intervals_timed", cfg.bench_repeats)) if v is not None}
     return Runner({"synthetic": cfg.data}, runs=cfg.runs, progress=progress, say=say, overrides=overrides,

@@ -2,10 +2,11 @@
 
 - stage "keyframe": the keyframe net N (SwiftNet-R18 or BiSeNet-R18) on labelled frames, from ImageNet weights in
   torchvision format (``imagenet``) or from scratch.
-- stage "gsv": GSVNet end-to-end with N frozen (loaded from ``init``), the paper's recipe as defaults: SGD, momentum
-  0.9, lr 0.002 decayed x0.992 every 100 iterations, batch 8, weight decay 5e-4, crops of 3/4 of the input, keyframe
-  intervals 1..5 (a sample propagates 1..4 steps from its keyframe; interval 1 has no non-keyframe to train on),
-  cross-entropy on the last frame, optional distillation from N and a photometric loss on every frame pair.
+- stage "propagation" (earlier "gsv"): GSVNet end-to-end with N frozen (loaded from ``init``), the paper's recipe as
+  defaults: SGD, momentum 0.9, lr 0.002 decayed x0.992 every 100 iterations, batch 8, weight decay 5e-4, crops of 3/4
+  of the input, keyframe intervals 1..5 (a sample propagates 1..4 steps from its keyframe; interval 1 has no
+  non-keyframe to train on), cross-entropy on the last frame, optional distillation from N and a photometric loss on
+  every frame pair.
 - either stage may weigh the cross-entropy per class (``class_weights``, :mod:`gsvlib.data.balance`).
 
 Every random choice of iteration k (batch indices, keyframe offset, augmentation) is drawn from a generator seeded
@@ -87,8 +88,8 @@ def _trainer_of(parts: tuple[str, ...], default: str) -> str:
 
 def trained_by(cfg: TrainConfig) -> set[str]:
     """The parts of GSVNet a fresh run of ``cfg`` leaves trained: those its stage trains, and the trained parts its
-    starting points give it (read from their checkpoints). A part the stage needs (:attr:`Stage.needs`: stage gsv's
-    frozen keyframe net, and its flow net where it stays fixed) that no starting point gives trained is refused,
+    starting points give it (read from their checkpoints). A part the stage needs (:attr:`Stage.needs`: the propagation
+    stage's frozen keyframe net, and its flow net where it stays fixed) that no starting point gives trained is refused,
     naming the options that give it: however the stage is started (a recipe, --stage, ``gsv run``, Python)."""
     stage = STAGES[cfg.stage]
     parts = {p for p in stage.trains if p != "flow_net" or not stage.starts_propagation or cfg.train_flow}
@@ -142,8 +143,8 @@ def batch_loss(terms: list[tuple]) -> torch.Tensor:
 
 
 def training_data(cfg: TrainConfig) -> SnippetDataset:
-    """The snippets a run trains on: for stage gsv each reaches back up to max_interval - 1 frames, for stage keyframe
-    only the labelled frame."""
+    """The snippets a run trains on: for stage propagation each reaches back up to max_interval - 1 frames, for stage
+    keyframe only the labelled frame."""
     return open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None,
                         max_offset=STAGES[cfg.stage].reach(cfg))
 

@@ -28,7 +28,7 @@ def tiny_synth(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def keyframe_run(tiny_synth, tmp_path_factory):
-    """The checkpoint of one iteration of stage keyframe on the tiny set: a trained keyframe net to start stage gsv
+    """The checkpoint of one iteration of stage keyframe on the tiny set: a trained keyframe net to start stage propagation
     from (made once)."""
     from gsvlib.config import config_for
     from gsvlib.train import train

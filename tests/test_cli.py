@@ -316,3 +316,17 @@ def test_paired_differences_set_any_propagation_against_the_others(trained, tiny
                  "--variants", "gsv", "warp", "--out", str(default)]) == 0
     gsv_minus_warp = json.loads(default.read_text())["gsv"]["differences"]["gsv - warp"]["3"]["avg"]["diff"]
     assert report["warp"]["differences"]["warp - gsv"]["3"]["avg"]["diff"] == pytest.approx(-gsv_minus_warp)
+
+
+def test_the_tours_iteration_settings_reach_the_experiments_of_their_stage(tmp_path):
+    """keyframe_iterations and gsv_iterations (the notebooks' parameters) set the iterations of the experiment files
+    by the stage they train; one that no experiment would take is refused rather than silently ignored."""
+    from gsvlib.tour import TourConfig, runner
+
+    run = runner(TourConfig(keyframe_iterations=3, gsv_iterations=4), say=lambda *_: None)
+    assert run.settings == {"synthetic/keyframe": {"iterations": 3}, "synthetic/gsv": {"iterations": 4},
+                            "synthetic/no-intra": {"iterations": 4}}
+    (tmp_path / "synthetic").mkdir()
+    (tmp_path / "synthetic" / "keyframe.toml").write_text((ROOT / "experiments/synthetic/keyframe.toml").read_text())
+    with pytest.raises(ValueError, match=r"iterations for stages \['propagation'\] would change nothing"):
+        runner(TourConfig(experiments=str(tmp_path / "synthetic"), gsv_iterations=4))

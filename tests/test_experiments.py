@@ -87,7 +87,7 @@ def test_the_contributing_example_adds_a_row_with_one_file(workdir, tiny_synth, 
     assert main(["run", str(path), "--root", f"synthetic={tiny_synth}", "--set", "iterations=3", "batch_size=2",
                  "--use", f"synthetic/keyframe={keyframe}"]) == 0  # the same start: the run resumes where it stopped
     longer = capsys.readouterr().out
-    assert "resuming gsv into" in longer and "evaluating val" in longer
+    assert "resuming propagation into" in longer and "evaluating val" in longer
     assert [json.loads(line)["iteration"] for line in log.read_text().splitlines()] == [1, 2, 3]
 
 
@@ -105,7 +105,7 @@ def test_seeds_repeat_an_experiment_beside_its_own_result_and_tables_show_the_sp
         assert result["experiment"]["seed"] == seed and "avg_ci" in result["gsv"]["intervals"]["3"]
     assert (workdir / "figures/synthetic/gsv.json").read_bytes() == own  # the experiment's own result stays
     weights_differ = [read_checkpoint(workdir / f"runs/synthetic/gsv/seed-{s}/checkpoint.pt")["model"]
-                      ["gsv.intra_net.net.0.0.weight"] for s in (1, 2)]
+                      ["correction.intra_net.net.0.0.weight"] for s in (1, 2)]
     assert not torch.equal(*weights_differ)
     assert main(["tables", "figures/synthetic"]) == 0
     table = (workdir / "figures/synthetic/results.md").read_text()
@@ -311,8 +311,8 @@ def test_the_contributing_correction_of_ones_own_is_one_file_and_an_experiment(w
         path.write_text(block)
     assert main(["run", "experiments/synthetic/residual.toml", *quick(tiny_synth)]) == 0
     ckpt = read_checkpoint(workdir / "runs/synthetic/residual/checkpoint.pt")
-    assert ckpt["model_config"]["correction"] == "residual" and "gsv.net.0.weight" in ckpt["model"]
-    assert ckpt["trained"] == ["flow_net", "gsv", "keyframe_net"]
+    assert ckpt["model_config"]["correction"] == "residual" and "correction.net.0.weight" in ckpt["model"]
+    assert ckpt["trained"] == ["correction", "flow_net", "keyframe_net"]
     result = json.loads((workdir / "figures/synthetic/residual.json").read_text())
     assert set(result["gsv"]["intervals"]) == {"1", "2", "3", "4", "5"} and "gsv - warp" in result["gsv"]["differences"]
     assert main(["tables", "figures/synthetic"]) == 0

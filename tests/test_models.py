@@ -101,12 +101,12 @@ def test_gradients_reach_flow_intra_and_guide_but_not_frozen_keyframe_net():
     model = GSVNet(num_classes=4).train()
     loss = model(torch.rand(2, 3, 3, 64, 64)).logsumexp(1).mean()
     loss.backward()
-    for name, part in (("flow", model.flow_net), ("intra", model.gsv.intra_net), ("guide", model.gsv.guiding_net)):
+    for name, part in (("flow", model.flow_net), ("intra", model.correction.intra_net), ("guide", model.correction.guiding_net)):
         grads = [p.grad for p in part.parameters()]
         assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads), name
     assert all(p.grad is None for p in model.keyframe_net.parameters())
     assert not model.keyframe_net.training  # frozen BN statistics stay put in train()
-    assert model.gsv.theta.grad is None  # ideal-delay kernels are fixed by default
+    assert model.correction.theta.grad is None  # ideal-delay kernels are fixed by default
 
 
 def test_unfrozen_keyframe_net_and_learnable_delays_get_gradients():
@@ -114,7 +114,7 @@ def test_unfrozen_keyframe_net_and_learnable_delays_get_gradients():
     model(torch.rand(2, 2, 3, 64, 64)).sum().backward()
     assert model.keyframe_net.training
     assert all(p.grad is not None for p in model.keyframe_net.parameters())
-    assert model.gsv.theta.grad is not None
+    assert model.correction.theta.grad is not None
 
 
 def test_config_rejects_unknown_parts():
@@ -161,9 +161,9 @@ def test_nan_weights_are_refused_on_load(tmp_path):
 
     model = GSVNet(num_classes=5)
     state = model.state_dict()
-    state["gsv.guiding_net.head.weight"][0, 0, 0, 0] = float("nan")
+    state["correction.guiding_net.head.weight"][0, 0, 0, 0] = float("nan")
     save_atomic({"model": state, "model_config": asdict(model.config)}, tmp_path / "diverged.pt")
-    with pytest.raises(CheckpointError, match="NaN or infinite weights in gsv.guiding_net.head.weight"):
+    with pytest.raises(CheckpointError, match="NaN or infinite weights in correction.guiding_net.head.weight"):
         load_model(tmp_path / "diverged.pt")
 
 
@@ -211,7 +211,7 @@ def test_the_correction_after_warping_is_a_registry_the_config_names(tmp_path):
     prev, cur = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     seg = torch.randn(2, 5, 8, 8)
     p = model.propagate(seg, prev, cur)
-    assert torch.equal(p.seg, p.warped) and p.kernels is None and sum(x.numel() for x in model.gsv.parameters()) == 0
+    assert torch.equal(p.seg, p.warped) and p.kernels is None and sum(x.numel() for x in model.correction.parameters()) == 0
     config = {**asdict(model.config), "correction": "not-registered"}
     save_atomic({"model": model.state_dict(), "model_config": config}, tmp_path / "c.pt")
     with pytest.raises(CheckpointError, match="correction must be one of .*'not-registered'.*import that module first"):

@@ -149,7 +149,7 @@ def test_official_checkpoints_convert_and_load_strictly(files, tmp_path, keyfram
     assert "official conventions" in capsys.readouterr().out
     model, ckpt = load_model(out)  # strict load of every key
     assert model.config.conventions == "official" and model.config.keyframe_net == keyframe_net
-    assert ckpt["stage"] == "gsv" and ckpt["dataset"] == "cityscapes" and len(ckpt["classes"]) == C
+    assert ckpt["stage"] == "propagation" and ckpt["dataset"] == "cityscapes" and len(ckpt["classes"]) == C
     assert trained_parts(ckpt) == set(PARTS)
     require_trained(ckpt, out, PARTS, "GSVNet")
     with torch.no_grad():
@@ -161,13 +161,13 @@ def test_the_converted_tensors_land_where_the_official_code_uses_them(files):
     ckpt = convert_official([files["gsvnet"], files["swiftnet"]])
     state, grm, flow = ckpt["model"], official_gsvnet()["state_dict"], official_gsvnet()["state_dict_of"]
     head = grm["grm.guide.guide_decoder.0.weight"]  # official taps: identity, 8 shifts, zero, intra
-    assert torch.equal(state["gsv.guiding_net.head.0.weight"][8], head[0])  # identity after gsvkit's 8 shifts
-    assert torch.equal(state["gsv.guiding_net.head.0.weight"][0], head[1])
-    assert torch.equal(state["gsv.guiding_net.head.1.running_mean"][10],
+    assert torch.equal(state["correction.guiding_net.head.0.weight"][8], head[0])  # identity after gsvkit's 8 shifts
+    assert torch.equal(state["correction.guiding_net.head.0.weight"][0], head[1])
+    assert torch.equal(state["correction.guiding_net.head.1.running_mean"][10],
                        grm["grm.guide.guide_decoder.1.running_mean"][10] - grm["grm.guide.guide_decoder.0.bias"][10])
     assert torch.equal(state["flow_net.down.0.1.running_mean"], flow["conv1.1.running_mean"] - flow["conv1.0.bias"])
     assert torch.equal(state["flow_net.to_flow.bias"], flow["toflow.bias"])  # no BN after it: the bias stays
-    assert torch.equal(state["gsv.theta"], grm["grm.ideal_dk.filter_copy_s"][:8])
+    assert torch.equal(state["correction.theta"], grm["grm.ideal_dk.filter_copy_s"][:8])
     assert torch.equal(state["keyframe_net.logits.2.bias"], official_swiftnet()["logits.conv.bias"])
     assert sorted(TAP_ORDER) == list(range(11))
 
@@ -304,7 +304,7 @@ def test_official_resizes_align_corners():
     from gsvlib.segmenter import EagerRuntime
 
     assert torch.equal(EagerRuntime(model).labels(seg, (24, 40)).long(), expected)  # the runtime's output step
-    assert model.flow_net.align_corners and model.gsv.guiding_net.align_corners
+    assert model.flow_net.align_corners and model.correction.guiding_net.align_corners
 
 
 def test_official_swiftnet_has_the_released_pyramid():

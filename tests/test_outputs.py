@@ -198,11 +198,11 @@ def test_16_bit_grayscale_frames_are_scaled_not_clipped_to_white(tmp_path):
 @pytest.mark.parametrize("value", [float("nan"), 1e6])
 def test_export_refuses_weights_that_fp16_cannot_hold(checkpoint, tmp_path, capsys, value):
     ckpt = torch.load(checkpoint, weights_only=True)
-    ckpt["model"]["gsv.guiding_net.head.weight"][0, 0, 0, 0] = value
+    ckpt["model"]["correction.guiding_net.head.weight"][0, 0, 0, 0] = value
     save_atomic(ckpt, tmp_path / "diverged.pt")
     assert main(["export", "--checkpoint", str(tmp_path / "diverged.pt"), "--out", str(tmp_path / "w.pt"),
                  "--manifest", str(tmp_path / "m.json")]) == 2
-    assert "beyond fp16's range (+-65504) in gsv.guiding_net.head.weight" in capsys.readouterr().err
+    assert "beyond fp16's range (+-65504) in correction.guiding_net.head.weight" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["diverged.pt"]
 
 

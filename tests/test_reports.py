@@ -92,6 +92,7 @@ def test_the_cost_of_propagation_compares_l3_with_the_keyframe_net_copy_and_warp
     assert cost_of_propagation(prop(60.0, 61.0, 57.0, 55.0))["gap"] == -1.0
 
 
+@pytest.mark.slow
 def test_camvid_pipeline_as_experiment_files(camvid, tmp_path, capsys):
     folder = tmp_path / "experiments" / "cv"
     folder.mkdir(parents=True)
@@ -144,13 +145,13 @@ table = "propagation"
     assert set(prop["experiment"]) == {"name", "experiment_file", "evaluation", "spec", "config", "checkpoint",
                                        "checkpoint_sha256", "trained"}  # provenance only: title, row from the files
     trained = prop["experiment"]["trained"]  # how the weights were trained, and what they started from
-    assert (trained["stage"], trained["iterations"], trained["starts"]["init"]["stage"]) == ("gsv", 2, "keyframe")
+    assert (trained["stage"], trained["iterations"], trained["starts"]["init"]["stage"]) == ("propagation", 2, "keyframe")
     assert prop["experiment"]["spec"] == {"name": "held-out", "of": "weights", "split": "val", "span": [0.5, 1],
                                           "intervals": [1, 2, 3], "variants": ["gsv", "warp", "copy"]}
 
     entry = json.loads((tmp_path / "weights/manifest.json").read_text())["w.pt"]
     assert entry["dataset"] == "camvid" and entry["iterations"] == 2 and entry["classes"][0] == "sky"
-    assert entry["command"].startswith("gsv train --stage gsv --dataset camvid") and "--span 0 0.5" in entry["command"]
+    assert entry["command"].startswith("gsv train --stage propagation --dataset camvid") and "--span 0 0.5" in entry["command"]
     assert entry["bytes"] < 0.55 * (tmp_path / "runs/cv/gsv/checkpoint.pt").stat().st_size  # fp16, no optimizer
     assert set(entry["metrics"]) == {"image_swiftnet.json", "propagation.json"}
     assert entry["metrics"]["propagation.json"]["gsv"] == prop["gsv"] and "experiment" not in entry["metrics"]

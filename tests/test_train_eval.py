@@ -84,6 +84,7 @@ def test_evaluate_reports_every_interval_and_checks_class_count(tiny_synth):
         evaluate(GSVNet(num_classes=19), data, intervals=(0, 2), progress=False)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_training(tiny_synth, tmp_path):
     kw = dict(root=str(tiny_synth), batch_size=2, checkpoint_every=2, seed=3)
     full = train(config_for("keyframe", out=str(tmp_path / "a"), iterations=4, **kw), progress=False)
@@ -101,7 +102,7 @@ def test_resume_equals_uninterrupted_training(tiny_synth, tmp_path):
 @pytest.mark.slow
 def test_loader_workers_and_their_resume_repeat_a_single_process_run(tiny_synth, tmp_path):
     """Batch k is drawn from (seed, k) alone: two workers reading ahead, and a resume with workers, give the run of
-    one process exactly (stage gsv: random offsets and augmentation in every batch)."""
+    one process exactly (stage propagation: random offsets and augmentation in every batch)."""
     kw = dict(root=str(tiny_synth), batch_size=2, checkpoint_every=2, seed=5)
     key = train(config_for("keyframe", out=str(tmp_path / "k"), iterations=1, **kw), progress=False)["checkpoint"]
     gsv = dict(init=key, iterations=4, **kw)
@@ -224,7 +225,7 @@ def test_a_few_iterations_reduce_the_loss_in_both_stages(tiny_synth, tmp_path):
     assert sum(gsv["losses"][-4:]) < sum(gsv["losses"][:4])
     ckpt = torch.load(gsv["checkpoint"], weights_only=True)
     k = torch.load(key["checkpoint"], weights_only=True)
-    for name, v in k["model"].items():  # stage gsv leaves the keyframe net as trained in stage keyframe
+    for name, v in k["model"].items():  # stage propagation leaves the keyframe net as trained in stage keyframe
         if name.startswith("keyframe_net."):
             assert torch.equal(ckpt["model"][name], v), name
     assert json.loads((tmp_path / "g" / "config.json").read_text())["init"] == key["checkpoint"]
@@ -324,7 +325,7 @@ def test_adaptive_keyframes_against_fixed_intervals_on_the_same_frames(tiny_synt
 
 def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, keyframe_run, tmp_path):
     """Stage flow: the loss is the end-point error on the 1/8 grid over cells seen in both frames; its flow net is
-    where stage gsv starts with --init-flow."""
+    where stage propagation starts with --init-flow."""
     from gsvlib.config import TrainConfig
     from gsvlib.models.flow import flow_to_eighth
     from gsvlib.train import TrainBatches, training_data
@@ -349,7 +350,7 @@ def test_stage_flow_learns_the_exact_flow_and_starts_stage_gsv(tiny_synth, keyfr
     assert torch.allclose(started[conv], trained[conv], atol=1e-8)  # one step at lr 1e-12 from the flow run's
     with pytest.raises(ValueError, match="exact flow, which dataset camvid does not have"):
         TrainConfig(stage="flow", dataset="camvid").check()
-    with pytest.raises(ValueError, match="--init-flow is a starting point of stage gsv; stage keyframe takes --init"):
+    with pytest.raises(ValueError, match="--init-flow is a starting point of stage propagation; stage keyframe takes --init"):
         config_for("keyframe", init_flow=flow["checkpoint"]).check()
 
 
@@ -393,7 +394,7 @@ def test_frame_rate_jitter_takes_every_s_th_frame_and_keeps_the_other_draws(tiny
         assert oa == ob and fa.shape == fb.shape  # the offset is drawn as before, in sampled frames
     sample = b._sample(3, 2, 2)
     assert torch.equal(sample["frames"], b.dataset.sample(3, 4)["frames"][::2]) and len(sample["frames"]) == 3
-    with pytest.raises(ValueError, match="max_frame_step must be in 1..8 for stage gsv and 1 for the other"):
+    with pytest.raises(ValueError, match="max_frame_step must be in 1..8 for stage propagation and 1 for the other"):
         config_for("keyframe", max_frame_step=2).check()
 
 
@@ -445,7 +446,7 @@ def test_the_photometric_loss_teaches_the_flow_net_from_unlabelled_frames(tiny_s
     cfg = config_for(recipe="short-adam", root=str(tiny_synth), batch_size=2, photometric=0.5)
     frames, labels, offset = TrainBatches(training_data(cfg), cfg)[3]
     model = GSVNet(num_classes=19)
-    terms = STAGES["gsv"].loss(model, frames, torch.full_like(labels, 255), cfg, None)
+    terms = STAGES["propagation"].loss(model, frames, torch.full_like(labels, 255), cfg, None)
     assert [w for w, _, _ in terms] == [1.0, 0.5, 0.5 * SMOOTHNESS] and terms[0][2] == 0
     with torch.no_grad():
         _, steps = model.unroll(frames)
@@ -457,14 +458,15 @@ def test_the_photometric_loss_teaches_the_flow_net_from_unlabelled_frames(tiny_s
     batch_loss(terms).backward()
     assert model.flow_net.to_flow.weight.grad.abs().sum() > 0
     model.zero_grad()
-    batch_loss(STAGES["gsv"].loss(model, frames, torch.full_like(labels, 255), config_for(recipe="short-adam"),
+    batch_loss(STAGES["propagation"].loss(model, frames, torch.full_like(labels, 255), config_for(recipe="short-adam"),
                                   None)).backward()
     assert model.flow_net.to_flow.weight.grad is None or model.flow_net.to_flow.weight.grad.abs().sum() == 0
 
 
+@pytest.mark.slow
 def test_the_synthetic_set_in_camvid_classes_pre_trains_a_whole_propagation(tiny_synth, keyframe_run, tmp_path):
     """Dataset synthetic-camvid: the same frames, labels through CITYSCAPES_TO_CAMVID (snippets and whole videos).
-    A stage gsv run on it starts a CamVid run's flow net and GSV conv with --init-propagation."""
+    A stage propagation run on it starts a CamVid run's flow net and GSV conv with --init-propagation."""
     from gsvlib.config import TrainConfig
     from gsvlib.data.labels import CAMVID, CITYSCAPES_TO_CAMVID
 
@@ -484,11 +486,11 @@ def test_the_synthetic_set_in_camvid_classes_pre_trains_a_whole_propagation(tiny
                                init_propagation=synth["checkpoint"], lr=1e-12, **common), progress=False)
     before = torch.load(synth["checkpoint"], weights_only=True)["model"]
     after = torch.load(started["checkpoint"], weights_only=True)["model"]
-    for name in ("flow_net.down.0.0.weight", "gsv.guiding_net.stem.0.weight", "gsv.intra_net.net.2.weight"):
+    for name in ("flow_net.down.0.0.weight", "correction.guiding_net.stem.0.weight", "correction.intra_net.net.2.weight"):
         assert torch.allclose(after[name], before[name], atol=1e-8), name
     with pytest.raises(ValueError, match="--init-flow and --init-propagation both give the flow_net; give one of them"):
         TrainConfig(init_flow="a.pt", init_propagation="b.pt").check()
-    with pytest.raises(ValueError, match="--init-propagation is a starting point of stage gsv; stage keyframe takes"):
+    with pytest.raises(ValueError, match="--init-propagation is a starting point of stage propagation; stage keyframe takes"):
         TrainConfig(stage="keyframe", init_propagation="b.pt").check()
     with pytest.raises(Exception, match=r"its propagation \(GSV conv\): a run of the same classes"):  # 19 into 11
         train(config_for(recipe="short-adam", root=str(tiny_synth), out=str(tmp_path / "x"), iterations=1,

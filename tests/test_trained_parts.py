@@ -1,6 +1,7 @@
 """Untrained parts never pass as GSVNet: checkpoints record which parts were trained, and every entry point that
 runs a part requires it."""
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,7 +34,7 @@ def test_checkpoints_record_the_parts_they_trained(runs, tmp_path):
 def test_checkpoints_from_before_the_record_derive_it_from_stage_and_starting_points():
     assert trained_parts({"train_config": {"stage": "keyframe"}}) == {"keyframe_net"}
     assert trained_parts({"train_config": {"stage": "gsv", "init": "k.pt"}}) == set(PARTS)
-    assert trained_parts({"train_config": {"stage": "gsv", "train_flow": False}}) == {"gsv"}
+    assert trained_parts({"train_config": {"stage": "gsv", "train_flow": False}}) == {"correction"}
     assert trained_parts({"stage": "gsv", "model": {}}) == set(PARTS)  # converted from the official code
 
 
@@ -64,13 +65,13 @@ def test_a_keyframe_only_checkpoint_is_scored_by_the_variants_that_need_no_propa
 
 def test_stage_gsv_without_a_trained_keyframe_net_is_refused_however_it_is_started(tiny_synth, runs, tmp_path,
                                                                                     capsys):
-    """Before: `gsv train --stage gsv` with no --init trained the propagation on a random frozen keyframe net (and
+    """Before: `gsv train --stage propagation` with no --init trained the propagation on a random frozen keyframe net (and
     with --freeze-flow, on a random frozen flow net) with a warning; the stage's needs now hold however it starts."""
     common = ["train", "--out", str(tmp_path / "g"), "--root", str(tiny_synth), "--batch-size", "2", "--iterations", "1"]
     for how in (["--stage", "gsv"], ["--recipe", "short-adam"], ["--recipe", "paper"]):
         assert main([*common, *how]) == 2
         err = capsys.readouterr().err
-        assert "stage gsv trains GSVNet's propagation with N frozen and needs a trained keyframe net" in err
+        assert "stage propagation trains GSVNet's propagation with N frozen and needs a trained keyframe net" in err
         assert "give --init CHECKPOINT" in err and not (tmp_path / "g").exists()
     assert main([*common, "--stage", "gsv", "--init", str(runs / "key/checkpoint.pt"), "--freeze-flow"]) == 2
     assert "needs a trained flow net, which no starting point gives: give --init-flow or --init-propagation" in \
@@ -129,7 +130,7 @@ def test_what_a_starting_point_gives_is_the_stages_own_declaration(runs, tiny_sy
     from gsvlib.stages import STAGES
     from gsvlib.train import build_model, trained_by
 
-    monkeypatch.setitem(STAGES, "gsv-from-one", STAGES["gsv"]._replace(provides={"init": ("keyframe_net", "flow_net")}))
+    monkeypatch.setitem(STAGES, "gsv-from-one", STAGES["propagation"]._replace(provides={"init": ("keyframe_net", "flow_net")}))
     init = read_checkpoint(runs / "gsv" / "checkpoint.pt")
     cfg = replace(config_for("gsv", root=str(tiny_synth), init=str(runs / "gsv" / "checkpoint.pt"), train_flow=False),
                   stage="gsv-from-one")
@@ -137,6 +138,51 @@ def test_what_a_starting_point_gives_is_the_stages_own_declaration(runs, tiny_sy
     for name, value in model.state_dict().items():
         if name.startswith(("keyframe_net.", "flow_net.")):
             assert torch.equal(value, init["model"][name]), name
-    assert trained_by(cfg) == {"keyframe_net", "flow_net", "gsv"}  # the frozen flow net counts: init gave it trained
-    with pytest.raises(ValueError, match="--init-flow is a starting point of stage gsv; stage gsv-from-one takes --init"):
+    assert trained_by(cfg) == {"keyframe_net", "flow_net", "correction"}  # the frozen flow net counts: init gave it trained
+    with pytest.raises(ValueError, match="--init-flow is a starting point of stage propagation; stage gsv-from-one takes --init"):
         replace(config_for("gsv"), stage="gsv-from-one", init_flow="f.pt").check()
+
+
+def test_a_file_written_before_the_part_was_renamed_loads_with_its_parts_named_as_now(tmp_path):
+    """The correction after warping was part "gsv" (state keys gsv.*, "trained": [..., "gsv", ...]); it is part
+    "correction" now. The committed weights were written before: they load, and say what they trained, as they did."""
+    from gsvlib.checkpoint import load_model
+    from gsvlib.models.gsvnet import GSVNet
+
+    weights = Path(__file__).resolve().parents[1] / "weights" / "camvid_swiftnet_gsvnet.pt"
+    raw = torch.load(weights, weights_only=True)
+    assert any(k.startswith("gsv.") for k in raw["model"])  # as written
+    model, ckpt = load_model(weights)
+    assert trained_parts(ckpt) == set(PARTS) and not any(k.startswith("gsv.") for k in ckpt["model"])
+    old = {"trained": ["flow_net", "gsv", "keyframe_net"], "model": {"gsv.theta": raw["model"]["gsv.theta"]}}
+    torch.save(old, tmp_path / "old.pt")
+    assert read_checkpoint(tmp_path / "old.pt")["trained"] == ["correction", "flow_net", "keyframe_net"]
+    theta = next(v for k, v in raw["model"].items() if k == "gsv.theta").float()
+    assert torch.equal(model.correction.theta, theta)
+    direct = GSVNet(**{**ckpt["model_config"], "num_classes": model.config.num_classes})
+    direct.load_state_dict({k: v.float() for k, v in raw["model"].items()})  # torch's own load takes the old names too
+    assert torch.equal(direct.correction.theta, theta)
+
+
+def test_stage_gsv_is_the_propagation_stages_earlier_name_and_its_runs_resume(runs, tiny_synth, tmp_path):
+    """Stage `propagation` was stage `gsv`: the old name is still taken, and a run folder written under it (stage
+    "gsv" in its settings, part "gsv" in its checkpoint) resumes as the same run."""
+    import json
+    import shutil
+
+    assert config_for("gsv").stage == "propagation" and config_for(recipe="short-adam").stage == "propagation"
+    old = tmp_path / "old"
+    shutil.copytree(runs / "gsv", old)
+    ckpt = torch.load(old / "checkpoint.pt", weights_only=True)
+    ckpt["train_config"]["stage"] = "gsv"
+    ckpt["trained"] = ["flow_net", "gsv", "keyframe_net"]
+    ckpt["model"] = {k.replace("correction.", "gsv.", 1): v for k, v in ckpt["model"].items()}
+    torch.save(ckpt, old / "checkpoint.pt")
+    saved = json.loads((old / "config.json").read_text())
+    (old / "config.json").write_text(json.dumps({**saved, "stage": "gsv"}))
+    common = ["--root", str(tiny_synth), "--batch-size", "2", "--init", str(runs / "key/checkpoint.pt"),
+              "--init-flow", str(runs / "flow/checkpoint.pt")]
+    assert main(["train", "--stage", "gsv", "--out", str(old), "--iterations", "3", "--resume", *common]) == 0
+    resumed = read_checkpoint(old / "checkpoint.pt")
+    assert resumed["iteration"] == 3 and resumed["train_config"]["stage"] == "propagation"
+    assert resumed["trained"] == sorted(PARTS) and any(k.startswith("correction.") for k in resumed["model"])

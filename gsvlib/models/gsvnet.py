@@ -38,9 +38,10 @@ from gsvlib.models.warp import warp
 
 KEYFRAME_NETS: dict[str, type[nn.Module]] = {"swiftnet": SwiftNet, "bisenet": BiSeNet}
 # GSVNet's sub-networks, by attribute: what a training stage trains, a starting point gives and a checkpoint records
-# as trained (``gsv``: the correction after warping, the GSV conv unless the config names another)
-PARTS = ("keyframe_net", "flow_net", "gsv")
-PART_TITLES = {"keyframe_net": "keyframe net", "flow_net": "flow net", "gsv": "propagation (GSV conv)"}  # in messages
+# as trained (``correction``: what corrects the warped segmentation, the GSV conv unless the config names another)
+PARTS = ("keyframe_net", "flow_net", "correction")
+PART_TITLES = {"keyframe_net": "keyframe net", "flow_net": "flow net", "correction": "propagation (GSV conv)"}
+EARLIER_PARTS = {"gsv": "correction"}  # a part's name in files written before it was renamed -> its name now
 FLOW_NETS: dict[str, type[nn.Module]] = {"light": FlowLight, "flownets": FlowNetS}
 
 
@@ -54,7 +55,7 @@ class GSVNetConfig:
     learnable_delays: bool = False
     freeze_keyframe: bool = True  # N is pre-trained and frozen while PF trains (sec. 4.1)
     conventions: str = "gsvkit"  # a name in CONVENTIONS: "gsvkit", or "official" to run the authors' released weights
-    key_scale: float = 0.75  # keyframes are segmented at this input scale (sec. 4.1); a stage gsv run records its own
+    key_scale: float = 0.75  # keyframes are segmented at this input scale (sec. 4.1); a propagation run records its own
     correction: str = "gsv"  # a name in CORRECTIONS: what corrects the warped S^-_t ("gsv": the paper's GSV conv)
 
     def __post_init__(self):
@@ -101,7 +102,8 @@ class NoCorrection(nn.Module):
 
 
 # The correction after warping, the second half of PF: name -> builder(config, conventions) -> an nn.Module whose
-# forward(warped (B, C, H/8, W/8), frame_small (B, 3, H/8, W/8)) returns a GSVOutput. The model's part "gsv" holds it.
+# forward(warped (B, C, H/8, W/8), frame_small (B, 3, H/8, W/8)) returns a GSVOutput. The model's part "correction"
+# holds it.
 # A correction of one's own is one more entry, added by the module that defines it (CONTRIBUTING.md).
 CORRECTIONS: dict[str, Callable[["GSVNetConfig", Conventions], nn.Module]] = {
     "gsv": lambda config, conventions: GuidedSpatiallyVaryingConv(config.num_classes, config.kernel_size,
@@ -118,6 +120,16 @@ def _build(net: type[nn.Module], conventions: Conventions, *args) -> nn.Module:
     return net(*args)
 
 
+def current_names(state: dict, prefix: str = "") -> dict:
+    """``state`` (a GSVNet state dict, its keys under ``prefix``) with the parts named as now, in place: one written
+    before a part was renamed (``gsv.*`` keys, :data:`EARLIER_PARTS`) loads as it is."""
+    for key in [k for k in state if k.startswith(prefix)]:
+        part, dot, rest = key.removeprefix(prefix).partition(".")
+        if part in EARLIER_PARTS and dot:
+            state[f"{prefix}{EARLIER_PARTS[part]}.{rest}"] = state.pop(key)
+    return state
+
+
 class GSVNet(nn.Module):
     """Frames are RGB in [0, 1]; the net normalises them itself. H and W must be divisible by 32 here
     (:class:`gsvlib.segmenter.VideoSegmenter` pads any size)."""
@@ -128,9 +140,10 @@ class GSVNet(nn.Module):
         self.conventions = conventions = CONVENTIONS[config.conventions]
         self.keyframe_net = _build(KEYFRAME_NETS[config.keyframe_net], conventions, config.num_classes)
         self.flow_net = _build(FLOW_NETS[config.flow_net], conventions)
-        self.gsv = CORRECTIONS[config.correction](config, conventions)  # the GSV conv, or another correction
+        self.correction = CORRECTIONS[config.correction](config, conventions)  # the GSV conv, or another correction
         self.frozen: set[str] = set()
         self.freeze("keyframe_net", config.freeze_keyframe)
+        self.register_load_state_dict_pre_hook(lambda module, state, prefix, *rest: current_names(state, prefix))
 
     def freeze(self, part: str, frozen: bool = True) -> None:
         """Freeze (or thaw) a sub-network, e.g. "keyframe_net" or "flow_net": no gradients, BN statistics fixed."""
@@ -179,7 +192,7 @@ class GSVNet(nn.Module):
     def propagate(self, prev_seg: torch.Tensor, prev_small: torch.Tensor, cur_small: torch.Tensor) -> Propagation:
         """PF: S_{t-1} and the normalised 1/8 frames I_{t-1}, I_t (B, 3, H/8, W/8) -> S_t with its intermediates."""
         warped, flow = self.warp_previous(prev_seg, prev_small, cur_small)  # eq. (1)
-        seg, kernels, edge, intra = self.gsv(warped, cur_small)  # eq. (2)
+        seg, kernels, edge, intra = self.correction(warped, cur_small)  # eq. (2)
         return Propagation(seg, warped, flow, kernels, edge, intra)
 
     def unroll(self, clip: torch.Tensor, key_scale: float = 1.0) -> tuple[torch.Tensor, list[Propagation]]:
@@ -215,12 +228,12 @@ class GSVNet(nn.Module):
             "  of which ResNet-18 backbone": count(self.keyframe_net.backbone),
             f"flow net O ({self.config.flow_net})": count(self.flow_net),
         }
-        if isinstance(self.gsv, GuidedSpatiallyVaryingConv):
-            parts.update({"intra-frame net phi": count(self.gsv.intra_net),
-                          "guiding net G": count(self.gsv.guiding_net),
-                          "ideal-delay kernels theta": self.gsv.theta.numel()})
-            parts["non-keyframe total (O + phi + G + theta)"] = count(self.flow_net) + count(self.gsv)
+        if isinstance(self.correction, GuidedSpatiallyVaryingConv):
+            parts.update({"intra-frame net phi": count(self.correction.intra_net),
+                          "guiding net G": count(self.correction.guiding_net),
+                          "ideal-delay kernels theta": self.correction.theta.numel()})
+            parts["non-keyframe total (O + phi + G + theta)"] = count(self.flow_net) + count(self.correction)
         else:
-            parts[f"correction ({self.config.correction})"] = count(self.gsv)
-            parts["non-keyframe total (O + correction)"] = count(self.flow_net) + count(self.gsv)
+            parts[f"correction ({self.config.correction})"] = count(self.correction)
+            parts["non-keyframe total (O + correction)"] = count(self.flow_net) + count(self.correction)
         return parts
