@@ -349,7 +349,7 @@ def _eval_parser(sub) -> None:
                         epilog="examples:\n  gsv eval --checkpoint runs/gsv/checkpoint.pt\n"
                                "  gsv eval --checkpoint ckpt.pt --dataset camvid --root ../shared/camvid --split val "
                                "--variants gsv warp copy image --out runs/gsv/eval.json\n"
-                               "  gsv eval --checkpoint runs/tour/gsv/checkpoint.pt --policy flow kernel intra "
+                               "  gsv eval --checkpoint runs/synthetic/gsv/checkpoint.pt --policy flow kernel intra "
                                "--out runs/tour/policy.json",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_options(ev, EvalConfig)
