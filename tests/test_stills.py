@@ -1,0 +1,65 @@
+"""Stills set in motion: the clip ends on the still, its flow is the exact motion of the scene, what the still does not
+show is marked and never labelled."""
+import math
+
+import numpy as np
+import pytest
+
+from gsvlib.data.labels import CITYSCAPES, IGNORE
+from gsvlib.data.stills import FAR, Motion, depth_proxy, focal, render_clip
+
+SKY, ROAD, CAR = (CITYSCAPES.classes.index(c) for c in ("sky", "road", "car"))
+
+
+def street(h=63, w=96, car=True):
+    """Sky above row 32, road from it down (the horizon at the principal point, row 31), a car standing on the road;
+    an image whose colour varies in every pixel."""
+    label = np.full((h, w), SKY, np.uint8)
+    label[32:] = ROAD
+    if car:
+        label[36:48, 40:60] = CAR  # stands on the road at row 48
+    v, u = np.mgrid[0:h, 0:w]
+    image = np.stack([u * 2 % 256, v * 4 % 256, (u + v) % 256], -1).astype(np.uint8)
+    return image, label
+
+
+def test_the_depth_of_a_still_comes_from_its_labels():
+    image, label = street()
+    depth = depth_proxy(label, CITYSCAPES, height=1.5, fov=60.0)
+    f = focal(96, 60.0)
+    assert (depth[label == SKY] == FAR).all()
+    assert math.isclose(depth[40, 10], f * 1.5 / (40 - 31))  # the ground plane seen from 1.5 m, horizon row 31
+    assert (np.diff(depth[32:, 10]) < 0).all()  # nearer further down
+    assert np.allclose(depth[36:48, 40:60], depth[48, 10])  # the car stands where it meets the road
+
+
+def test_the_clip_ends_on_the_still_and_marks_what_it_does_not_show():
+    image, label = street()
+    clip = render_clip(image, label, depth_proxy(label, CITYSCAPES), Motion(frames=4), seed=3)
+    assert clip["frames"].shape == (4, 63, 96, 3) and clip["flow"].shape == (3, 2, 63, 96)
+    assert (clip["frames"][-1] == image).all() and (clip["labels"][-1] == label).all() and clip["seen"][-1].all()
+    first = clip["seen"][0]
+    assert 0.3 < first.mean() < 1  # the camera was behind the still: its border is unseen
+    assert (clip["labels"][0][~first] == IGNORE).all() and (clip["labels"][0][first] != IGNORE).all()
+    assert ((clip["labels"][0] == CAR).sum() < (label == CAR).sum())  # farther away, the car is smaller
+    again = render_clip(image, label, depth_proxy(label, CITYSCAPES), Motion(frames=4), seed=3)
+    assert all((again[k] == clip[k]).all() for k in clip)  # seeded: the same clip
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        Motion(frames=1)
+
+
+def test_the_flow_is_the_exact_motion_of_the_ground_and_carries_labels_and_colours():
+    image, label = street(car=False)
+    d, height, f, cy = 0.5, 1.5, focal(96, 60.0), 31
+    clip = render_clip(image, label, depth_proxy(label, CITYSCAPES, height=height),
+                       Motion(frames=3, forward=d, pan=0, roll=0, height=height), seed=0)
+    flow, valid = clip["flow"][0], clip["valid"][0]
+    ys, xs = np.nonzero(valid & (clip["labels"][0] == ROAD))
+    assert len(ys) > 500
+    depth = f * height / (ys - cy)  # each pixel's ground depth in frame 0 (pixel centres: within half a pixel)
+    expected_y = cy + f * height / (depth - d) - ys  # the camera moved d forward between frames
+    expected_x = (xs - 47.5) * depth / (depth - d) - (xs - 47.5)
+    assert np.abs(flow[1][ys, xs] - expected_y).max() < 1.0 and np.abs(flow[0][ys, xs] - expected_x).max() < 1.0
+    to = np.round(np.stack([ys + flow[1][ys, xs], xs + flow[0][ys, xs]])).astype(int)
+    assert (clip["labels"][1][to[0], to[1]] == clip["labels"][0][ys, xs]).all()  # the labels move with the flow
+    assert (clip["frames"][1][to[0], to[1]] == clip["frames"][0][ys, xs]).all()  # so do the colours, exactly
