@@ -53,6 +53,9 @@ class TrainConfig:
     correction: str = setting("gsv", "the correction after warping: gsv (the paper's GSV conv), none (warping "
                                      "alone), or one a module registers in gsvlib.models.gsvnet.CORRECTIONS",
                               choices=lambda: list(CORRECTIONS))
+    stills: bool = setting(False, "set the labelled frames of --dataset in motion (gsvlib.data.stills): each sample is "
+                                  "a labelled image with frames rendered before it under a known camera motion, not "
+                                  "the frames recorded before it (stage propagation)", flag="--stills")
     train_flow: bool = setting(True, "keep the flow net fixed while the rest of the propagation trains",
                                flag="--freeze-flow")
     init: str | None = setting(None, "gsvkit checkpoint to start from (stage propagation: its keyframe net is used)",

@@ -63,3 +63,31 @@ def test_the_flow_is_the_exact_motion_of_the_ground_and_carries_labels_and_colou
     to = np.round(np.stack([ys + flow[1][ys, xs], xs + flow[0][ys, xs]])).astype(int)
     assert (clip["labels"][1][to[0], to[1]] == clip["labels"][0][ys, xs]).all()  # the labels move with the flow
     assert (clip["frames"][1][to[0], to[1]] == clip["frames"][0][ys, xs]).all()  # so do the colours, exactly
+
+
+def test_any_dataset_of_the_registry_trains_the_propagation_on_its_stills_set_in_motion(tiny_synth, keyframe_run,
+                                                                                        tmp_path):
+    """--stills: each sample is a labelled frame of the dataset and frames rendered before it, not the recorded ones;
+    the labelled frame and its label are the dataset's own, and a sample is the same clip in every run."""
+    import torch
+
+    from gsvlib.checkpoint import read_checkpoint
+    from gsvlib.config import config_for
+    from gsvlib.data import open_dataset
+    from gsvlib.data.stills import StillsInMotion
+    from gsvlib.train import train, training_data
+
+    cfg = config_for(recipe="short-adam", root=str(tiny_synth), stills=True, batch_size=2, iterations=2,
+                     init=keyframe_run, out=str(tmp_path / "run"))
+    data, plain = training_data(cfg), open_dataset("synthetic", tiny_synth, "train", offset=0)
+    assert isinstance(data, StillsInMotion) and len(data) == len(plain) and data.max_offset == 4
+    clip, still = data.sample(1, 3), plain.sample(1, 0)
+    assert clip["frames"].shape == (4, *still["frames"].shape[1:]) and torch.equal(clip["label"], still["label"])
+    assert torch.equal(clip["frames"][-1], still["frames"][0])  # the labelled frame is the dataset's own
+    recorded = open_dataset("synthetic", tiny_synth, "train", offset=3).sample(1, 3)["frames"]
+    assert not torch.equal(clip["frames"][0], recorded[0])  # rendered, not the frame recorded 3 before
+    assert torch.equal(data.sample(1, 3)["frames"], clip["frames"])  # the same sample, the same clip
+    train(cfg, progress=False)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["train_config"]["stills"] is True
+    with pytest.raises(ValueError, match="--stills renders frames before each labelled one for stage propagation"):
+        config_for("keyframe", stills=True).check()

@@ -1,5 +1,6 @@
 """Stills set in motion: a labelled image becomes a short clip whose last frame is the image, with exact labels, flow
-and visibility at every frame (issue 40's first building block; not yet a dataset of the registry).
+and visibility at every frame; :class:`StillsInMotion` sets every labelled frame of a dataset of the registry in motion
+(``gsv train --stills``).
 
 The still's depth is guessed from its labels (:func:`depth_proxy`): the ground below the horizon lies on a plane the
 camera sees from ``height`` metres, the sky is far, and every other pixel stands at the depth of the ground where its
@@ -18,11 +19,15 @@ and 22.4 px (full resolution) on the 50 frame pairs of CamVid's 15 Hz run: withi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
+import torch
 
+from gsvlib.data.io import DatasetError, read_rgb
 from gsvlib.data.labels import IGNORE, LabelTable
+from gsvlib.data.snippets import SnippetDataset, frames_to_tensor
 
 GROUND = ("road", "sidewalk", "terrain", "pavement", "roadmarking", "parking", "rail track")  # on the ground plane
 SKY = ("sky",)
@@ -167,3 +172,33 @@ def _fill_rows(frame: np.ndarray, hit: np.ndarray) -> np.ndarray:
     right = np.minimum.accumulate(np.where(hit, cols, w)[:, ::-1], axis=1)[:, ::-1]
     source = np.where(left >= 0, left, np.where(right < w, right, cols))
     return np.take_along_axis(frame, source[..., None].repeat(3, 2), 1)
+
+
+class StillsInMotion(SnippetDataset):
+    """``base`` (any dataset of the registry, opened with offset 0: every labelled frame) with each labelled frame set
+    in motion: ``sample(index, offset)`` is the labelled frame and ``offset`` frames rendered before it
+    (:func:`render_clip` under ``motion``), whatever frames the base holds before it. The motion of a sample is drawn
+    from (``seed``, index, offset): the same sample is the same clip in every run. The last frame and its label are the
+    base's own; the frames before it are inputs only (the propagation is scored on the labelled frame)."""
+
+    def __init__(self, base: SnippetDataset, max_offset: int = 4, motion: Motion = Motion(), seed: int = 0):
+        self.base, self.motion, self.seed = base, motion, seed
+        self.table, self.items = base.table, base.items
+        self.offset, self.max_offset, self.transform = None, max_offset, base.transform
+
+    def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        return self.base.map_labels(raw, path)
+
+    def sample(self, index: int, offset: int) -> dict:
+        s = self.items[index]
+        image, label = read_rgb(s.frames[-1]), self.read_label(s.label)
+        if label.shape != image.shape[:2]:
+            raise DatasetError(f"{s.label} is {label.shape[1]}x{label.shape[0]} but its frame {s.frames[-1]} is "
+                               f"{image.shape[1]}x{image.shape[0]}")
+        frames = image[None]
+        if offset > 0:
+            seed = int(np.random.SeedSequence((self.seed, index, offset)).generate_state(1)[0])
+            depth = depth_proxy(label, self.table, self.motion.height, self.motion.fov)
+            frames = render_clip(image, label, depth, replace(self.motion, frames=offset + 1), seed)["frames"]
+        return {"frames": frames_to_tensor(list(frames)), "label": torch.from_numpy(label.astype(np.int64)),
+                "name": f"{s.name} (set in motion)", "offset": offset}
