@@ -23,9 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from gsvlib.data.io import DatasetError, read_rgb
 from gsvlib.data.labels import IGNORE, LabelTable
 from gsvlib.data.snippets import SnippetDataset, frames_to_tensor
 
@@ -190,15 +188,13 @@ class StillsInMotion(SnippetDataset):
         return self.base.map_labels(raw, path)
 
     def sample(self, index: int, offset: int) -> dict:
-        s = self.items[index]
-        image, label = read_rgb(s.frames[-1]), self.read_label(s.label)
-        if label.shape != image.shape[:2]:
-            raise DatasetError(f"{s.label} is {label.shape[1]}x{label.shape[0]} but its frame {s.frames[-1]} is "
-                               f"{image.shape[1]}x{image.shape[0]}")
-        frames = image[None]
-        if offset > 0:
-            seed = int(np.random.SeedSequence((self.seed, index, offset)).generate_state(1)[0])
-            depth = depth_proxy(label, self.table, self.motion.height, self.motion.fov)
-            frames = render_clip(image, label, depth, replace(self.motion, frames=offset + 1), seed)["frames"]
-        return {"frames": frames_to_tensor(list(frames)), "label": torch.from_numpy(label.astype(np.int64)),
-                "name": f"{s.name} (set in motion)", "offset": offset}
+        still = self.base.sample(index, 0)  # the labelled frame and its label, read and checked by the base
+        still = {**still, "name": f"{still['name']} (set in motion)", "offset": offset}
+        if offset == 0:
+            return still
+        image = still["frames"][0].permute(1, 2, 0).mul(255).round().byte().numpy()  # (H, W, 3) uint8, as read
+        label = still["label"].numpy().astype(np.uint8)
+        seed = int(np.random.SeedSequence((self.seed, index, offset)).generate_state(1)[0])
+        depth = depth_proxy(label, self.table, self.motion.height, self.motion.fov)
+        frames = render_clip(image, label, depth, replace(self.motion, frames=offset + 1), seed)["frames"]
+        return {**still, "frames": frames_to_tensor(list(frames))}
