@@ -19,7 +19,8 @@ from gsvlib.bench import (BenchConfig, average_flops, bench_matrix, benchmark, b
 from gsvlib.checkpoint import export_weights, load_model, read_metrics, require_trained
 from gsvlib.config import (add_options, add_train_options, check_starting_point, config_from_options, given_options,
                            interval_arg, parse_size, seed_arg)
-from gsvlib.data import DATASETS
+from gsvlib.data import DATASETS, open_dataset
+from gsvlib.data.stills import Motion, StillsInMotion, write_clips
 from gsvlib.data.synthetic import SynthConfig, generate
 from gsvlib.deploy import OnnxRuntime, export_onnx
 from gsvlib.device import check_device
@@ -304,6 +305,16 @@ def cmd_data_synth(args) -> None:
           f"generated in {meta['seconds']} s (seed {meta['seed']})")
 
 
+def cmd_data_stills(args) -> None:
+    root = args.root or DATASETS[args.dataset].default_root
+    stills = StillsInMotion(open_dataset(args.dataset, root, args.split, offset=0), args.frames - 1,
+                            Motion(frames=args.frames), seed=args.seed)
+    meta = write_clips(stills, args.out, args.split, args.count)
+    print(f"{meta['clips']} of the {len(stills)} labelled frames of {args.dataset} {args.split}/ set in motion, "
+          f"{meta['frames']} frames each (seed {meta['seed']}), in {args.out}: frames under leftImg8bit_sequence/, "
+          "labels, backward flow and validity under analysis/ (gsvlib.data.synthetic.load_snippet reads a clip)")
+
+
 def _info_parser(sub) -> None:
     info = sub.add_parser("info", help="parameters per part of GSVNet, compared with the paper",
                           epilog="example: gsv info --classes 11")
@@ -505,7 +516,8 @@ def _tour_parser(sub) -> None:
 
 
 def _data_parser(sub) -> None:
-    data = sub.add_parser("data", help="datasets: generate the built-in synthetic street video")
+    data = sub.add_parser("data", help="datasets: generate the built-in synthetic street video, or set labelled "
+                                       "frames in motion")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     synth = data_sub.add_parser("synth", help="write the synthetic set in the Cityscapes sequence layout",
                                 epilog="examples:\n  gsv data synth --out data/synthetic\n"
@@ -518,6 +530,20 @@ def _data_parser(sub) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--force", action="store_true", help="replace a set made with other settings")
     synth.set_defaults(func=cmd_data_synth)
+    stills = data_sub.add_parser("stills", help="write labelled frames set in motion (what --stills trains on) in the "
+                                                "synthetic set's layout, for inspection",
+                                 epilog="example:\n  gsv data stills --dataset camvid --root ../shared/camvid --split "
+                                        "train --count 8 --out data/stills-camvid",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    stills.add_argument("--dataset", default="synthetic", choices=sorted(DATASETS), help="dataset (default synthetic)")
+    stills.add_argument("--root", help="its folder (default: the dataset's under data/)")
+    stills.add_argument("--split", default="train", help="split whose labelled frames are set in motion (default train)")
+    stills.add_argument("--count", type=int, help="the first COUNT labelled frames (default all)")
+    stills.add_argument("--frames", type=int, default=5, help="frames per clip, the still last (default 5, as "
+                                                              "training's 4 frames before a keyframe)")
+    stills.add_argument("--seed", type=int, default=0, help="draws each clip's motion, as --seed of gsv train does")
+    stills.add_argument("--out", default="data/stills", help="output folder (default data/stills)")
+    stills.set_defaults(func=cmd_data_stills)
 
 
 PARSERS = (_info_parser, _bench_parser, _train_parser, _eval_parser, _export_parser, _export_onnx_parser,

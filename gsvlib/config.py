@@ -56,6 +56,9 @@ class TrainConfig:
     stills: bool = setting(False, "set the labelled frames of --dataset in motion (gsvlib.data.stills): each sample is "
                                   "a labelled image with frames rendered before it under a known camera motion, not "
                                   "the frames recorded before it (stage propagation)", flag="--stills")
+    stills_split: str = setting("", "also train on the labelled frames of this split of --dataset set in motion, as "
+                                    "--stills does, for half of the samples: e.g. the 15 Hz run of CamVid val/ and "
+                                    "the stills of train/ (stage propagation)")
     train_flow: bool = setting(True, "keep the flow net fixed while the rest of the propagation trains",
                                flag="--freeze-flow")
     init: str | None = setting(None, "gsvkit checkpoint to start from (stage propagation: its keyframe net is used)",
@@ -186,6 +189,9 @@ _SHORT_ADAM = dict(stage="propagation", optimizer="adam", lr=1e-3, weight_decay=
 _CAMVID_KEYFRAME = {**_FROM_SCRATCH, "dataset": "camvid", "root": "data/camvid", "split": "train", "crop": 0.5,
                     "scale_min": 0.5, "scale_max": 1.0, "lr_decay": 0.93, "iterations": 2000, "checkpoint_every": 100}
 
+_CAMVID_GSV = {**_SHORT_ADAM, "dataset": "camvid", "root": "data/camvid", "split": "val", "span": PROPAGATION_TRAIN,
+               "key_scale": 0.5, "iterations": 800, "checkpoint_every": 100}
+
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe("GSVNet's propagation, the paper's recipe (sec. 4.1): SGD momentum 0.9, lr 0.002 x0.992 every "
                     "100 iterations, batch 8, weight decay 5e-4, crops of 3/4, intervals 1..5",
@@ -203,8 +209,14 @@ RECIPES: dict[str, Recipe] = {
     "camvid-gsv": Recipe("GSVNet's propagation on frames 0-27 of CamVid's 15 Hz val/ run (frames 33-50 are held "
                          "out, 37-50 scored): AdamW lr 1e-3, keyframes at 0.5 (the committed SwiftNet-R18's scale on "
                          "those frames), 800 iterations; start the flow net from stage flow with --init-flow",
-                         {**_SHORT_ADAM, "dataset": "camvid", "root": "data/camvid", "split": "val",
-                          "span": PROPAGATION_TRAIN, "key_scale": 0.5, "iterations": 800, "checkpoint_every": 100}),
+                         _CAMVID_GSV),
+    "camvid-stills": Recipe("GSVNet's propagation on CamVid train/'s 367 labelled stills set in motion "
+                            "(gsvlib.data.stills), none of the 15 Hz run: its frames 0-27 stay free to choose on and "
+                            "37-50 to report; otherwise camvid-gsv",
+                            {**_CAMVID_GSV, "split": "train", "span": (0.0, 1.0), "stills": True}),
+    "camvid-stills-video": Recipe("camvid-gsv (frames 0-27 of the 15 Hz run) with CamVid train/'s stills set in motion "
+                                  "for half of the samples",
+                                  {**_CAMVID_GSV, "stills_split": "train"}),
     "synthetic-gsv": Recipe("GSVNet's propagation on the synthetic set in CamVid's classes, on a CamVid keyframe net "
                             "(--init) and the flow net of stage flow (--init-flow): what --init-propagation starts "
                             "camvid-gsv from; AdamW lr 1e-3, keyframes at 0.5 (as in camvid-gsv), 600 iterations",

@@ -296,7 +296,12 @@ def _scores(target: dict, rep: dict) -> bool:
 
 
 def target_met(target: dict, rep: dict) -> bool:
-    """Met when the value is at least ``least`` (the figures carry 2 decimals: a bound reached exactly is met)."""
+    """Met when the value is at least ``least`` (the figures carry 2 decimals: a bound reached exactly is met) and,
+    for a target with ``interval_above``, its paired interval lies above that bound."""
+    if "interval_above" in target:
+        ci = target_interval(target, rep)
+        if ci is None or ci[0] <= target["interval_above"]:
+            return False
     return target_value(target, rep) >= target["least"] - 1e-9
 
 
@@ -486,9 +491,75 @@ def ablation_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
         lines += ["", "Rows trained again (each: runs of the same experiment under the seeds named, with the same "
                       "keyframe net and starting points; mean, sample sd and range across them):", ""]
         lines += [f"- {meta['row']}, {seed_line(meta, reports, preamble=False, spec=spec)}" for meta, reports in repeated]
+    if spec.get("kept_of"):
+        lines += kept_lines(spec, rows, base, against)
     if targets:
         lines += ["", "Targets: " + "; ".join(f"{i} {t['text']} >= {t['least']:+.1f}"
                                               for i, t in enumerate(targets, 1)) + "."]
+    return lines + [""]
+
+
+def kept_lines(spec: dict, rows: list[tuple[dict, dict]], base: str, against: str) -> list[str]:
+    """How much of the lead of ``base`` over ``against`` that the table's ``kept_of`` experiment holds each other row
+    keeps, at l = 3 and 5, each lead the mean over a row's runs (its own and its seeds')."""
+    def leads(meta, reports):
+        runs = seed_reports(meta, reports) or [_first(reports)]
+        return {l: statistics.mean(r[base]["intervals"][l]["avg"] - r[against]["intervals"][l]["avg"] for r in runs)
+                for l in ("3", "5")}
+
+    reference = next(((m, r) for m, r in rows if m["name"] == spec["kept_of"]), None)
+    if reference is None:
+        raise ResultsError(f"{spec['source']}: table {spec['id']} measures its rows against experiment "
+                           f"{spec['kept_of']!r} (kept_of), which none of its results is")
+    ref = leads(*reference)
+    other = PROPAGATIONS[against].title
+    lines = ["", f"Of {reference[0]['row']}'s lead over {other} (+{ref['3']:.2f} at l=3, +{ref['5']:.2f} at l=5, mean "
+                 "over its runs), each row keeps:", ""]
+    for meta, reports in rows:
+        if meta is reference[0]:
+            continue
+        mine = leads(meta, reports)
+        lines.append(f"- {meta['row']}: " + ", ".join(
+            f"{100 * mine[l] / ref[l]:.0f} % at l={l} ({mine[l]:+.2f})" if ref[l] > 0 else f"{mine[l]:+.2f} at l={l}"
+            for l in ("3", "5")))
+    return lines
+
+
+def seeds_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """Recipes x seeds: one row per run (the experiment's own result, then its repetitions under other seeds), with
+    the baseline's average mIoU at l = 3 and 5, each of the table's targets as a paired difference with its interval
+    [low, high], and the targets the run meets; then a line per recipe with the targets every seed meets."""
+    targets = spec.get("targets") or []
+    g = _first(rows[0][1])[compared(_first(rows[0][1]), spec)[0]]
+    a, b = g.get("span", (0, 1))
+    lines = _heading(spec, f"fraction {a:.3g} to {b:g} of the {g['split']}/ run, {g['snippets']} scored frames; "
+                           f"keyframe input x{g.get('key_scale', '?')}; average mIoU %")
+    lines += [f"| {spec.get('column', 'experiment')} | seed | keyframe net | l=3 | l=5 |"
+              + "".join(f" {i}. {t['text']} |" for i, t in enumerate(targets, 1)) + " targets met |",
+              "|---|---:|---:|---:|---:|" + "---:|" * (len(targets) + 1)]
+    every = []
+    for meta, reports in rows:
+        own = _first(reports)
+        runs = [own, *seed_reports(meta, reports)]
+        base = compared(own, spec)[0]
+        for rep in runs:
+            seed = (rep.get("experiment") or {}).get("seed", ((rep.get("experiment") or {}).get("trained") or {})
+                                                      .get("seed", "?"))
+            iv = rep[base]["intervals"]
+            cells = [str(seed), f"{iv['1']['avg']:.1f}", f"{iv['3']['avg']:.1f}", f"{iv['5']['avg']:.1f}"]
+            for t in targets:
+                ci = target_interval(t, rep)
+                cells.append(f"{target_value(t, rep):+.1f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""))
+            lines.append(f"| {meta['row']} | " + " | ".join(cells) + f" | {targets_met(targets, rep)} |")
+        met = [i for i, t in enumerate(targets, 1) if all(target_met(t, rep) for rep in runs)]
+        every.append(f"- {meta['row']} ({len(runs)} run{'s' * (len(runs) > 1)}): "
+                     + (", ".join(map(str, met)) if met else "none"))
+    lines += ["", "Targets met by every seed of a recipe:", "", *every]
+    if targets:
+        lines += ["", "Targets: " + "; ".join(
+            f"{i} {t['text']} >= {t['least']:+.1f}" + (f", interval above {t['interval_above']:+.1f}"
+                                                       if "interval_above" in t else "")
+            for i, t in enumerate(targets, 1)) + "."]
     return lines + [""]
 
 
@@ -610,4 +681,4 @@ def tour_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
 LAYOUT_RENDERERS: dict[str, Callable[[dict, list], list[str]]] = {
     "image": image_layout, "intervals": intervals_layout, "keyframe-training": keyframe_training_layout,
     "ablation": ablation_layout, "flow-error": flow_error_layout, "schedules": schedules_layout,
-    "throughput": throughput_layout, "tour": tour_layout}
+    "throughput": throughput_layout, "tour": tour_layout, "seeds": seeds_layout}

@@ -79,9 +79,9 @@ def _check_one_frame_step(cfg: Config) -> None:
     if cfg.max_frame_step != 1:
         raise ValueError(f"max_frame_step must be in 1..8 for stage propagation and 1 for the other stages, got "
                          f"{cfg.max_frame_step}")
-    if cfg.stills:
-        raise ValueError(f"--stills renders frames before each labelled one for stage propagation; stage {cfg.stage} "
-                         "does not train on them: leave --stills out")
+    if cfg.stills or cfg.stills_split:
+        raise ValueError(f"--stills and --stills-split render frames before each labelled one for stage propagation; "
+                         f"stage {cfg.stage} does not train on them: leave them out")
 
 
 def _check_gsv(cfg: Config) -> None:

@@ -40,7 +40,7 @@ from gsvlib.checkpoint import (CheckpointError, load_state_dict_checked, load_to
 from gsvlib.config import PATHS, STARTING_POINTS, TrainConfig
 from gsvlib.data import RandomScaleCropFlip, SnippetDataset, open_dataset
 from gsvlib.data.balance import CLASS_WEIGHTS, class_pixels
-from gsvlib.data.stills import StillsInMotion
+from gsvlib.data.stills import StillsInMotion, WithStills
 from gsvlib.device import PRECISIONS
 from gsvlib.distributed import Ranks, convert_sync_batchnorm, process_group, rank_device, sum_gradients, sum_over_ranks
 from gsvlib.files import (LOCK_TEXT, locked, marked, save_atomic, sha256, temporary, write_json_atomic,
@@ -146,12 +146,17 @@ def batch_loss(terms: list[tuple]) -> torch.Tensor:
 def training_data(cfg: TrainConfig) -> SnippetDataset:
     """The snippets a run trains on: for stage propagation each reaches back up to max_interval - 1 frames, for stage
     keyframe only the labelled frame; with ``stills``, every labelled frame with frames rendered before it
-    (:class:`~gsvlib.data.stills.StillsInMotion`)."""
+    (:class:`~gsvlib.data.stills.StillsInMotion`); with ``stills_split``, those of that split joined to them for half
+    of the samples (:class:`~gsvlib.data.stills.WithStills`)."""
     reach = STAGES[cfg.stage].reach(cfg)
     if cfg.stills:
-        return StillsInMotion(open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=0), reach,
-                              seed=cfg.seed)
-    return open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=reach)
+        data = StillsInMotion(open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=0), reach, seed=cfg.seed)
+    else:
+        data = open_dataset(cfg.dataset, cfg.root, cfg.split, cfg.span, offset=None, max_offset=reach)
+    if cfg.stills_split:
+        stills = open_dataset(cfg.dataset, cfg.root, cfg.stills_split, offset=0)
+        data = WithStills(data, StillsInMotion(stills, reach, seed=cfg.seed))
+    return data
 
 
 def balance_weights(cfg: TrainConfig, dataset: SnippetDataset, progress: bool = True) -> torch.Tensor | None:

@@ -420,3 +420,54 @@ def test_a_table_compares_the_results_baseline_with_the_propagation_it_names(tmp
     path.write_text(json.dumps(saved))
     text, _, _ = write_tables(folder)
     assert "| base recipe | 56.0 / 53.0 | 52.0 / 45.0 | 50.0 / 45.0 | 45.0 / 40.0 |" in text
+
+
+def test_the_stills_table_gives_every_recipe_and_seed_with_paired_intervals_and_the_targets_each_seed_meets(tmp_path):
+    """Layout `seeds`: a row per run (the experiment's own result, then its seeds), each target a paired difference
+    with its interval; a target with `interval_above` is missed when its interval reaches that bound, however large
+    its value."""
+    def matrices(hits):  # per frame, per offset l-1 = 0..4: a 2-class confusion matrix with `hit` of 10 right per class
+        return {"shape": [len(hits), 5, 2, 2],
+                "matrices": [[f"{h} {10 - h};{10 - h} {h}" if i else "10 0;0 10" for i in range(5)] for h in hits]}
+
+    def report(key, gsv, warp, gsv_hits, warp_hits):  # avg mIoU at l = 1, 3, 5 and per-frame matrices
+        return {v: {"span": [0.65, 1.0], "snippets": 6, "split": "val", "key_scale": 0.5, "frames": matrices(hits),
+                    "intervals": {"1": {"avg": key, "min": key}, "3": {"avg": x[0], "min": x[0]},
+                                  "5": {"avg": x[1], "min": x[1]}}}
+                for v, x, hits in (("gsv", gsv, gsv_hits), ("warp", warp, warp_hits), ("copy", warp, warp_hits))}
+
+    folder = tmp_path / "results"
+    always = report(70.0, (69.5, 68.5), (67.0, 65.0), [10] * 6, [8] * 6)  # GSVNet ahead on every frame
+    mixed = report(70.0, (69.5, 68.5), (67.0, 65.0), [10, 10, 10, 6, 6, 6], [8] * 6)  # as large a lead, not every frame
+    path = result(folder, "stills/stills", always, "stills", "stills in motion")
+    seeded = json.loads(path.read_text())
+    seeded.update(mixed)
+    seeded["experiment"]["seed"] = 1
+    path.with_name(path.stem + ".seed-1.json").write_text(json.dumps(seeded))
+    text, _, _ = write_tables(folder)
+    lines = [line for line in text.splitlines() if line.startswith("| stills in motion |")]
+    assert len(lines) == 2 and lines[0].startswith("| stills in motion | ? | 70.0 | 69.5 | 68.5 | -0.5 [")
+    assert "| +2.5 [+23.5, +23.5] | +3.5 [+27.6, +27.6] | 1, 2, 3, 4 |" in lines[0]  # every frame 100 against 66.7
+    assert lines[1].startswith("| stills in motion | 1 |")
+    assert lines[1].endswith("| 1, 2 |")  # its leads over warp have intervals that reach below 0
+    assert "- stills in motion (2 runs): 1, 2" in text
+    assert "4 GSVNet - warp only, l=5 avg >= +2.5, interval above +0.0." in text
+
+
+def test_a_table_says_how_much_of_one_rows_lead_over_warping_each_other_row_keeps(tmp_path):
+    def report(gsv3, gsv5):
+        return {v: {"span": [0, 1], "snippets": 4, "split": "val", "intervals": {
+            l: {"avg": a, "min": a} for l, a in zip(("1", "3", "5"), x)}}
+            for v, x in (("gsv", (70, gsv3, gsv5)), ("warp", (70, 60, 50)), ("copy", (70, 50, 40)))}
+
+    folder = tmp_path / "results"
+    result(folder, "video", report(62, 54), "ablation", "video", order=1)
+    result(folder, "stills", report(61, 53), "ablation", "stills", order=2)
+    tables = tmp_path / "experiments/tables.toml"
+    tables.write_text(tables.read_text().replace('[tables.ablation]', '[tables.ablation]\nkept_of = "video"'))
+    text, _, _ = write_tables(folder)
+    assert "Of video's lead over warp only (+2.00 at l=3, +4.00 at l=5, mean over its runs)" in text
+    assert "- stills: 50 % at l=3 (+1.00), 75 % at l=5 (+3.00)" in text
+    tables.write_text(tables.read_text().replace('kept_of = "video"', 'kept_of = "nothing"'))
+    with pytest.raises(Exception, match="which none of its results is"):
+        write_tables(folder)

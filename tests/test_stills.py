@@ -86,8 +86,66 @@ def test_any_dataset_of_the_registry_trains_the_propagation_on_its_stills_set_in
     assert torch.equal(clip["frames"][-1], still["frames"][0])  # the labelled frame is the dataset's own
     recorded = open_dataset("synthetic", tiny_synth, "train", offset=3).sample(1, 3)["frames"]
     assert not torch.equal(clip["frames"][0], recorded[0])  # rendered, not the frame recorded 3 before
-    assert torch.equal(data.sample(1, 3)["frames"], clip["frames"])  # the same sample, the same clip
+    assert torch.equal(training_data(cfg).sample(1, 3)["frames"], clip["frames"])  # the same clip in every run
+    assert torch.equal(data.sample(1, 2)["frames"], clip["frames"][1:])  # one clip per still: offset k, its last k + 1
     train(cfg, progress=False)
     assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["train_config"]["stills"] is True
-    with pytest.raises(ValueError, match="--stills renders frames before each labelled one for stage propagation"):
+    with pytest.raises(ValueError, match="--stills and --stills-split render frames before each labelled one"):
         config_for("keyframe", stills=True).check()
+
+
+def test_stills_join_a_video_for_half_of_the_samples(tiny_synth, keyframe_run, tmp_path):
+    """--stills-split SPLIT: the run's recorded clips at even indices, SPLIT's stills set in motion at odd ones, each
+    half of the samples whatever their counts; a run trains on both."""
+    import torch
+
+    from gsvlib.checkpoint import read_checkpoint
+    from gsvlib.config import config_for
+    from gsvlib.data import open_dataset
+    from gsvlib.data.stills import WithStills
+    from gsvlib.train import train, training_data
+
+    cfg = config_for(recipe="short-adam", root=str(tiny_synth), stills_split="val", batch_size=2,
+                     iterations=2, init=keyframe_run, out=str(tmp_path / "run"))
+    data = training_data(cfg)
+    video = open_dataset("synthetic", tiny_synth, "train", offset=None, max_offset=4)
+    stills = open_dataset("synthetic", tiny_synth, "val", offset=0)
+    assert isinstance(data, WithStills) and len(data) == 2 * max(len(video), len(stills))
+    assert torch.equal(data.sample(2, 3)["frames"], video.sample(1, 3)["frames"])  # even: the recorded clip
+    drawn, k = data.sample(3, 3), 1 % len(stills)  # odd: still 3 // 2 set in motion
+    assert torch.equal(drawn["frames"][-1], stills.sample(k, 0)["frames"][0]) and "set in motion" in drawn["name"]
+    assert not torch.equal(drawn["frames"][0], open_dataset("synthetic", tiny_synth, "val", offset=3).sample(k, 3)[
+        "frames"][0])
+    train(cfg, progress=False)
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.pt")["train_config"]["stills_split"] == "val"
+
+
+def test_clips_written_to_disk_read_back_in_the_synthetic_layout_with_exact_backward_flow(tiny_synth, tmp_path, capsys):
+    """`gsv data stills`: frames, labels, backward flow and validity as the synthetic set stores them; carrying frame
+    t-1's labels along the stored flow gives frame t's labels wherever the flow is valid; a folder of someone else's
+    files is refused and left as it was."""
+    import json
+
+    from gsvlib.cli import main
+    from gsvlib.data.synthetic import load_snippet
+
+    out = tmp_path / "clips"
+    assert main(["data", "stills", "--root", str(tiny_synth), "--split", "val", "--count", "1", "--frames", "4",
+                 "--out", str(out)]) == 0
+    assert "1 of the" in capsys.readouterr().out
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["clips"] == 1 and meta["frames"] == 4 and len(meta["sources"]) == 1
+    clip = load_snippet(out, "val", 0)
+    labels, flow, valid = clip["labels"], clip["flow"], clip["valid"]
+    assert clip["rgb"].shape[0] == labels.shape[0] == 4 and not valid[0].any() and valid[1:].mean() > 0.5
+    h, w = labels.shape[1:]
+    vv, uu = np.mgrid[0:h, 0:w]
+    for t in range(1, 4):
+        u = np.clip(np.round(uu + flow[t, ..., 0]), 0, w - 1).astype(int)
+        v = np.clip(np.round(vv + flow[t, ..., 1]), 0, h - 1).astype(int)
+        assert (labels[t - 1][v, u] == labels[t])[valid[t]].mean() > 0.999  # float16 storage rounds a few
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main(["data", "stills", "--root", str(tiny_synth), "--split", "val", "--out", str(tmp_path / "mine")]) == 2
+    assert "did not write (notes.txt)" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"

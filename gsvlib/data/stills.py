@@ -24,8 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from gsvlib.data.io import write_png
 from gsvlib.data.labels import IGNORE, LabelTable
 from gsvlib.data.snippets import SnippetDataset, frames_to_tensor
+from gsvlib.data.synthetic import CITY, snippet_stem
+from gsvlib.files import move_into_place, output_path, refuse_foreign, remove, restore_interrupted, write_json_atomic
+from gsvlib.progress import progress_bar
 
 GROUND = ("road", "sidewalk", "terrain", "pavement", "roadmarking", "parking", "rail track")  # on the ground plane
 SKY = ("sky",)
@@ -112,12 +116,14 @@ def _project(points: np.ndarray, rot: np.ndarray, shift: np.ndarray, f: float, w
 
 
 def render_clip(image: np.ndarray, label: np.ndarray, depth: np.ndarray, motion: Motion = Motion(),
-                seed: int = 0) -> dict:
+                seed: int = 0, flow: bool = True) -> dict:
     """The still ``image`` (H, W, 3) uint8 with labels ``label`` (H, W) and depth ``depth`` (H, W, metres) set in
     motion: {"frames": (T, H, W, 3) uint8, "labels": (T, H, W) uint8 (IGNORE where the frame sees what the still does
     not), "seen": (T, H, W) bool (the pixel shows a point of the still), "flow": (T-1, 2, H, W) float32 (x, y pixels to
-    frame t+1), "valid": (T-1, H, W) bool (the point is seen in frame t+1 too)}; the last frame is the still itself.
-    Unseen pixels take the colour of the nearest seen pixel in their row (a plain fill, never a label)."""
+    frame t+1), "valid": (T-1, H, W) bool (the point is seen in frame t+1 too), "back_flow" (T-1, 2, H, W) and
+    "back_valid" (T-1, H, W): the same from frame t+1 back to frame t (what the model warps with, and what the synthetic
+    set stores)}; the last frame is the still itself; ``flow=False`` leaves the flows out (training needs only the
+    frames). Unseen pixels take the colour of the nearest seen pixel in their row (a plain fill, never a label)."""
     h, w = label.shape
     if image.shape[:2] != (h, w) or depth.shape != (h, w):
         raise ValueError(f"image {image.shape[:2]}, labels {label.shape} and depth {depth.shape} must be one size")
@@ -144,21 +150,29 @@ def render_clip(image: np.ndarray, label: np.ndarray, depth: np.ndarray, motion:
         labels.append(lab.reshape(h, w))
         seen.append(hit.reshape(h, w))
         owners.append(owner)
-    flow, valid = [], []
+    clip = {"frames": np.stack(frames), "labels": np.stack(labels), "seen": np.stack(seen)}
+    if not flow:
+        return clip
+    ahead = [_motion(points, owners[t], owners[t + 1], path[t + 1], f, w, h) for t in range(motion.frames - 1)]
+    back = [_motion(points, owners[t + 1], owners[t], path[t], f, w, h) for t in range(motion.frames - 1)]
+    return {**clip, "flow": np.stack([m for m, _ in ahead]), "valid": np.stack([v for _, v in ahead]),
+            "back_flow": np.stack([m for m, _ in back]), "back_valid": np.stack([v for _, v in back])}
+
+
+def _motion(points: np.ndarray, owner: np.ndarray, owner_to: np.ndarray, pose_to: tuple, f: float, w: int,
+            h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pixel's point (``owner``: the point each pixel of a frame shows, -1 for none) lands in the frame of
+    pose ``pose_to`` whose pixels show ``owner_to``: the move (2, H, W) float32 in pixels (x, y), and whether the
+    point is seen there (H, W) bool: the pixel it lands on shows the same point."""
+    hit = owner >= 0
     here = np.stack([np.arange(h * w) % w, np.arange(h * w) // w], 1).astype(np.float64)  # (H*W, 2) x, y
-    for t in range(motion.frames - 1):
-        owner = owners[t]
-        hit = owner >= 0
-        there, _ = _project(points[np.where(hit, owner, 0)], *path[t + 1], f, w, h)
-        move = np.where(hit[:, None] & np.isfinite(there), there - here, 0.0)
-        target = np.round(np.nan_to_num(there, nan=-1.0)).astype(np.int64)
-        inside = hit & (target[:, 0] >= 0) & (target[:, 0] < w) & (target[:, 1] >= 0) & (target[:, 1] < h)
-        same = np.zeros(h * w, bool)
-        same[inside] = owners[t + 1][target[inside, 1] * w + target[inside, 0]] == owner[inside]
-        flow.append(move.T.reshape(2, h, w).astype(np.float32))
-        valid.append(same.reshape(h, w))
-    return {"frames": np.stack(frames), "labels": np.stack(labels), "seen": np.stack(seen), "flow": np.stack(flow),
-            "valid": np.stack(valid)}
+    there, _ = _project(points[np.where(hit, owner, 0)], *pose_to, f, w, h)
+    move = np.where(hit[:, None] & np.isfinite(there), there - here, 0.0)
+    target = np.round(np.nan_to_num(there, nan=-1.0)).astype(np.int64)
+    inside = hit & (target[:, 0] >= 0) & (target[:, 0] < w) & (target[:, 1] >= 0) & (target[:, 1] < h)
+    same = np.zeros(h * w, bool)
+    same[inside] = owner_to[target[inside, 1] * w + target[inside, 0]] == owner[inside]
+    return move.T.reshape(2, h, w).astype(np.float32), same.reshape(h, w)
 
 
 def _fill_rows(frame: np.ndarray, hit: np.ndarray) -> np.ndarray:
@@ -174,27 +188,116 @@ def _fill_rows(frame: np.ndarray, hit: np.ndarray) -> np.ndarray:
 
 class StillsInMotion(SnippetDataset):
     """``base`` (any dataset of the registry, opened with offset 0: every labelled frame) with each labelled frame set
-    in motion: ``sample(index, offset)`` is the labelled frame and ``offset`` frames rendered before it
-    (:func:`render_clip` under ``motion``), whatever frames the base holds before it. The motion of a sample is drawn
-    from (``seed``, index, offset): the same sample is the same clip in every run. The last frame and its label are the
-    base's own; the frames before it are inputs only (the propagation is scored on the labelled frame)."""
+    in motion: ``sample(index, offset)`` is the labelled frame and the ``offset`` frames rendered before it, whatever
+    frames the base holds before it. Each still has one clip of ``max_offset + 1`` frames (:func:`render_clip` under
+    ``motion``, drawn from (``seed``, index): the same still is the same clip in every run); a sample of offset k is
+    its last k + 1 frames. Clips are kept in memory up to ``cache_bytes`` (a still is drawn many times in a run and
+    rendering costs about 0.2 s at 480x360). The last frame and its label are the base's own; the frames before it are
+    inputs only (the propagation is scored on the labelled frame)."""
 
-    def __init__(self, base: SnippetDataset, max_offset: int = 4, motion: Motion = Motion(), seed: int = 0):
-        self.base, self.motion, self.seed = base, motion, seed
+    def __init__(self, base: SnippetDataset, max_offset: int = 4, motion: Motion = Motion(), seed: int = 0,
+                 cache_bytes: int = 2 << 30):
+        self.base, self.motion, self.seed = base, replace(motion, frames=max_offset + 1), seed
         self.table, self.items = base.table, base.items
         self.offset, self.max_offset, self.transform = None, max_offset, base.transform
+        self.cache_bytes, self._clips = cache_bytes, {}
 
     def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
         return self.base.map_labels(raw, path)
 
-    def sample(self, index: int, offset: int) -> dict:
+    def render(self, index: int, flow: bool = True) -> dict:
+        """Still ``index`` set in motion: :func:`render_clip` of its labelled frame, ``max_offset + 1`` frames."""
         still = self.base.sample(index, 0)  # the labelled frame and its label, read and checked by the base
+        image = still["frames"][0].permute(1, 2, 0).mul(255).round().byte().numpy()  # (H, W, 3) uint8, as read
+        label = still["label"].numpy().astype(np.uint8)
+        seed = int(np.random.SeedSequence((self.seed, index)).generate_state(1)[0])
+        depth = depth_proxy(label, self.table, self.motion.height, self.motion.fov)
+        return render_clip(image, label, depth, self.motion, seed, flow=flow)
+
+    def clip(self, index: int) -> np.ndarray:
+        """(max_offset + 1, H, W, 3) uint8: the frames of still ``index`` set in motion, the still last."""
+        if index not in self._clips:
+            frames = self.render(index, flow=False)["frames"]
+            if frames.nbytes * (len(self._clips) + 1) > self.cache_bytes:
+                return frames
+            self._clips[index] = frames
+        return self._clips[index]
+
+    def sample(self, index: int, offset: int) -> dict:
+        if not 0 <= offset <= self.max_offset:
+            raise ValueError(f"offset must be in 0..{self.max_offset} (the clips' frames before the still), got {offset}")
+        still = self.base.sample(index, 0)
         still = {**still, "name": f"{still['name']} (set in motion)", "offset": offset}
         if offset == 0:
             return still
-        image = still["frames"][0].permute(1, 2, 0).mul(255).round().byte().numpy()  # (H, W, 3) uint8, as read
-        label = still["label"].numpy().astype(np.uint8)
-        seed = int(np.random.SeedSequence((self.seed, index, offset)).generate_state(1)[0])
-        depth = depth_proxy(label, self.table, self.motion.height, self.motion.fov)
-        frames = render_clip(image, label, depth, replace(self.motion, frames=offset + 1), seed)["frames"]
-        return {**still, "frames": frames_to_tensor(list(frames))}
+        return {**still, "frames": frames_to_tensor(list(self.clip(index)[-offset - 1:]))}
+
+
+class WithStills(SnippetDataset):
+    """The clips of ``video`` and the stills set in motion of ``stills`` (a :class:`StillsInMotion`), interleaved:
+    even indices draw from the video, odd ones from the stills, so each makes half of a run's samples however many
+    labelled frames each holds (28 labelled 15 Hz frames would otherwise be 7 % beside CamVid's 367 stills)."""
+
+    def __init__(self, video: SnippetDataset, stills: StillsInMotion):
+        if video.table is not stills.table:
+            raise ValueError("the video and the stills must share one label table (one dataset of the registry)")
+        self.video, self.stills = video, stills
+        self.table, self.items = video.table, video.items + stills.items
+        self.offset, self.max_offset, self.transform = None, min(video.max_offset, stills.max_offset), None
+
+    def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
+        return self.video.map_labels(raw, path)
+
+    def __len__(self) -> int:
+        return 2 * max(len(self.video), len(self.stills))
+
+    def sample(self, index: int, offset: int) -> dict:
+        source = self.stills if index % 2 else self.video
+        return source.sample(index // 2 % len(source), offset)
+
+
+def _written(path: Path) -> bool:
+    """Whether ``path`` (relative to a folder of written clips) is a file :func:`write_clips` writes."""
+    return path == Path("meta.json") or (path.parts[0] in ("leftImg8bit_sequence", "analysis")
+                                         and path.suffix in (".png", ".npy"))
+
+
+def write_clips(data: StillsInMotion, out: str | Path, split: str, count: int | None = None,
+                progress: bool = True) -> dict:
+    """Write the first ``count`` stills of ``data`` (default all) set in motion under ``out``, for inspection, in the
+    synthetic set's layout (:func:`gsvlib.data.synthetic.load_snippet` reads clip k of ``split``):
+    leftImg8bit_sequence/<split>/synth/synth_<k>_<t>_leftImg8bit.png per frame, and per clip under analysis/<split>/
+    labels (T, H, W) uint8 (the dataset's classes; 255 where the frame shows what the still does not, and the
+    dataset's own void), flow (T, H, W, 2) float16 backward to the previous frame and valid (T, H, W) bool (frame 0:
+    none); meta.json last, with the source of each clip. A folder holding other files is refused; the clips are
+    written beside ``out`` and moved into place, so an interrupted run leaves what was there. Returns the metadata."""
+    count = len(data) if count is None else count
+    if not 1 <= count <= len(data):
+        raise ValueError(f"count must be in 1..{len(data)} (the stills {split}/ holds), got {count}")
+    final = output_path(Path(out))
+    restore_interrupted(final)
+    refuse_foreign(final, _written, "gsv data stills")
+    work = final.parent / f".{final.name}.partial"
+    remove(work)
+    meta = {"split": split, "clips": count, "frames": data.max_offset + 1, "seed": data.seed,
+            "motion": {k: v for k, v in data.motion.__dict__.items() if k != "frames"},
+            "classes": list(data.table.classes), "sources": []}
+    try:
+        for k in progress_bar(range(count), desc="setting stills in motion", disable=not progress):
+            clip = data.render(k)
+            for t, frame in enumerate(clip["frames"]):
+                write_png(work / "leftImg8bit_sequence" / split / CITY / f"{snippet_stem(k, t)}_leftImg8bit.png", frame)
+            flow = np.zeros((len(clip["frames"]), *clip["labels"].shape[1:], 2), np.float16)  # (T, H, W, 2)
+            flow[1:] = clip["back_flow"].transpose(0, 2, 3, 1)
+            valid = np.concatenate([np.zeros_like(clip["back_valid"][:1]), clip["back_valid"]])
+            folder = work / "analysis" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, array in (("labels", clip["labels"]), ("flow", flow), ("valid", valid)):
+                np.save(folder / f"{CITY}_{k:06d}_{name}.npy", array)
+            meta["sources"].append(data.items[k].name)
+        write_json_atomic(work / "meta.json", meta)
+    except BaseException:
+        remove(work)
+        raise
+    move_into_place(work, final)
+    return meta
