@@ -156,6 +156,25 @@ def warnings_as_notes():
         print(f"note: {message}")
 
 
+@contextlib.contextmanager
+def stderr_of_children_to(path: str | Path):
+    """Processes started inside the block (the kernels papermill starts) write their standard error to ``path``,
+    not into the cell: a kernel's start-up log lines (e.g. "Kernel is running over TCP without encryption") would
+    show as red boxes. A failing cell still raises in this process, with its traceback."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def layer_table(module: torch.nn.Module) -> str:
     """Every conv and batch norm inside ``module``, in order, with the settings a re-implementation needs and
     ``m.stride`` / ``m.padding`` / ``m.eps`` hide: channels, kernel, stride, padding, dilation, groups, bias; a batch

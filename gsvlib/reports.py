@@ -563,6 +563,54 @@ def seeds_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
     return lines + [""]
 
 
+def pareto_points(protocol: dict, image: dict, bench: dict) -> list[dict]:
+    """The accuracy against throughput of a propagation's protocol report (``protocol``: GSVNet's, by l) and of the
+    keyframe net alone at each input scale (``image``), priced by one benchmark run (``bench``): {"name", "label",
+    "fps", "miou", "ci"} per point, for :func:`pareto_layout` and :func:`gsvlib.viz.accuracy_throughput`."""
+    gsv = [{"name": "GSVNet", "label": f"l={l}", "fps": bench["gsvnet"][l]["fps"], "miou": iv["avg"],
+            "ci": iv.get("avg_ci")} for l, iv in protocol["intervals"].items() if l in bench["gsvnet"]]
+    alone = [{"name": "image-only", "label": f"x{s}", "fps": bench["image_only"][s]["fps"], "miou": r["miou"],
+              "ci": r.get("ci")} for s, r in image.items() if s in bench["image_only"]]
+    return gsv + alone
+
+
+def pareto_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """GSVNet by l against the keyframe net alone by input scale, each point's mIoU on the same frames and its FPS
+    from one benchmark run (:func:`pareto_points`); per scale, whether GSVNet at equal or higher FPS scores higher."""
+    meta, reports = rows[0]
+    protocol = _protocol_of(reports)
+    image = next((r["image"] for r in reports.values() if "image" in r), None)
+    bench = next((r for r in reports.values() if "gsvnet" in r), None)
+    if not protocol or image is None or bench is None:
+        raise ResultsError(f"table {spec['id']} sets a protocol, an image-only evaluation and a benchmark side by side; "
+                           f"{meta['name']} gave {sorted(reports)}: add the missing one to the table")
+    g = protocol[compared({"experiment": next(iter(reports.values()))["experiment"]}, spec)[0]]
+    points = pareto_points(g, image, bench)
+    h, w = bench["size"]
+    lines = _heading(spec, f"{w}x{h}, {bench['device']}, {bench['precision']} {bench.get('backend', 'eager')}, one "
+                           f"benchmark run; mIoU on the {g['snippets']} frames of {g['split']}/ that the protocol "
+                           f"scores, GSVNet's keyframes at x{g.get('key_scale', '?')}")
+    lines += ["| method | FPS | average mIoU % |", "|---|---:|---:|"]
+    lines += [f"| {p['name']} {p['label']} | {p['fps']:.1f} | {with_ci(p['miou'], p['ci'])} |" for p in points]
+    beaten = 0
+    lines += ["", "At each input scale of the keyframe net alone, the best GSVNet point at equal or higher FPS:", ""]
+    for alone in (p for p in points if p["name"] == "image-only"):
+        faster = [p for p in points if p["name"] == "GSVNet" and p["fps"] >= alone["fps"]]
+        best = max(faster, key=lambda p: p["miou"], default=None)
+        if best is None:
+            lines.append(f"- image-only {alone['label']} ({alone['fps']:.1f} FPS, {alone['miou']:.1f}): no GSVNet point "
+                         "is as fast")
+            continue
+        beaten += best["miou"] > alone["miou"]
+        lines.append(f"- image-only {alone['label']} ({alone['fps']:.1f} FPS, {alone['miou']:.1f}): GSVNet "
+                     f"{best['label']} ({best['fps']:.1f} FPS) scores {best['miou']:.1f}, "
+                     f"{best['miou'] - alone['miou']:+.2f}: " + ("beaten" if best["miou"] > alone["miou"] else
+                                                                  "not beaten"))
+    scales = sum(p["name"] == "image-only" for p in points)
+    return lines + ["", f"GSVNet beats the keyframe net alone at equal or higher FPS at {beaten} of its {scales} input "
+                        "scales.", ""]
+
+
 def flow_error_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
     """The flow net's end-point error: one line per experiment (no heading: a note under the table before it)."""
     lines = []
@@ -681,4 +729,5 @@ def tour_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
 LAYOUT_RENDERERS: dict[str, Callable[[dict, list], list[str]]] = {
     "image": image_layout, "intervals": intervals_layout, "keyframe-training": keyframe_training_layout,
     "ablation": ablation_layout, "flow-error": flow_error_layout, "schedules": schedules_layout,
-    "throughput": throughput_layout, "tour": tour_layout, "seeds": seeds_layout}
+    "throughput": throughput_layout, "tour": tour_layout, "seeds": seeds_layout,
+    "pareto": pareto_layout}

@@ -205,3 +205,16 @@ def test_a_scrubber_cell_runs_under_papermill_without_hanging(tmp_path):
                                    progress_bar=False, execution_timeout=120)
         outputs = done["cells"][0]["outputs"]
         assert [o["output_type"] for o in outputs] == ["display_data"]  # the widget box, nothing printed
+
+
+def test_what_a_child_process_writes_to_stderr_goes_to_the_log_not_the_cell(tmp_path, capfd):
+    import subprocess
+    import sys
+
+    from gsvlib.notebook import stderr_of_children_to
+
+    with stderr_of_children_to(tmp_path / "kernel.log"):
+        subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('start-up noise\\n')"], check=True)
+    print("after", file=sys.stderr)
+    assert (tmp_path / "kernel.log").read_text() == "start-up noise\n"
+    assert capfd.readouterr().err == "after\n"

@@ -471,3 +471,20 @@ def test_a_table_says_how_much_of_one_rows_lead_over_warping_each_other_row_keep
     tables.write_text(tables.read_text().replace('kept_of = "video"', 'kept_of = "nothing"'))
     with pytest.raises(Exception, match="which none of its results is"):
         write_tables(folder)
+
+
+def test_the_pareto_table_says_at_which_input_scales_gsvnet_is_both_faster_and_better(tmp_path):
+    folder = tmp_path / "results"
+    protocol = {v: {"span": [0.65, 1.0], "snippets": 14, "split": "val", "key_scale": 0.5, "intervals": {
+        l: {"avg": a, "min": a} for l, a in (("1", 70.0), ("2", 69.0), ("3", 68.0))}} for v in ("gsv", "warp")}
+    image = {"image": {s: {"miou": m, "ci": None} for s, m in (("0.5", 70.0), ("0.75", 67.5), ("1.0", 66.0))}}
+    bench = {"size": [360, 480], "device": "CPU", "precision": "fp32", "gsvnet": {
+        l: {"fps": f} for l, f in (("1", 15.0), ("2", 25.0), ("3", 40.0))}, "image_only": {
+        s: {"fps": f} for s, f in (("0.5", 19.0), ("0.75", 9.0), ("1.0", 4.0))}}
+    for name, report in (("held-out", protocol), ("held-out-image", image), ("360x480", bench)):
+        result(folder, "gsvnet", report, "pareto", "the committed weights", evaluation=name)
+    text, _, _ = write_tables(folder)
+    assert "| GSVNet l=3 | 40.0 | 68.0 |" in text and "| image-only x0.75 | 9.0 | 67.5 |" in text
+    assert "- image-only x0.5 (19.0 FPS, 70.0): GSVNet l=2 (25.0 FPS) scores 69.0, -1.00: not beaten" in text
+    assert "- image-only x0.75 (9.0 FPS, 67.5): GSVNet l=1 (15.0 FPS) scores 70.0, +2.50: beaten" in text
+    assert "at 2 of its 3 input scales" in text
