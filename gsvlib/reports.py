@@ -190,6 +190,17 @@ def seed_reports(meta: dict, reports: dict) -> list[dict]:
     return [seeds[k] for k in sorted(seeds)]
 
 
+def runs_by_seed(meta: dict, reports: dict) -> dict:
+    """Every run of a row's first evaluation by its training seed: the experiment's own result (under the seed it
+    trained with, "?" where unrecorded), then its repetitions (``gsv run --seeds``); a repetition under the own
+    result's seed is the same run again, and counts once."""
+    own = _first(reports)
+    runs = {((own.get("experiment") or {}).get("trained") or {}).get("seed", "?"): own}
+    for rep in seed_reports(meta, reports):
+        runs.setdefault(rep["experiment"]["seed"], rep)
+    return runs
+
+
 SEEDS_TEXT = ("{n} runs of the same experiment under seeds {seeds}, with the same keyframe net and starting points; "
               "mean, sample sd and range across them")
 
@@ -501,9 +512,9 @@ def ablation_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
 
 def kept_lines(spec: dict, rows: list[tuple[dict, dict]], base: str, against: str) -> list[str]:
     """How much of the lead of ``base`` over ``against`` that the table's ``kept_of`` experiment holds each other row
-    keeps, at l = 3 and 5, each lead the mean over a row's runs (its own and its seeds')."""
+    keeps, at l = 3 and 5, each lead the mean over a row's runs (:func:`runs_by_seed`)."""
     def leads(meta, reports):
-        runs = seed_reports(meta, reports) or [_first(reports)]
+        runs = runs_by_seed(meta, reports).values()
         return {l: statistics.mean(r[base]["intervals"][l]["avg"] - r[against]["intervals"][l]["avg"] for r in runs)
                 for l in ("3", "5")}
 
@@ -539,19 +550,16 @@ def seeds_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
               "|---|---:|---:|---:|---:|" + "---:|" * (len(targets) + 1)]
     every = []
     for meta, reports in rows:
-        own = _first(reports)
-        runs = [own, *seed_reports(meta, reports)]
-        base = compared(own, spec)[0]
-        for rep in runs:
-            seed = (rep.get("experiment") or {}).get("seed", ((rep.get("experiment") or {}).get("trained") or {})
-                                                      .get("seed", "?"))
+        runs = runs_by_seed(meta, reports)
+        base = compared(_first(reports), spec)[0]
+        for seed, rep in runs.items():
             iv = rep[base]["intervals"]
             cells = [str(seed), f"{iv['1']['avg']:.1f}", f"{iv['3']['avg']:.1f}", f"{iv['5']['avg']:.1f}"]
             for t in targets:
                 ci = target_interval(t, rep)
                 cells.append(f"{target_value(t, rep):+.1f}" + (f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""))
             lines.append(f"| {meta['row']} | " + " | ".join(cells) + f" | {targets_met(targets, rep)} |")
-        met = [i for i, t in enumerate(targets, 1) if all(target_met(t, rep) for rep in runs)]
+        met = [i for i, t in enumerate(targets, 1) if all(target_met(t, rep) for rep in runs.values())]
         every.append(f"- {meta['row']} ({len(runs)} run{'s' * (len(runs) > 1)}): "
                      + (", ".join(map(str, met)) if met else "none"))
     lines += ["", "Targets met by every seed of a recipe:", "", *every]
