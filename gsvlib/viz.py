@@ -284,12 +284,23 @@ def log_ticks(lo: float, hi: float, least: int = 3) -> list[float]:
     return sorted({float(f"{v:.4g}") for v in (lo, math.sqrt(lo * hi), hi)})
 
 
-def loss_curves(logs: dict[str, list[dict]]) -> go.Figure:
-    """The training loss of each run on a log axis whose tick labels read at any range of values (an empty log
-    gives an empty chart)."""
-    fig = line_chart({n: ([e["iteration"] for e in log], [e["loss"] for e in log]) for n, log in logs.items()},
-                     "Training loss", "iteration", "loss (log scale)", log_y=True, markers=False,
-                     style={n: dict(color=c, width=1.5) for c, n in zip(PALETTE, logs)})
+def trailing_mean(values: list[float], window: int) -> list[float]:
+    """The mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    sums = np.cumsum([0.0, *values])
+    return [(sums[i + 1] - sums[max(0, i + 1 - window)]) / min(i + 1, window) for i in range(len(values))]
+
+
+def loss_curves(logs: dict[str, list[dict]], window: int = 20) -> go.Figure:
+    """The training loss of each run, thin, and its trend (the mean of the last ``window`` iterations), thick, on a
+    log axis whose tick labels read at any range of values (an empty log gives an empty chart)."""
+    series, style = {}, {}
+    for color, (n, log) in zip(PALETTE, logs.items()):
+        x, y = [e["iteration"] for e in log], [e["loss"] for e in log]
+        series[n], style[n] = (x, y), dict(color=color, width=1)
+        series[f"{n}, mean of the last {window}"] = (x, trailing_mean(y, window))
+        style[f"{n}, mean of the last {window}"] = dict(color=color, width=3)
+    fig = line_chart(series, "Training loss (thin: each iteration; thick: the trend)", "iteration",
+                     "loss (log scale)", log_y=True, markers=False, style=style)
     losses = [e["loss"] for log in logs.values() for e in log if e["loss"] > 0]
     if losses:
         ticks = log_ticks(min(losses), max(losses))

@@ -190,3 +190,13 @@ def test_a_figure_replaces_only_a_png_the_kit_wrote(tmp_path, monkeypatch):
     assert not OWN_FILES["png"][0](tmp_path / "p.png")
     mark_png(tmp_path / "p.png")
     assert OWN_FILES["png"][0](tmp_path / "p.png") and np.array_equal(np.asarray(Image.open(tmp_path / "p.png")), picture)
+
+
+def test_the_loss_trend_is_the_mean_of_the_last_iterations_beside_each_raw_curve():
+    from gsvlib.viz import loss_curves, trailing_mean
+
+    assert trailing_mean([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    fig = loss_curves({"gsv": [{"iteration": i, "loss": l} for i, l in enumerate([0.8, 0.2, 0.6, 0.4], 1)]}, window=4)
+    raw, trend = fig.data
+    assert list(raw.y) == [0.8, 0.2, 0.6, 0.4] and list(trend.y) == pytest.approx([0.8, 0.5, 1.6 / 3, 0.5])
+    assert trend.line.color == raw.line.color and trend.line.width > raw.line.width
