@@ -75,11 +75,11 @@ def pipeline_panels(prev_rgb: np.ndarray, rgb: np.ndarray, step, truth: np.ndarr
         "frame t-1": Panel(prev_rgb), "frame t": Panel(rgb),
         "S_t-1 (previous)": seg_panel(prev_seg, (h, w), table),
         "m_t (flow at 1/8)": flow_panel(step.flow[0].permute(1, 2, 0).cpu().numpy(), factor=f),
-        "S^-_t (warped, eq. 1)": seg_panel(step.warped, (h, w), table),
+        "S⁻ₜ (warped, eq. 1)": seg_panel(step.warped, (h, w), table),
         "E_t (edge map)": Panel(upsample_nearest(gray(edge), f), np.char.mod("E %.3f", edge).astype(object)),
     }
     if step.intra is not None:
-        panels["f^i_t (intra-frame net)"] = seg_panel(step.intra, (h, w), table)
+        panels["fⁱₜ (intra-frame net)"] = seg_panel(step.intra, (h, w), table)
     panels["S_t (output, eq. 2)"] = seg_panel(step.seg, (h, w), table)
     panels["ground truth"] = label_panel(truth, table)
     return panels
