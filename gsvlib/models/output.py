@@ -106,7 +106,10 @@ def mixed_share(seg: torch.Tensor, size, align_corners: bool = False) -> float:
 def full_resolution_labels(seg: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
     """The paper's final step, the one output step of every path (eager, compiled, ONNX, evaluation): bilinear
     upsampling of the 1/8 logits (B, C, h, w) to ``size`` = (H, W) and argmax -> (B, H, W) labels in
-    :func:`label_dtype`, without the (B, C, H, W) scores on the CPU (see the module's docstring)."""
+    :func:`label_dtype`, without the (B, C, H, W) scores on the CPU (see the module's docstring). The 1/8 grid
+    covers the frame the nets saw: for a frame padded up to multiples of 32 (:class:`gsvlib.segmenter.VideoSegmenter`
+    pads a 360x480 CamVid frame to 384x480 at its bottom and right), pass the padded size and crop the labels back to
+    the frame's own, ``[..., :H, :W]``; upsampling straight to the unpadded size would stretch the grid over it."""
     size = (int(size[0]), int(size[1]))
     if seg.device.type != "cpu" or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
         return dense_labels(seg, size, align_corners)
