@@ -188,7 +188,11 @@ class TrainBatches(Dataset):
     def __len__(self) -> int:
         return self.cfg.iterations
 
-    def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def draw(self, iteration: int) -> dict:
+        """What batch ``iteration`` is made of, for the whole global batch: {"offset": the keyframe offset in sampled
+        frames, "indices": each sample's snippet (``dataset.items[i].name`` names it), "seeds": each sample's
+        augmentation seed, "steps": each sample's frame step}, in that order from the generator seeded by (seed,
+        iteration)."""
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + iteration)
         offset = int(torch.randint(min(1, self.max_offset), self.max_offset + 1, (1,), generator=g))
@@ -197,6 +201,12 @@ class TrainBatches(Dataset):
         # drawn last, and only when asked for: with step 1 the batches stay what they were
         steps = (torch.randint(1, cfg.max_frame_step + 1, (cfg.batch_size,), generator=g).tolist()
                  if cfg.max_frame_step > 1 else [1] * cfg.batch_size)
+        return {"offset": offset, "indices": indices, "seeds": seeds, "steps": steps}
+
+    def __getitem__(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        cfg = self.cfg
+        drawn = self.draw(iteration)
+        offset, indices, seeds, steps = drawn["offset"], drawn["indices"], drawn["seeds"], drawn["steps"]
         mine = range(self.ranks.rank, cfg.batch_size, self.ranks.world)
         frames, labels = _collate([self._augment(seeds[j], self._sample(indices[j], offset, steps[j])) for j in mine],
                                   STAGES[cfg.stage].targets)

@@ -59,6 +59,25 @@ def test_each_rank_builds_its_share_of_the_global_batch(tiny_synth):
         TrainBatches(data, cfg, Ranks(0, 3))
 
 
+def test_a_batch_says_which_snippets_offset_and_augmentation_seeds_it_drew(tiny_synth):
+    import random
+
+    from gsvlib.data import RandomScaleCropFlip
+    from gsvlib.train import _collate
+
+    cfg = config_for("gsv", root=str(tiny_synth), batch_size=3)
+    data = training_data(cfg)
+    batches = TrainBatches(data, cfg)
+    drawn = batches.draw(5)
+    assert drawn == batches.draw(5) != batches.draw(6) and len(drawn["indices"]) == len(drawn["seeds"]) == 3
+    frames, labels, offset = batches[5]
+    assert offset == drawn["offset"]
+    rebuilt = [RandomScaleCropFlip((cfg.scale_min, cfg.scale_max), cfg.crop, rng=random.Random(seed))(
+        data.sample(i, offset)) for i, seed in zip(drawn["indices"], drawn["seeds"])]
+    again, truth = _collate(rebuilt, "labels")
+    assert torch.equal(again, frames) and torch.equal(truth, labels)
+
+
 def test_two_processes_train_what_one_does_and_resume_on_one(tiny_synth, keyframe_run, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(args(tiny_synth, keyframe_run, one, 3)) == 0
