@@ -54,6 +54,11 @@ def policy_arg(text: str) -> KeyframePolicy:
 
 
 def cmd_info(args) -> None:
+    if args.layers:
+        from gsvlib.notebook import layer_page
+
+        print(layer_page(args.classes))
+        return
     print(f"gsvlib {__version__}, torch {torch.__version__}, {args.classes} classes\n")
     print("| part | parameters | paper (Table 2) |\n|---|---:|---|")
     seen = set()
@@ -317,8 +322,11 @@ def cmd_data_stills(args) -> None:
 
 def _info_parser(sub) -> None:
     info = sub.add_parser("info", help="parameters per part of GSVNet, compared with the paper",
-                          epilog="example: gsv info --classes 11")
+                          epilog="examples:\n  gsv info --classes 11\n  gsv info --layers > docs/layers.md",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     info.add_argument("--classes", type=int, default=19, help="number of classes (19 Cityscapes, 11 CamVid)")
+    info.add_argument("--layers", action="store_true", help="instead, every layer of every part with its settings "
+                                                            "(paddings, eps, slopes, pooling grids): docs/layers.md")
     info.set_defaults(func=cmd_info)
 
 

@@ -218,3 +218,13 @@ def test_what_a_child_process_writes_to_stderr_goes_to_the_log_not_the_cell(tmp_
     print("after", file=sys.stderr)
     assert (tmp_path / "kernel.log").read_text() == "start-up noise\n"
     assert capfd.readouterr().err == "after\n"
+
+
+def test_the_committed_layer_page_is_what_gsv_info_layers_writes(capsys):
+    from gsvlib.cli import main
+
+    assert main(["info", "--layers", "--classes", "11"]) == 0
+    page = capsys.readouterr().out
+    assert (ROOT / "docs" / "layers.md").read_text() == page
+    assert "| `spp` | pyramid pooling | | grids 1, 2, 4, 8 |" in page and "slope 0.1" in page
+    assert "| `backbone.maxpool` | max pool | | 3 | 2 | 1 | 1 | | |" in page
