@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # index with CPU wheels of torch 2.13.0 for your platform, go in PIP_ARGS.
 PIP_ARGS ?=
 
-.PHONY: install tour figures synthetic synthetic-stills test test-fast base-check browser clean camvid camvid-ablation \
+.PHONY: install notebook-filter tour figures synthetic synthetic-stills test test-fast base-check browser clean camvid camvid-ablation \
 	camvid-ablation-2000 camvid-keyframe camvid-stills
 
 install: $(STAMP)
@@ -15,7 +15,15 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check $(PIP_ARGS) -c constraints.txt -e ".[dev]"
+	$(MAKE) --no-print-directory notebook-filter
 	touch $(STAMP)
+
+# .gitattributes sends notebooks through nbstripout (cell ids kept) when git reads them, so outputs that JupyterLab
+# autosaves or papermill writes never show as a change; outside a git clone there is nothing to set up.
+notebook-filter:
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean "'$(abspath $(PY))' -m nbstripout --keep-id" && \
+	  git config filter.nbstripout.smudge cat && echo "git: notebooks are stripped of outputs (nbstripout)"; fi
 
 # The main job: `gsv run` over experiments/synthetic (run folders in runs/synthetic) and `gsv tables` over its results;
 # the result files, the page (results.md) and its plots go to runs/tour/report, so the tree stays clean.

@@ -228,3 +228,31 @@ def test_the_committed_layer_page_is_what_gsv_info_layers_writes(capsys):
     assert (ROOT / "docs" / "layers.md").read_text() == page
     assert "| `spp` | pyramid pooling | | grids 1, 2, 4, 8 |" in page and "slope 0.1" in page
     assert "| `backbone.maxpool` | max pool | | 3 | 2 | 1 | 1 | | |" in page
+
+
+@pytest.mark.skipif(shutil.which("git") is None or shutil.which("make") is None, reason="needs git and make")
+def test_outputs_saved_into_a_notebook_do_not_show_as_a_change_after_make_install(tmp_path):
+    """`make install` sets up the nbstripout filter that .gitattributes names: a notebook run and saved in place
+    (JupyterLab autosaves) is still the committed notebook to git."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("nbstripout")
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git clone")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    subprocess.run(["make", "-s", "-C", str(clone), "notebook-filter", f"PY={sys.executable}"], check=True,
+                   capture_output=True)
+    def status():
+        return subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True,
+                              check=True).stdout
+
+    subprocess.run(["git", "add", "--renormalize", "."], cwd=clone, check=True)  # read every file through the filter
+    assert status() == ""  # every committed notebook is what the filter makes of it
+    path = clone / "notebooks" / "05_training.ipynb"
+    book = json.loads(path.read_text())
+    cell = next(c for c in book["cells"] if c["cell_type"] == "code")
+    cell["outputs"], cell["execution_count"] = [{"output_type": "stream", "name": "stdout", "text": ["ran\n"]}], 3
+    path.write_text(json.dumps(book, indent=1))
+    assert status() == ""
