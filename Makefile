@@ -18,12 +18,18 @@ $(STAMP): pyproject.toml constraints.txt
 	$(MAKE) --no-print-directory notebook-filter
 	touch $(STAMP)
 
-# .gitattributes sends notebooks through nbstripout (cell ids kept) when git reads them, so outputs that JupyterLab
-# autosaves or papermill writes never show as a change; outside a git clone there is nothing to set up.
+# The numbered notebooks stay as committed when run: JupyterLab in this environment saves them without outputs (a
+# pre-save hook, gsvlib.notebook.strip_tracked_outputs), and .gitattributes sends every notebook through nbstripout
+# (cell ids kept) when git reads it, so no output is ever committed; outside a git clone there is no filter to set.
+KERNEL_DETAILS = $(addprefix metadata.language_info.,version codemirror_mode file_extension mimetype nbconvert_exporter \
+	pygments_lexer)  # what a kernel adds to a notebook's metadata when it runs it
 notebook-filter:
+	@mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	@echo '{"ContentsManager": {"pre_save_hook": "gsvlib.notebook.strip_tracked_outputs"}}' \
+	  > $(VENV)/etc/jupyter/jupyter_server_config.d/gsvkit.json
 	@if git rev-parse --git-dir >/dev/null 2>&1; then \
-	  git config filter.nbstripout.clean "'$(abspath $(PY))' -m nbstripout --keep-id" && \
-	  git config filter.nbstripout.smudge cat && echo "git: notebooks are stripped of outputs (nbstripout)"; fi
+	  git config filter.nbstripout.clean "'$(abspath $(PY))' -m nbstripout --keep-id --extra-keys '$(KERNEL_DETAILS)'" && \
+	  git config filter.nbstripout.smudge cat && echo "notebooks: saved and committed without outputs"; fi
 
 # The main job: `gsv run` over experiments/synthetic (run folders in runs/synthetic) and `gsv tables` over its results;
 # the result files, the page (results.md) and its plots go to runs/tour/report, so the tree stays clean.

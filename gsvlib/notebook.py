@@ -175,6 +175,31 @@ def stderr_of_children_to(path: str | Path):
             os.close(saved)
 
 
+TUTORIALS = Path(__file__).resolve().parent.parent / "notebooks"  # this clone's numbered notebooks, tracked by git
+
+
+def strip_tracked_outputs(model: dict, path: str, contents_manager, **kwargs) -> None:
+    """Jupyter's pre-save hook (`make install` configures it for this virtual environment): a numbered notebook of
+    this clone's notebooks/ is saved as it is committed, without outputs or execution counts, its notebook metadata
+    kept as the file on disk has it (JupyterLab would add the kernel's version), so that running the tutorials or
+    autosaving them never shows as a change. Any other notebook is saved untouched; save a copy elsewhere to keep
+    outputs."""
+    if model.get("type") != "notebook":
+        return
+    os_path = (Path(contents_manager.root_dir) / path).resolve()
+    if os_path.parent != TUTORIALS or not (os_path.name[:2].isdigit() and os_path.suffix == ".ipynb"):
+        return
+    book = model["content"]
+    for cell in book["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+        cell.get("metadata", {}).pop("execution", None)
+    if os_path.is_file():
+        import json
+
+        book["metadata"] = json.loads(os_path.read_text()).get("metadata", book["metadata"])
+
+
 def layer_table(module: torch.nn.Module) -> str:
     """Every conv and batch norm inside ``module``, in order, with the settings a re-implementation needs and
     ``m.stride`` / ``m.padding`` / ``m.eps`` hide: channels, kernel, stride, padding, dilation, groups, bias; a batch

@@ -231,11 +231,17 @@ def test_the_committed_layer_page_is_what_gsv_info_layers_writes(capsys):
 
 
 @pytest.mark.skipif(shutil.which("git") is None or shutil.which("make") is None, reason="needs git and make")
-def test_outputs_saved_into_a_notebook_do_not_show_as_a_change_after_make_install(tmp_path):
-    """`make install` sets up the nbstripout filter that .gitattributes names: a notebook run and saved in place
-    (JupyterLab autosaves) is still the committed notebook to git."""
+def test_running_the_notebooks_never_shows_as_a_change_after_make_install(tmp_path):
+    """`make install` sets up the nbstripout filter that .gitattributes names (every committed notebook is what the
+    filter makes of it; outputs saved into one never reach a diff or a commit) and Jupyter's pre-save hook, which
+    saves the numbered notebooks without outputs and with their committed metadata, and any other untouched."""
     import subprocess
     import sys
+    from types import SimpleNamespace
+
+    from traitlets.utils.importstring import import_item
+
+    from gsvlib.notebook import strip_tracked_outputs
 
     pytest.importorskip("nbstripout")
     if not (ROOT / ".git").exists():
@@ -244,15 +250,30 @@ def test_outputs_saved_into_a_notebook_do_not_show_as_a_change_after_make_instal
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     subprocess.run(["make", "-s", "-C", str(clone), "notebook-filter", f"PY={sys.executable}"], check=True,
                    capture_output=True)
-    def status():
-        return subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True,
-                              check=True).stdout
 
-    subprocess.run(["git", "add", "--renormalize", "."], cwd=clone, check=True)  # read every file through the filter
-    assert status() == ""  # every committed notebook is what the filter makes of it
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=clone, capture_output=True, text=True, check=True).stdout
+
+    git("add", "--renormalize", ".")  # read every file through the filter
+    assert git("status", "--porcelain") == ""  # every committed notebook is what the filter makes of it
     path = clone / "notebooks" / "05_training.ipynb"
-    book = json.loads(path.read_text())
-    cell = next(c for c in book["cells"] if c["cell_type"] == "code")
-    cell["outputs"], cell["execution_count"] = [{"output_type": "stream", "name": "stdout", "text": ["ran\n"]}], 3
-    path.write_text(json.dumps(book, indent=1))
-    assert status() == ""
+    committed = json.loads(path.read_text())
+    run = json.loads(path.read_text())
+    for cell in run["cells"]:
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [{"output_type": "stream", "name": "stdout", "text": "ran\n"}], 3
+    run["metadata"]["language_info"] = {"name": "python", "version": "3.11.2"}
+    path.write_text(json.dumps(run, indent=1))
+    assert git("diff", "--stat") == ""  # git reads it through the filter: no output reaches a diff
+    git("add", str(path))
+    assert git("status", "--porcelain") == ""  # nor a commit
+
+    config = json.loads((clone / ".venv/etc/jupyter/jupyter_server_config.d/gsvkit.json").read_text())
+    hook = import_item(config["ContentsManager"]["pre_save_hook"])
+    assert hook is strip_tracked_outputs
+    model = {"type": "notebook", "content": json.loads(json.dumps(run))}
+    hook(model=model, path="notebooks/05_training.ipynb", contents_manager=SimpleNamespace(root_dir=str(ROOT)))
+    assert model["content"] == committed  # as committed: no outputs, no counts, the file's metadata
+    mine = {"type": "notebook", "content": json.loads(json.dumps(run))}
+    hook(model=mine, path="05_training.ipynb", contents_manager=SimpleNamespace(root_dir=str(tmp_path)))
+    assert mine["content"] == run  # a notebook outside notebooks/: saved as it is
