@@ -230,6 +230,7 @@ def test_the_committed_layer_page_is_what_gsv_info_layers_writes(capsys):
     assert "| `backbone.maxpool` | max pool | | 3 | 2 | 1 | 1 | | |" in page
 
 
+@pytest.mark.slow  # a clone, and nbstripout started once per notebook: about a minute
 @pytest.mark.skipif(shutil.which("git") is None or shutil.which("make") is None, reason="needs git and make")
 def test_running_the_notebooks_never_shows_as_a_change_after_make_install(tmp_path):
     """`make install` sets up the nbstripout filter that .gitattributes names (every committed notebook is what the
