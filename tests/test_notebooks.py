@@ -278,3 +278,26 @@ def test_running_the_notebooks_never_shows_as_a_change_after_make_install(tmp_pa
     mine = {"type": "notebook", "content": json.loads(json.dumps(run))}
     hook(model=mine, path="05_training.ipynb", contents_manager=SimpleNamespace(root_dir=str(tmp_path)))
     assert mine["content"] == run  # a notebook outside notebooks/: saved as it is
+
+
+@pytest.mark.slow
+def test_notebook_06_sets_a_fresh_checkpoint_beside_the_committed_weights_each_column_named(tmp_path):
+    import papermill as pm
+
+    from gsvlib.config import config_for
+    from gsvlib.train import train
+
+    camvid, weights = Path(SMALL["camvid_root"]), Path(SMALL["camvid_weights"])
+    if not camvid.is_dir() or not weights.is_file():
+        pytest.skip(f"needs CamVid at {camvid} and the committed weights")
+    mine = train(config_for(recipe="camvid-gsv", root=str(camvid), init=str(weights), iterations=4, batch_size=2,
+                            out=str(tmp_path / "mine")), progress=False)["checkpoint"]
+    path = ROOT / "notebooks" / "06_evaluation.ipynb"
+    done = pm.execute_notebook(str(path), str(tmp_path / "06.ipynb"), kernel_name="python3", cwd=str(path.parent),
+                               progress_bar=False, execution_timeout=600,
+                               parameters=dict(synthetic=False, camvid_weights=str(mine), camvid_again=["held-out"],
+                                               camvid_page=False, camvid_bisenet=""))
+    shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in done["cells"]
+                    for o in c.get("outputs", []))
+    assert "| evaluation | score | your checkpoint (`checkpoint.pt`) | the committed weights (recorded) |" in shown
+    assert "| held-out | gsv l=3, average / minimum mIoU |" in shown and "results page" not in shown
