@@ -191,12 +191,14 @@ def seed_reports(meta: dict, reports: dict) -> list[dict]:
 
 
 def runs_by_seed(meta: dict, reports: dict) -> dict:
-    """Every run of a row's first evaluation by its training seed: the experiment's own result (under the seed it
-    trained with, "?" where unrecorded), then its repetitions (``gsv run --seeds``); a repetition under the own
-    result's seed is the same run again, and counts once."""
-    own = _first(reports)
-    runs = {((own.get("experiment") or {}).get("trained") or {}).get("seed", "?"): own}
-    for rep in seed_reports(meta, reports):
+    """Every run of a row's first evaluation by its training seed: the experiment's own result under the seed it
+    trained with, then its repetitions (``gsv run --seeds``); a repetition under the own result's seed is the same
+    run again, and counts once. An own result that records no seed (exported weights) stands alone, or not at all
+    where repetitions exist (it is one of them, or another draw: either way not a seed of its own)."""
+    own, repeated = _first(reports), seed_reports(meta, reports)
+    seed = ((own.get("experiment") or {}).get("trained") or {}).get("seed")
+    runs = {} if seed is None and repeated else {"?" if seed is None else seed: own}
+    for rep in repeated:
         runs.setdefault(rep["experiment"]["seed"], rep)
     return runs
 
@@ -210,11 +212,12 @@ def seed_line(meta: dict, reports: dict, ls: tuple[str, ...] = ("3", "5"), pream
     """One sentence on the spread across seeds of a protocol row: the baseline's average mIoU at ``ls`` and its
     margin over the propagation it is compared with (:func:`compared`; ``preamble``: led by what the runs are); ""
     when the row was not repeated."""
-    runs = seed_reports(meta, reports)
-    if not runs:
+    if not seed_reports(meta, reports):
         return ""
+    by_seed = runs_by_seed(meta, reports)
+    runs = list(by_seed.values())
     base, against = compared(runs[0], spec)
-    seeds = ", ".join(str(r["experiment"]["seed"]) for r in runs)
+    seeds = ", ".join(map(str, by_seed))
     title = PROPAGATIONS[base].title
     parts = [f"{title} l={l} avg {spread([r[base]['intervals'][l]['avg'] for r in runs])}" for l in ls
              if all(l in r[base]["intervals"] for r in runs)]

@@ -440,13 +440,17 @@ def test_the_stills_table_gives_every_recipe_and_seed_with_paired_intervals_and_
     always = report(70.0, (69.5, 68.5), (67.0, 65.0), [10] * 6, [8] * 6)  # GSVNet ahead on every frame
     mixed = report(70.0, (69.5, 68.5), (67.0, 65.0), [10, 10, 10, 6, 6, 6], [8] * 6)  # as large a lead, not every frame
     path = result(folder, "stills/stills", always, "stills", "stills in motion")
+    own = json.loads(path.read_text())
+    own["experiment"]["trained"] = {"seed": 0}  # the seed the experiment's own run trained with
+    path.write_text(json.dumps(own))
     seeded = json.loads(path.read_text())
     seeded.update(mixed)
     seeded["experiment"]["seed"] = 1
+    del seeded["experiment"]["trained"]
     path.with_name(path.stem + ".seed-1.json").write_text(json.dumps(seeded))
     text, _, _ = write_tables(folder)
     lines = [line for line in text.splitlines() if line.startswith("| stills in motion |")]
-    assert len(lines) == 2 and lines[0].startswith("| stills in motion | ? | 70.0 | 69.5 | 68.5 | -0.5 [")
+    assert len(lines) == 2 and lines[0].startswith("| stills in motion | 0 | 70.0 | 69.5 | 68.5 | -0.5 [")
     assert "| +2.5 [+23.5, +23.5] | +3.5 [+27.6, +27.6] | 1, 2, 3, 4 |" in lines[0]  # every frame 100 against 66.7
     assert lines[1].startswith("| stills in motion | 1 |")
     assert lines[1].endswith("| 1, 2 |")  # its leads over warp have intervals that reach below 0
