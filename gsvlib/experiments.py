@@ -32,6 +32,7 @@ An experiment file holds (every key but ``description`` optional)::
     table = "ablation"                # a table of tables.toml (in this folder or one above it)
     row = "the row's text (default: the description)"
     order = 3                         # the row's place in its table
+    # a result in several tables may take its row and place per table: row = { ablation = "...", stills = "..." }
 
 An experiment's name is its path under the ``experiments`` folder without ``.toml`` ("camvid/ablation/base");
 other experiments are named by their path relative to the file that names them ("../swiftnet"). Every path in the

@@ -110,9 +110,10 @@ def presented(path: Path, meta: dict, experiments: str | Path | None = None) -> 
         if table.get("layout") not in LAYOUT_RENDERERS:
             raise ResultsError(f"{table['source']}: table {table['id']}: layout must be one of "
                                f"{list(LAYOUT_RENDERERS)}, got {table.get('layout')!r}")
+        row, order = spec.get("row", exp.report.get("row", exp.description)), exp.report.get("order")
         joined.append({**meta, "description": exp.description, "legend": exp.legend, "table": table,
-                       "row": spec.get("row", exp.report.get("row", exp.description)),
-                       "order": exp.report.get("order"), "file": path})
+                       "row": row.get(table["id"], exp.description) if isinstance(row, dict) else row,
+                       "order": order.get(table["id"]) if isinstance(order, dict) else order, "file": path})
     return joined
 
 
@@ -515,19 +516,19 @@ def ablation_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
 
 def kept_lines(spec: dict, rows: list[tuple[dict, dict]], base: str, against: str) -> list[str]:
     """How much of the lead of ``base`` over ``against`` that the table's ``kept_of`` experiment holds each other row
-    keeps, at l = 3 and 5, each lead the mean over a row's runs (:func:`runs_by_seed`)."""
+    keeps, at l = 3 and 5, each lead the mean over a row's runs (:func:`runs_by_seed`); nothing where that experiment
+    has no result among the rows."""
     def leads(meta, reports):
         runs = runs_by_seed(meta, reports).values()
         return {l: statistics.mean(r[base]["intervals"][l]["avg"] - r[against]["intervals"][l]["avg"] for r in runs)
                 for l in ("3", "5")}
 
     reference = next(((m, r) for m, r in rows if m["name"] == spec["kept_of"]), None)
-    if reference is None:
-        raise ResultsError(f"{spec['source']}: table {spec['id']} measures its rows against experiment "
-                           f"{spec['kept_of']!r} (kept_of), which none of its results is")
+    if reference is None:  # rendered from results without it (a folder of one's own runs): nothing to measure against
+        return []
     ref = leads(*reference)
     other = PROPAGATIONS[against].title
-    lines = ["", f"Of {reference[0]['row']}'s lead over {other} (+{ref['3']:.2f} at l=3, +{ref['5']:.2f} at l=5, mean "
+    lines = ["", f"Of {reference[0]['row']}'s lead over {other} ({ref['3']:+.2f} at l=3, {ref['5']:+.2f} at l=5, mean "
                  "over its runs), each row keeps:", ""]
     for meta, reports in rows:
         if meta is reference[0]:

@@ -110,7 +110,8 @@ def test_seeds_repeat_an_experiment_beside_its_own_result_and_tables_show_the_sp
     assert main(["tables", "figures/synthetic"]) == 0
     table = (workdir / "figures/synthetic/results.md").read_text()
     assert table.count("| `short-adam` recipe |") == 1  # the seeds are no rows of their own
-    assert re.search(r"`short-adam` recipe, seeds 1, 2: GSVNet l=3 avg \d+\.\d sd \d+\.\d", table)
+    # the own run (seed 0, as it trained) and the two repetitions
+    assert re.search(r"`short-adam` recipe, seeds 0, 1, 2: GSVNet l=3 avg \d+\.\d sd \d+\.\d", table)
     (workdir / "figures/synthetic/gsv.json").unlink()
     assert main(["tables", "figures/synthetic"]) == 2
     assert "the experiment's own result is missing" in capsys.readouterr().err

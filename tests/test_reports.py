@@ -473,8 +473,8 @@ def test_a_table_says_how_much_of_one_rows_lead_over_warping_each_other_row_keep
     assert "Of video's lead over warp only (+2.00 at l=3, +4.00 at l=5, mean over its runs)" in text
     assert "- stills: 50 % at l=3 (+1.00), 75 % at l=5 (+3.00)" in text
     tables.write_text(tables.read_text().replace('kept_of = "video"', 'kept_of = "nothing"'))
-    with pytest.raises(Exception, match="which none of its results is"):
-        write_tables(folder)
+    text, _, _ = write_tables(folder)  # results without the reference: the rows alone
+    assert "each row keeps" not in text and "| stills |" in text
 
 
 def test_the_pareto_table_says_at_which_input_scales_gsvnet_is_both_faster_and_better(tmp_path):
