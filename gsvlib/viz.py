@@ -231,10 +231,11 @@ def miou_by_interval(results: dict, image_only: dict) -> go.Figure:
     return fig
 
 
-def accuracy_throughput(points: list[dict]) -> go.Figure:
+def accuracy_throughput(points: list[dict], log_x: bool = False) -> go.Figure:
     """Fig. 3-style curves: points {name, fps, miou, label, ci (optional: [lo, hi])} grouped by name; the curves'
     point labels go above and below their points in turn, so that labels of nearby points on neighbouring curves do
-    not overlap. A curve whose every point has an interval gets error bars."""
+    not overlap. A curve whose every point has an interval gets error bars. ``log_x``: FPS on a log axis, each tick
+    labelled in full (1, 2, 5 per decade)."""
     series, text, style, cis = {}, {}, {}, {}
     for p in points:
         x, y = series.setdefault(p["name"], ([], []))
@@ -251,6 +252,9 @@ def accuracy_throughput(points: list[dict]) -> go.Figure:
                      intervals=intervals)
     ys = [p["miou"] for p in points]
     fig.update_yaxes(range=[min(ys) - 2, max(ys) + 2])  # room for the labels above and below
+    if log_x:
+        ticks = log_ticks(min(p["fps"] for p in points), max(p["fps"] for p in points))
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
     return fig
 
 

@@ -200,3 +200,12 @@ def test_the_loss_trend_is_the_mean_of_the_last_iterations_beside_each_raw_curve
     raw, trend = fig.data
     assert list(raw.y) == [0.8, 0.2, 0.6, 0.4] and list(trend.y) == pytest.approx([0.8, 0.5, 1.6 / 3, 0.5])
     assert trend.line.color == raw.line.color and trend.line.width > raw.line.width
+
+
+def test_the_accuracy_throughput_plot_labels_every_log_tick_in_full():
+    from gsvlib.viz import accuracy_throughput
+
+    points = [{"name": "GSVNet", "fps": f, "miou": m, "label": f"l={l}"} for l, (f, m) in
+              enumerate(((0.6, 70.0), (4.0, 68.0), (43.0, 65.0)), 1)]
+    fig = accuracy_throughput(points, log_x=True)
+    assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.ticktext) == ["1", "2", "5", "10", "20"]
