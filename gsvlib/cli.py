@@ -27,6 +27,7 @@ from gsvlib.device import check_device
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
 from gsvlib.experiments import Runner, collect, plan_text
 from gsvlib.files import check_file_output, marked, refuse_overlap, shown, write_json_atomic
+from gsvlib.models.describe import layer_page
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
 from gsvlib.official import write_converted
@@ -55,8 +56,6 @@ def policy_arg(text: str) -> KeyframePolicy:
 
 def cmd_info(args) -> None:
     if args.layers:
-        from gsvlib.notebook import layer_page
-
         print(layer_page(args.classes))
         return
     print(f"gsvlib {__version__}, torch {torch.__version__}, {args.classes} classes\n")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,9 +164,6 @@ def stderr_of_children_to(path: str | Path):
     """Processes started inside the block (the kernels papermill starts) write their standard error to ``path``,
     not into the cell: a kernel's start-up log lines (e.g. "Kernel is running over TCP without encryption") would
     show as red boxes. A failing cell still raises in this process, with its traceback."""
-    import os
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     with open(path, "ab") as log:
@@ -195,56 +195,4 @@ def strip_tracked_outputs(model: dict, path: str, contents_manager, **kwargs) ->
             cell["outputs"], cell["execution_count"] = [], None
         cell.get("metadata", {}).pop("execution", None)
     if os_path.is_file():
-        import json
-
         book["metadata"] = json.loads(os_path.read_text()).get("metadata", book["metadata"])
-
-
-def layer_table(module: torch.nn.Module) -> str:
-    """Every conv and batch norm inside ``module``, in order, with the settings a re-implementation needs and
-    ``m.stride`` / ``m.padding`` / ``m.eps`` hide: channels, kernel, stride, padding, dilation, groups, bias; a batch
-    norm's eps and momentum. A markdown table for ``display(Markdown(...))``."""
-    rows = ["| layer | kind | in -> out | kernel | stride | padding | dilation | groups | bias / eps, momentum |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for name, m in module.named_modules():
-        if isinstance(m, torch.nn.Conv2d):
-            rows.append(f"| `{name}` | conv | {m.in_channels} -> {m.out_channels} | {_pair(m.kernel_size)} | "
-                        f"{_pair(m.stride)} | {_pair(m.padding)} | {_pair(m.dilation)} | {m.groups} | "
-                        f"{'bias' if m.bias is not None else 'no bias'} |")
-        elif isinstance(m, torch.nn.BatchNorm2d):
-            rows.append(f"| `{name}` | batch norm | {m.num_features} | | | | | | eps {m.eps:g}, momentum {m.momentum:g} |")
-        elif isinstance(m, torch.nn.LeakyReLU):
-            rows.append(f"| `{name}` | leaky ReLU | | | | | | | slope {m.negative_slope:g} |")
-        elif isinstance(m, torch.nn.MaxPool2d):
-            rows.append(f"| `{name}` | max pool | | {_pair(m.kernel_size)} | {_pair(m.stride)} | {_pair(m.padding)} | "
-                        f"{_pair(m.dilation)} | | |")
-        elif isinstance(m, torch.nn.AdaptiveAvgPool2d):
-            rows.append(f"| `{name}` | average pool | | to {_pair(m.output_size)} | | | | | |")
-        elif hasattr(m, "grids"):  # a pyramid pooling module: its grids are not layers
-            rows.append(f"| `{name}` | pyramid pooling | | grids {', '.join(map(str, m.grids))} | | | | | "
-                        "cells per grid: g along the shorter side, g x aspect along the other |")
-    return "\n".join(rows)
-
-
-def layer_page(num_classes: int = 11) -> str:
-    """Every part of GSVNet as :func:`layer_table`s, one section per keyframe net, flow net and the correction (the
-    CamVid configuration by default): docs/layers.md, which `gsv info --layers` prints."""
-    from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS
-
-    lines = ["# GSVNet's layers, part by part", "",
-             f"Written by `gsv info --layers --classes {num_classes}`: each conv, batch norm, leaky ReLU and pooling "
-             "with the settings a re-implementation needs, in the order the modules are registered (plain ReLUs "
-             "are not listed). The notebooks build each part from these.", ""]
-    parts = [(f"keyframe net N: {name}", GSVNet(num_classes=num_classes, keyframe_net=name).keyframe_net)
-             for name in KEYFRAME_NETS]
-    parts += [(f"flow net O: {name}", GSVNet(num_classes=num_classes, flow_net=name).flow_net) for name in FLOW_NETS]
-    parts.append(("correction: the GSV conv (intra_net: φ; guiding_net: G)", GSVNet(num_classes=num_classes).correction))
-    for title, module in parts:
-        lines += [f"## {title}", "", layer_table(module), ""]
-    return "\n".join(lines)
-
-
-def _pair(v) -> str:
-    """(3, 3) -> "3", (1, 2) -> "1x2": a square setting written once."""
-    v = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    return str(v[0]) if len(set(v)) == 1 else "x".join(map(str, v))

@@ -81,7 +81,7 @@ def test_a_parameter_of_the_wrong_type_is_refused_naming_it():
 def test_the_layer_table_gives_each_conv_and_batch_norm_its_settings():
     import torch.nn as nn
 
-    from gsvlib.notebook import layer_table
+    from gsvlib.models.describe import layer_table
 
     net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=2, dilation=2, bias=False), nn.BatchNorm2d(8, eps=1e-3),
                         nn.ReLU(), nn.Conv2d(8, 2, (1, 3), padding=(0, 1)))
