@@ -97,9 +97,9 @@ camvid-ablation: $(STAMP)
 	$(RUN) experiments/camvid/ablation
 	$(TABLES)
 
-# The propagation learned from CamVid train/'s stills set in motion (experiments/camvid/stills: alone, with and without
-# distillation; with the 15 Hz frames, distilled), each under seeds 0, 1 and 2 from the committed keyframe net
-# (about 18 min per run on 2 cores).
+# The propagation learned from CamVid train/'s stills set in motion (experiments/camvid/stills: alone or with the 15 Hz
+# frames, with and without distillation), each under seeds 0, 1 and 2 from the committed keyframe net (about 18 min
+# per run on 2 cores).
 camvid-stills: $(STAMP)
 	$(RUN) experiments/camvid/stills --use camvid/swiftnet=weights/camvid_swiftnet_gsvnet.pt
 	$(RUN) experiments/camvid/stills --seeds 1 2 --use camvid/swiftnet=weights/camvid_swiftnet_gsvnet.pt
