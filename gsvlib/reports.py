@@ -590,13 +590,13 @@ def pareto_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
     """GSVNet by l against the keyframe net alone by input scale, each point's mIoU on the same frames and its FPS
     from one benchmark run (:func:`pareto_points`); per scale, whether GSVNet at equal or higher FPS scores higher."""
     meta, reports = rows[0]
-    protocol = _protocol_of(reports)
+    result = next((r for r in reports.values() if _protocol_of({"": r})), None)
     image = next((r["image"] for r in reports.values() if "image" in r), None)
     bench = next((r for r in reports.values() if "gsvnet" in r), None)
-    if not protocol or image is None or bench is None:
+    if result is None or image is None or bench is None:
         raise ResultsError(f"table {spec['id']} sets a protocol, an image-only evaluation and a benchmark side by side; "
                            f"{meta['name']} gave {sorted(reports)}: add the missing one to the table")
-    g = protocol[compared({"experiment": next(iter(reports.values()))["experiment"]}, spec)[0]]
+    g = result[compared(result, spec)[0]]
     points = pareto_points(g, image, bench)
     h, w = bench["size"]
     lines = _heading(spec, f"{w}x{h}, {bench['device']}, {bench['precision']} {bench.get('backend', 'eager')}, one "
