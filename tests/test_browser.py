@@ -113,13 +113,25 @@ def _move_slider(page, slider, presses: int = 4) -> list[float]:
     maximum = int(handle.get_attribute("aria-valuemax").split(".")[0])
     seconds = []
     for _ in range(presses):
-        value = int(slider.locator(".widget-readout").inner_text())
+        value = int(_readout(page, slider))
         page.wait_for_timeout(300)  # the last redraw settles
         before = figure.screenshot()
         handle.focus()
         page.keyboard.press("ArrowLeft" if value >= maximum else "ArrowRight")
         seconds.append(_until_changed(figure, before))
     return seconds
+
+
+def _readout(page, slider) -> str:
+    """The slider's value as its readout shows it, once the widget has drawn it (a slider of a cell that ran last can
+    still be empty for a moment on a busy machine)."""
+    readout = slider.locator(".widget-readout")
+    for _ in range(CHANGE_TIMEOUT_S * 10):
+        text = readout.inner_text().strip()
+        if text:
+            return text
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the slider's readout stayed empty for {CHANGE_TIMEOUT_S} s")
 
 
 def _drag_follows(page, slider) -> None:
