@@ -79,9 +79,8 @@ def depth_proxy(label: np.ndarray, table: LabelTable, height: float = 1.5, fov: 
     depth = np.empty((h, w))
     contact = np.full(w, plane[-1])  # walking up each column: the ground depth where the current object stands
     for row in range(h - 1, -1, -1):
-        on_ground = ground[row]
-        contact = np.where(on_ground, plane[row], contact)
-        depth[row] = np.where(on_ground, plane[row], contact)
+        contact = np.where(ground[row], plane[row], contact)
+        depth[row] = contact
     depth[sky] = FAR
     return np.minimum(depth, FAR)
 
@@ -115,6 +114,16 @@ def _project(points: np.ndarray, rot: np.ndarray, shift: np.ndarray, f: float, w
     return np.stack([f * cam[:, 0] / safe + (w - 1) / 2, f * cam[:, 1] / safe + (h - 1) / 2], 1), z
 
 
+def _pixels(xy: np.ndarray) -> np.ndarray:
+    """(N, 2) projected coordinates rounded to pixels; a point behind the camera (NaN) lands off the image."""
+    return np.round(np.nan_to_num(xy, nan=-1.0)).astype(np.int64)
+
+
+def _on_image(px: np.ndarray, w: int, h: int) -> np.ndarray:
+    """(N,) whether each pixel (N, 2) x, y lies on a ``w`` x ``h`` image."""
+    return (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h)
+
+
 def render_clip(image: np.ndarray, label: np.ndarray, depth: np.ndarray, motion: Motion = Motion(),
                 seed: int = 0, flow: bool = True) -> dict:
     """The still ``image`` (H, W, 3) uint8 with labels ``label`` (H, W) and depth ``depth`` (H, W, metres) set in
@@ -135,8 +144,8 @@ def render_clip(image: np.ndarray, label: np.ndarray, depth: np.ndarray, motion:
     frames, labels, seen, owners = [], [], [], []
     for rot, shift in path:
         xy, zt = _project(points, rot, shift, f, w, h)
-        px = np.round(np.nan_to_num(xy, nan=-1.0)).astype(np.int64)  # behind the camera: off the image
-        inside = (px[:, 0] >= 0) & (px[:, 0] < w) & (px[:, 1] >= 0) & (px[:, 1] < h) & (zt > 1e-3)
+        px = _pixels(xy)
+        inside = _on_image(px, w, h) & (zt > 1e-3)
         index = np.flatnonzero(inside)
         index = index[np.argsort(-zt[index], kind="stable")]  # far first: the nearest point written last wins
         owner = np.full(h * w, -1, np.int64)
@@ -168,8 +177,8 @@ def _motion(points: np.ndarray, owner: np.ndarray, owner_to: np.ndarray, pose_to
     here = np.stack([np.arange(h * w) % w, np.arange(h * w) // w], 1).astype(np.float64)  # (H*W, 2) x, y
     there, _ = _project(points[np.where(hit, owner, 0)], *pose_to, f, w, h)
     move = np.where(hit[:, None] & np.isfinite(there), there - here, 0.0)
-    target = np.round(np.nan_to_num(there, nan=-1.0)).astype(np.int64)
-    inside = hit & (target[:, 0] >= 0) & (target[:, 0] < w) & (target[:, 1] >= 0) & (target[:, 1] < h)
+    target = _pixels(there)
+    inside = hit & _on_image(target, w, h)
     same = np.zeros(h * w, bool)
     same[inside] = owner_to[target[inside, 1] * w + target[inside, 0]] == owner[inside]
     return move.T.reshape(2, h, w).astype(np.float32), same.reshape(h, w)
@@ -205,19 +214,21 @@ class StillsInMotion(SnippetDataset):
     def map_labels(self, raw: np.ndarray, path: Path) -> np.ndarray:
         return self.base.map_labels(raw, path)
 
-    def render(self, index: int, flow: bool = True) -> dict:
-        """Still ``index`` set in motion: :func:`render_clip` of its labelled frame, ``max_offset + 1`` frames."""
-        still = self.base.sample(index, 0)  # the labelled frame and its label, read and checked by the base
+    def render(self, index: int, flow: bool = True, still: dict | None = None) -> dict:
+        """Still ``index`` set in motion: :func:`render_clip` of its labelled frame, ``max_offset + 1`` frames
+        (``still``: the base's sample of it, where already read)."""
+        still = self.base.sample(index, 0) if still is None else still  # the labelled frame, read and checked
         image = still["frames"][0].permute(1, 2, 0).mul(255).round().byte().numpy()  # (H, W, 3) uint8, as read
         label = still["label"].numpy().astype(np.uint8)
         seed = int(np.random.SeedSequence((self.seed, index)).generate_state(1)[0])
         depth = depth_proxy(label, self.table, self.motion.height, self.motion.fov)
         return render_clip(image, label, depth, self.motion, seed, flow=flow)
 
-    def clip(self, index: int) -> np.ndarray:
-        """(max_offset + 1, H, W, 3) uint8: the frames of still ``index`` set in motion, the still last."""
+    def clip(self, index: int, still: dict | None = None) -> np.ndarray:
+        """(max_offset + 1, H, W, 3) uint8: the frames of still ``index`` set in motion, the still last (``still``:
+        the base's sample of it, where already read)."""
         if index not in self._clips:
-            frames = self.render(index, flow=False)["frames"]
+            frames = self.render(index, flow=False, still=still)["frames"]
             if frames.nbytes * (len(self._clips) + 1) > self.cache_bytes:
                 return frames
             self._clips[index] = frames
@@ -226,11 +237,11 @@ class StillsInMotion(SnippetDataset):
     def sample(self, index: int, offset: int) -> dict:
         if not 0 <= offset <= self.max_offset:
             raise ValueError(f"offset must be in 0..{self.max_offset} (the clips' frames before the still), got {offset}")
-        still = self.base.sample(index, 0)
-        still = {**still, "name": f"{still['name']} (set in motion)", "offset": offset}
+        read = self.base.sample(index, 0)
+        still = {**read, "name": f"{read['name']} (set in motion)", "offset": offset}
         if offset == 0:
             return still
-        return {**still, "frames": frames_to_tensor(list(self.clip(index)[-offset - 1:]))}
+        return {**still, "frames": frames_to_tensor(list(self.clip(index, read)[-offset - 1:]))}
 
 
 class WithStills(SnippetDataset):
