@@ -12,6 +12,7 @@ import importlib.metadata
 import os
 import platform
 import statistics
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from gsvlib.config import interval_arg, parse_size, setting
+from gsvlib.data.labels import LabelTable
 from gsvlib.data.synthetic import render_snippet
 from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
@@ -30,8 +32,9 @@ from gsvlib.models.output import dense_labels, full_resolution_labels, mixed_sha
 from gsvlib.models.warp import warp
 from gsvlib.progress import progress_bar
 from gsvlib.segmenter import RUNTIMES, VideoSegmenter, padded_size
+from gsvlib.video import read_frames, segment_video
 
-BACKENDS = tuple(RUNTIMES)  # eager, compiled, cuda-graphs, onnx
+BACKENDS = tuple(RUNTIMES)  # eager, compiled, cuda-graphs, onnx, onnx-int8
 
 
 @dataclass
@@ -48,7 +51,8 @@ class BenchConfig:
     backend: tuple[str, ...] = setting(("eager",), "eager PyTorch; compiled: torch.compile of the keyframe path and "
                                        "the non-keyframe path (compiled in the warm-up: about a minute on a CPU); "
                                        "cuda-graphs: compiled and captured as CUDA graphs (CUDA); onnx: exported and "
-                                       "run by ONNX Runtime (the onnx extra). Several: the full benchmark of each, "
+                                       "run by ONNX Runtime (the onnx extra); onnx-int8: the same with the keyframe "
+                                       "graph quantized to int8 (calibrated on synthetic frames). Several: the full benchmark of each, "
                                        "one table",
                                        choices=lambda: list(BACKENDS))
     precision: tuple[str, ...] = setting(("fp32",), "fp32, fp16 (CUDA) or bf16 autocast; several: one table over "
@@ -64,6 +68,10 @@ class BenchConfig:
     classes: int = setting(19, "classes without --checkpoint")
     json: str | None = setting(None, "write the full benchmark (l = --intervals, image-only at --image-scales) here",
                                path=True)
+    end_to_end: str | None = setting(None, "a video file or folder of frames: time gsv segment's path on it (to a "
+                                     "folder of PNGs and to .mp4, at --interval) beside the model alone on the same "
+                                     "frames, in one run; --size is the video's own", path=True, metavar="VIDEO")
+    max_frames: int = setting(60, "--end-to-end: the frames of VIDEO timed, from its start")
 
     def __post_init__(self):
         for name in ("size", "intervals", "image_scales", "backend", "precision"):
@@ -85,6 +93,8 @@ class BenchConfig:
             raise ValueError(f"key_scale and image_scales must lie in (0, 2], got {scales}")
         if self.intervals_timed < 1:
             raise ValueError(f"intervals_timed must be >= 1 (the timed keyframe intervals), got {self.intervals_timed}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1 (the frames of --end-to-end's video), got {self.max_frames}")
         if self.threads < 0 or self.classes < 2:
             raise ValueError(f"threads must be >= 0 and classes >= 2, got {self.threads} and {self.classes}")
 
@@ -343,18 +353,94 @@ def bench_matrix(model: GSVNet, cfg: BenchConfig, progress: bool = True, done: C
     other: {"environment", "runs": [benchmark reports], "skipped": [{"backend", "precision", "reason"}]}.
     ``done(report)`` is called with the report so far after each run (``gsv bench --json`` writes it: a run stopped
     by a time limit keeps what it measured)."""
+    pairs, skipped = pairs_to_run(cfg)
+    report = {"environment": environment(cfg.device), "runs": [], "skipped": skipped}
+    for backend, precision in pairs:
+        report["runs"].append(benchmark(model, cfg, backend, precision, progress))
+        if done is not None:
+            done(report)
+    return report
+
+
+def pairs_to_run(cfg: BenchConfig) -> tuple[list[tuple[str, str]], list[dict]]:
+    """The backend x precision pairs of ``cfg`` that can run on its device, and those that cannot, with the reason; an
+    error when none can."""
     reasons = {(b, p): RUNTIMES[b].unsupported(p, cfg.device) for b in cfg.backend for p in cfg.precision}
     skipped = [{"backend": b, "precision": p, "reason": why} for (b, p), why in reasons.items() if why]
     if len(skipped) == len(reasons):
         raise ValueError("none of the backend/precision pairs can run here: " +
                          "; ".join(f"{s['backend']} {s['precision']}: {s['reason']}" for s in skipped))
-    report = {"environment": environment(cfg.device), "runs": [], "skipped": skipped}
-    for (backend, precision), why in reasons.items():
-        if not why:
-            report["runs"].append(benchmark(model, cfg, backend, precision, progress))
-            if done is not None:
-                done(report)
+    return [pair for pair, why in reasons.items() if not why], skipped
+
+
+END_TO_END_OUTPUTS = ("folder", ".mp4")  # where gsv segment's path writes in the end-to-end benchmark
+
+
+def _model_only(seg: VideoSegmenter, frames: list, progress: bool, label: str) -> float:
+    """FPS of ``seg`` on ``frames`` held in memory: what gsv segment's model stage does per frame (a tensor from the
+    array, the step, the labels as an array), and nothing else."""
+    seg.reset()
+    ms = []
+    for frame in progress_bar(frames, desc=f"timing {label}, the model alone", disable=not progress, unit="frame"):
+        t0 = time.perf_counter()
+        seg.step(torch.tensor(frame).permute(2, 0, 1), labels=True).labels[0].cpu().numpy()
+        ms.append((time.perf_counter() - t0) * 1000)
+    return 1000 * len(ms) / sum(ms)
+
+
+def end_to_end(model: GSVNet, video: str | Path, table: LabelTable, cfg: BenchConfig, progress: bool = True,
+               done: Callable | None = None) -> dict:
+    """gsv segment's whole path on the first ``cfg.max_frames`` frames of ``video`` (decode, model, overlay,
+    encode; to a temporary folder of PNGs and a temporary .mp4) timed beside the model alone on the same frames,
+    held in memory, for each backend x precision of ``cfg`` that runs here, one after the other in one process.
+    Each pair warms up on one keyframe interval first (where compiled and onnx runtimes compile or export). Returns
+    {"environment", "video", "frames", "size", "interval", "rows": [...], "skipped": [...]}; each row has the
+    backend, precision, output ("model only" or an output of END_TO_END_OUTPUTS), its FPS, its share of the model
+    alone's FPS, and for the outputs the stage times (:data:`gsvlib.video.STAGES`) and what bounds them.
+    ``done(report)`` is called after each pair."""
+    frames = [f for _, f in zip(range(cfg.max_frames), read_frames(video)[0])]
+    pairs, skipped = pairs_to_run(cfg)
+    report = {"environment": environment(cfg.device), "video": str(video), "frames": len(frames),
+              "size": list(frames[0].shape[:2]), "interval": cfg.interval, "rows": [], "skipped": skipped}
+    for backend, precision in pairs:
+        seg = VideoSegmenter(model, cfg.interval, cfg.key_scale, cfg.device, PRECISIONS[precision], runtime=backend)
+        label = f"{backend} {precision} l={cfg.interval}"
+        _model_only(seg, frames[:cfg.interval], False, label)  # the warm-up
+        alone = _model_only(seg, frames, progress, label)
+        row = {"backend": backend, "precision": precision, "key_scale": seg.key_scale}
+        report["rows"].append({**row, "output": "model only", "fps": round(alone, 2), "share": 1.0})
+        with tempfile.TemporaryDirectory(prefix="gsvkit-end-to-end-") as tmp:
+            for output in END_TO_END_OUTPUTS:
+                out = Path(tmp) / ("overlays" if output == "folder" else f"overlays{output}")
+                s = segment_video(seg, video, out, table, max_frames=cfg.max_frames, progress=progress)
+                report["rows"].append({**row, "output": output, "fps": s["fps_end_to_end"],
+                                       "share": round(s["fps_end_to_end"] / alone, 3), "model_fps": s["fps"],
+                                       "stage_ms": s["stage_ms"], "bound_by": s["bound_by"]})
+        if done is not None:
+            done(report)
     return report
+
+
+def end_to_end_table(r: dict) -> list[str]:
+    """Markdown lines of an :func:`end_to_end` report: per backend, precision and output, the end-to-end FPS, its share
+    of the model alone's, and each stage's ms per frame."""
+    env = r["environment"]
+    lines = [f"{r['frames']} frames of {Path(r['video']).name}, {r['size'][1]}x{r['size'][0]}, l={r['interval']}, "
+             f"{env['device']}, torch {env['torch']}" + (f", onnxruntime {env['onnxruntime']}" if env["onnxruntime"]
+                                                           else "") + ". Stage times are ms per frame; decoding and "
+             "overlay + encoding run in threads of their own beside the model.", "",
+             "| backend | precision | output | FPS | of the model alone | model ms | decode ms | overlay ms | encode ms "
+             "| model waited (in / out) ms | bound by |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for row in r["rows"]:
+        ms = row.get("stage_ms")
+        stages = (f"{1000 / row['model_fps']:.1f} | {ms['decode']:.1f} | {ms['overlay']:.1f} | {ms['encode']:.1f} | "
+                  f"{ms['wait_input']:.1f} / {ms['wait_output']:.1f} | {row['bound_by']}") if ms else \
+            f"{1000 / row['fps']:.1f} | - | - | - | - | -"
+        lines.append(f"| {row['backend']} | {row['precision']} | {row['output']} | {row['fps']:.1f} | "
+                     f"{row['share']:.0%} | {stages} |")
+    for s in r["skipped"]:
+        lines.append(f"\nNot run: {s['backend']} {s['precision']} ({s['reason']}).")
+    return lines
 
 
 def matrix_table(m: dict) -> list[str]:

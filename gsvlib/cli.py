@@ -14,15 +14,15 @@ from pathlib import Path
 import torch
 
 from gsvlib import __version__
-from gsvlib.bench import (BenchConfig, average_flops, bench_matrix, benchmark, busy_warning, flops_per_frame,
-                          matrix_table, part_timings, throughput_table, time_stream)
+from gsvlib.bench import (BenchConfig, average_flops, bench_matrix, benchmark, busy_warning, end_to_end,
+                          end_to_end_table, flops_per_frame, matrix_table, part_timings, throughput_table, time_stream)
 from gsvlib.checkpoint import export_weights, load_model, read_metrics, require_trained
 from gsvlib.config import (add_options, add_train_options, check_starting_point, config_from_options, given_options,
                            interval_arg, parse_size, seed_arg)
 from gsvlib.data import DATASETS, open_dataset
 from gsvlib.data.stills import Motion, StillsInMotion, write_clips
 from gsvlib.data.synthetic import SynthConfig, generate
-from gsvlib.deploy import OnnxRuntime, export_onnx
+from gsvlib.deploy import OnnxRuntime, calibration_frames, export_onnx
 from gsvlib.device import check_device
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
 from gsvlib.experiments import Runner, collect, plan_text
@@ -32,10 +32,10 @@ from gsvlib.models.gsvnet import FLOW_NETS, KEYFRAME_NETS, GSVNet
 from gsvlib.models.layers import channels_last
 from gsvlib.official import write_converted
 from gsvlib.reports import schedule_markdown, write_tables
-from gsvlib.segmenter import PAPER, PROPAGATIONS, SIGNALS, KeyframePolicy, VideoSegmenter
+from gsvlib.segmenter import PAPER, PROPAGATIONS, RUNTIMES, SIGNALS, KeyframePolicy, VideoSegmenter
 from gsvlib.tour import EXPERIMENTS, QUICK, TourConfig, run_tour
 from gsvlib.train import loading_rate, train
-from gsvlib.video import segment_video
+from gsvlib.video import describe_stages, segment_video
 
 PAPER_PARAMS = {  # Table 2 lists parameters in bytes (47.2M = 11.8M fp32 values); converted here to counts
     "keyframe net N (swiftnet)": "11.8M (47.2 MB)",
@@ -74,13 +74,15 @@ def cmd_info(args) -> None:
                 print(f"| {key} | {size} | {paper} |")
 
 
-def _model(cfg: BenchConfig):
-    """The model of ``cfg.checkpoint``, or a randomly initialised one (timing does not depend on the weights)."""
+def _model(cfg: BenchConfig) -> tuple[GSVNet, str | None]:
+    """The model of ``cfg.checkpoint`` and its dataset, or a randomly initialised one (timing does not depend on the
+    weights) and None."""
     device = check_device(cfg.device)
     if cfg.checkpoint:
-        return load_model(cfg.checkpoint, device)[0]
+        model, ckpt = load_model(cfg.checkpoint, device)
+        return model, ckpt.get("dataset")
     torch.manual_seed(0)
-    return GSVNet(num_classes=cfg.classes, keyframe_net=cfg.keyframe_net, flow_net=cfg.flow_net).to(device)
+    return GSVNet(num_classes=cfg.classes, keyframe_net=cfg.keyframe_net, flow_net=cfg.flow_net).to(device), None
 
 
 def cmd_bench(args) -> None:
@@ -90,9 +92,14 @@ def cmd_bench(args) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     busy_warning(cfg.device)
-    model = channels_last(_model(cfg)) if cfg.channels_last else _model(cfg)
+    model, dataset = _model(cfg)
+    model = channels_last(model) if cfg.channels_last else model
     h, w = cfg.size
-    if len(cfg.backend) * len(cfg.precision) > 1:
+    if cfg.end_to_end:
+        report = end_to_end(model, cfg.end_to_end, DATASETS[dataset or "cityscapes"].table, cfg,
+                            done=(lambda r: write_json_atomic(cfg.json, marked(r))) if cfg.json else None)
+        print("\n".join(end_to_end_table(report)))
+    elif len(cfg.backend) * len(cfg.precision) > 1:
         report = bench_matrix(model, cfg, done=(lambda r: write_json_atomic(cfg.json, marked(r))) if cfg.json else None)
         print("\n".join(matrix_table(report)))
     elif cfg.json:
@@ -196,10 +203,18 @@ def cmd_export_onnx(args) -> None:
     require_trained(ckpt, args.checkpoint, ("keyframe_net", *PROPAGATIONS[args.propagation].uses),
                     f"gsv export-onnx --propagation {args.propagation}")
     key_scale = model.config.key_scale if args.key_scale is None else args.key_scale
-    meta = export_onnx(model, args.out, args.size, key_scale, args.propagation, ckpt.get("dataset"))
-    print(f"{args.out}: keyframe.onnx, propagation.onnx, labels.onnx for {meta['size'][0]}x{meta['size'][1]} frames "
-          f"(opset {meta['opset']}, keyframes at x{key_scale:g}, checked); run them with `gsv segment --onnx "
-          f"{args.out}` or VideoSegmenter(OnnxRuntime(folder))")
+    calibration, source = None, None
+    if args.int8:
+        dataset, _, root = args.int8.partition("=")
+        if not root:
+            raise ValueError(f"--int8 takes DATASET=ROOT (e.g. camvid=data/camvid), got {args.int8!r}")
+        calibration = calibration_frames(open_dataset(dataset, root, args.calibrate), args.calibration_frames)
+        source = f"{dataset} {args.calibrate}, {len(calibration)} frames"
+    meta = export_onnx(model, args.out, args.size, key_scale, args.propagation, ckpt.get("dataset"), calibration, source)
+    print(f"{args.out}: keyframe.onnx, propagation.onnx, labels.onnx" + (", keyframe.int8.onnx" if args.int8 else "")
+          + f" for {meta['size'][0]}x{meta['size'][1]} frames (opset {meta['opset']}, keyframes at x{key_scale:g}, "
+          f"checked); run them with `gsv segment --onnx {args.out}" + (" --int8" if args.int8 else "")
+          + "` or VideoSegmenter(OnnxRuntime(folder" + (", int8=True" if args.int8 else "") + "))")
 
 
 def cmd_convert_official(args) -> None:
@@ -261,8 +276,11 @@ def cmd_run(args) -> None:
 
 
 def cmd_segment(args) -> None:
+    if args.int8 and not args.onnx:
+        raise ValueError("--int8 runs the int8 keyframe graph of an --onnx folder; with --checkpoint use "
+                         "--runtime onnx-int8 (calibrated on synthetic frames) or export with `gsv export-onnx --int8`")
     if args.onnx:
-        runtime = OnnxRuntime(args.onnx)
+        runtime = OnnxRuntime(args.onnx, int8=args.int8)
         seg = VideoSegmenter(runtime, args.interval, args.key_scale, policy=args.policy)
         dataset = runtime.meta["dataset"]
     elif args.checkpoint:
@@ -270,7 +288,7 @@ def cmd_segment(args) -> None:
         propagation = PROPAGATIONS[PAPER].uses if args.interval > 1 else ()
         require_trained(ckpt, args.checkpoint, ("keyframe_net", *propagation), f"gsv segment --interval {args.interval}")
         seg = VideoSegmenter(model, args.interval, args.key_scale, args.device,
-                             runtime="compiled" if args.compile else "eager", policy=args.policy)
+                             runtime="compiled" if args.compile else args.runtime, policy=args.policy)
         dataset = ckpt.get("dataset")
     else:
         raise ValueError("give the model: --checkpoint FILE, or --onnx FOLDER (from `gsv export-onnx`)")
@@ -286,6 +304,7 @@ def cmd_segment(args) -> None:
     if seg.runtime.name == "eager" and seg.device.type == "cpu" and summary["frames"] >= 500:
         print("for a video this long, --compile (about a minute of compiling, then faster frames) may finish sooner: "
               "docs/speed.md gives the break-even")
+    print(describe_stages(summary))
 
 
 def cmd_tour(args) -> None:
@@ -401,6 +420,11 @@ def _export_onnx_parser(sub) -> None:
                                                      "checkpoint's own)")
     ox.add_argument("--propagation", choices=list(PROPAGATIONS), default=PAPER,
                     help=f"the non-keyframe path ({PAPER})")
+    ox.add_argument("--int8", metavar="DATASET=ROOT", help="also write keyframe.int8.onnx: the keyframe graph "
+                    "quantized to int8 by ONNX Runtime, calibrated on frames of DATASET at ROOT (split --calibrate)")
+    ox.add_argument("--calibrate", default="train", help="--int8: the split whose frames calibrate (default train)")
+    ox.add_argument("--calibration-frames", type=int, default=32,
+                    help="--int8: how many frames of --calibrate, spread evenly over it (default 32)")
     ox.set_defaults(func=cmd_export_onnx)
 
 
@@ -502,7 +526,14 @@ def _segment_parser(sub) -> None:
                          "THRESHOLD (e.g. flow:2.5; `gsv eval --policy` lists thresholds with their accuracy); "
                          "--interval still bounds every run")
     sg.add_argument("--compile", action="store_true", help="torch.compile the model and the fused output step: "
-                                                           "faster from the third frame on, after a one-off compile")
+                                                           "faster from the third frame on, after a one-off compile "
+                                                           "(the same as --runtime compiled)")
+    sg.add_argument("--runtime", choices=list(RUNTIMES), default="eager",
+                    help="what runs the --checkpoint's nets: eager PyTorch (default), compiled, cuda-graphs, onnx (ONNX "
+                         "Runtime, exported on the first frame) or onnx-int8 (its keyframe graph quantized to int8, "
+                         "calibrated on synthetic frames; see gsv export-onnx --int8)")
+    sg.add_argument("--int8", action="store_true", help="with --onnx: run its keyframe.int8.onnx (gsv export-onnx "
+                                                        "--int8) for keyframes")
     sg.set_defaults(func=cmd_segment)
 
 

@@ -18,16 +18,17 @@ import torch
 
 from gsvlib.checkpoint import require_trained
 from gsvlib.config import interval_arg, setting
-from gsvlib.data import DATASETS, DataSpec
+from gsvlib.data import DATASETS, DataSpec, open_dataset
 from gsvlib.data.camvid import SPANS
 from gsvlib.data.synthetic import load_snippet, snippet_ids
+from gsvlib.deploy import calibration_frames
 from gsvlib.device import PRECISIONS, check_device
 from gsvlib.models.flow import eighth_grid_error
 from gsvlib.models.gsvnet import GSVNet
 from gsvlib.progress import progress_bar
 from gsvlib.protocol import differences, evaluate, evaluate_image_only
 from gsvlib.schedules import THRESHOLD_FACTORS, keyframe_schedules
-from gsvlib.segmenter import PAPER, PROPAGATIONS, SIGNALS
+from gsvlib.segmenter import PAPER, PROPAGATIONS, RUNTIMES, SIGNALS
 
 
 @dataclass
@@ -55,6 +56,12 @@ class EvalConfig:
     precision: str = setting("fp32", "autocast of the nets: bf16 (CPU or CUDA) or fp16 (CUDA); the protocol only",
                              choices=lambda: list(PRECISIONS))
     device: str = setting("cpu", "cpu, cuda or cuda:N")
+    runtime: str = setting("eager", "what runs the nets (gsv bench --backend): eager PyTorch, compiled, onnx (ONNX "
+                                    "Runtime) or onnx-int8 (its keyframe graph quantized to int8); the protocol only",
+                           choices=lambda: list(RUNTIMES))
+    calibrate: str = setting("train", "onnx-int8: the split of --dataset whose frames calibrate the int8 keyframe "
+                                      "graph (never the split evaluated)")
+    calibration_frames: int = setting(32, "onnx-int8: how many frames of --calibrate, spread evenly over it")
     policy: tuple[str, ...] = setting((), "adaptive keyframes instead of the protocol: stream whole videos and "
                                           "compare keyframes forced by each SIGNAL with fixed l = 1..--max-interval, "
                                           "on the same frames", type=str, many=True, metavar="SIGNAL",
@@ -76,6 +83,13 @@ class EvalConfig:
     @property
     def data(self) -> DataSpec:
         return DataSpec(self.dataset, self.root, self.split, self.span)
+
+    def runtime_options(self) -> dict:
+        """What :attr:`runtime` is built with: for onnx-int8, the calibration frames of split :attr:`calibrate`."""
+        if self.runtime != "onnx-int8":
+            return {}
+        frames = calibration_frames(open_dataset(self.dataset, self.root, self.calibrate), self.calibration_frames)
+        return {"calibration": frames, "calibration_source": f"{self.dataset} {self.calibrate}, {len(frames)} frames"}
 
     def require(self, ckpt: dict) -> None:
         """Refuse a checkpoint (``ckpt``, as loaded) one of whose parts this evaluation runs was never trained."""
@@ -108,8 +122,18 @@ class EvalConfig:
         bad = [s for s in self.policy if s not in SIGNALS]
         if bad:
             raise ValueError(f"policy signals must be among {sorted(SIGNALS)}, got {bad}")
-        if self.policy and self.precision != "fp32":
-            raise ValueError("--precision applies to the protocol; --policy compares keyframe schedules in fp32")
+        if self.policy and (self.precision != "fp32" or self.runtime != "eager"):
+            raise ValueError("--precision and --runtime apply to the protocol; --policy compares keyframe schedules "
+                             "in eager fp32")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {list(RUNTIMES)}, got {self.runtime!r}")
+        why = RUNTIMES[self.runtime].unsupported(self.precision, self.device)
+        if why:
+            raise ValueError(f"runtime {self.runtime} cannot run {self.precision} on {self.device}: {why}")
+        if self.runtime == "onnx-int8" and (self.calibrate == self.split or self.calibration_frames < 1):
+            raise ValueError(f"onnx-int8 calibrates on --calibrate {self.calibrate!r}, which must not be the split "
+                             f"evaluated ({self.split!r}), with --calibration-frames >= 1 (got "
+                             f"{self.calibration_frames})")
         if not self.factors or not all(math.isfinite(f) and f > 0 for f in self.factors):
             raise ValueError(f"factors must be positive numbers, got {list(self.factors)}")
 
@@ -151,7 +175,8 @@ class Variant(NamedTuple):
 
 
 def _protocol(model: GSVNet, cfg: EvalConfig, progress: bool, propagation: str) -> dict:
-    return evaluate(model, cfg.data, cfg.intervals, cfg.key_scale, propagation, cfg.device, progress, cfg.precision)
+    return evaluate(model, cfg.data, cfg.intervals, cfg.key_scale, propagation, cfg.device, progress, cfg.precision,
+                    cfg.runtime, cfg.runtime_options())
 
 
 def _protocol_line(report: dict) -> str:
@@ -170,7 +195,8 @@ def _ci(ci: list | None) -> str:
 
 
 def _image_only(model: GSVNet, cfg: EvalConfig, progress: bool) -> dict:
-    return {str(s): evaluate_image_only(model, cfg.data, s, cfg.device, progress, cfg.precision)
+    options = cfg.runtime_options()
+    return {str(s): evaluate_image_only(model, cfg.data, s, cfg.device, progress, cfg.precision, cfg.runtime, options)
             for s in cfg.image_scales}
 
 

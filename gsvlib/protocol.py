@@ -92,11 +92,12 @@ def recorded_matrices(block: dict) -> torch.Tensor:
 
 def run_offsets(model: GSVNet, data: DataSpec, offsets: int, key_scale: float | None = None,
                 propagation: str = PAPER, device: str = "cpu", progress: bool = True,
-                precision: str = "fp32") -> FrameScores:
+                precision: str = "fp32", runtime: str = "eager", runtime_options: dict | None = None) -> FrameScores:
     """The confusion matrix of each scored frame at each offset i = 0..offsets-1 (keyframe at a - i, frame a
     scored), on the frames of ``data`` (a span of CamVid's sequences: snippets never reach outside it). Each snippet
     is read once, at the largest offset; offset i streams its last i + 1 frames. ``key_scale`` defaults to the
-    model's; ``precision`` names the autocast of the nets (:data:`gsvlib.device.PRECISIONS`)."""
+    model's; ``precision`` names the autocast of the nets (:data:`gsvlib.device.PRECISIONS`), ``runtime`` the runtime
+    that runs them (:data:`gsvlib.segmenter.RUNTIMES`, built with ``runtime_options``)."""
     spec, data = data, data.open(offset=offsets - 1)
     num_classes = data.table.num_classes
     if model.config.num_classes != num_classes:
@@ -104,7 +105,8 @@ def run_offsets(model: GSVNet, data: DataSpec, offsets: int, key_scale: float | 
     matrices = torch.zeros(len(data), offsets, num_classes, num_classes, dtype=torch.int64)  # (N, offsets, C, C)
     names = []
     segmenter = VideoSegmenter(model, interval=offsets + 1, key_scale=key_scale, device=device,
-                               amp_dtype=PRECISIONS[precision], propagation=propagation)
+                               amp_dtype=PRECISIONS[precision], propagation=propagation, runtime=runtime,
+                               runtime_options=runtime_options)
     what = (f"image-only x{segmenter.key_scale:g}" if offsets == 1 else
             f"{PROPAGATIONS[propagation].title}, offsets 0-{offsets - 1}")
     for k in progress_bar(range(len(data)), desc=f"{what}: {spec.split} snippets", disable=not progress, leave=False):
@@ -138,8 +140,10 @@ def protocol(scores: FrameScores, intervals) -> dict:
 
 
 def evaluate(model: GSVNet, data: DataSpec, intervals=(1, 2, 3, 4, 5), key_scale: float | None = None,
-             propagation: str = PAPER, device: str = "cpu", progress: bool = True, precision: str = "fp32") -> dict:
-    """The protocol for l in ``intervals`` on ``data`` (keyframes at ``key_scale``, default the model's):
+             propagation: str = PAPER, device: str = "cpu", progress: bool = True, precision: str = "fp32",
+             runtime: str = "eager", runtime_options: dict | None = None) -> dict:
+    """The protocol for l in ``intervals`` on ``data`` (keyframes at ``key_scale``, default the model's; run by
+    ``runtime`` as in :func:`run_offsets`):
     {"intervals": {"1": {"avg", "min", "avg_ci", "min_ci", "per_class_avg"}, ...}, "key_scale", "snippets",
     "bootstrap": how the intervals were made, "frames": the per-frame matrices, ...}."""
     intervals = sorted(set(intervals))
@@ -147,20 +151,25 @@ def evaluate(model: GSVNet, data: DataSpec, intervals=(1, 2, 3, 4, 5), key_scale
         raise ValueError(f"keyframe intervals must lie in 1..30, got {intervals}")
     model = model.eval()
     key_scale = model.config.key_scale if key_scale is None else key_scale
-    scores = run_offsets(model, data, intervals[-1], key_scale, propagation, device, progress, precision)
+    scores = run_offsets(model, data, intervals[-1], key_scale, propagation, device, progress, precision, runtime,
+                         runtime_options)
     return {"dataset": data.dataset, "split": data.split, "span": list(data.span), "key_scale": key_scale,
-            "propagation": propagation, "precision": precision, "snippets": len(scores.names),
+            "propagation": propagation, "precision": precision, **({} if runtime == "eager" else {"runtime": runtime}),
+            "snippets": len(scores.names),
             "intervals": protocol(scores, intervals), "bootstrap": settings(len(scores.names), "frame"),
             "frames": scores.record()}
 
 
 def evaluate_image_only(model: GSVNet, data: DataSpec, scale: float = 1.0, device: str = "cpu",
-                        progress: bool = True, precision: str = "fp32") -> dict:
-    """The keyframe net alone on every annotated frame at input ``scale``: {"scale", "miou", "ci", "per_class",
-    "frames" (their count), "scored" (the per-frame matrices)}."""
-    scores = run_offsets(model.eval(), data, 1, scale, PAPER, device, progress, precision)
+                        progress: bool = True, precision: str = "fp32", runtime: str = "eager",
+                        runtime_options: dict | None = None) -> dict:
+    """The keyframe net alone on every annotated frame at input ``scale`` (run by ``runtime`` as in
+    :func:`run_offsets`): {"scale", "miou", "ci", "per_class", "frames" (their count), "scored" (the per-frame
+    matrices)}."""
+    scores = run_offsets(model.eval(), data, 1, scale, PAPER, device, progress, precision, runtime, runtime_options)
     cm = scores.pooled()
-    return {"scale": scale, "miou": round(cm.miou(), 2), "ci": miou_interval(scores.per_frame()),
+    return {"scale": scale, **({} if runtime == "eager" else {"runtime": runtime}), "miou": round(cm.miou(), 2),
+            "ci": miou_interval(scores.per_frame()),
             "per_class": cm.per_class(scores.classes), "frames": len(scores.names), "scored": scores.record()}
 
 

@@ -623,6 +623,52 @@ def pareto_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
                         "scales.", ""]
 
 
+PRECISION_TOLERANCE = 0.5  # mIoU points from eager fp32 within which a runtime counts as accurate
+
+
+def precision_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
+    """Each runtime (EvalConfig.runtime) against eager fp32 on the same frames: the keyframe net alone (an image-only
+    evaluation) and GSVNet at l = 3 and 5 (a protocol), each with its paired difference; then which runtimes stay
+    within ``tolerance`` (default PRECISION_TOLERANCE) of fp32 on every figure."""
+    runtimes: dict[str, dict] = {}
+    splits = {}  # kind -> the split it scored
+    for meta, reports in rows:
+        for result in reports.values():
+            config = result["experiment"].get("config") or {}
+            runtime = config.get("runtime", "eager")
+            kind = "image" if "image" in result else "protocol"
+            splits[kind] = config.get("split", "?")
+            if kind in runtimes.setdefault(runtime, {}):
+                raise ResultsError(f"table {spec['id']} holds two {kind} evaluations of runtime {runtime} ({meta['name']})")
+            runtimes[runtime][kind] = result["image"] if kind == "image" else result[compared(result)[0]]
+    base = runtimes.pop("eager", None)
+    if base is None or set(base) != {"image", "protocol"} or any(set(r) != set(base) for r in runtimes.values()):
+        raise ResultsError(f"table {spec['id']} sets each runtime's image-only and protocol evaluations beside eager "
+                           f"fp32's; it has {({k: sorted(v) for k, v in {'eager': base or {}, **runtimes}.items()})}")
+    scale = next(iter(base["image"]))
+    image, g = base["image"][scale], base["protocol"]
+    tolerance = spec.get("tolerance", PRECISION_TOLERANCE)
+    lines = _heading(spec, f"the keyframe net alone on the {image['frames']} frames of {splits['image']}/ "
+                           f"at x{scale}; GSVNet on the {g['snippets']} frames of {g['split']}/ that the protocol scores,"
+                           f" keyframes at x{g['key_scale']}; mIoU %, paired differences [95 % interval]")
+    lines += ["| runtime | keyframe net alone | - eager fp32 | GSVNet l=3 | - eager fp32 | GSVNet l=5 | - eager fp32 |",
+              "|---|---:|---:|---:|---:|---:|---:|",
+              f"| eager fp32 | {with_ci(image['miou'], image.get('ci'))} | | "
+              f"{with_ci(g['intervals']['3']['avg'], g['intervals']['3'].get('avg_ci'))} | | "
+              f"{with_ci(g['intervals']['5']['avg'], g['intervals']['5'].get('avg_ci'))} | |"]
+    accurate = []
+    for runtime, r in runtimes.items():
+        other = r["image"][scale]
+        diffs = [paired_difference(recorded_matrices(other["scored"])[:, 0], recorded_matrices(image["scored"])[:, 0]),
+                 *(protocol_difference(r["protocol"], g)[l]["avg"] for l in ("3", "5"))]
+        values = [other["miou"], r["protocol"]["intervals"]["3"]["avg"], r["protocol"]["intervals"]["5"]["avg"]]
+        lines.append(f"| {runtime} | " + " | ".join(f"{v:.1f} | {d['diff']:+.2f} [{d['ci'][0]:+.2f}, {d['ci'][1]:+.2f}]"
+                                                   for v, d in zip(values, diffs)) + " |")
+        if all(abs(d["diff"]) <= tolerance for d in diffs):
+            accurate.append(runtime)
+    return lines + ["", f"Within {tolerance} of eager fp32 on every figure: {', '.join(accurate) or 'none'}.", ""]
+
+
 def flow_error_layout(spec: dict, rows: list[tuple[dict, dict]]) -> list[str]:
     """The flow net's end-point error: one line per experiment (no heading: a note under the table before it)."""
     lines = []
@@ -742,4 +788,4 @@ LAYOUT_RENDERERS: dict[str, Callable[[dict, list], list[str]]] = {
     "image": image_layout, "intervals": intervals_layout, "keyframe-training": keyframe_training_layout,
     "ablation": ablation_layout, "flow-error": flow_error_layout, "schedules": schedules_layout,
     "throughput": throughput_layout, "tour": tour_layout, "seeds": seeds_layout,
-    "pareto": pareto_layout}
+    "pareto": pareto_layout, "precision": precision_layout}

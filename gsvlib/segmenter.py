@@ -195,20 +195,23 @@ class Runtime(NamedTuple):
             return f"on {kind.upper()} it runs {', '.join(self.supports[kind])} only"
         return None
 
-    def build(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None):
-        """The runtime for ``model`` (on its device), running the non-keyframe path ``propagation``."""
+    def build(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None, **options):
+        """The runtime for ``model`` (on its device), running the non-keyframe path ``propagation``; ``options`` go to
+        its class (e.g. the calibration frames of "onnx-int8")."""
         module, _, name = self.where.partition(":")
-        return getattr(importlib.import_module(module), name)(model, propagation, measure)
+        return getattr(importlib.import_module(module), name)(model, propagation, measure, **options)
 
 
 _TORCH = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}  # autocast: fp16 on CUDA only
 # The runtimes a VideoSegmenter can run a model with; `gsv bench --backend` and `gsv segment` read their names and
-# what each supports from here. "onnx" (ONNX Runtime, exported on the first frame) needs the onnx extra.
+# what each supports from here. "onnx" (ONNX Runtime, exported on the first frame) needs the onnx extra; so does
+# "onnx-int8", the same with the keyframe graph quantized to int8.
 RUNTIMES: dict[str, Runtime] = {
     "eager": Runtime("gsvlib.segmenter:EagerRuntime", _TORCH),
     "compiled": Runtime("gsvlib.segmenter:CompiledRuntime", _TORCH),
     "cuda-graphs": Runtime("gsvlib.segmenter:CudaGraphRuntime", {"cuda": _TORCH["cuda"]}),
     "onnx": Runtime("gsvlib.deploy:ExportingOnnxRuntime", {"cpu": ("fp32",)}),
+    "onnx-int8": Runtime("gsvlib.deploy:ExportingInt8OnnxRuntime", {"cpu": ("fp32",)}),  # fp32 around int8 keyframes
 }
 
 
@@ -216,7 +219,8 @@ class VideoSegmenter:
     """Streaming GSVNet: ``step(frame)`` segments the next frame of a video, a keyframe every ``interval`` frames.
 
     ``model`` is a :class:`GSVNet`, run by the runtime named ``runtime`` (:data:`RUNTIMES`: "eager", "compiled",
-    "cuda-graphs", "onnx"), or a runtime itself (e.g. ``gsvlib.deploy.OnnxRuntime(folder)``).
+    "cuda-graphs", "onnx", "onnx-int8"; built with ``runtime_options``, e.g. {"calibration": frames} for
+    "onnx-int8"), or a runtime itself (e.g. ``gsvlib.deploy.OnnxRuntime(folder)``).
     Frames are (3, H, W) or (B, 3, H, W) RGB tensors, float in [0, 1] or uint8, of any size: frames whose H or W is
     not divisible by 32 are padded (edge replicate) on the bottom/right inside, and every output is cropped back.
     ``key_scale`` rescales keyframes before N; by default the model's own (``model.config.key_scale``: the scale its
@@ -231,7 +235,7 @@ class VideoSegmenter:
     def __init__(self, model, interval: int = 5, key_scale: float | None = None,
                  device: str | torch.device | None = None, amp_dtype: torch.dtype | None = None,
                  check_finite: bool = True, propagation: str = PAPER, runtime: str = "eager",
-                 policy: KeyframePolicy | None = None):
+                 policy: KeyframePolicy | None = None, runtime_options: dict | None = None):
         if propagation not in PROPAGATIONS:
             raise ValueError(f"propagation must be one of {sorted(PROPAGATIONS)}, got {propagation!r}")
         if policy is not None and propagation != PAPER:
@@ -254,7 +258,8 @@ class VideoSegmenter:
             if why and can:  # a precision no runtime runs here is refused below, for every kind of model
                 raise ValueError(f"runtime {runtime!r} cannot run {precision} on {device}: {why}; use "
                                  f"{' or '.join(map(repr, can))}")
-            self.runtime = RUNTIMES[runtime].build(model.to(device).eval(), propagation, measure)
+            self.runtime = RUNTIMES[runtime].build(model.to(device).eval(), propagation, measure,
+                                                   **(runtime_options or {}))
         else:
             if policy is not None:
                 raise ValueError("a keyframe policy reads PF's intermediates, which this runtime does not output: "

@@ -86,10 +86,11 @@ def read_frames(source: str | Path) -> tuple[Iterator[np.ndarray], float | None,
 EVEN_SIDES = "pad=ceil(iw/2)*2:ceil(ih/2)*2"  # ffmpeg's filter: pad the right and bottom edge to even sides
 # What ``segment_video`` writes, by the suffix of ``out``: a folder of PNGs (no suffix) or a video file.
 VIDEO_WRITERS = {
-    # H.264 at x264's "veryfast" preset: less than half the CPU of its default for a slightly larger file, which
-    # leaves the cores to the segmenter. Its 4:2:0 colour needs even sides: an odd side gets one black pixel more.
+    # H.264 at x264's "ultrafast" preset: 3 ms of CPU per 480x414 frame against 9 at "veryfast", for a file twice
+    # the size, which leaves the cores to the segmenter (docs/speed.md, "End to end"). Its 4:2:0 colour needs even
+    # sides: an odd side gets one black pixel more.
     ".mp4": lambda path, fps: iio2.get_writer(path, fps=fps, macro_block_size=1,
-                                              ffmpeg_params=["-preset", "veryfast", "-vf", EVEN_SIDES]),
+                                              ffmpeg_params=["-preset", "ultrafast", "-vf", EVEN_SIDES]),
     ".webm": lambda path, fps: iio2.get_writer(path, fps=fps, codec="libvpx-vp9", macro_block_size=1),
     ".gif": lambda path, fps: iio2.get_writer(path, duration=1000 / fps, loop=0),  # pillow; duration in ms
 }
@@ -108,8 +109,47 @@ def output_kind(out: Path) -> str:
     return suffix
 
 
+# Where a frame's time goes on gsv segment's path, in ms per frame: decoding (its own thread), the model (the main
+# thread), drawing the overlay and encoding it (the writer's thread), and the main thread's waits for a decoded frame
+# and for room in the writer's queue. The three threads overlap: the end-to-end time per frame is about the largest of
+# decode, model + waits, overlay + encode, plus what they take from each other's cores.
+STAGES = ("decode", "model", "overlay", "encode", "wait_input", "wait_output")
+WAITED = 0.1  # waits above this share of the model's time name the thread the model waits for
+
+
+def bound_by(stage_ms: dict) -> str:
+    """What bounds the end-to-end rate: "decoding" or "drawing and encoding" when the model waited for it more than
+    WAITED of its own time, else "the model"."""
+    waits = {"decoding": stage_ms["wait_input"], "drawing and encoding": stage_ms["wait_output"]}
+    slowest = max(waits, key=waits.get)
+    return slowest if waits[slowest] > WAITED * stage_ms["model"] else "the model"
+
+
+def describe_stages(summary: dict) -> str:
+    """One line: end-to-end and model-only FPS, each stage's ms per frame, and what bounds the rate."""
+    ms = summary["stage_ms"]
+    return (f"end to end {summary['fps_end_to_end']:.1f} FPS, {summary['fps_end_to_end'] / summary['fps']:.0%} of the "
+            f"model's own {summary['fps']:.1f}; per frame: decode {ms['decode']:.1f} ms, model {ms['model']:.1f}, "
+            f"overlay {ms['overlay']:.1f}, encode {ms['encode']:.1f} (decode and overlay + encode run in threads of "
+            f"their own), the model waited {ms['wait_input']:.1f} ms for frames and {ms['wait_output']:.1f} ms for "
+            f"the writer: bound by {summary['bound_by']}")
+
+
 _END = object()  # closes a queue between threads
 AHEAD = 4  # frames decoded ahead of the segmenter, and pictures queued for the encoder
+
+
+def timed(items: Iterable, spent: dict, stage: str) -> Iterator:
+    """``items``, adding the seconds each ``next`` takes to ``spent[stage]`` (in whichever thread draws them)."""
+    items = iter(items)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        spent[stage] += time.perf_counter() - t0
+        yield item
 
 
 def read_ahead(frames: Iterable, depth: int = AHEAD) -> Iterator:
@@ -191,7 +231,8 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
     ``fps`` is the source's frame rate (a video file's own is used when not given); below LOW_FPS with a keyframe
     interval above 1, a warning says that propagation will not hold up. Frames are decoded ahead and pictures drawn
     and encoded behind, each in a background thread, so that the segmenter seldom waits for either. The summary's
-    ``fps`` counts the segmenter's steps alone, ``fps_end_to_end`` the wall clock from first read to last write.
+    ``fps`` counts the segmenter's steps alone, ``fps_end_to_end`` the wall clock from first read to last write;
+    ``stage_ms`` says where each frame's time went (:data:`STAGES`) and ``bound_by`` what limits the rate.
 
     What a user owns is never replaced: ``out`` may not be the input or hold it, an existing output folder may hold
     only what gsv segment writes, and a second run into the same ``out`` is refused while the first one writes."""
@@ -235,35 +276,43 @@ def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, tab
     restore_interrupted(out)
     writer = None if kind == "folder" else VIDEO_WRITERS[kind](partial, fps or 15)
     timings, key = [], None
+    spent = dict.fromkeys(STAGES, 0.0)  # seconds per stage; each is added to by one thread only
 
     def write(item) -> None:  # in the encoder's thread: overlay, legend, encode
         nonlocal key
         i, frame, labels = item
+        t0 = time.perf_counter()
         picture = overlay(frame, labels, table, alpha)
         if legend:
             key = key if key is not None else legend_strip(table, picture.shape[1])
             picture = np.concatenate((picture, key))
+        t1 = time.perf_counter()
         if writer is not None:
             writer.append_data(picture)
         else:
             write_png(partial / f"{i:06d}.png", picture)
+        spent["overlay"] += t1 - t0
+        spent["encode"] += time.perf_counter() - t1
 
     segmenter.reset()
     start = time.perf_counter()
     try:
         behind = WriteBehind(write)
-        decoded = read_ahead(frames)
+        decoded = read_ahead(timed(frames, spent, "decode"))
         try:
-            for i, frame in enumerate(progress_bar(decoded, total=total, desc=f"segmenting {Path(source).name}",
-                                                   disable=not progress, unit="frame")):
+            for i, frame in enumerate(timed(progress_bar(decoded, total=total, desc=f"segmenting {Path(source).name}",
+                                                         disable=not progress, unit="frame"), spent, "wait_input")):
                 if max_frames is not None and i >= max_frames:
                     break
                 t0 = time.perf_counter()
                 step = segmenter.step(torch.tensor(frame).permute(2, 0, 1), labels=True)  # a writable copy
                 labels = step.labels[0].cpu().numpy()
+                t1 = time.perf_counter()
                 timings.append({"frame": i, "keyframe": step.is_keyframe, "forced": step.forced,
-                                "ms": round((time.perf_counter() - t0) * 1000, 2)})
+                                "ms": round((t1 - t0) * 1000, 2)})
+                spent["model"] += t1 - t0
                 behind.put((i, frame, labels))
+                spent["wait_output"] += time.perf_counter() - t1
         finally:
             decoded.close()
             try:
@@ -282,10 +331,13 @@ def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, tab
     wall = time.perf_counter() - start
     keyframe_ms = [t["ms"] for t in timings if t["keyframe"]]
     other_ms = [t["ms"] for t in timings if not t["keyframe"]]
-    summary = {"frames": len(timings), "keyframe_ms_mean": round(float(np.mean(keyframe_ms)), 2),
+    n = len(timings)
+    stage_ms = {stage: round(1000 * s / n, 2) for stage, s in spent.items()}
+    summary = {"frames": n, "keyframe_ms_mean": round(float(np.mean(keyframe_ms)), 2),
                "non_keyframe_ms_mean": round(float(np.mean(other_ms)), 2) if other_ms else None,
-               "fps": round(1000 * len(timings) / sum(t["ms"] for t in timings), 2),
-               "fps_end_to_end": round(len(timings) / wall, 2), "per_frame": timings}
+               "fps": round(1000 * n / sum(t["ms"] for t in timings), 2),
+               "fps_end_to_end": round(n / wall, 2), "stage_ms": stage_ms, "bound_by": bound_by(stage_ms),
+               "per_frame": timings}
     if kind == "folder":
         write_json_atomic(partial / "timings.json", marked(summary))
     move_into_place(partial, out)

@@ -9,6 +9,7 @@ import torch
 
 from gsvlib.cli import build_parser, main
 from gsvlib.data.io import write_png
+from gsvlib.video import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,11 +121,35 @@ def test_segment_a_frame_folder_and_an_mp4(trained, tmp_path, capsys):
     assert len(list((tmp_path / "ov").glob("*.png"))) == 4
     timings = json.loads((tmp_path / "ov" / "timings.json").read_text())
     assert [t["keyframe"] for t in timings["per_frame"]] == [True, False, True, False]
-    assert "FPS on the eager path (cpu, keyframes at x" in capsys.readouterr().out
+    assert set(timings["stage_ms"]) == set(STAGES) and all(ms >= 0 for ms in timings["stage_ms"].values())
+    assert timings["stage_ms"]["model"] == pytest.approx(sum(t["ms"] for t in timings["per_frame"]) / 4, abs=0.05)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "FPS on the eager path (cpu, keyframes at x" in out[-2]
+    assert out[-1].startswith(f"end to end {timings['fps_end_to_end']:.1f} FPS") and "bound by" in out[-1]
     assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(tmp_path / "ov.mp4")]) == 0
     assert (tmp_path / "ov.mp4").stat().st_size > 0
     assert main(["segment", str(tmp_path / "ov.mp4"), "--checkpoint", str(trained), "--out", str(tmp_path / "ov2")]) == 0
     assert len(list((tmp_path / "ov2").glob("*.png"))) == 4
+
+
+def test_bench_end_to_end_times_the_segment_path_beside_the_model_alone(trained, tmp_path, capsys):
+    frames = tmp_path / "frames"
+    for i in range(5):
+        write_png(frames / f"f_{i}.png", np.full((40, 72, 3), 40 * i, np.uint8))
+    path = tmp_path / "e2e.json"
+    assert main(["bench", "--end-to-end", str(frames), "--checkpoint", str(trained), "--interval", "2",
+                 "--max-frames", "4", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["frames"] == 4 and report["size"] == [40, 72] and report["interval"] == 2
+    rows = report["rows"]
+    assert [r["output"] for r in rows] == ["model only", "folder", ".mp4"] and rows[0]["share"] == 1.0
+    for row in rows[1:]:
+        assert row["share"] == pytest.approx(row["fps"] / rows[0]["fps"], abs=2e-3)
+        assert set(row["stage_ms"]) == set(STAGES) and row["bound_by"] in ("the model", "decoding",
+                                                                           "drawing and encoding")
+    table = capsys.readouterr().out
+    assert f"| eager | fp32 | folder | {rows[1]['fps']:.1f} | {rows[1]['share']:.0%} |" in table
+    assert "4 frames of frames, 72x40, l=2" in table
 
 
 def test_segment_with_a_keyframe_policy(trained, tmp_path, capsys):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gsvlib.data import CamVid, CityscapesSequences, DatasetError, RandomScaleCropFlip, open_dataset
-from gsvlib.data.io import write_png
+from gsvlib.data.io import encode_png, read_rgb, write_png
 from gsvlib.data.labels import CITYSCAPES_LABELS, IGNORE
 from gsvlib.data.synthetic import SynthConfig, generate, load_analysis, render_snippet
 
@@ -28,6 +28,23 @@ def cityscapes_root(tmp_path):
     label = np.arange(8 * 12, dtype=np.uint8).reshape(8, 12) % 34  # every labelId 0..33 appears
     write_png(root / "gtFine/val/aachen/aachen_000007_000019_gtFine_labelIds.png", label)
     return root
+
+
+def test_png_encoder_round_trips_through_pillow_at_every_shape_it_takes(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    street = render_snippet(0, 0, (37, 53), frames=1)
+    for array in (next(street)[0], rng.integers(0, 256, (5, 7), dtype=np.uint8),
+                  rng.integers(0, 256, (9, 4, 4), dtype=np.uint8), np.full((1, 1, 3), 255, np.uint8)):
+        write_png(tmp_path / "x.png", array)
+        back = Image.open(tmp_path / "x.png")
+        assert back.mode == {1: "L", 3: "RGB", 4: "RGBA"}[1 if array.ndim == 2 else array.shape[-1]]
+        assert np.array_equal(np.asarray(back), array)
+    assert np.array_equal(read_rgb(tmp_path / "x.png"), np.full((1, 1, 3), 255, np.uint8))
+    for bad in (np.zeros((4, 4), np.uint16), np.zeros((4, 4, 2), np.uint8), np.zeros(4, np.uint8)):
+        with pytest.raises(ValueError, match="uint8"):
+            encode_png(bad)
 
 
 def test_cityscapes_discovers_snippet_and_orders_frames_for_offsets_0_to_4(cityscapes_root):

@@ -359,7 +359,7 @@ def test_every_runtime_is_known_without_importing_its_module_and_declares_where_
             "print(sorted(RUNTIMES), before, type(seg.runtime).__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("] ")[1].strip() == "False ExportingOnnxRuntime"
-    assert out.startswith("['compiled', 'cuda-graphs', 'eager', 'onnx']")
+    assert out.startswith("['compiled', 'cuda-graphs', 'eager', 'onnx', 'onnx-int8']")
     from gsvlib.segmenter import RUNTIMES
 
     assert RUNTIMES["onnx"].unsupported("bf16", "cpu") == "on CPU it runs fp32 only"
