@@ -64,13 +64,12 @@ def stream(model: GSVNet, videos: Videos, num_classes: int, interval: int, polic
 
 def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=None,
                        intervals=range(1, 9), factors=THRESHOLD_FACTORS, key_scale: float | None = None,
-                       device: str = "cpu",
-                       progress: bool = True) -> dict:
+                       device: str = "cpu", progress: bool = True, label: str = "keyframe schedules") -> dict:
     """Adaptive keyframes against fixed intervals on the same frames: mIoU against the keyframe share and the FPS.
 
     Fixed l for each of ``intervals``; for each of ``signals`` (default: every registered one), policies whose
     threshold is ``factor`` x the median reading of that signal per frame (measured on a run at the largest l that
-    never forces), each bounded by the largest l. FPS is modelled from the median step times of this run, so that every point is priced alike: a keyframe costs
+    never forces), each bounded by the largest l; ``label`` names the progress bar. FPS is modelled from the median step times of this run, so that every point is priced alike: a keyframe costs
     its time, a non-keyframe its time, and a forced keyframe both (it was propagated first)."""
     intervals = sorted(set(intervals))
     if not intervals or intervals[0] < 1:
@@ -86,7 +85,7 @@ def keyframe_schedules(model: GSVNet, videos: Videos, num_classes: int, signals=
     key_scale = model.config.key_scale if key_scale is None else key_scale
     runs = [(f"l={l}", l, None) for l in intervals] + [(f"{s} calibration", longest, KeyframePolicy(s, math.inf))
                                                        for s in signals]
-    bar = progress_bar(total=len(runs) + len(signals) * len(factors), desc="keyframe schedules", disable=not progress)
+    bar = progress_bar(total=len(runs) + len(signals) * len(factors), desc=label, disable=not progress)
     results = {}
 
     def run(name, interval, policy):

@@ -451,7 +451,7 @@ def _run(cfg: TrainConfig, folder: RunFolder, resume: bool, progress: bool, on_l
     losses, t0 = [], time.perf_counter()
     bar = progress_bar(zip(range(start, cfg.iterations), loader(batches, start, cfg)), initial=start,
                        total=cfg.iterations, disable=not progress,
-                       desc=f"train {cfg.stage} ({stage.describe(cfg)})"
+                       desc=f"train {cfg.stage} ({stage.describe(cfg)}) into {Path(cfg.out).name}"
                             + (f" on {ranks.world} processes" if ranks.world > 1 else ""))
     with folder.opened(cfg, start, resume) as elapsed:
         for it, (frames, targets, offset) in bar:
