@@ -190,11 +190,19 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 GREYS = ("#555555", "#888888", "#bbbbbb")
 
 
+def titled(title: str, subtitle: str | None = None) -> dict:
+    """A figure's title with, on a smaller second line, what to read it by: plotly does not wrap titles, so a long one
+    is cut at the figure's edge."""
+    return dict(text=title + (f"<br><sup>{subtitle}</sup>" if subtitle else ""))
+
+
 def line_chart(series: dict[str, tuple], title: str, xlabel: str, ylabel: str, log_y: bool = False,
                style: dict[str, dict] | None = None, text: dict[str, list[str]] | None = None,
-               markers: bool = True, intervals: dict[str, list] | None = None) -> go.Figure:
+               markers: bool = True, intervals: dict[str, list] | None = None,
+               subtitle: str | None = None) -> go.Figure:
     """One line per ``name: (x, y)``. ``style`` gives a series its plotly line settings (color, dash) and, under
-    "textposition", where its point labels ``text`` go; ``intervals`` its [lo, hi] per point, drawn as error bars."""
+    "textposition", where its point labels ``text`` go; ``intervals`` its [lo, hi] per point, drawn as error bars;
+    ``subtitle`` a second title line (:func:`titled`)."""
     fig = go.Figure()
     for name, (x, y) in series.items():
         labels = (text or {}).get(name)
@@ -206,8 +214,8 @@ def line_chart(series: dict[str, tuple], title: str, xlabel: str, ylabel: str, l
                                          arrayminus=[v - lo for v, (lo, _) in zip(y, ci)], thickness=1, width=3)
         fig.add_trace(go.Scatter(x=list(x), y=list(y), name=name, mode=mode, text=labels, textposition=position,
                                  line=line, marker=dict(color=line.get("color")), error_y=error))
-    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=420, width=720,
-                      yaxis_type="log" if log_y else None, margin=dict(l=60, r=20, t=50, b=50))
+    fig.update_layout(title=titled(title, subtitle), xaxis_title=xlabel, yaxis_title=ylabel, height=420, width=720,
+                      yaxis_type="log" if log_y else None, margin=dict(l=60, r=20, t=70 if subtitle else 50, b=50))
     return fig
 
 
@@ -224,9 +232,9 @@ def miou_by_interval(results: dict, image_only: dict) -> go.Figure:
     for grey, (scale, r) in zip(GREYS, image_only.items()):
         series[f"image-only x{scale}"] = (ls, [r["miou"]] * len(ls))
         style[f"image-only x{scale}"] = dict(color=grey, dash="dot")
-    fig = line_chart(series, "Accuracy over the keyframe interval (solid: average, dashed: minimum"
-                     + ("; bars: 95% bootstrap intervals over frames)" if intervals else ")"),
-                     "keyframe interval l", "mIoU (%)", style=style, intervals=intervals)
+    fig = line_chart(series, "Accuracy over the keyframe interval", "keyframe interval l", "mIoU (%)", style=style,
+                     intervals=intervals, subtitle="solid: average, dashed: minimum"
+                     + ("; bars: 95% bootstrap intervals over frames" if intervals else ""))
     fig.update_xaxes(dtick=1)
     return fig
 
@@ -246,10 +254,9 @@ def accuracy_throughput(points: list[dict], log_x: bool = False) -> go.Figure:
     for k, (color, name) in enumerate(zip(PALETTE, series)):
         style[name] = dict(color=color, textposition="top center" if k % 2 == 0 else "bottom center")
     intervals = {name: ci for name, ci in cis.items() if all(ci)}
-    fig = line_chart(series, "Accuracy vs throughput" + (" (bars: 95% bootstrap intervals over frames)"
-                                                         if intervals else ""),
-                     "throughput (frames/s, this machine)", "average mIoU (%)", style=style, text=text,
-                     intervals=intervals)
+    fig = line_chart(series, "Accuracy vs throughput", "throughput (frames/s, this machine)", "average mIoU (%)",
+                     style=style, text=text, intervals=intervals,
+                     subtitle="bars: 95% bootstrap intervals over frames" if intervals else None)
     ys = [p["miou"] for p in points]
     fig.update_yaxes(range=[min(ys) - 2, max(ys) + 2])  # room for the labels above and below
     if log_x:
@@ -303,8 +310,8 @@ def loss_curves(logs: dict[str, list[dict]], window: int = 20) -> go.Figure:
         series[n], style[n] = (x, y), dict(color=color, width=1)
         series[f"{n}, mean of the last {window}"] = (x, trailing_mean(y, window))
         style[f"{n}, mean of the last {window}"] = dict(color=color, width=3)
-    fig = line_chart(series, "Training loss (thin: each iteration; thick: the trend)", "iteration",
-                     "loss (log scale)", log_y=True, markers=False, style=style)
+    fig = line_chart(series, "Training loss", "iteration", "loss (log scale)", log_y=True, markers=False, style=style,
+                     subtitle="thin: each iteration; thick: the trend")
     losses = [e["loss"] for log in logs.values() for e in log if e["loss"] > 0]
     if losses:
         ticks = log_ticks(min(losses), max(losses))
@@ -468,8 +475,8 @@ def _matplotlib_export(fig: go.Figure, path: Path) -> None:
             ax.axis("off")
         elif k < len(titles):
             ax.set_title(titles[k], fontsize=8)
-    if fig.layout.title.text:
-        mfig.suptitle(fig.layout.title.text)
+    if fig.layout.title.text:  # a subtitle (:func:`titled`) on a second line
+        mfig.suptitle(fig.layout.title.text.replace("<br>", "\n").replace("<sup>", "").replace("</sup>", ""))
     per_row = 6
     if keys:  # below the panels, as plotly draws it, in a band of 6 % of the height per row of keys
         mfig.legend(handles=keys, loc="lower center", ncol=min(len(keys), per_row), fontsize=7, frameon=False)
