@@ -296,7 +296,8 @@ class RunFolder:
         if not self.main:
             yield
             return
-        with locked(self.out / LOCK, f"{self.out} (a training run)", "wait for it to finish or choose another --out"):
+        with locked(self.out / LOCK, f"{self.out} (a training run)", "wait for it to finish, or train into another "
+                    "folder (gsv train --out; in a notebook, its `runs` parameter)"):
             yield
 
     def saved(self, cfg: TrainConfig, resume: bool) -> dict | None:

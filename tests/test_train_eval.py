@@ -169,7 +169,8 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_holds_it(t
     train(config_for("keyframe", iterations=1, **kw), progress=False)
     with open(tmp_path / "r" / ".lock", "a+") as held:  # another run holds the folder
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(RuntimeError, match=f"\\(a training run\\) is in use by pid {os.getpid()} on"):
+        with pytest.raises(RuntimeError, match=f"\\(a training run\\) is in use by pid {os.getpid()} on .*; wait for "
+                                               "it to finish, or train into another folder"):
             train(config_for("keyframe", iterations=2, **kw), resume=True, progress=False)
     assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["iteration"] == 1
 
