@@ -135,6 +135,10 @@ def test_notebook_runs_top_to_bottom_with_small_parameters_and_leaves_the_reposi
     pm.execute_notebook(str(path), str(BUILD / "notebooks" / path.name), parameters=params, kernel_name="python3",
                         cwd=str(path.parent), progress_bar=False, execution_timeout=600)
     assert git_status() == before, "the notebook changed files git tracks or left untracked ones"
+    executed = json.loads((BUILD / "notebooks" / path.name).read_text())
+    stderr = [(k, "".join(o["text"])[:200]) for k, cell in enumerate(executed["cells"])
+              for o in cell.get("outputs", []) if o.get("name") == "stderr"]
+    assert not stderr, f"cells that write to stderr (a red box in JupyterLab): {stderr}"
 
 
 @pytest.mark.slow
