@@ -91,6 +91,12 @@ def test_onnx_errors_say_what_to_do(exported, tmp_path, capsys):
     assert main(["segment", str(frames), "--onnx", str(exported), "--out", str(tmp_path / "ov"), "--interval", "2",
                  "--fps", "15"]) == 0
     assert len(list((tmp_path / "ov").glob("*.png"))) == 3
+    capsys.readouterr()
+    assert main(["segment", str(frames), "--checkpoint", str(WEIGHTS), "--out", str(tmp_path / "ov8"), "--int8"]) == 2
+    assert "--int8 runs the int8 keyframe graph of an --onnx folder" in capsys.readouterr().err
+    assert main(["export-onnx", "--checkpoint", str(WEIGHTS), "--size", "352x480", "--out", str(tmp_path / "y"),
+                 "--int8", "camvid"]) == 2
+    assert "--int8 takes DATASET=ROOT" in capsys.readouterr().err
 
 
 def test_bench_times_the_onnx_backend_and_the_parts_of_a_non_keyframe(tmp_path, capsys):
