@@ -132,6 +132,7 @@ def test_segment_a_frame_folder_and_an_mp4(trained, tmp_path, capsys):
     assert len(list((tmp_path / "ov2").glob("*.png"))) == 4
 
 
+@pytest.mark.slow
 def test_bench_end_to_end_times_the_segment_path_beside_the_model_alone(trained, tmp_path, capsys):
     frames = tmp_path / "frames"
     for i in range(5):

@@ -60,6 +60,20 @@ def test_bfloat16_autocast_runs_on_cpu(small_model):
         VideoSegmenter(small_model, amp_dtype=torch.float16)  # fp16 autocast is CUDA-only
 
 
+@pytest.mark.slow
+def test_bfloat16_autocast_streams_the_fp32_labels_on_the_street():
+    """bf16 on the CPU (emulated where the CPU has no native bf16, as here): the committed weights stream the labels
+    of eager fp32 on at least 99 % of the pixels of synthetic street frames (99.7 % measured)."""
+    from gsvlib.checkpoint import load_model
+    from gsvlib.deploy import street_calibration
+
+    model = load_model(ROOT / "weights" / "camvid_swiftnet_gsvnet.pt")[0]
+    fp32, bf16 = VideoSegmenter(model, interval=3), VideoSegmenter(model, interval=3, amp_dtype=torch.bfloat16)
+    frames = street_calibration((96, 128), 6)
+    agree = sum(int((fp32.step(f, labels=True).labels == bf16.step(f, labels=True).labels).sum()) for f in frames)
+    assert agree / (6 * 96 * 128) >= 0.99
+
+
 @pytest.mark.parametrize("interval", [0, -1, 2.5, True])
 def test_non_positive_interval_is_rejected(small_model, interval):
     with pytest.raises(ValueError, match="interval l must be a positive integer"):
