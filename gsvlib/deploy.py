@@ -297,7 +297,6 @@ class ExportingOnnxRuntime:
 
     fixed_scale = False  # the scale is fixed per export: each keyframe scale gets its own graphs
     name = "onnx"
-    int8 = False
 
     def __init__(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None):
         if measure is not None:
@@ -311,19 +310,19 @@ class ExportingOnnxRuntime:
         self._graphs: dict[tuple, OnnxRuntime] = {}
         self._current: OnnxRuntime | None = None
 
+    def calibration(self, size: tuple[int, int]) -> tuple[Sequence[torch.Tensor] | None, str | None]:
+        """The calibration frames of an export at ``size`` and where they came from: none, the graphs stay fp32."""
+        return None, None
+
     def keyframe(self, frame: torch.Tensor, scale: float) -> torch.Tensor:
         key = (*frame.shape[-2:], scale)
         if key not in self._graphs:
             folder = Path(self._folder.name) / f"{key[0]}x{key[1]}_x{scale:g}"
             size = tuple(frame.shape[-2:])
-            calibration, source = None, None
-            if self.int8:
-                calibration, source = self.calibration, self.calibration_source
-                if calibration is None:
-                    calibration, source = street_calibration(size), "synthetic street frames"
+            calibration, source = self.calibration(size)
             export_onnx(self.model, folder, size, scale, self.propagation, calibration=calibration,
                         calibration_source=source)
-            self._graphs[key] = OnnxRuntime(folder, int8=self.int8)
+            self._graphs[key] = OnnxRuntime(folder, int8=calibration is not None)
         self._current = self._graphs[key]
         return self._current.keyframe(frame, scale)
 
@@ -342,9 +341,13 @@ class ExportingInt8OnnxRuntime(ExportingOnnxRuntime):
     (:func:`street_calibration`)."""
 
     name = "onnx-int8"
-    int8 = True
 
     def __init__(self, model: GSVNet, propagation: str = PAPER, measure: Callable | None = None,
                  calibration: Sequence[torch.Tensor] | None = None, calibration_source: str | None = None):
         super().__init__(model, propagation, measure)
-        self.calibration, self.calibration_source = calibration, calibration_source
+        self._frames, self._source = calibration, calibration_source
+
+    def calibration(self, size: tuple[int, int]) -> tuple[Sequence[torch.Tensor], str]:
+        if self._frames is None:
+            return street_calibration(size), "synthetic street frames"
+        return self._frames, self._source or "frames given to the runtime"
