@@ -52,8 +52,8 @@ class BenchConfig:
                                        "the non-keyframe path (compiled in the warm-up: about a minute on a CPU); "
                                        "cuda-graphs: compiled and captured as CUDA graphs (CUDA); onnx: exported and "
                                        "run by ONNX Runtime (the onnx extra); onnx-int8: the same with the keyframe "
-                                       "graph quantized to int8 (calibrated on synthetic frames). Several: the full benchmark of each, "
-                                       "one table",
+                                       "graph quantized to int8 (calibrated on synthetic frames). Several: the full "
+                                       "benchmark of each, one table",
                                        choices=lambda: list(BACKENDS))
     precision: tuple[str, ...] = setting(("fp32",), "fp32, fp16 (CUDA) or bf16 autocast; several: one table over "
                                          "backends x precisions", choices=lambda: list(PRECISIONS))

@@ -22,8 +22,8 @@ import contextlib
 import json
 import logging
 import tempfile
-from collections.abc import Sequence
 import warnings
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -116,7 +116,7 @@ def export_onnx(model: GSVNet, out: str | Path, size: tuple[int, int], key_scale
     try:
         meta = _export_graphs(model, out, size, key_scale, propagation, dataset)
         if calibration is not None:
-            meta["int8"] = quantize_keyframe(out, calibration, calibration_source)
+            meta["int8"] = quantize_keyframe(out, size, calibration, calibration_source)
             write_json_atomic(out / "onnx.json", marked(meta))
     except BaseException:
         remove(out)
@@ -179,16 +179,16 @@ def calibration_frames(data, count: int = 32) -> list[torch.Tensor]:
     return [data[int(i)]["frames"][-1] for i in picks]
 
 
-def quantize_keyframe(folder: Path, frames: Sequence[torch.Tensor], source: str | None = None) -> dict:
-    """The keyframe graph in ``folder`` statically quantized by ONNX Runtime into ``folder/keyframe.int8.onnx``:
+def quantize_keyframe(folder: Path, size: tuple[int, int], frames: Sequence[torch.Tensor],
+                      source: str | None = None) -> dict:
+    """The keyframe graph in ``folder`` (exported for frames of ``size``) statically quantized by ONNX Runtime into ``folder/keyframe.int8.onnx``:
     weights int8 per output channel, activations uint8 with ranges from min-max calibration on ``frames``, as
     quantize/dequantize pairs (QDQ) that ONNX Runtime fuses into integer kernels. The 7-bit weight range
     (``reduce_range``) avoids the saturation of AVX2 and AVX-512 CPUs without VNNI. Returns what onnx.json records."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    meta = json.loads((folder / "onnx.json").read_text())
-    arrays = padded_frames(frames, tuple(meta["size"]))
+    arrays = padded_frames(frames, size)
     if not arrays:
         raise ValueError("int8 quantization needs calibration frames; none were given")
 
@@ -331,7 +331,6 @@ class ExportingOnnxRuntime:
 
     def labels(self, seg: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return self._current.labels(seg, size)
-
 
 
 class ExportingInt8OnnxRuntime(ExportingOnnxRuntime):
