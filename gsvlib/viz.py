@@ -239,10 +239,22 @@ def miou_by_interval(results: dict, image_only: dict) -> go.Figure:
     return fig
 
 
+def label_positions(x: list[float], y: list[float]) -> list[str]:
+    """Where each point's label goes: right of the point, clear of its vertical error bar, and on the side of the
+    curve the curve leaves free: above where the curve falls through the point (left to right), below where it
+    rises. Points close in x on one curve then get labels stacked with the curve, not on top of one another."""
+    order = sorted(range(len(x)), key=lambda i: x[i])
+    positions = [""] * len(x)
+    for k, i in enumerate(order):
+        before, after = order[max(k - 1, 0)], order[min(k + 1, len(x) - 1)]
+        positions[i] = "bottom right" if y[after] > y[before] else "top right"
+    return positions
+
+
 def accuracy_throughput(points: list[dict], log_x: bool = False) -> go.Figure:
-    """Fig. 3-style curves: points {name, fps, miou, label, ci (optional: [lo, hi])} grouped by name; the curves'
-    point labels go above and below their points in turn, so that labels of nearby points on neighbouring curves do
-    not overlap. A curve whose every point has an interval gets error bars. ``log_x``: FPS on a log axis, each tick
+    """Fig. 3-style curves: points {name, fps, miou, label, ci (optional: [lo, hi])} grouped by name, each point
+    labelled clear of its curve and error bar (:func:`label_positions`). A curve whose every point has an interval
+    gets error bars. ``log_x``: FPS on a log axis, each tick
     labelled in full (1, 2, 5 per decade)."""
     series, text, style, cis = {}, {}, {}, {}
     for p in points:
@@ -251,8 +263,8 @@ def accuracy_throughput(points: list[dict], log_x: bool = False) -> go.Figure:
         y.append(p["miou"])
         text.setdefault(p["name"], []).append(p.get("label", ""))
         cis.setdefault(p["name"], []).append(p.get("ci"))
-    for k, (color, name) in enumerate(zip(PALETTE, series)):
-        style[name] = dict(color=color, textposition="top center" if k % 2 == 0 else "bottom center")
+    for color, (name, (x, y)) in zip(PALETTE, series.items()):
+        style[name] = dict(color=color, textposition=label_positions(x, y))
     intervals = {name: ci for name, ci in cis.items() if all(ci)}
     fig = line_chart(series, "Accuracy vs throughput", "throughput (frames/s, this machine)", "average mIoU (%)",
                      style=style, text=text, intervals=intervals,
@@ -462,12 +474,18 @@ def _matplotlib_export(fig: go.Figure, path: Path) -> None:
             ax.plot(trace.x, trace.y, style + ("o" if "markers" in (trace.mode or "") else ""), label=trace.name,
                     markersize=3)
             if trace.text is not None:
-                for x, y, t in zip(trace.x, trace.y, trace.text):
-                    ax.annotate(t, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                where = trace.textposition
+                for x, y, t, at in zip(trace.x, trace.y, trace.text, where if isinstance(where, tuple) else
+                                       [where] * len(trace.x)):
+                    below = str(at).startswith("bottom")
+                    ax.annotate(t, (x, y), fontsize=7, xytext=(3, -3 if below else 3), textcoords="offset points",
+                                va="top" if below else "bottom")
             ax.set_xlabel(fig.layout.xaxis.title.text or "")
             ax.set_ylabel(fig.layout.yaxis.title.text or "")
             if fig.layout.yaxis.type == "log":
                 ax.set_yscale("log")
+            if fig.layout.xaxis.type == "log":
+                ax.set_xscale("log")
             ax.legend(fontsize=7)
     for k in range(rows * cols):
         ax = axes[k // cols][k % cols]

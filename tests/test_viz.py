@@ -202,6 +202,19 @@ def test_the_loss_trend_is_the_mean_of_the_last_iterations_beside_each_raw_curve
     assert trend.line.color == raw.line.color and trend.line.width > raw.line.width
 
 
+def test_point_labels_sit_right_of_their_error_bars_on_the_side_their_curve_leaves_free():
+    from gsvlib.viz import accuracy_throughput, label_positions
+
+    # a curve that rises to a peak (above it lies free), then falls through two points close in x (GSVNet's l = 3..5)
+    assert label_positions([4.0, 9.5, 19.0, 29.0, 30.0], [66.6, 69.5, 69.9, 67.0, 65.3]) == [
+        "bottom right", "bottom right", "top right", "top right", "top right"]
+    assert label_positions([30.0, 16.0], [65.3, 69.9]) == ["top right", "top right"]  # in x order, whatever the input's
+    assert label_positions([5.0], [60.0]) == ["top right"]
+    points = [{"name": "GSVNet", "fps": f, "miou": m, "label": f"l={l}"} for l, (f, m) in
+              enumerate(((16.0, 69.9), (29.0, 67.0), (30.0, 65.3)), 1)]
+    assert accuracy_throughput(points).data[0].textposition == ("top right",) * 3
+
+
 def test_the_accuracy_throughput_plot_labels_every_log_tick_in_full():
     from gsvlib.viz import accuracy_throughput
 
