@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from gsvlib.data import CamVid, CityscapesSequences, DatasetError, RandomScaleCropFlip, open_dataset
 from gsvlib.data.io import encode_png, read_rgb, write_png
@@ -30,8 +31,20 @@ def cityscapes_root(tmp_path):
     return root
 
 
+def test_read_rgb_gives_rgb_bytes_whatever_the_png_stores(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(np.dstack((rgb, np.full((6, 5), 9, np.uint8)))).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "grey.png")
+    Image.fromarray(rgb).quantize(4).save(tmp_path / "palette.png")
+    assert np.array_equal(read_rgb(tmp_path / "rgb.png"), rgb) and np.array_equal(read_rgb(tmp_path / "rgba.png"), rgb)
+    assert np.array_equal(read_rgb(tmp_path / "grey.png"), np.repeat(rgb[..., :1], 3, axis=-1))
+    palette = read_rgb(tmp_path / "palette.png")
+    assert palette.shape == (6, 5, 3) and palette.dtype == np.uint8
+    assert np.array_equal(palette, np.asarray(Image.open(tmp_path / "palette.png").convert("RGB")))
+
+
 def test_png_encoder_round_trips_through_pillow_at_every_shape_it_takes(tmp_path):
-    from PIL import Image
 
     rng = np.random.default_rng(0)
     street = render_snippet(0, 0, (37, 53), frames=1)

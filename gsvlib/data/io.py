@@ -35,7 +35,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
             raise DatasetError(f"{path} is a {img.mode} image with values outside 0..65535; save frames as 8- or "
                                "16-bit RGB or grayscale")
         return np.repeat(((gray * 255 + 32767) // 65535).astype(np.uint8)[..., None], 3, axis=-1)
-    return np.asarray(img.convert("RGB"))
+    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))  # convert copies even an RGB image
 
 
 def read_label(path: str | Path) -> np.ndarray:
