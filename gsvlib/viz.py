@@ -239,23 +239,51 @@ def miou_by_interval(results: dict, image_only: dict) -> go.Figure:
     return fig
 
 
-def label_positions(x: list[float], y: list[float]) -> list[str]:
-    """Where each point's label goes: right of the point, clear of its vertical error bar, and on the side of the
-    curve the curve leaves free: above where the curve falls through the point (left to right), below where it
-    rises. Points close in x on one curve then get labels stacked with the curve, not on top of one another."""
-    order = sorted(range(len(x)), key=lambda i: x[i])
-    positions = [""] * len(x)
-    for k, i in enumerate(order):
-        before, after = order[max(k - 1, 0)], order[min(k + 1, len(x) - 1)]
-        positions[i] = "bottom right" if y[after] > y[before] else "top right"
-    return positions
+# A point label's box, as fractions of the plot's x and y ranges (a 720x420 figure with its legend: a plot area of
+# about 420x300 px, 12 px text): its width per character, its height, and its gap to the point (the marker's radius).
+LABEL_CHAR, LABEL_HEIGHT, LABEL_GAP = 0.017, 0.05, 0.01
+LABEL_SIDES = ("top right", "bottom right", "top left", "bottom left")  # plotly's text positions, in order of choice
+
+
+def _label_box(u: float, v: float, chars: int, side: str) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1) of a label of ``chars`` characters at ``side`` of the point (u, v), in plot fractions."""
+    w = chars * LABEL_CHAR
+    x0 = u + LABEL_GAP if side.endswith("right") else u - LABEL_GAP - w
+    y0 = v + LABEL_GAP if side.startswith("top") else v - LABEL_GAP - LABEL_HEIGHT
+    return x0, x0 + w, y0, y0 + LABEL_HEIGHT
+
+
+def label_positions(series: dict[str, tuple], text: dict[str, list[str]], log_x: bool = False
+                    ) -> dict[str, list[str]]:
+    """Where each point's label ``text[name][i]`` goes, per curve ``name: (x, y)``. First choice: right of the point,
+    clear of its vertical error bar, on the side its curve leaves free (above where the curve falls through the point,
+    left to right; below where it rises), so that points close in x on one curve get labels stacked along the curve.
+    A label whose box would cover one placed before it (a nearby point's, of this curve or another) takes the first
+    free side of :data:`LABEL_SIDES`, or keeps its first choice when none is free."""
+    xs = [math.log10(v) if log_x else v for x, _ in series.values() for v in x]
+    ys = [v for _, y in series.values() for v in y]
+    spans = [max(max(v) - min(v), 1e-9) for v in (xs, ys)]
+    placed, out = [], {}
+    for name, (x, y) in series.items():
+        order = sorted(range(len(x)), key=lambda i: x[i])
+        out[name] = [""] * len(x)
+        for k, i in enumerate(order):
+            before, after = order[max(k - 1, 0)], order[min(k + 1, len(x) - 1)]
+            first = "bottom right" if y[after] > y[before] else "top right"
+            u, v = (math.log10(x[i]) if log_x else x[i]) / spans[0], y[i] / spans[1]
+            boxes = {side: _label_box(u, v, len(text[name][i]), side) for side in LABEL_SIDES}
+            free = [side for side in (first, *LABEL_SIDES) if not any(
+                boxes[side][0] < b[1] and b[0] < boxes[side][1] and boxes[side][2] < b[3] and b[2] < boxes[side][3]
+                for b in placed)]
+            out[name][i] = (free or [first])[0]
+            placed.append(boxes[out[name][i]])
+    return out
 
 
 def accuracy_throughput(points: list[dict], log_x: bool = False) -> go.Figure:
     """Fig. 3-style curves: points {name, fps, miou, label, ci (optional: [lo, hi])} grouped by name, each point
     labelled clear of its curve and error bar (:func:`label_positions`). A curve whose every point has an interval
-    gets error bars. ``log_x``: FPS on a log axis, each tick
-    labelled in full (1, 2, 5 per decade)."""
+    gets error bars. ``log_x``: FPS on a log axis, each tick labelled in full (1, 2, 5 per decade)."""
     series, text, style, cis = {}, {}, {}, {}
     for p in points:
         x, y = series.setdefault(p["name"], ([], []))
@@ -263,8 +291,8 @@ def accuracy_throughput(points: list[dict], log_x: bool = False) -> go.Figure:
         y.append(p["miou"])
         text.setdefault(p["name"], []).append(p.get("label", ""))
         cis.setdefault(p["name"], []).append(p.get("ci"))
-    for color, (name, (x, y)) in zip(PALETTE, series.items()):
-        style[name] = dict(color=color, textposition=label_positions(x, y))
+    for color, (name, where) in zip(PALETTE, label_positions(series, text, log_x).items()):
+        style[name] = dict(color=color, textposition=where)
     intervals = {name: ci for name, ci in cis.items() if all(ci)}
     fig = line_chart(series, "Accuracy vs throughput", "throughput (frames/s, this machine)", "average mIoU (%)",
                      style=style, text=text, intervals=intervals,

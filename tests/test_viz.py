@@ -206,13 +206,32 @@ def test_point_labels_sit_right_of_their_error_bars_on_the_side_their_curve_leav
     from gsvlib.viz import accuracy_throughput, label_positions
 
     # a curve that rises to a peak (above it lies free), then falls through two points close in x (GSVNet's l = 3..5)
-    assert label_positions([4.0, 9.5, 19.0, 29.0, 30.0], [66.6, 69.5, 69.9, 67.0, 65.3]) == [
-        "bottom right", "bottom right", "top right", "top right", "top right"]
-    assert label_positions([30.0, 16.0], [65.3, 69.9]) == ["top right", "top right"]  # in x order, whatever the input's
-    assert label_positions([5.0], [60.0]) == ["top right"]
+    rising_then_falling = ([4.0, 9.5, 19.0, 29.0, 30.0], [60.6, 69.5, 69.9, 66.0, 62.3])
+    assert label_positions({"a": rising_then_falling}, {"a": ["l=1"] * 5}) == {
+        "a": ["bottom right", "bottom right", "top right", "top right", "top right"]}
+    assert label_positions({"a": ([30.0, 16.0], [60.3, 69.9])}, {"a": ["p", "q"]}) == {"a": ["top right"] * 2}
+    assert label_positions({"a": ([5.0], [60.0])}, {"a": ["p"]}) == {"a": ["top right"]}
     points = [{"name": "GSVNet", "fps": f, "miou": m, "label": f"l={l}"} for l, (f, m) in
               enumerate(((16.0, 69.9), (29.0, 67.0), (30.0, 65.3)), 1)]
     assert accuracy_throughput(points).data[0].textposition == ("top right",) * 3
+
+
+def test_a_label_moves_off_a_label_placed_before_it():
+    from gsvlib.viz import label_positions
+
+    # GSVNet at l = 1 runs the keyframe net at the scale of one image-only point: both points coincide
+    series = {"GSVNet": ([0.95, 1.7, 3.1], [69.4, 65.7, 60.4]), "image-only": ([0.45, 0.93, 2.5], [70.2, 69.4, 64.9])}
+    text = {"GSVNet": ["l=1", "l=2", "l=3"], "image-only": ["x1.0", "x0.75", "x0.5"]}
+    assert label_positions(series, text, log_x=True) == {
+        "GSVNet": ["top right"] * 3,  # placed first, each where its curve falls
+        "image-only": ["top right", "bottom right", "top right"]}  # x0.75: below, clear of l=1's label
+    # the 480x360 points: l=1 and l=2 far enough apart for their short labels; x0.5 below them, clear of both
+    series = {"GSVNet": ([16.0, 22.0, 38.0], [69.88, 69.85, 68.6]), "image-only": ([4.5, 9.5, 19.0], [66.6, 69.5, 69.9])}
+    text = {"GSVNet": ["l=1", "l=2", "l=3"], "image-only": ["x1.0", "x0.75", "x0.5"]}
+    assert label_positions(series, text, log_x=True) == {"GSVNet": ["top right"] * 3, "image-only": ["bottom right"] * 3}
+    # a longer label at the same spot as a placed one has to move
+    crowded = label_positions({"a": ([10.0, 10.2, 100.0], [50.0, 50.0, 40.0])}, {"a": ["a long label", "b", "c"]})
+    assert crowded == {"a": ["top right", "bottom right", "top right"]}
 
 
 def test_the_accuracy_throughput_plot_labels_every_log_tick_in_full():
