@@ -62,6 +62,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
 import sys
 import time
 import tomllib
@@ -74,15 +75,16 @@ from gsvlib.checkpoint import (CheckpointError, export_weights, load_model, read
 from gsvlib.config import PATHS, RECIPES, STARTING_POINTS, TrainConfig, check_starting_point, config_for, wrong_types
 from gsvlib.data import DATASETS
 from gsvlib.evaluate import VARIANTS, EvalConfig, run_eval
-from gsvlib.files import check_file_output, marked, sha256, shown, write_json_atomic
+from gsvlib.files import check_file_output, lock_holder, marked, sha256, shown, write_json_atomic
 from gsvlib.stages import STAGES
-from gsvlib.train import FREE, read_log, setting_differences, starting_points, train
+from gsvlib.train import FREE, LOCK, read_log, setting_differences, starting_points, train
 
 TABLES = "tables.toml"  # the tables of a folder of experiments and of the folders below it
 KEYS = {"description", "legend", "modules", "checkpoint", "train", "export", "eval", "bench", "report"}
 PLACING = ("name", "of", "table", "row")  # keys of an [[eval]] or [[bench]] that say where it goes, not how it runs
 PRESENTATION = ("table", "row")  # how a result is shown: never recorded in it, read from the file when rendering
 FILES = (".pt", ".pth", ".tar")  # a starting point ending so is a checkpoint file; otherwise it names an experiment
+WAIT_POLL_S = 2.0  # how often a runner that waits for another process's training looks whether it finished
 
 
 class ExperimentError(ValueError):
@@ -319,11 +321,14 @@ class Runs:
     """The trained models of experiments: each run folder made sure of (trained, resumed, or found done with the
     same settings), and what each experiment starts from. ``roots`` maps dataset names to their folders;
     ``overrides`` sets training settings in every experiment (e.g. a few iterations to try a folder of experiments
-    out); ``dry_run`` prints the plan and changes nothing."""
+    out); ``dry_run`` prints the plan and changes nothing. ``wait``: a run folder that another process is training
+    is waited for (``wait`` is called with a line that says so), then taken as that process left it, instead of
+    refused (a notebook waits for ``make tour``; ``gsv run`` refuses)."""
 
     def __init__(self, roots: dict[str, str] | None = None, runs: str | Path = "runs", progress: bool = True,
                  dry_run: bool = False, say=print, overrides: dict | None = None, seed: int | None = None,
-                 use: dict[str, str] | None = None, settings: dict[str, dict] | None = None):
+                 use: dict[str, str] | None = None, settings: dict[str, dict] | None = None, wait=None):
+        self.wait = wait
         self.seed = seed  # a repetition under this seed: its own run folder and result files, no export or bench
         self.use = dict(use or {})  # experiment name -> a checkpoint that stands in for its run as a starting point
         self.roots = dict(roots or {})
@@ -418,6 +423,8 @@ class Runs:
                                       "run)")
             path = Path(cfg.out) / "checkpoint.pt"
             done = self._same_run(exp, cfg, path) if path.is_file() else 0
+            if done < cfg.iterations and self.wait is not None and not self.dry_run:
+                done = self._after_other_process(exp, cfg, path, done)
             if done < cfg.iterations:
                 self._fresh.add(path.resolve())
             if done >= cfg.iterations:
@@ -435,6 +442,20 @@ class Runs:
                 train(cfg, resume=path.is_file(), progress=self.progress)
         self._trained[key] = path
         return path
+
+    def _after_other_process(self, exp: Experiment, cfg: TrainConfig, path: Path, done: int) -> int:
+        """The iterations in ``cfg.out`` once no other process trains there (``done`` when none does)."""
+        lock = Path(cfg.out) / LOCK
+        holder = lock_holder(lock)
+        if holder is None or holder.startswith(f"pid {os.getpid()} "):  # this process's own lock: train says so
+            return done
+        self.wait(f"[{exp.name}] {shown(cfg.out)} is being trained by {holder} (e.g. `make tour`); waiting for it to "
+                  "finish (interrupt to stop waiting)")
+        start = time.monotonic()
+        while lock_holder(lock) is not None:
+            time.sleep(WAIT_POLL_S)
+        self.wait(f"[{exp.name}] the other process finished after {time.monotonic() - start:.0f} s")
+        return self._same_run(exp, cfg, path) if path.is_file() else 0
 
     def _same_run(self, exp: Experiment, cfg: TrainConfig, path: Path) -> int:
         """The iterations of the run in ``path``, after making sure it is a run of ``cfg``: the same settings (but

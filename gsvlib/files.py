@@ -222,6 +222,22 @@ def locked(lock: Path, what: str, advice: str, keep: bool = True):
             lock.unlink(missing_ok=True)
 
 
+def lock_holder(lock: Path) -> str | None:
+    """Who holds the lock file ``lock`` of :func:`locked` (its text, e.g. "pid 12 on host"), or None when nobody
+    does or it does not exist."""
+    try:
+        f = open(lock, "r")
+    except FileNotFoundError:
+        return None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: a probe that never blocks a holder
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return None
+
+
 def sha256(path: str | Path) -> str:
     """The hex sha256 of a file's bytes, read in blocks."""
     digest = hashlib.sha256()

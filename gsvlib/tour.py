@@ -63,9 +63,9 @@ def experiments(cfg: TourConfig) -> list[Experiment]:
     return collect([cfg.experiments])
 
 
-def runner(cfg: TourConfig, progress: bool = True, say=print) -> Runner:
+def runner(cfg: TourConfig, progress: bool = True, say=print, wait=None) -> Runner:
     """The :class:`~gsvlib.experiments.Runner` of the tour: its experiment files on ``cfg.data``, run folders under
-    ``cfg.runs``, results into ``cfg.figures``, with the settings ``cfg`` changes."""
+    ``cfg.runs``, results into ``cfg.figures``, with the settings ``cfg`` changes; ``wait`` as the Runner's."""
     iterations = {stage: n for stage, n in (("keyframe", cfg.keyframe_iterations), ("propagation", cfg.gsv_iterations))
                   if n is not None}
     settings, stages = {}, set()
@@ -81,7 +81,7 @@ def runner(cfg: TourConfig, progress: bool = True, say=print) -> Runner:
     overrides = {k: v for k, v in (("batch_size", cfg.batch_size), ("seed", cfg.seed)) if v is not None}
     changes = {k: v for k, v in (("size", cfg.bench_size), ("intervals_timed", cfg.bench_repeats)) if v is not None}
     return Runner({"synthetic": cfg.data}, runs=cfg.runs, progress=progress, say=say, overrides=overrides,
-                  settings=settings, results=cfg.figures, changes=changes)
+                  settings=settings, results=cfg.figures, changes=changes, wait=wait)
 
 
 def key_scale(cfg: TourConfig) -> float | None:
@@ -93,9 +93,10 @@ def key_scale(cfg: TourConfig) -> float | None:
 def prepare(cfg: TourConfig, progress: bool = True, names: tuple[str, ...] | None = None) -> dict[str, Path]:
     """The synthetic set and the tour's trained runs (``names``: only those experiment files, and what they start
     from), made where missing and resumed where shorter than asked; returns their checkpoints by experiment file
-    ("keyframe", "gsv", "no-intra"). The notebooks start from here."""
+    ("keyframe", "gsv", "no-intra"). The notebooks start from here: a run that another process is training (``make
+    tour`` beside a notebook) is waited for, saying so, and not refused."""
     generate(cfg.data, cfg.synth, progress=progress)
-    run = runner(cfg, progress, say=lambda *_: None)
+    run = runner(cfg, progress, say=lambda *_: None, wait=print)
     exps = [exp for exp in experiments(cfg) if names is None or exp.path.stem in names]
     run.claim(exps)
     return {exp.path.stem: run.trained(exp) for exp in exps}

@@ -232,6 +232,51 @@ def keyframe_file(folder: Path, name: str, extra: str = "") -> Path:
     return path
 
 
+@pytest.mark.slow
+def test_a_runner_that_waits_takes_the_run_another_process_was_training_once_it_lets_go(tmp_path, tiny_synth):
+    import subprocess
+    import sys
+
+    exp = load(keyframe_file(tmp_path, "key"))
+    folder = tmp_path / "runs" / "key"
+    folder.mkdir(parents=True)
+    # another process holds the run folder; before letting go it leaves the files of a finished run there (or none)
+    hold = ("import fcntl, shutil, sys, time\n"
+            "f = open(sys.argv[1] + '/.lock', 'a+'); fcntl.flock(f, fcntl.LOCK_EX); f.truncate(0)\n"
+            "f.write('pid 4242 on elsewhere')\n"
+            "f.flush(); print('held', flush=True); time.sleep(float(sys.argv[2]))\n"
+            "for name in sys.argv[3:]: shutil.copy(name, sys.argv[1])\n")
+
+    def other_process(seconds: float, *leaves: Path) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", hold, str(folder), str(seconds), *map(str, leaves)],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "held\n"
+        return p
+
+    def runner(runs: Path, **kw) -> Runner:
+        return Runner({"synthetic": str(tiny_synth)}, runs=runs, progress=False, say=lambda *_: None,
+                      overrides={"iterations": 1, "batch_size": 2}, **kw)
+
+    other = other_process(60)
+    with pytest.raises(RuntimeError, match="is in use by pid 4242 on elsewhere; wait for it to finish"):
+        runner(tmp_path / "runs").trained(exp)  # gsv run refuses
+    other.kill()
+    other.wait()
+    finished = runner(tmp_path / "elsewhere").trained(exp)  # the run the other process will leave behind
+    said = []
+    other = other_process(1, finished, finished.parent / "config.json", finished.parent / "log.jsonl")
+    checkpoint = runner(tmp_path / "runs", wait=said.append).trained(exp)
+    assert other.poll() == 0  # it had let go before the runner went on
+    assert checkpoint.read_bytes() == finished.read_bytes()  # its run, taken as it was left: not trained again
+    assert said[0] == f"[key] {folder} is being trained by pid 4242 on elsewhere (e.g. `make tour`); waiting for it " \
+                      "to finish (interrupt to stop waiting)" and said[1].startswith("[key] the other process finished")
+    for name in ("checkpoint.pt", "config.json", "log.jsonl"):
+        (folder / name).unlink()
+    other = other_process(1)  # it lets go of an empty folder: the runner trains the run itself
+    assert read_checkpoint(runner(tmp_path / "runs", wait=said.append).trained(exp))["iteration"] == 1
+    assert other.poll() == 0 and len(said) == 4
+
+
 def test_two_files_of_one_name_are_refused_before_either_runs(tmp_path, capsys):
     a = keyframe_file(tmp_path / "a", "key")
     b = keyframe_file(tmp_path / "b", "key")

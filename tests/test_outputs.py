@@ -112,6 +112,19 @@ def test_synth_force_refuses_a_users_file_inside_the_sets_folders(tmp_path, caps
     assert "did not write (gtFine/my_annotation_notes.txt)" in capsys.readouterr().err and note.read_text() == "keep"
 
 
+def test_lock_holder_names_who_holds_a_lock_and_none_once_it_is_let_go(tmp_path):
+    import socket
+
+    from gsvlib.files import lock_holder, locked
+
+    lock = tmp_path / "run" / ".lock"
+    assert lock_holder(lock) is None  # no file yet
+    with locked(lock, "the run", "wait"):
+        assert lock_holder(lock) == f"pid {os.getpid()} on {socket.gethostname()}"
+        assert lock_holder(lock.parent / "other.lock") is None
+    assert lock.exists() and lock_holder(lock) is None  # the file stays; nobody holds it
+
+
 def test_train_refuses_a_users_lock_and_tmp_files_and_leaves_no_lock_when_it_refuses(tmp_path, tiny_synth, capsys):
     common = ["train", "--stage", "keyframe", "--root", str(tiny_synth), "--batch-size", "2", "--iterations", "1"]
     out = tmp_path / "run"
