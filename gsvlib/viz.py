@@ -498,22 +498,31 @@ def _matplotlib_export(fig: go.Figure, path: Path) -> None:
             ax.tick_params(axis="x", labelrotation=60, labelsize=7)
             ax.set_yticks([])
         elif trace.type == "scatter":
-            style = "--" if trace.line.dash == "dash" else "-"
+            style = {"dash": "--", "dot": ":"}.get(trace.line.dash, "-")
             ax.plot(trace.x, trace.y, style + ("o" if "markers" in (trace.mode or "") else ""), label=trace.name,
-                    markersize=3)
+                    markersize=3, color=trace.line.color)
+            if trace.error_y.array is not None:  # the 95% intervals of line_chart
+                ax.errorbar(trace.x, trace.y, yerr=[trace.error_y.arrayminus, trace.error_y.array], fmt="none",
+                            ecolor=trace.line.color, elinewidth=0.8, capsize=2)
             if trace.text is not None:
                 where = trace.textposition
                 for x, y, t, at in zip(trace.x, trace.y, trace.text, where if isinstance(where, tuple) else
                                        [where] * len(trace.x)):
-                    below = str(at).startswith("bottom")
-                    ax.annotate(t, (x, y), fontsize=7, xytext=(3, -3 if below else 3), textcoords="offset points",
-                                va="top" if below else "bottom")
+                    below, left = str(at).startswith("bottom"), str(at).endswith("left")
+                    ax.annotate(t, (x, y), fontsize=7, xytext=(-3 if left else 3, -3 if below else 3),
+                                textcoords="offset points", va="top" if below else "bottom",
+                                ha="right" if left else "left")
             ax.set_xlabel(fig.layout.xaxis.title.text or "")
             ax.set_ylabel(fig.layout.yaxis.title.text or "")
             if fig.layout.yaxis.type == "log":
                 ax.set_yscale("log")
             if fig.layout.xaxis.type == "log":
                 ax.set_xscale("log")
+            if fig.layout.xaxis.tickvals:  # ticks the figure labels itself (log_ticks)
+                ax.set_xticks(list(fig.layout.xaxis.tickvals), list(fig.layout.xaxis.ticktext))
+                ax.minorticks_off()
+            elif fig.layout.xaxis.dtick:
+                ax.set_xticks(np.arange(min(trace.x), max(trace.x) + 1e-9, fig.layout.xaxis.dtick))
             ax.legend(fontsize=7)
     for k in range(rows * cols):
         ax = axes[k // cols][k % cols]

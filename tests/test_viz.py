@@ -123,6 +123,21 @@ def test_the_matplotlib_fallback_draws_grouped_bars_without_per_bar_colours(tmp_
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_matplotlib_fallback_draws_each_curve_in_its_colour_with_its_error_bars(tmp_path):
+    from PIL import Image
+
+    from gsvlib.viz import _matplotlib_export, accuracy_throughput
+
+    points = [{"name": "image-only", "fps": 1.0, "miou": 60.0, "label": "x1"}]  # PALETTE[0], matplotlib's first too
+    points += [{"name": "GSVNet", "fps": f, "miou": m, "label": f"l={l}", "ci": [m - 8, m + 8]}
+               for l, (f, m) in enumerate(((2.0, 70.0), (5.0, 60.0), (40.0, 50.0)), 1)]
+    _matplotlib_export(accuracy_throughput(points, log_x=True), tmp_path / "curve.png")
+    png = np.asarray(Image.open(tmp_path / "curve.png").convert("RGB")).astype(int)  # (H, W, 3)
+    red = np.abs(png - (0xD6, 0x27, 0x28)).sum(-1) < 40  # PALETTE[1]: GSVNet's colour in plotly
+    rows = np.flatnonzero(red.any(1))
+    assert red.sum() > 300 and rows.max() - rows.min() > 0.5 * png.shape[0]  # its line and its bars, +-8 points
+
+
 def test_the_matplotlib_fallback_draws_label_pictures_under_their_hover_grid_and_the_legend_beside_them(tmp_path):
     """Label panels carry an invisible heatmap for their hover text and the classes as legend-only traces: the
     fallback must draw neither over the pictures (plotly draws the heatmap transparent, the legend below)."""
