@@ -373,7 +373,9 @@ def pairs_to_run(cfg: BenchConfig) -> tuple[list[tuple[str, str]], list[dict]]:
     return [pair for pair, why in reasons.items() if not why], skipped
 
 
-END_TO_END_OUTPUTS = ("folder", ".mp4")  # where gsv segment's path writes in the end-to-end benchmark
+# where gsv segment's path writes in the end-to-end benchmark: overlays to a folder of PNGs and to .mp4, and class ids
+# to a folder of label PNGs (--labels), each output's name in the temporary folder
+END_TO_END_OUTPUTS = {"folder": "overlays", ".mp4": "overlays.mp4", "labels": "labels"}
 
 
 def _model_only(seg: VideoSegmenter, frames: list, progress: bool, label: str) -> float:
@@ -391,7 +393,8 @@ def _model_only(seg: VideoSegmenter, frames: list, progress: bool, label: str) -
 def end_to_end(model: GSVNet, video: str | Path, table: LabelTable, cfg: BenchConfig, progress: bool = True,
                done: Callable | None = None) -> dict:
     """gsv segment's whole path on the first ``cfg.max_frames`` frames of ``video`` (decode, model, overlay,
-    encode; to a temporary folder of PNGs and a temporary .mp4) timed beside the model alone on the same frames,
+    encode; to a temporary folder of PNGs, a temporary .mp4 and a folder of label PNGs) timed beside the model alone
+    on the same frames,
     held in memory, for each backend x precision of ``cfg`` that runs here, one after the other in one process.
     Each pair warms up on one keyframe interval first (where compiled and onnx runtimes compile or export). Returns
     {"environment", "video", "frames", "size", "interval", "rows": [...], "skipped": [...]}; each row has the
@@ -410,9 +413,9 @@ def end_to_end(model: GSVNet, video: str | Path, table: LabelTable, cfg: BenchCo
         row = {"backend": backend, "precision": precision, "key_scale": seg.key_scale}
         report["rows"].append({**row, "output": "model only", "fps": round(alone, 2), "share": 1.0})
         with tempfile.TemporaryDirectory(prefix="gsvkit-end-to-end-") as tmp:
-            for output in END_TO_END_OUTPUTS:
-                out = Path(tmp) / ("overlays" if output == "folder" else f"overlays{output}")
-                s = segment_video(seg, video, out, table, max_frames=cfg.max_frames, progress=progress)
+            for output, name in END_TO_END_OUTPUTS.items():
+                s = segment_video(seg, video, Path(tmp) / name, table, max_frames=cfg.max_frames, progress=progress,
+                                  labels=output == "labels")
                 report["rows"].append({**row, "output": output, "fps": s["fps_end_to_end"],
                                        "share": round(s["fps_end_to_end"] / alone, 3), "model_fps": s["fps"],
                                        "stage_ms": s["stage_ms"], "bound_by": s["bound_by"]})

@@ -293,7 +293,7 @@ def cmd_segment(args) -> None:
     else:
         raise ValueError("give the model: --checkpoint FILE, or --onnx FOLDER (from `gsv export-onnx`)")
     summary = segment_video(seg, args.input, args.out, DATASETS[dataset or "cityscapes"].table, args.alpha,
-                            args.max_frames, legend=args.legend, fps=args.fps)
+                            args.max_frames, legend=args.legend, fps=args.fps, labels=args.labels)
     nonkey = summary["non_keyframe_ms_mean"]
     keys = sum(t["keyframe"] for t in summary["per_frame"])
     forced = sum(t["forced"] for t in summary["per_frame"])
@@ -500,6 +500,7 @@ def _segment_parser(sub) -> None:
                         epilog="examples:\n  gsv segment clip.mp4 --checkpoint weights/camvid_swiftnet_gsvnet.pt "
                                "--out clip_seg.mp4\n"
                                "  gsv segment frames/ --checkpoint ckpt.pt --out overlays --interval 3 --fps 30\n"
+                               "  gsv segment frames/ --checkpoint ckpt.pt --out labels --labels  # class ids, not pictures\n"
                                "  gsv segment clip.mp4 --checkpoint ckpt.pt --out clip_seg.gif --max-frames 60",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     sg.add_argument("input", help="a video file (.mp4, .avi, .mov, .mkv, .webm, .m4v) or a folder of frames "
@@ -516,6 +517,9 @@ def _segment_parser(sub) -> None:
                                                      "its propagation trained at, else the paper's 0.75)")
     sg.add_argument("--fps", type=float, help="the input's frame rate, for a folder of frames (a video file's own is "
                                               "used otherwise): warns below 10 and sets the output video's rate")
+    sg.add_argument("--labels", action="store_true",
+                    help="write each frame's class ids instead of overlays: single-channel PNGs (0..C-1, in the "
+                         "checkpoint's class order, as the datasets' label files) into the --out folder")
     sg.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the label colours (default 0.5)")
     sg.add_argument("--no-legend", dest="legend", action="store_false",
                     help="leave out the strip of class colours under each frame")

@@ -223,10 +223,12 @@ class WriteBehind:
 
 def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: LabelTable, alpha: float = 0.5,
                   max_frames: int | None = None, progress: bool = True, legend: bool = True,
-                  fps: float | None = None) -> dict:
+                  fps: float | None = None, labels: bool = False) -> dict:
     """Segment every frame of ``source``; write colour overlays (with a strip of the class colours under each, unless
     ``legend=False``) to ``out`` (a folder of PNGs when it has no suffix, else an .mp4, .webm or .gif file) and
-    per-frame timings to ``out/timings.json`` (folder) or ``<out>.timings.json`` (file).
+    per-frame timings to ``out/timings.json`` (folder) or ``<out>.timings.json`` (file). ``labels=True`` writes each
+    frame's class ids instead, as the datasets' label files hold them (single-channel PNGs, 0..C-1, ``table``'s
+    order), into a folder: nothing is drawn, and a CamVid frame's file takes 4 KB against an overlay's 260 KB.
 
     ``fps`` is the source's frame rate (a video file's own is used when not given); below LOW_FPS with a keyframe
     interval above 1, a warning says that propagation will not hold up. Frames are decoded ahead and pictures drawn
@@ -244,6 +246,9 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
         raise ValueError(f"fps (--fps) is the input's frame rate, a positive number; got {fps}")
     out = output_path(Path(out))  # through a symlink: its target is replaced, the link stays
     kind = output_kind(out)
+    if labels and kind != "folder":
+        raise ValueError(f"--labels writes a folder of label PNGs, not a {kind} video: give --out a folder (a path "
+                         f"without a suffix), e.g. {out.with_suffix('')}")
     refuse_overlap(out, {"the input": source})
     if kind == "folder":
         refuse_foreign(out, lambda p: OVERLAY_FILE.fullmatch(str(p)) is not None, "gsv segment")
@@ -256,11 +261,11 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
                               "another name, or move the file (nothing was changed)")
     with locked(out.parent / f".{out.name}.lock", f"--out {out}",
                 "wait for the other gsv segment to finish, or choose another --out", keep=False):
-        return _write_overlays(segmenter, source, out, kind, table, alpha, max_frames, progress, legend, fps)
+        return _write_overlays(segmenter, source, out, kind, table, alpha, max_frames, progress, legend, fps, labels)
 
 
 def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, table: LabelTable, alpha: float,
-                    max_frames: int | None, progress: bool, legend: bool, fps: float | None) -> dict:
+                    max_frames: int | None, progress: bool, legend: bool, fps: float | None, labels: bool) -> dict:
     frames, source_fps, count = read_frames(source)
     fps = fps or source_fps
     if fps is not None and fps < LOW_FPS and segmenter.interval > 1:
@@ -280,12 +285,15 @@ def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, tab
 
     def write(item) -> None:  # in the encoder's thread: overlay, legend, encode
         nonlocal key
-        i, frame, labels = item
+        i, frame, ids = item
         t0 = time.perf_counter()
-        picture = overlay(frame, labels, table, alpha)
-        if legend:
-            key = key if key is not None else legend_strip(table, picture.shape[1])
-            picture = np.concatenate((picture, key))
+        if labels:
+            picture = ids.astype(np.uint8)  # (H, W) class ids
+        else:
+            picture = overlay(frame, ids, table, alpha)
+            if legend:
+                key = key if key is not None else legend_strip(table, picture.shape[1])
+                picture = np.concatenate((picture, key))
         t1 = time.perf_counter()
         if writer is not None:
             writer.append_data(picture)
@@ -306,12 +314,12 @@ def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, tab
                     break
                 t0 = time.perf_counter()
                 step = segmenter.step(torch.tensor(frame).permute(2, 0, 1), labels=True)  # a writable copy
-                labels = step.labels[0].cpu().numpy()
+                ids = step.labels[0].cpu().numpy()  # (H, W)
                 t1 = time.perf_counter()
                 timings.append({"frame": i, "keyframe": step.is_keyframe, "forced": step.forced,
                                 "ms": round((t1 - t0) * 1000, 2)})
                 spent["model"] += t1 - t0
-                behind.put((i, frame, labels))
+                behind.put((i, frame, ids))
                 spent["wait_output"] += time.perf_counter() - t1
         finally:
             decoded.close()
@@ -337,7 +345,7 @@ def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, tab
                "non_keyframe_ms_mean": round(float(np.mean(other_ms)), 2) if other_ms else None,
                "fps": round(1000 * n / sum(t["ms"] for t in timings), 2),
                "fps_end_to_end": round(n / wall, 2), "stage_ms": stage_ms, "bound_by": bound_by(stage_ms),
-               "per_frame": timings}
+               "written": "labels" if labels else "overlays", "per_frame": timings}
     if kind == "folder":
         write_json_atomic(partial / "timings.json", marked(summary))
     move_into_place(partial, out)

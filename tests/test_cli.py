@@ -132,6 +132,33 @@ def test_segment_a_frame_folder_and_an_mp4(trained, tmp_path, capsys):
     assert len(list((tmp_path / "ov2").glob("*.png"))) == 4
 
 
+def test_segment_labels_writes_the_class_ids_the_segmenter_streams(trained, tmp_path, capsys):
+    from PIL import Image
+
+    from gsvlib.checkpoint import load_model
+    from gsvlib.segmenter import VideoSegmenter
+
+    frames = tmp_path / "frames"
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 256, (40, 72, 3), dtype=np.uint8) for _ in range(4)]
+    for i, picture in enumerate(pictures):
+        write_png(frames / f"f_{i}.png", picture)
+    out = tmp_path / "labels"
+    assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(out), "--interval", "2",
+                 "--labels"]) == 0
+    model, _ = load_model(trained)
+    seg = VideoSegmenter(model, 2)
+    for i, picture in enumerate(pictures):
+        written = Image.open(out / f"{i:06d}.png")
+        expected = seg.step(torch.from_numpy(picture).permute(2, 0, 1), labels=True).labels[0].numpy()
+        assert written.mode == "L" and np.array_equal(np.asarray(written), expected), i  # pixel for pixel
+    assert json.loads((out / "timings.json").read_text())["written"] == "labels"
+    assert main(["segment", str(frames), "--checkpoint", str(trained), "--out", str(tmp_path / "l.mp4"),
+                 "--labels"]) == 2
+    assert f"--labels writes a folder of label PNGs, not a .mp4 video: give --out a folder (a path without a " \
+           f"suffix), e.g. {tmp_path / 'l'}" in capsys.readouterr().err and not (tmp_path / "l.mp4").exists()
+
+
 @pytest.mark.slow
 def test_bench_end_to_end_times_the_segment_path_beside_the_model_alone(trained, tmp_path, capsys):
     frames = tmp_path / "frames"
@@ -143,7 +170,7 @@ def test_bench_end_to_end_times_the_segment_path_beside_the_model_alone(trained,
     report = json.loads(path.read_text())
     assert report["frames"] == 4 and report["size"] == [40, 72] and report["interval"] == 2
     rows = report["rows"]
-    assert [r["output"] for r in rows] == ["model only", "folder", ".mp4"] and rows[0]["share"] == 1.0
+    assert [r["output"] for r in rows] == ["model only", "folder", ".mp4", "labels"] and rows[0]["share"] == 1.0
     for row in rows[1:]:
         assert row["share"] == pytest.approx(row["fps"] / rows[0]["fps"], abs=2e-3)
         assert set(row["stage_ms"]) == set(STAGES) and row["bound_by"] in ("the model", "decoding",
