@@ -261,10 +261,10 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
                               "another name, or move the file (nothing was changed)")
     with locked(out.parent / f".{out.name}.lock", f"--out {out}",
                 "wait for the other gsv segment to finish, or choose another --out", keep=False):
-        return _write_overlays(segmenter, source, out, kind, table, alpha, max_frames, progress, legend, fps, labels)
+        return _write_outputs(segmenter, source, out, kind, table, alpha, max_frames, progress, legend, fps, labels)
 
 
-def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, table: LabelTable, alpha: float,
+def _write_outputs(segmenter: VideoSegmenter, source, out: Path, kind: str, table: LabelTable, alpha: float,
                     max_frames: int | None, progress: bool, legend: bool, fps: float | None, labels: bool) -> dict:
     frames, source_fps, count = read_frames(source)
     fps = fps or source_fps
@@ -283,7 +283,7 @@ def _write_overlays(segmenter: VideoSegmenter, source, out: Path, kind: str, tab
     timings, key = [], None
     spent = dict.fromkeys(STAGES, 0.0)  # seconds per stage; each is added to by one thread only
 
-    def write(item) -> None:  # in the encoder's thread: overlay, legend, encode
+    def write(item) -> None:  # in the encoder's thread: overlay and legend (or the class ids as bytes), encode
         nonlocal key
         i, frame, ids = item
         t0 = time.perf_counter()
