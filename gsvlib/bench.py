@@ -394,8 +394,8 @@ def end_to_end(model: GSVNet, video: str | Path, table: LabelTable, cfg: BenchCo
                done: Callable | None = None) -> dict:
     """gsv segment's whole path on the first ``cfg.max_frames`` frames of ``video`` (decode, model, overlay,
     encode; to a temporary folder of PNGs, a temporary .mp4 and a folder of label PNGs) timed beside the model alone
-    on the same frames,
-    held in memory, for each backend x precision of ``cfg`` that runs here, one after the other in one process.
+    on the same frames, held in memory, for each backend x precision of ``cfg`` that runs here, one after the other in
+    one process.
     Each pair warms up on one keyframe interval first (where compiled and onnx runtimes compile or export). Returns
     {"environment", "video", "frames", "size", "interval", "rows": [...], "skipped": [...]}; each row has the
     backend, precision, output ("model only" or an output of END_TO_END_OUTPUTS), its FPS, its share of the model

@@ -500,7 +500,7 @@ def _segment_parser(sub) -> None:
                         epilog="examples:\n  gsv segment clip.mp4 --checkpoint weights/camvid_swiftnet_gsvnet.pt "
                                "--out clip_seg.mp4\n"
                                "  gsv segment frames/ --checkpoint ckpt.pt --out overlays --interval 3 --fps 30\n"
-                               "  gsv segment frames/ --checkpoint ckpt.pt --out labels --labels  # class ids, not pictures\n"
+                               "  gsv segment frames/ --checkpoint ckpt.pt --out labels --labels   # class ids\n"
                                "  gsv segment clip.mp4 --checkpoint ckpt.pt --out clip_seg.gif --max-frames 60",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     sg.add_argument("input", help="a video file (.mp4, .avi, .mov, .mkv, .webm, .m4v) or a folder of frames "

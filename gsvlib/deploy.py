@@ -181,10 +181,11 @@ def calibration_frames(data, count: int = 32) -> list[torch.Tensor]:
 
 def quantize_keyframe(folder: Path, size: tuple[int, int], frames: Sequence[torch.Tensor],
                       source: str | None = None) -> dict:
-    """The keyframe graph in ``folder`` (exported for frames of ``size``) statically quantized by ONNX Runtime into ``folder/keyframe.int8.onnx``:
-    weights int8 per output channel, activations uint8 with ranges from min-max calibration on ``frames``, as
-    quantize/dequantize pairs (QDQ) that ONNX Runtime fuses into integer kernels. The 7-bit weight range
-    (``reduce_range``) avoids the saturation of AVX2 and AVX-512 CPUs without VNNI. Returns what onnx.json records."""
+    """The keyframe graph in ``folder`` (exported for frames of ``size``) statically quantized by ONNX Runtime into
+    ``folder/keyframe.int8.onnx``: weights int8 per output channel, activations uint8 with ranges from min-max
+    calibration on ``frames``, as quantize/dequantize pairs (QDQ) that ONNX Runtime fuses into integer kernels. The
+    7-bit weight range (``reduce_range``) avoids the saturation of AVX2 and AVX-512 CPUs without VNNI. Returns what
+    onnx.json records."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

@@ -265,7 +265,7 @@ def segment_video(segmenter: VideoSegmenter, source, out: str | Path, table: Lab
 
 
 def _write_outputs(segmenter: VideoSegmenter, source, out: Path, kind: str, table: LabelTable, alpha: float,
-                    max_frames: int | None, progress: bool, legend: bool, fps: float | None, labels: bool) -> dict:
+                   max_frames: int | None, progress: bool, legend: bool, fps: float | None, labels: bool) -> dict:
     frames, source_fps, count = read_frames(source)
     fps = fps or source_fps
     if fps is not None and fps < LOW_FPS and segmenter.interval > 1:

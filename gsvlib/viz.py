@@ -260,9 +260,9 @@ def label_positions(series: dict[str, tuple], text: dict[str, list[str]], log_x:
     left to right; below where it rises), so that points close in x on one curve get labels stacked along the curve.
     A label whose box would cover one placed before it (a nearby point's, of this curve or another) takes the first
     free side of :data:`LABEL_SIDES`, or keeps its first choice when none is free."""
-    xs = [math.log10(v) if log_x else v for x, _ in series.values() for v in x]
-    ys = [v for _, y in series.values() for v in y]
-    spans = [max(max(v) - min(v), 1e-9) for v in (xs, ys)]
+    series = {name: ([math.log10(v) if log_x else v for v in x], y) for name, (x, y) in series.items()}  # as drawn
+    spans = [max(max(v) - min(v), 1e-9) for v in ([v for x, _ in series.values() for v in x],
+                                                   [v for _, y in series.values() for v in y])]
     placed, out = [], {}
     for name, (x, y) in series.items():
         order = sorted(range(len(x)), key=lambda i: x[i])
@@ -270,7 +270,7 @@ def label_positions(series: dict[str, tuple], text: dict[str, list[str]], log_x:
         for k, i in enumerate(order):
             before, after = order[max(k - 1, 0)], order[min(k + 1, len(x) - 1)]
             first = "bottom right" if y[after] > y[before] else "top right"
-            u, v = (math.log10(x[i]) if log_x else x[i]) / spans[0], y[i] / spans[1]
+            u, v = x[i] / spans[0], y[i] / spans[1]
             boxes = {side: _label_box(u, v, len(text[name][i]), side) for side in LABEL_SIDES}
             free = [side for side in (first, *LABEL_SIDES) if not any(
                 boxes[side][0] < b[1] and b[0] < boxes[side][1] and boxes[side][2] < b[3] and b[2] < boxes[side][3]
